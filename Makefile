@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Installed before the project so that pip keeps this build instead of resolving torch itself
+# (on Linux a plain `torch` from PyPI is a multi-gigabyte CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/gpt2-desktop generate --prompt "Once upon a time" --max-new-tokens 60
+
+test: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.make_models
+	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers
+
+clean:
+	rm -rf $(VENV) .bench .pytest_cache

@@ -1,0 +1,1 @@
+"""Files shipped inside the package: the embedded model, templates, icons. Found with importlib.resources."""

@@ -1,0 +1,191 @@
+"""The `gpt2-desktop` subcommands that need no window: generate, score, perplexity, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from engine.errors import EngineError, SettingsError
+
+
+class UserError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump, exit 2
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+    p.add_argument("--model", required=model_required, help="model folder (default: the embedded model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gpt2-desktop", description="Run GPT-2-family models locally.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="continue a prompt")
+    _add_model_args(g)
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt")
+    src.add_argument("--prompt-file", type=Path)
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy decoding")
+    g.add_argument("--top-k", type=int, default=40, help="0 turns top-k off")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stop", nargs="+", action="extend", default=[], metavar="TEXT")
+    g.add_argument("--json", action="store_true", help="one JSON object per token, then a summary line")
+
+    s = sub.add_parser("score", help="per-token log-probabilities of a text")
+    _add_model_args(s)
+    s.add_argument("--text", required=True)
+    s.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("perplexity", help="perplexity and bits per byte of a text file")
+    _add_model_args(p)
+    p.add_argument("--file", required=True, type=Path)
+    p.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
+    _add_model_args(b, model_required=True)
+    b.add_argument("--against", choices=["none", "transformers"], default="transformers")
+    b.add_argument("--prompt-tokens", type=int, default=32)
+    b.add_argument("--new-tokens", type=int, default=128)
+    b.add_argument("--prefill-tokens", type=int, default=512)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--json", action="store_true")
+    return parser
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"No such file: {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text.") from None
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def _load(args):
+    from engine.device import set_threads
+    from engine.loader import load_model
+
+    set_threads(args.threads)
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def cmd_generate(args) -> int:
+    from engine.generate import Done, Generator
+    from engine.sampling import SamplingSettings
+
+    prompt = args.prompt if args.prompt is not None else _read_text(args.prompt_file)
+    settings = SamplingSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    ).validate()
+    generator = Generator(_load(args))
+    cancel = threading.Event()
+    done = None
+    try:
+        for event in generator.stream(prompt, settings, cancel):
+            if isinstance(event, Done):
+                done = event
+            elif args.json:
+                _print_json({"token": event.token, "text": event.text, "logprob": round(event.logprob, 6)})
+            else:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        summary = {
+            "done": True,
+            "text": done.text,
+            "token_ids": done.token_ids,
+            "prompt_tokens": done.prompt_tokens,
+            "stop_reason": done.stop_reason,
+            "time_to_first_token_ms": done.time_to_first_token_ms,
+            "tokens_per_second": done.tokens_per_second,
+        }
+        if done.truncated_prompt_tokens:
+            summary["truncated_prompt_tokens"] = done.truncated_prompt_tokens
+        _print_json(summary)
+    else:
+        sys.stdout.write("\n")
+    if done.truncated_prompt_tokens:
+        print(
+            f"note: the prompt was longer than the model's {generator.window}-token window; "
+            f"its first {done.truncated_prompt_tokens} tokens were left out.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_score(args) -> int:
+    from engine.scoring import score_text
+
+    scores = score_text(_load(args), args.text)
+    total = sum(s.logprob for s in scores)
+    if args.json:
+        _print_json({"tokens": [{"token": s.token, "text": s.text, "logprob": s.logprob} for s in scores],
+                     "logprob": total})
+    else:
+        for s in scores:
+            print(f"{s.token:>7}  {s.logprob:10.4f}  {s.text!r}")
+        print(f"total logprob {total:.4f} over {len(scores)} tokens")
+    return 0
+
+
+def cmd_perplexity(args) -> int:
+    from engine.scoring import perplexity
+
+    text = _read_text(args.file)
+    if not text:
+        raise UserError(f"{args.file} is empty; there is nothing to measure.")
+    result = perplexity(_load(args), text)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(f"tokens {result.tokens}  bytes {result.bytes}  nll {result.nll:.2f} nats  "
+              f"ppl {result.ppl:.3f}  bits/byte {result.bits_per_byte:.4f}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from engine.bench import run_bench
+
+    return run_bench(args)
+
+
+COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UserError("gpt2-desktop: name a command: generate, score, perplexity or bench (see --help)")
+        return COMMANDS[args.command](args)
+    except (UserError, EngineError) as exc:
+        print(f"error: {exc}" if isinstance(exc, (EngineError, SettingsError)) else str(exc), file=sys.stderr)
+        return 2

@@ -1,0 +1,89 @@
+"""One entry point for every model: the embedded one, a folder the user picks, a cached download."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import build_model, read_state_dict, weight_files
+from engine.config import GPTConfig, load_config, read_json
+from engine.device import resolve_device, resolve_dtype
+from engine.errors import ModelLoadError
+from engine.model import GPT
+from engine.tokenizer import GPT2Tokenizer
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    folder: Path
+    config: GPTConfig
+    model: GPT
+    tokenizer: GPT2Tokenizer
+    device: str
+    dtype: torch.dtype
+    eos_ids: frozenset[int]
+
+    @property
+    def context_window(self) -> int:
+        return self.config.n_positions
+
+
+def embedded_model_folder() -> Path | None:
+    """The model shipped inside the package (assets/models/<name>/), if one is installed."""
+    models = resources.files("assets") / "models"
+    if not models.is_dir():
+        return None
+    folders = sorted(Path(str(p)) for p in models.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    return folders[0] if folders else None
+
+
+def resolve_model_folder(model: str | Path | None) -> Path:
+    if model is None:
+        folder = embedded_model_folder()
+        if folder is None:
+            raise ModelLoadError("No embedded model is installed in this copy of gpt2-desktop; pass --model FOLDER.")
+        return folder
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(f"No model folder at {folder}.")
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder} is a file; --model takes the folder that holds config.json.")
+    return folder
+
+
+def _eos_ids(folder: Path, config: GPTConfig, tokenizer: GPT2Tokenizer) -> frozenset[int]:
+    ids = set()
+    if (folder / "generation_config.json").is_file():
+        value = read_json(folder / "generation_config.json").get("eos_token_id")
+        ids.update(value if isinstance(value, list) else [value])
+    ids.add(config.eos_token_id)
+    ids.add(tokenizer.eos_id)
+    return frozenset(i for i in ids if isinstance(i, int))
+
+
+def load_model(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a GPT-2 model folder (None: the embedded model) onto a device, ready to generate."""
+    folder = resolve_model_folder(model)
+    config = load_config(folder)
+    tokenizer = GPT2Tokenizer.from_folder(folder)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelLoadError(
+            f"The tokenizer has {tokenizer.vocab_size} tokens but config.json's vocab_size is {config.vocab_size}."
+        )
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    net = build_model(config, read_state_dict(weight_files(folder)), torch_dtype, device)
+    return LoadedModel(
+        name=folder.name,
+        folder=folder,
+        config=net.config,
+        model=net,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=torch_dtype,
+        eos_ids=_eos_ids(folder, config, tokenizer),
+    )
