@@ -1,0 +1,106 @@
+"""The command-line contract of DESIGN.md, run as a real process."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from test_errors import cli
+
+DONE_KEYS = {"done", "text", "token_ids", "prompt_tokens", "stop_reason", "time_to_first_token_ms",
+             "tokens_per_second"}
+
+
+def json_lines(result):
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_generate_json_stream(tiny_model_dir, tiny):
+    lines = json_lines(cli("generate", "--model", str(tiny_model_dir), "--prompt", "Once upon a time",
+                           "--temperature", "0", "--max-new-tokens", "12", "--json"))
+    tokens, done = lines[:-1], lines[-1]
+    assert set(done) == DONE_KEYS and done["done"] is True
+    assert len(tokens) == 12 and all(set(t) == {"token", "text", "logprob"} for t in tokens)
+    assert [t["token"] for t in tokens] == done["token_ids"]
+    assert "".join(t["text"] for t in tokens) == done["text"]
+    assert all(t["logprob"] <= 0 for t in tokens)
+    assert done["prompt_tokens"] == len(tiny.tokenizer.encode("Once upon a time"))
+    assert done["stop_reason"] == "length"
+    assert done["time_to_first_token_ms"] > 0 and done["tokens_per_second"] > 0
+    from engine import Generator, SamplingSettings
+
+    expected = list(Generator(tiny).stream("Once upon a time", SamplingSettings(temperature=0, max_new_tokens=12)))
+    assert done["token_ids"] == expected[-1].token_ids
+
+
+def test_generate_plain_text_and_stop(tiny_model_dir):
+    full = json_lines(cli("generate", "--model", str(tiny_model_dir), "--prompt", "Hello", "--temperature", "0",
+                          "--max-new-tokens", "20", "--json"))[-1]["text"]
+    stop = full[5:8]
+    result = cli("generate", "--model", str(tiny_model_dir), "--prompt", "Hello", "--temperature", "0",
+                 "--max-new-tokens", "20", "--stop", stop)
+    assert result.returncode == 0
+    assert result.stdout == full[: full.index(stop)] + "\n"
+
+
+def test_generate_seeded_sampling_is_repeatable(tiny_model_dir):
+    args = ["generate", "--model", str(tiny_model_dir), "--prompt", "Hi", "--seed", "7", "--max-new-tokens", "10",
+            "--temperature", "1.0", "--top-p", "0.9", "--json"]
+    assert json_lines(cli(*args))[-1]["token_ids"] == json_lines(cli(*args))[-1]["token_ids"]
+
+
+def test_generate_reports_truncated_prompt(tiny_model_dir, tmp_path):
+    prompt = tmp_path / "long.txt"
+    prompt.write_text("word" + " word" * 199)  # 200 tokens, window 128
+    result = cli("generate", "--model", str(tiny_model_dir), "--prompt-file", str(prompt), "--max-new-tokens", "3",
+                 "--temperature", "0", "--json")
+    done = json_lines(result)[-1]
+    assert done["truncated_prompt_tokens"] == 200 - 96
+    assert "left out" in result.stderr
+
+
+def test_score_matches_transformers(tiny_model_dir, tiny_hf):
+    text = "The cat sat on the mat."
+    out = json_lines(cli("score", "--model", str(tiny_model_dir), "--text", text, "--json"))[0]
+    ids = [t["token"] for t in out["tokens"]]
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_hf(torch.tensor([[50256] + ids])).logits[0], -1)
+    expected = [float(logp[i, t]) for i, t in enumerate(ids)]
+    assert [t["logprob"] for t in out["tokens"]] == pytest.approx(expected, abs=1e-4)
+    assert out["logprob"] == pytest.approx(sum(expected), abs=1e-3)
+
+
+@pytest.mark.parametrize("repeats", [3, 60])  # within one window, and past it (overlapping windows)
+def test_perplexity_matches_transformers(tiny_model_dir, tiny_hf, tmp_path, repeats):
+    text = "Once upon a time, a fox met a crow. " * repeats
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    out = json_lines(cli("perplexity", "--model", str(tiny_model_dir), "--file", str(path), "--json"))[0]
+    assert set(out) == {"tokens", "bytes", "nll", "ppl", "bits_per_byte"}
+    from transformers import GPT2TokenizerFast
+
+    ids = GPT2TokenizerFast.from_pretrained(tiny_model_dir).encode(text)
+    seq = [50256] + ids
+    window, stride = 128, 64
+    nll, scored = 0.0, 0
+    while scored < len(ids):  # the same overlapping-window scheme, computed with transformers
+        end = min(len(seq), scored + 1 + (stride if scored else window - 1))
+        start = max(0, end - window)
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny_hf(torch.tensor([seq[start:end]])).logits[0], -1)
+        for j in range(scored + 1, end):
+            nll -= float(logp[j - 1 - start, seq[j]])
+        scored = end - 1
+    assert out["tokens"] == len(ids)
+    assert out["bytes"] == len(text.encode("utf-8"))
+    assert out["nll"] == pytest.approx(nll, rel=1e-5)
+    assert out["ppl"] == pytest.approx(math.exp(nll / len(ids)), rel=1e-5)
+    assert out["bits_per_byte"] == pytest.approx(nll / math.log(2) / len(text.encode()), rel=1e-5)
+
+
+def test_perplexity_of_empty_file_is_refused(tiny_model_dir, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    result = cli("perplexity", "--model", str(tiny_model_dir), "--file", str(tmp_path / "empty.txt"))
+    assert result.returncode == 2 and "empty" in result.stderr
