@@ -104,3 +104,15 @@ def test_perplexity_of_empty_file_is_refused(tiny_model_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     result = cli("perplexity", "--model", str(tiny_model_dir), "--file", str(tmp_path / "empty.txt"))
     assert result.returncode == 2 and "empty" in result.stderr
+
+
+def test_bench_reports_both_engines_and_ratios(tiny_model_dir):
+    result = cli("bench", "--model", str(tiny_model_dir), "--against", "transformers", "--prompt-tokens", "8",
+                 "--new-tokens", "8", "--prefill-tokens", "32", "--repeats", "1", "--json", timeout=300)
+    report = json_lines(result)[0]
+    for engine in ("ours", "transformers"):
+        assert report[engine]["decode_tok_s"] > 0
+        assert report[engine]["prefill_ms"] > 0 and report[engine]["ttft_ms"] > 0
+        assert report[engine]["peak_rss_mb"] > 50
+    assert report["ratios"]["decode_speedup"] == pytest.approx(
+        report["ours"]["decode_tok_s"] / report["transformers"]["decode_tok_s"])

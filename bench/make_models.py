@@ -1,0 +1,20 @@
+"""Write the benchmark model folders (random weights, real GPT-2 tokenizer) under .bench/."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import GPT2_124M, make_model_folder  # noqa: E402
+
+
+def main() -> None:
+    folder = Path(".bench/gpt2-124M")
+    if (folder / "model.safetensors").is_file():
+        print(f"{folder} exists")
+        return
+    make_model_folder(folder, **GPT2_124M)
+    print(f"wrote {folder}")
+
+
+if __name__ == "__main__":
+    main()
