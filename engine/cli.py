@@ -63,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prefill-tokens", type=int, default=512)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("train", help="pre-train a small GPT-2 on text, or fine-tune a model on your text")
+    t.add_argument("--out", required=True, type=Path, help="run folder: data, checkpoint, log and model/")
+    t.add_argument("--data", help="a folder of .txt books (Project Gutenberg headers are stripped) or one text file")
+    t.add_argument("--init", help="model folder to fine-tune instead of training from scratch")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--threads", type=int, default=None)
+    for name, kind in [("steps", int), ("vocab-size", int), ("n-layer", int), ("n-embd", int), ("n-head", int),
+                       ("context", int), ("batch-size", int), ("lr", float), ("min-lr", float), ("warmup", int),
+                       ("weight-decay", float), ("eval-every", int), ("eval-batches", int),
+                       ("checkpoint-every", int), ("seed", int)]:
+        t.add_argument(f"--{name}", type=kind, default=None)
     return parser
 
 
@@ -177,14 +190,35 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
-COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench}
+def cmd_train(args) -> int:
+    from engine.device import set_threads
+    from engine.train import TrainSettings, train
+
+    set_threads(args.threads)
+    chosen = {k: v for k, v in vars(args).items() if v is not None and k in TrainSettings.__dataclass_fields__}
+    if args.init and "lr" not in chosen:  # fine-tuning: gentler defaults
+        chosen.update(lr=3e-4, min_lr=3e-5, warmup=min(chosen.get("steps", 4000) // 10, 100))
+    if not args.resume and not args.data:
+        raise UserError("gpt2-desktop train: --data is required (or --resume to continue a run)")
+    settings = TrainSettings(**chosen) if args.data else None
+    if args.resume and settings is None and "steps" in chosen:
+        raise UserError("gpt2-desktop train: to change --steps on --resume, pass --data too")
+    try:
+        train(args.out, settings, resume=args.resume, device=args.device)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench,
+            "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UserError("gpt2-desktop: name a command: generate, score, perplexity or bench (see --help)")
+            raise UserError("gpt2-desktop: name a command: generate, score, perplexity, bench or train (see --help)")
         return COMMANDS[args.command](args)
     except (UserError, EngineError) as exc:
         print(f"error: {exc}" if isinstance(exc, (EngineError, SettingsError)) else str(exc), file=sys.stderr)

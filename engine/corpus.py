@@ -1,0 +1,84 @@
+"""Training text: Project Gutenberg books cleaned into documents, split into train and validation.
+
+A book is never split: validation holds whole books, so the validation loss measures how well
+the model writes text it has never seen, not how well it remembers a book's first half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import SettingsError
+
+START = re.compile(r"^\*\*\* ?START OF.*$", re.MULTILINE)
+END = re.compile(r"^\*\*\* ?END OF.*$", re.MULTILINE)
+VALIDATION_SHARE = 20  # one book in twenty goes to validation
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    text: str
+
+
+def normalise(text: str) -> str:
+    """Unix line breaks; paragraphs unwrapped onto one line each, separated by a blank line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = re.split(r"\n\s*\n", text)
+    joined = (" ".join(line.strip() for line in p.split("\n") if line.strip()) for p in paragraphs)
+    return "\n\n".join(p for p in joined if p)
+
+
+def strip_gutenberg(text: str) -> str:
+    """The body between the `*** START OF` and `*** END OF` lines (the whole text if they are absent)."""
+    start, end = START.search(text), END.search(text)
+    if start:
+        text = text[start.end() : end.start() if end and end.start() > start.end() else len(text)]
+    elif end:
+        text = text[: end.start()]
+    return text
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path} is not UTF-8 text.") from None
+    except OSError as exc:
+        raise SettingsError(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def load_documents(source: Path) -> list[Document]:
+    """Every .txt file of a folder (sorted by name), or one file, cleaned."""
+    if source.is_dir():
+        files = sorted(source.glob("*.txt"))
+        if not files:
+            raise SettingsError(f"No .txt files in {source}.")
+    elif source.is_file():
+        files = [source]
+    else:
+        raise SettingsError(f"No training text at {source}.")
+    docs = [Document(f.stem, normalise(strip_gutenberg(read_text_file(f)))) for f in files]
+    docs = [d for d in docs if d.text]
+    if not docs:
+        raise SettingsError(f"The training text in {source} is empty.")
+    return docs
+
+
+def is_validation(name: str) -> bool:
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % VALIDATION_SHARE == 0
+
+
+def split_documents(docs: list[Document]) -> tuple[list[Document], list[Document]]:
+    """Whole documents into train and validation; a single document is split at a paragraph, 90/10."""
+    if len(docs) == 1:
+        text = docs[0].text
+        cut = text.find("\n\n", int(len(text) * 0.9))
+        cut = cut if cut > 0 else int(len(text) * 0.9)
+        return [Document(docs[0].name, text[:cut])], [Document(docs[0].name + "-validation", text[cut:].strip())]
+    val = [d for d in docs if is_validation(d.name)] or docs[-1:]
+    train = [d for d in docs if d not in val]
+    return train, val

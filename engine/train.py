@@ -1,0 +1,324 @@
+"""`gpt2-desktop train`: next-token pre-training of a small GPT-2 on a text corpus, and
+fine-tuning an existing model folder on a user's own text (the two stages of GPT).
+
+Everything lives in one run folder: the prepared data, a checkpoint that survives
+interruption (`--resume` continues from it with the same data order), a log, and the
+exported model. Nothing is pickled: tensors go to safetensors, the rest to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from engine.bpe import train_bpe
+from engine.checkpoint import build_model, read_state_dict, weight_files
+from engine.config import GPTConfig, load_config
+from engine.corpus import Document, load_documents, split_documents
+from engine.device import resolve_device
+from engine.errors import SettingsError
+from engine.export import export_model, replace_folder
+from engine.model import GPT
+from engine.tokenizer import GPT2Tokenizer
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    data: str  # a folder of .txt books, or one text file
+    init: str | None = None  # a model folder to fine-tune; None trains from scratch
+    vocab_size: int = 8192
+    n_layer: int = 6
+    n_embd: int = 256
+    n_head: int = 8
+    context: int = 512
+    batch_size: int = 8
+    steps: int = 4000
+    lr: float = 1.5e-3
+    min_lr: float = 1e-4
+    warmup: int = 200
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_batches: int = 8
+    checkpoint_every: int = 50
+    seed: int = 1337
+
+    def validate(self) -> "TrainSettings":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and f.name != "weight_decay":
+                raise SettingsError(f"{f.name.replace('_', '-')} must be positive, got {value}.")
+        if self.n_embd % self.n_head:
+            raise SettingsError(f"n-embd ({self.n_embd}) must be divisible by n-head ({self.n_head}).")
+        if self.min_lr > self.lr:
+            raise SettingsError("min-lr cannot be larger than lr.")
+        return self
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    last_loss: float = float("nan")
+    val_loss: float = float("nan")
+    val_bpb: float = float("nan")
+
+
+def lr_at(step: int, s: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to min_lr at the last step."""
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    progress = min(1.0, (step - s.warmup) / max(1, s.steps - s.warmup))
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def batch_at(ids: torch.Tensor, step: int, s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of a step depends only on (seed, step): a resumed run sees exactly the same data."""
+    gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
+    starts = torch.randint(0, len(ids) - s.context - 1, (s.batch_size,), generator=gen)
+    rows = torch.stack([ids[i : i + s.context + 1] for i in starts.tolist()]).long()
+    return rows[:, :-1], rows[:, 1:]
+
+
+class Run:
+    """A run folder: data/, checkpoint/, model/, settings.json, log.jsonl."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.data = self.folder / "data"
+        self.checkpoint = self.folder / "checkpoint"
+        self.model = self.folder / "model"
+        self.log = self.folder / "log.jsonl"
+        self.settings_file = self.folder / "settings.json"
+
+
+def _encode_documents(tokenizer: GPT2Tokenizer, docs: list[Document]) -> torch.Tensor:
+    """Token ids of the documents, each followed by <|endoftext|>."""
+    ids: list[int] = []
+    for encoding in tokenizer.backend.encode_batch([d.text for d in docs], add_special_tokens=False):
+        ids.extend(encoding.ids)
+        ids.append(tokenizer.eos_id)
+    return torch.tensor(ids, dtype=torch.int32)
+
+
+def prepare_data(run: Run, s: TrainSettings, say) -> None:
+    """Clean, split, tokenize; written once per run (a resumed run reuses it)."""
+    if (run.data / "stats.json").is_file():
+        return
+    docs = load_documents(Path(s.data))
+    train_docs, val_docs = split_documents(docs)
+    if s.init:
+        tokenizer = GPT2Tokenizer.from_folder(Path(s.init))
+    else:
+        say(f"training a {s.vocab_size}-token byte-level BPE on {len(train_docs)} training documents")
+        tokenizer = train_bpe((d.text for d in train_docs), s.vocab_size)
+    tmp = run.folder / "data.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    train_ids, val_ids = _encode_documents(tokenizer, train_docs), _encode_documents(tokenizer, val_docs)
+    if len(train_ids) < s.context + 2 or len(val_ids) < 2:
+        raise SettingsError(
+            f"Too little text to train with a {s.context}-token context ({len(train_ids)} training tokens); "
+            "give more text or a smaller --context."
+        )
+    save_file({"ids": train_ids}, tmp / "train.safetensors")
+    save_file({"ids": val_ids}, tmp / "val.safetensors")
+    tokenizer.backend.save(str(tmp / "tokenizer.json"))
+    validation_text = "\n\n".join(d.text for d in val_docs)
+    (tmp / "validation.txt").write_text(validation_text, encoding="utf-8")
+    stats = {
+        "train_documents": [d.name for d in train_docs],
+        "validation_documents": [d.name for d in val_docs],
+        "train_tokens": len(train_ids),
+        "validation_tokens": len(val_ids),
+        "validation_bytes": sum(len(d.text.encode("utf-8")) + 1 for d in val_docs),
+    }
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+    replace_folder(tmp, run.data)
+    say(f"data: {stats['train_tokens']:,} training and {stats['validation_tokens']:,} validation tokens")
+
+
+def new_model(s: TrainSettings, tokenizer: GPT2Tokenizer, device: str) -> GPT:
+    if s.init:
+        folder = Path(s.init)
+        config = load_config(folder)
+        model = build_model(config, read_state_dict(weight_files(folder)), torch.float32, device)
+        return model.requires_grad_(True)
+    eos = tokenizer.eos_id
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=s.context, n_embd=s.n_embd, n_layer=s.n_layer,
+                       n_head=s.n_head, bos_token_id=eos, eos_token_id=eos)
+    model = GPT(config)
+    model.init_weights(s.seed)
+    return model.to(device)
+
+
+def make_optimizer(model: GPT, s: TrainSettings) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def save_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer, state: TrainState) -> None:
+    tmp = run.folder / "checkpoint.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}, tmp / "model.safetensors")
+    moments = {}
+    for name, p in model.named_parameters():
+        for key, value in opt.state.get(p, {}).items():
+            moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
+    save_file(moments, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
+    replace_folder(tmp, run.checkpoint)
+
+
+def load_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer) -> TrainState:
+    device = next(model.parameters()).device
+    weights = load_file(run.checkpoint / "model.safetensors")
+    model.load_state_dict({n: t.to(device) for n, t in weights.items()})
+    params = dict(model.named_parameters())
+    for key, value in load_file(run.checkpoint / "optimizer.safetensors").items():
+        name, slot = key.split("::")
+        opt.state[params[name]][slot] = value if slot == "step" else value.to(device)
+    return TrainState(**json.loads((run.checkpoint / "state.json").read_text()))
+
+
+@torch.no_grad()
+def evaluate(model: GPT, val_ids: torch.Tensor, s: TrainSettings, bytes_per_token: float) -> tuple[float, float]:
+    """Mean validation loss (nats/token) over fixed windows, and the bits per byte it implies."""
+    model.eval()
+    device = next(model.parameters()).device
+    context = min(s.context, len(val_ids) - 1)
+    gen = torch.Generator().manual_seed(s.seed)
+    n = s.eval_batches * s.batch_size
+    starts = torch.randint(0, max(1, len(val_ids) - context - 1), (n,), generator=gen).tolist()
+    losses = []
+    for i in range(0, n, s.batch_size):
+        rows = torch.stack([val_ids[j : j + context + 1] for j in starts[i : i + s.batch_size]]).long().to(device)
+        logits = model(rows[:, :-1])
+        losses.append(F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten()).item())
+    model.train()
+    loss = sum(losses) / len(losses)
+    return loss, loss / math.log(2) / bytes_per_token
+
+
+class Progress:
+    """One status line: step, loss, validation, tokens/s and time left."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty()
+        self._last_print = 0.0
+
+    def update(self, state: TrainState, tok_s: float, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and not self.tty and now - self._last_print < 30:
+            return
+        self._last_print = now
+        left = (self.total - state.step) * (state.elapsed_s / max(1, state.step))
+        done = int(30 * state.step / self.total)
+        line = (
+            f"[{'#' * done}{'.' * (30 - done)}] step {state.step}/{self.total}  loss {state.last_loss:.3f}  "
+            f"val {state.val_loss:.3f} ({state.val_bpb:.3f} bits/byte)  {tok_s:,.0f} tok/s  "
+            f"ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+        )
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False, device: str = "auto",
+          say=lambda msg: print(msg, file=sys.stderr), pause_at: int | None = None) -> Path | None:
+    """Train (or resume training) in a run folder; returns the exported model folder.
+
+    `pause_at` stops after that step with a checkpoint and no export, as an interruption would.
+    """
+    run = Run(run_folder)
+    if resume:
+        if not run.settings_file.is_file():
+            raise SettingsError(f"Nothing to resume in {run.folder}: it has no settings.json.")
+        saved = TrainSettings(**json.loads(run.settings_file.read_text()))
+        settings = replace(saved, steps=settings.steps) if settings and settings.steps != saved.steps else saved
+    else:
+        if settings is None:
+            raise SettingsError("Training needs --data.")
+        if run.checkpoint.exists():
+            raise SettingsError(f"{run.folder} already holds a run; pass --resume to continue it, or another --out.")
+    if settings.init:
+        settings = replace(settings, context=min(settings.context, load_config(Path(settings.init)).n_positions))
+    s = settings.validate()
+    run.folder.mkdir(parents=True, exist_ok=True)
+    run.settings_file.write_text(json.dumps(asdict(s), indent=2))
+    prepare_data(run, s, say)
+    device = resolve_device(device)
+    tokenizer = GPT2Tokenizer.from_folder(run.data)
+    train_ids = load_file(run.data / "train.safetensors")["ids"]
+    val_ids = load_file(run.data / "val.safetensors")["ids"]
+    stats = json.loads((run.data / "stats.json").read_text())
+    bytes_per_token = stats["validation_bytes"] / stats["validation_tokens"]
+
+    model = new_model(s, tokenizer, device)
+    model.train()
+    opt = make_optimizer(model, s)
+    state = TrainState()
+    if resume and (run.checkpoint / "state.json").is_file():
+        state = load_checkpoint(run, model, opt)
+        say(f"resuming at step {state.step}")
+    params = sum(p.numel() for p in model.parameters())
+    say(f"model: {params / 1e6:.2f}M parameters, {model.config.n_layer} layers, {model.config.n_embd} wide, "
+        f"context {s.context}; {s.steps} steps of {s.batch_size}x{s.context} tokens on {device}")
+
+    progress = Progress(s.steps)
+    tok_s = 0.0
+    try:
+        while state.step < s.steps:
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(state.step, s)
+            x, y = batch_at(train_ids, state.step, s)
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            dt = time.perf_counter() - t0
+            state.step += 1
+            state.tokens_seen += x.numel()
+            state.elapsed_s += dt
+            state.last_loss = loss.item()
+            tok_s = x.numel() / dt
+            if state.step % s.eval_every == 0 or state.step == s.steps:
+                state.val_loss, state.val_bpb = evaluate(model, val_ids, s, bytes_per_token)
+            if state.step % s.eval_every == 0 or state.step % 10 == 0:
+                with run.log.open("a") as log:
+                    log.write(json.dumps({**asdict(state), "lr": lr_at(state.step - 1, s), "tok_s": tok_s}) + "\n")
+            if state.step % s.checkpoint_every == 0 or state.step == s.steps:
+                save_checkpoint(run, model, opt, state)
+            progress.update(state, tok_s, final=state.step == s.steps)
+            if pause_at is not None and state.step >= pause_at:
+                save_checkpoint(run, model, opt, state)
+                return None
+    except KeyboardInterrupt:
+        save_checkpoint(run, model, opt, state)
+        say(f"\ninterrupted: checkpoint saved at step {state.step}; continue with --resume")
+        raise
+    if progress.tty:
+        sys.stderr.write("\n")
+    model.eval()
+    card = (f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, "
+            f"{state.tokens_seen:,} tokens seen in {state.elapsed_s / 60:.1f} minutes; "
+            f"validation loss {state.val_loss:.4f} nats/token ({state.val_bpb:.4f} bits/byte).\n")
+    export_model(model, tokenizer, run.model, card=card)
+    say(f"exported {run.model}")
+    return run.model
