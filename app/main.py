@@ -5,18 +5,42 @@ from __future__ import annotations
 import sys
 
 
+def run_app(argv: list[str]) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from app.history import History, HistoryError
+    from app.settings import AppSettings, config_dir, data_dir
+    from app.window import MainWindow
+
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("gpt2-desktop")
+    app.setApplicationDisplayName("gpt2-desktop")
+    problem = None
+    try:
+        history = History(data_dir() / "history.sqlite3")
+    except HistoryError as exc:
+        problem = str(exc)
+        history = History(":memory:")
+    settings_path = config_dir() / "settings.json"
+    window = MainWindow(history, AppSettings.load(settings_path), settings_path, history_problem=problem)
+    window.show()
+    code = app.exec()
+    history.close()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from engine.cli import main as cli_main
+    if argv and argv[0] in ("--version", "-V"):
+        from app.version import version
 
+        print(f"gpt2-desktop {version()}")
+        return 0
     if argv:
+        from engine.cli import main as cli_main
+
         return cli_main(argv)
-    print(
-        "gpt2-desktop: the desktop window is not part of this build yet; "
-        'try: gpt2-desktop generate --prompt "Once upon a time"',
-        file=sys.stderr,
-    )
-    return 2
+    return run_app(sys.argv[:1])
 
 
 if __name__ == "__main__":

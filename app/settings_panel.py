@@ -1,0 +1,79 @@
+"""Sampling and device settings, in a dock beside the conversation."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
+
+from app.settings import AppSettings
+
+
+def _double(lo: float, hi: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setDecimals(decimals)
+    return box
+
+
+def _int(lo: int, hi: int, special: str | None = None) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    if special:
+        box.setSpecialValueText(special)
+    return box
+
+
+class SettingsPanel(QWidget):
+    sampling_changed = Signal()
+    device_changed = Signal()  # device or threads: the model must be reloaded
+
+    def __init__(self, settings: AppSettings, cuda_available: bool, cpu_count: int, parent=None):
+        super().__init__(parent)
+        self.temperature = _double(0.0, 2.0, 0.05)
+        self.temperature.setToolTip("0 is greedy: always the most likely token")
+        self.top_k = _int(0, 1000, "off")
+        self.top_p = _double(0.01, 1.0, 0.01)
+        self.repetition_penalty = _double(0.5, 3.0, 0.05)
+        self.max_new_tokens = _int(1, 4096)
+        self.seed = _int(-1, 2**31 - 1, "random")
+        self.seed.setToolTip("The same seed and settings give the same reply")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu"] + (["cuda"] if cuda_available else []))
+        self.threads = _int(0, max(1, cpu_count), "auto")
+        self.load(settings)
+        form = QFormLayout(self)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Repetition penalty", self.repetition_penalty)
+        form.addRow("Max new tokens", self.max_new_tokens)
+        form.addRow("Seed", self.seed)
+        form.addRow(QLabel("<b>Engine</b>"))
+        form.addRow("Device", self.device)
+        form.addRow("CPU threads", self.threads)
+        for box in (self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_new_tokens, self.seed):
+            box.valueChanged.connect(self.sampling_changed)
+        self.device.currentTextChanged.connect(self.device_changed)
+        self.threads.valueChanged.connect(self.device_changed)
+
+    def load(self, s: AppSettings) -> None:
+        self.temperature.setValue(s.temperature)
+        self.top_k.setValue(s.top_k)
+        self.top_p.setValue(s.top_p)
+        self.repetition_penalty.setValue(s.repetition_penalty)
+        self.max_new_tokens.setValue(s.max_new_tokens)
+        self.seed.setValue(-1 if s.seed is None else s.seed)
+        index = self.device.findText(s.device)
+        self.device.setCurrentIndex(max(0, index))
+        self.threads.setValue(s.threads)
+
+    def store(self, s: AppSettings) -> None:
+        s.temperature = round(self.temperature.value(), 4)
+        s.top_k = self.top_k.value()
+        s.top_p = round(self.top_p.value(), 4)
+        s.repetition_penalty = round(self.repetition_penalty.value(), 4)
+        s.max_new_tokens = self.max_new_tokens.value()
+        s.seed = None if self.seed.value() < 0 else self.seed.value()
+        s.device = self.device.currentText()
+        s.threads = self.threads.value()

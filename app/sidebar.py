@@ -1,0 +1,63 @@
+"""The conversation list: search, new, rename, delete."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from app.history import Conversation
+
+
+class Sidebar(QWidget):
+    selected = Signal(int)  # conversation id
+    new_chat = Signal()
+    new_notebook = Signal()
+    rename_requested = Signal(int)
+    delete_requested = Signal(int)
+    search_changed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.search = QLineEdit(placeholderText="Search conversations (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.search_changed)
+        self.list = QListWidget()
+        self.list.currentItemChanged.connect(self._current_changed)
+        self.list.setContextMenuPolicy(Qt.ActionsContextMenu)
+        new_chat = QPushButton("New chat")
+        new_chat.setToolTip("Ctrl+N")
+        new_chat.clicked.connect(self.new_chat)
+        new_notebook = QPushButton("New notebook")
+        new_notebook.setToolTip("Ctrl+Shift+N")
+        new_notebook.clicked.connect(self.new_notebook)
+        buttons = QHBoxLayout()
+        buttons.addWidget(new_chat)
+        buttons.addWidget(new_notebook)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 0, 6)
+        layout.addLayout(buttons)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list)
+
+    def _current_changed(self, current: QListWidgetItem | None, _previous) -> None:
+        if current is not None:
+            self.selected.emit(current.data(Qt.UserRole))
+
+    def current_id(self) -> int | None:
+        item = self.list.currentItem()
+        return item.data(Qt.UserRole) if item else None
+
+    def show_conversations(self, conversations: list[Conversation], current: int | None) -> None:
+        """Refill the list without emitting `selected` for the item that stays current."""
+        self.list.blockSignals(True)
+        self.list.clear()
+        for conv in conversations:
+            label = ("📝 " if conv.mode == "notebook" else "💬 ") + conv.title
+            item = QListWidgetItem(label)
+            item.setData(Qt.UserRole, conv.id)
+            item.setToolTip(f"{conv.title}\nlast changed {conv.updated_at[:16].replace('T', ' ')}")
+            self.list.addItem(item)
+            if conv.id == current:
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)

@@ -1,0 +1,94 @@
+"""The engine's Qt adapter: a QObject that lives on its own QThread and talks only through signals."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from engine import Done, EngineError, Generator, SamplingSettings, load_model
+from engine.chat import chat_style
+from engine.device import set_threads
+
+EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
+
+
+class _CancelFlag:
+    """Cancels one request: `is_set()` turns true once the window has cancelled that request or a later one."""
+
+    def __init__(self, worker: "EngineWorker", request_id: int):
+        self.worker, self.request_id = worker, request_id
+
+    def is_set(self) -> bool:
+        return self.worker.cancelled_upto >= self.request_id
+
+
+class EngineWorker(QObject):
+    loading = Signal(str)
+    loaded = Signal(dict)
+    load_failed = Signal(str)
+    tokens = Signal(int, str, int)  # request id, text, how many tokens it holds
+    finished = Signal(int, dict)  # request id, the engine's Done as a dict
+    failed = Signal(int, str)
+
+    def __init__(self):
+        super().__init__()
+        self.generator: Generator | None = None
+        self.cancelled_upto = 0  # written by the GUI thread (a plain int store), read here
+
+    def cancel(self, request_id: int) -> None:
+        """Called directly from the GUI thread: takes effect within one token step."""
+        self.cancelled_upto = max(self.cancelled_upto, request_id)
+
+    @Slot(str, str, int)
+    def load(self, model: str, device: str, threads: int) -> None:
+        self.loading.emit(model or "embedded model")
+        try:
+            set_threads(threads or None)
+            loaded = load_model(model or None, device=device)
+        except EngineError as exc:
+            self.load_failed.emit(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the app stays usable
+            traceback.print_exc()
+            self.load_failed.emit(f"Unexpected error while loading the model: {exc}")
+            return
+        self.generator = Generator(loaded)
+        self.loaded.emit({
+            "name": loaded.name,
+            "folder": str(loaded.folder),
+            "device": loaded.device,
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "context_window": loaded.context_window,
+            "chat_style": chat_style(loaded.name),
+        })
+
+    @Slot(int, str, dict)
+    def generate(self, request_id: int, prompt: str, settings: dict) -> None:
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        try:
+            sampling = SamplingSettings(**settings).validate()
+            pending, count, last_emit = "", 0, time.monotonic()
+            for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id)):
+                if isinstance(event, Done):
+                    if pending:
+                        self.tokens.emit(request_id, pending, count)
+                    done = asdict(event)
+                    done["context_window"] = self.generator.window
+                    self.finished.emit(request_id, done)
+                    return
+                pending += event.text
+                count += 1
+                now = time.monotonic()
+                if now - last_emit >= EMIT_INTERVAL_S:
+                    self.tokens.emit(request_id, pending, count)
+                    pending, count, last_emit = "", 0, now
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error during generation: {exc}")
