@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
 
@@ -23,8 +24,14 @@ class Sidebar(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.search_changed)
         self.list = QListWidget()
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(self._current_changed)
         self.list.setContextMenuPolicy(Qt.ActionsContextMenu)
+        for text, signal in (("Rename…", self.rename_requested), ("Delete…", self.delete_requested)):
+            act = QAction(text, self.list)
+            act.triggered.connect(lambda _=False, sig=signal: sig.emit(self.current_id()) if self.current_id() else None)
+            self.list.addAction(act)
         new_chat = QPushButton("New chat")
         new_chat.setToolTip("Ctrl+N")
         new_chat.clicked.connect(self.new_chat)
@@ -53,10 +60,13 @@ class Sidebar(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for conv in conversations:
-            label = ("📝 " if conv.mode == "notebook" else "💬 ") + conv.title
-            item = QListWidgetItem(label)
+            item = QListWidgetItem(conv.title)
             item.setData(Qt.UserRole, conv.id)
-            item.setToolTip(f"{conv.title}\nlast changed {conv.updated_at[:16].replace('T', ' ')}")
+            if conv.mode == "notebook":
+                font = item.font()
+                font.setItalic(True)
+                item.setFont(font)
+            item.setToolTip(f"{conv.title}\n{conv.mode}, last changed {conv.updated_at[:16].replace('T', ' ')} UTC")
             self.list.addItem(item)
             if conv.id == current:
                 self.list.setCurrentItem(item)

@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         self.sidebar.new_chat.connect(self.new_chat)
         self.sidebar.new_notebook.connect(self.new_notebook)
         self.sidebar.search_changed.connect(lambda _text: self.refresh_conversations())
+        self.sidebar.rename_requested.connect(lambda _id: self.ask_rename())
+        self.sidebar.delete_requested.connect(lambda _id: self.ask_delete())
 
         self.banner_text = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         open_model = QPushButton("Open model folder…")
