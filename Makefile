@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # (on Linux a plain `torch` from PyPI is a multi-gigabyte CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test bench clean
+.PHONY: run test bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/gpt2-desktop generate --prompt "Once upon a time" --max-new-tokens 60
+	$(VENV)/bin/gpt2-desktop
+
+# The README's screenshots, taken from the real window on a virtual display (needs Debian's xvfb).
+screenshots: $(VENV)/.installed
+	xvfb-run -a -s "-screen 0 1280x800x24" $(PY) scripts/screenshots.py
 
 test: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

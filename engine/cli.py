@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -203,6 +204,9 @@ def cmd_train(args) -> int:
     settings = TrainSettings(**chosen) if args.data else None
     if args.resume and settings is None and "steps" in chosen:
         raise UserError("gpt2-desktop train: to change --steps on --resume, pass --data too")
+    # A polite kill (logout, `kill`) saves a checkpoint just as Ctrl+C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         train(args.out, settings, resume=args.resume, device=args.device)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import torch
 
+from engine.errors import SettingsError
 from engine.loader import LoadedModel
 from engine.sampling import SamplingSettings, apply_repetition_penalty, sample
 from engine.tokenizer import StreamDecoder
@@ -108,6 +109,8 @@ class Generator:
         seed = settings.seed if settings.seed is not None else int(torch.randint(0, 2**62, (1,)))
         rng = torch.Generator().manual_seed(seed)
         vocab = self.loaded.config.vocab_size
+        if any(not 0 <= i < vocab for i in ids):
+            raise SettingsError(f"Prompt token ids must be between 0 and {vocab - 1}.")
         seen = torch.zeros(vocab, dtype=torch.bool)
         seen[torch.tensor(ids)] = True
 

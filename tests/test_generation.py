@@ -244,3 +244,8 @@ def test_over_long_prompt_is_left_truncated_and_reported(short_window):
 def test_impossible_settings_are_refused_by_name(tiny, settings, field):
     with pytest.raises(SettingsError, match=field):
         run(tiny, "Hi", settings)
+
+
+def test_out_of_range_prompt_ids_are_refused(tiny):
+    with pytest.raises(SettingsError, match="between 0 and 50256"):
+        run(tiny, [1, 2, 50257])

@@ -135,3 +135,28 @@ def test_train_cli_refuses_missing_data(tmp_path):
     result = subprocess.run([CLI, "train", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "nothing")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "No training text" in result.stderr
+
+
+def test_killed_training_saves_a_checkpoint_and_resumes(tmp_path, corpus):
+    import signal
+    import time
+
+    run = tmp_path / "killed"
+    args = [CLI, "train", "--out", str(run), "--data", str(corpus), "--steps", "100000", "--vocab-size", "300",
+            "--n-layer", "1", "--n-embd", "32", "--n-head", "4", "--context", "32", "--batch-size", "2",
+            "--checkpoint-every", "100000", "--eval-every", "100000"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run / "log.jsonl").is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err
+    step = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    assert step >= 10
+    result = subprocess.run([CLI, "train", "--out", str(run), "--resume", "--data", str(corpus), "--steps",
+                             str(step + 3)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming at step {step}" in result.stderr
+    assert (run / "model" / "model.safetensors").is_file()
