@@ -9,7 +9,8 @@ def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.history import History, HistoryError
-    from app.settings import AppSettings, config_dir, data_dir
+    from app.settings import AppSettings
+    from engine.paths import config_dir, data_dir
     from app.window import MainWindow
 
     app = QApplication.instance() or QApplication(argv)

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-import platformdirs
-
-APP_NAME = "gpt2-desktop"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("GPT2_DESKTOP_DATA_DIR") or platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
-def config_dir() -> Path:
-    return Path(os.environ.get("GPT2_DESKTOP_CONFIG_DIR") or platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
 @dataclass
@@ -35,7 +23,6 @@ class AppSettings:
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""
-    extra: dict = field(default_factory=dict)
 
     def sampling(self) -> dict:
         return {k: getattr(self, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens",

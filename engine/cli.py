@@ -28,23 +28,40 @@ def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) ->
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
 
 
+def _add_prompt_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt")
+    src.add_argument("--prompt-file", type=Path)
+    src.add_argument("--template", help="a template name (see: gpt2-desktop templates list)")
+    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gpt2-desktop", description="Run GPT-2-family models locally.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("generate", help="continue a prompt")
     _add_model_args(g)
-    src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt")
-    src.add_argument("--prompt-file", type=Path)
-    g.add_argument("--max-new-tokens", type=int, default=128)
-    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy decoding")
-    g.add_argument("--top-k", type=int, default=40, help="0 turns top-k off")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    _add_prompt_args(g)
+    g.add_argument("--max-new-tokens", type=int, default=None, help="default 128, or the template's")
+    g.add_argument("--temperature", type=float, default=None, help="0 is greedy decoding (default 0.8)")
+    g.add_argument("--top-k", type=int, default=None, help="0 turns top-k off (default 40)")
+    g.add_argument("--top-p", type=float, default=None, help="default 1.0")
+    g.add_argument("--repetition-penalty", type=float, default=None, help="default 1.0")
     g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--stop", nargs="+", action="extend", default=[], metavar="TEXT")
+    g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT")
     g.add_argument("--json", action="store_true", help="one JSON object per token, then a summary line")
+
+    c = sub.add_parser("choose", help="pick the likeliest of several continuations")
+    _add_model_args(c)
+    _add_prompt_args(c)
+    c.add_argument("--option", action="append", default=[], help="one option; give two or more")
+    c.add_argument("--normalise", action="store_true", help="rank by log-likelihood per token, not in total")
+    c.add_argument("--json", action="store_true")
+
+    tl = sub.add_parser("templates", help="list or show prompt templates")
+    tl.add_argument("action", choices=["list", "show"])
+    tl.add_argument("name", nargs="?")
 
     s = sub.add_parser("score", help="per-token log-probabilities of a text")
     _add_model_args(s)
@@ -103,21 +120,58 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False), flush=True)
 
 
+GENERATE_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.8, "top_k": 40, "top_p": 1.0,
+                     "repetition_penalty": 1.0, "seed": None, "stop": ()}
+
+
+def _template_values(args) -> dict[str, str]:
+    values = {}
+    for item in args.var:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--var takes KEY=VALUE, got {item!r}")
+        values[key] = value
+    return values
+
+
+def _resolve_prompt(args, loaded=None, reserve: int = 0):
+    """(prompt text, the template or None, the rendered template or None) from --prompt/--prompt-file/--template."""
+    from engine.paths import user_templates_dir
+    from engine.templates import find_template, render
+
+    if args.var and not args.template:
+        raise UserError("--var is only used with --template")
+    if args.template is None:
+        return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None, None
+    template = find_template(args.template, user_templates_dir())
+    budget = loaded.context_window - reserve if loaded is not None else None
+    rendered = render(template, _template_values(args), loaded.tokenizer if loaded else None, budget)
+    if rendered.cut_tokens:
+        print(f"note: '{rendered.cut_field}' was shortened by {rendered.cut_tokens} tokens from its start "
+              "to fit the model's window.", file=sys.stderr)
+    return rendered.text, template, rendered
+
+
 def cmd_generate(args) -> int:
     from engine.generate import Done, Generator
     from engine.sampling import SamplingSettings
 
-    prompt = args.prompt if args.prompt is not None else _read_text(args.prompt_file)
-    settings = SamplingSettings(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-        stop=tuple(args.stop),
-    ).validate()
-    generator = Generator(_load(args))
+    loaded = _load(args)
+    chosen = {k: getattr(args, k) for k in GENERATE_DEFAULTS if getattr(args, k) is not None}
+    if args.template:
+        from engine.paths import user_templates_dir
+        from engine.templates import find_template
+
+        template = find_template(args.template, user_templates_dir())
+        values = {**GENERATE_DEFAULTS, "max_new_tokens": template.max_new_tokens, "stop": template.stop,
+                  **template.sampling, **chosen}
+    else:
+        values = {**GENERATE_DEFAULTS, **chosen}
+    # Room for the start of the reply; past the window, generation slides on by itself.
+    reserve = min(values["max_new_tokens"], loaded.context_window // 4)
+    prompt, _, _ = _resolve_prompt(args, loaded, reserve=reserve)
+    settings = SamplingSettings(**{**values, "stop": tuple(values["stop"])}).validate()
+    generator = Generator(loaded)
     cancel = threading.Event()
     done = None
     try:
@@ -185,6 +239,44 @@ def cmd_perplexity(args) -> int:
     return 0
 
 
+def cmd_choose(args) -> int:
+    from engine.scoring import choose
+
+    loaded = _load(args)
+    prompt, template, rendered = _resolve_prompt(args, loaded)
+    options = list(args.option) or list(rendered.options if rendered else [])
+    if len(options) < 2:
+        raise UserError("gpt2-desktop choose: give at least two --option values (or a choose template)")
+    scores, best = choose(loaded, prompt, options, normalise=args.normalise)
+    if args.json:
+        _print_json({"options": [{"text": s.text, "logprob": s.logprob, "prob": s.prob} for s in scores],
+                     "best": best})
+    else:
+        for i, s in enumerate(scores):
+            mark = "*" if i == best else " "
+            print(f"{mark} {s.prob:7.2%}  {s.logprob:9.3f}  {s.text!r}")
+    return 0
+
+
+def cmd_templates(args) -> int:
+    from engine.paths import user_templates_dir
+    from engine.templates import all_templates, find_template, render
+
+    if args.action == "list":
+        for template in sorted(all_templates(user_templates_dir()).values(), key=lambda t: t.name.lower()):
+            origin = "built-in" if template.builtin else "yours"
+            print(f"{template.name:40} {template.kind:9} {origin:9} {template.description}")
+        return 0
+    if not args.name:
+        raise UserError("gpt2-desktop templates show: name a template (see: gpt2-desktop templates list)")
+    template = find_template(args.name, user_templates_dir())
+    print(f"{template.name} ({template.kind}) — {template.description}")
+    print(f"file: {template.source}")
+    print("variables: " + ", ".join(f"{v.name}{' (multi-line)' if v.multiline else ''}" for v in template.variables))
+    print("example prompt:\n" + render(template, template.example_values()).text)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from engine.bench import run_bench
 
@@ -215,14 +307,14 @@ def cmd_train(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench,
-            "train": cmd_train}
+            "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UserError("gpt2-desktop: name a command: generate, score, perplexity, bench or train (see --help)")
+            raise UserError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, bench or train (see --help)")
         return COMMANDS[args.command](args)
     except (UserError, EngineError) as exc:
         print(f"error: {exc}" if isinstance(exc, (EngineError, SettingsError)) else str(exc), file=sys.stderr)

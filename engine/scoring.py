@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.errors import SettingsError
 from engine.loader import LoadedModel
 
 
@@ -70,3 +71,38 @@ def perplexity(loaded: LoadedModel, text: str) -> Perplexity:
     ids = loaded.tokenizer.encode(text)
     nll = -sum(token_logprobs(loaded, ids))
     return Perplexity(tokens=len(ids), bytes=len(text.encode("utf-8")), nll=nll)
+
+
+@dataclass(frozen=True)
+class OptionScore:
+    text: str
+    logprob: float  # total log-probability of the option's tokens after the context
+    tokens: int
+    prob: float  # among the options, from the ranking score
+
+
+@torch.inference_mode()
+def choose(loaded: LoadedModel, context: str, options: list[str], normalise: bool = False) -> tuple[list[OptionScore], int]:
+    """Score each option by the log-likelihood of its tokens after the context (the first GPT paper's
+    multiple-choice transformation). `normalise` ranks by log-likelihood per token instead of in total."""
+    tokenizer = loaded.tokenizer
+    window = loaded.config.n_positions
+    bos = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    context_ids = tokenizer.encode(context) or [bos]
+    totals, lengths = [], []
+    for option in options:
+        option_ids = tokenizer.encode(option)
+        if not option_ids:
+            raise SettingsError("An option cannot be empty.")
+        ids = (context_ids + option_ids)[-window:]
+        first = len(ids) - len(option_ids)  # index of the option's first token
+        if first < 1:
+            raise SettingsError(f"The option {option[:40]!r} alone fills the model's {window}-token window.")
+        logp = torch.log_softmax(loaded.model(torch.tensor([ids], device=loaded.device)).float(), dim=-1)[0]
+        picked = logp[torch.arange(first - 1, len(ids) - 1), torch.tensor(option_ids, device=loaded.device)]
+        totals.append(float(picked.sum()))
+        lengths.append(len(option_ids))
+    ranking = torch.tensor([t / n if normalise else t for t, n in zip(totals, lengths)], dtype=torch.float64)
+    probs = torch.softmax(ranking, dim=0).tolist()
+    scores = [OptionScore(o, t, n, p) for o, t, n, p in zip(options, totals, lengths, probs)]
+    return scores, int(torch.argmax(ranking))

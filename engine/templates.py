@@ -1,0 +1,200 @@
+"""Prompt templates: TOML files that turn a few named fields into a prompt (zero- or few-shot).
+
+Built-ins live in assets/templates/; a user's own in `<config dir>/templates/`, where a file
+whose template name matches a built-in's overrides it (built-ins are never edited in place).
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from engine.errors import SettingsError
+from engine.tokenizer import GPT2Tokenizer
+
+KINDS = ("generate", "choose")
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+
+
+class TemplateError(SettingsError):
+    """A template file is malformed, or the values given for it do not fit."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    multiline: bool = False
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    description: str
+    kind: str
+    prompt: str
+    variables: tuple[Variable, ...]
+    example: str = ""  # how one few-shot example is written
+    examples: tuple[dict, ...] = ()
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 128
+    sampling: dict = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+    options_variable: str | None = None
+    source: str = ""  # the file it came from
+    builtin: bool = False
+
+    def example_values(self) -> dict[str, str]:
+        return {v.name: v.example for v in self.variables}
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    text: str
+    stop: tuple[str, ...]
+    options: tuple[str, ...] = ()
+    cut_tokens: int = 0  # tokens removed from the start of `cut_field` to fit the model's window
+    cut_field: str | None = None
+
+
+def _placeholders(text: str, where: str) -> set[str]:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise TemplateError(f"{where}: {exc} (write a literal brace as {{{{ or }}}}).") from None
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise TemplateError(f"{where}: placeholder {{{bad[0]}}} is not a valid variable name.")
+    return names
+
+
+def parse_template(data: dict, source: str = "", builtin: bool = False) -> Template:
+    """Check a template's fields; every placeholder must be a declared variable."""
+    where = source or data.get("name", "template")
+
+    def need(key: str, kind: type):
+        value = data.get(key)
+        if not isinstance(value, kind):
+            raise TemplateError(f"{where}: '{key}' is missing or not a {kind.__name__}.")
+        return value
+
+    name, prompt = need("name", str).strip(), need("prompt", str)
+    kind = data.get("kind", "generate")
+    if kind not in KINDS:
+        raise TemplateError(f"{where}: 'kind' must be 'generate' or 'choose', not {kind!r}.")
+    variables = []
+    for raw in data.get("variables", []):
+        if not isinstance(raw, dict) or not str(raw.get("name", "")).isidentifier():
+            raise TemplateError(f"{where}: every [[variables]] entry needs a 'name' that is a valid identifier.")
+        variables.append(Variable(raw["name"], str(raw.get("label", raw["name"])), bool(raw.get("multiline", False)),
+                                  str(raw.get("example", ""))))
+    declared = {v.name for v in variables}
+    examples = tuple(data.get("examples", []))
+    example = data.get("example", "")
+    known_in_examples = declared | {k for ex in examples for k in ex}
+    for text, label, known in ((prompt, "prompt", declared), (example, "example", known_in_examples)):
+        unknown = sorted(_placeholders(text, f"{where} ({label})") - known)
+        if unknown:
+            raise TemplateError(f"{where}: the {label} uses {{{unknown[0]}}}, which is not a declared variable.")
+    options = tuple(data.get("options", ()))
+    options_variable = data.get("options_variable")
+    if kind == "choose" and not options and options_variable not in declared:
+        raise TemplateError(f"{where}: a 'choose' template needs 'options' or an 'options_variable' it declares.")
+    sampling = {k: v for k, v in data.get("sampling", {}).items() if k in SAMPLING_KEYS}
+    return Template(
+        name=name, description=str(data.get("description", "")), kind=kind, prompt=prompt,
+        variables=tuple(variables), example=example, examples=examples, stop=tuple(data.get("stop", ())),
+        max_new_tokens=int(data.get("max_new_tokens", 128)), sampling=sampling, options=options,
+        options_variable=options_variable, source=source, builtin=builtin,
+    )
+
+
+def read_template(path: Path, builtin: bool = False) -> Template:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"Cannot read template {path}: {exc}.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"{path.name} is not valid TOML: {exc}.") from None
+    return parse_template(data, source=str(path), builtin=builtin)
+
+
+def builtin_templates() -> list[Template]:
+    folder = resources.files("assets") / "templates"
+    return [read_template(Path(str(p)), builtin=True) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".toml")]
+
+
+def all_templates(user_folder: Path | None = None) -> dict[str, Template]:
+    """Built-ins, then the user's templates (a same-named user template wins). Broken user files are skipped."""
+    templates = {t.name: t for t in builtin_templates()}
+    if user_folder and user_folder.is_dir():
+        for path in sorted(user_folder.glob("*.toml")):
+            try:
+                template = read_template(path)
+            except TemplateError:
+                continue
+            templates[template.name] = template
+    return templates
+
+
+def find_template(name: str, user_folder: Path | None = None) -> Template:
+    templates = all_templates(user_folder)
+    for key, template in templates.items():
+        if key.lower() == name.lower() or Path(template.source).stem == name:
+            return template
+    raise TemplateError(f"No template named {name!r}; available: {', '.join(sorted(templates))}.")
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    return text.format_map(values)
+
+
+def render(template: Template, values: dict[str, str], tokenizer: GPT2Tokenizer | None = None,
+           budget: int | None = None) -> RenderedPrompt:
+    """The prompt for `values`. With a tokenizer and a token budget, an over-long prompt is shortened
+    from the start of its longest multi-line field, and the result says how many tokens were cut."""
+    missing = [v.name for v in template.variables if v.name not in values]
+    if missing:
+        raise TemplateError(f"Template '{template.name}' needs a value for '{missing[0]}'.")
+    unknown = sorted(set(values) - {v.name for v in template.variables})
+    if unknown:
+        raise TemplateError(f"Template '{template.name}' has no variable '{unknown[0]}'.")
+    values = {k: str(v) for k, v in values.items()}
+    options = template.options
+    if template.options_variable:
+        options = tuple(" " + line.strip() for line in values[template.options_variable].splitlines() if line.strip())
+        if not options:
+            raise TemplateError(f"Give at least one option in '{template.options_variable}', one per line.")
+
+    def build(vals: dict[str, str]) -> str:
+        shots = "".join(_fill(template.example, {**vals, **{k: str(v) for k, v in ex.items()}})
+                        for ex in template.examples)
+        return shots + _fill(template.prompt, vals)
+
+    text = build(values)
+    cut, cut_field = 0, None
+    if tokenizer is not None and budget is not None:
+        longest_option = max((len(tokenizer.encode(o)) for o in options), default=0)
+        limit = budget - longest_option
+        excess = len(tokenizer.encode(text)) - limit
+        if excess > 0:
+            free = [v.name for v in template.variables if v.multiline and v.name != template.options_variable]
+            if not free:
+                raise TemplateError(f"The prompt is {excess} tokens too long for the model and has no long field to shorten.")
+            cut_field = max(free, key=lambda n: len(values[n]))
+            field_ids = tokenizer.encode(values[cut_field])
+            while excess > 0 and cut < len(field_ids):
+                cut = min(len(field_ids), cut + excess)
+                values = {**values, cut_field: tokenizer.decode(field_ids[cut:]).lstrip()}
+                text = build(values)
+                excess = len(tokenizer.encode(text)) - limit
+            if excess > 0:
+                raise TemplateError(
+                    f"The prompt does not fit the model's window even with '{cut_field}' emptied; shorten the other fields."
+                )
+    return RenderedPrompt(text, template.stop, options, cut, cut_field)
