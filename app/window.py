@@ -10,16 +10,20 @@ from PySide6.QtCore import QByteArray, QSize, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                                QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from app.composer import Composer
 from app.history import History
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
+from app.tasks import TasksView
 from app.transcript import TranscriptView
 from app.worker import EngineWorker
 from engine.chat import Turn, format_chat
+from engine.errors import EngineError
+from engine.paths import user_templates_dir
+from engine.tokenizer import GPT2Tokenizer
 
 TITLE_LENGTH = 48
 
@@ -27,8 +31,8 @@ TITLE_LENGTH = 48
 @dataclass
 class ActiveRequest:
     request_id: int
-    conversation_id: int
-    kind: str  # "chat" | "notebook"
+    conversation_id: int | None
+    kind: str  # "chat" | "notebook" | "task" | "choice"
     settings: dict
     text: str = ""
     detached: bool = False  # the user moved to another conversation; the reply is still saved
@@ -42,6 +46,7 @@ def _title_from(text: str) -> str:
 class MainWindow(QMainWindow):
     request_load = Signal(str, str, int)
     request_generate = Signal(int, str, dict)
+    request_choose = Signal(int, str, list, bool)
 
     def __init__(self, history: History, settings: AppSettings, settings_path: Path,
                  history_problem: str | None = None):
@@ -80,6 +85,8 @@ class MainWindow(QMainWindow):
         self.engine_thread.finished.connect(self.worker.deleteLater)
         self.request_load.connect(self.worker.load)
         self.request_generate.connect(self.worker.generate)
+        self.request_choose.connect(self.worker.choose)
+        self.worker.chosen.connect(self._on_chosen)
         self.worker.loading.connect(self._on_loading)
         self.worker.loaded.connect(self._on_loaded)
         self.worker.load_failed.connect(self._on_load_failed)
@@ -160,7 +167,16 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([240, 760])
-        self.setCentralWidget(self.splitter)
+        self.tasks = TasksView(user_templates_dir())
+        self.tasks.run_generate.connect(self._run_task)
+        self.tasks.run_choose.connect(self._run_choice)
+        self.tasks.stop_requested.connect(self.stop)
+        self.tasks.open_in_notebook.connect(self.notebook_from_text)
+        self.tasks.use_in_chat.connect(self.chat_from_text)
+        self.tabs = QTabWidget(documentMode=True)
+        self.tabs.addTab(self.splitter, "Conversations")
+        self.tabs.addTab(self.tasks, "Tasks")
+        self.setCentralWidget(self.tabs)
 
         import torch
 
@@ -204,11 +220,14 @@ class MainWindow(QMainWindow):
         action(conv_menu, "Rename…", self.ask_rename, "F2")
         action(conv_menu, "Delete…", self.ask_delete, "Ctrl+Shift+Backspace")
         view_menu = self.menuBar().addMenu("&View")
+        action(view_menu, "Conversations", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
+        action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
         QShortcut(QKeySequence("Escape"), self, activated=self.escape)
         QShortcut(QKeySequence("Ctrl+Return"), self.notebook, activated=self._continue_or_stop)
+        QShortcut(QKeySequence("Ctrl+Return"), self.tasks, activated=self.tasks.run_or_stop)
         QShortcut(QKeySequence("Delete"), self.sidebar.list, activated=self.ask_delete)
 
     def _restore_layout(self) -> None:
@@ -254,6 +273,10 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"{info['device']} · {info['dtype']}")
         self.context_label.setText(f"context — / {info['context_window']}")
         self.statusBar().showMessage(f"Loaded {info['name']}", 3000)
+        try:
+            self.tasks.set_model(GPT2Tokenizer.from_folder(Path(info["folder"])), info["context_window"])
+        except EngineError:
+            self.tasks.set_model(None, info["context_window"])
         self._update_buttons()
 
     def _on_load_failed(self, message: str) -> None:
@@ -277,7 +300,7 @@ class MainWindow(QMainWindow):
         if conversation_id == self.current_id:
             return
         self._store_document()
-        if self.active is not None:
+        if self.active is not None and self.active.conversation_id is not None:
             self.active.detached = True
             self.stop()
         self.cancel_edit()
@@ -446,11 +469,59 @@ class MainWindow(QMainWindow):
         self._notebook_cursor.movePosition(QTextCursor.End)
         self._start(self.notebook.toPlainText(), {**self.settings.sampling(), "stop": []}, "notebook")
 
+    def notebook_from_text(self, text: str) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.new_notebook()
+        self.notebook.setPlainText(text)
+        self.notebook.moveCursor(QTextCursor.End)
+        self._store_document()
+
+    def chat_from_text(self, text: str) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.new_chat()
+        self.composer.setPlainText(text)
+        self.composer.setFocus()
+
+    # tasks
+
+    def _task_can_run(self) -> bool:
+        if self.model_info is None:
+            self.tasks.message.setText("No model is loaded yet.")
+        elif self.active is not None:
+            self.tasks.message.setText("The model is busy with another reply; stop it or wait.")
+        return self.model_info is not None and self.active is None
+
+    def _run_task(self, prompt: str, task_settings: dict) -> None:
+        if not self._task_can_run():
+            return
+        self.tasks.set_running(True)
+        self._start(prompt, {**self.settings.sampling(), **task_settings}, "task")
+
+    def _run_choice(self, context: str, options: list, normalise: bool) -> None:
+        if not self._task_can_run():
+            return
+        self.tasks.set_running(True)
+        self._next_request += 1
+        self.active = ActiveRequest(self._next_request, None, "choice", {"normalise": normalise})
+        self.busy.show()
+        self._update_buttons()
+        self.request_choose.emit(self._next_request, context, options, normalise)
+
+    def _on_chosen(self, request_id: int, scores: list) -> None:
+        if self.active is None or request_id != self.active.request_id:
+            return
+        self.active = None
+        self.busy.hide()
+        self.tasks.set_running(False)
+        self.tasks.chart.show_scores(scores)
+        self._update_buttons()
+
     # generation
 
     def _start(self, prompt: str, settings: dict, kind: str) -> None:
         self._next_request += 1
-        self.active = ActiveRequest(self._next_request, self.current_id, kind, settings)
+        conversation = self.current_id if kind in ("chat", "notebook") else None
+        self.active = ActiveRequest(self._next_request, conversation, kind, settings)
         self.busy.show()
         self._update_buttons()
         self.request_generate.emit(self._next_request, prompt, settings)
@@ -474,6 +545,8 @@ class MainWindow(QMainWindow):
             return
         if active.kind == "chat":
             self.transcript.append(text)
+        elif active.kind == "task":
+            self.tasks.append_output(text)
         else:
             self._notebook_cursor.insertText(text)
 
@@ -481,7 +554,10 @@ class MainWindow(QMainWindow):
         active = self.active
         if active is None or request_id != active.request_id:
             return
-        self._save_reply(active, done["text"], done["stop_reason"])
+        if active.kind == "task":
+            self.tasks.set_running(False)
+        else:
+            self._save_reply(active, done["text"], done["stop_reason"])
         self.active = None
         self.busy.hide()
         if done["stop_reason"] != "cancelled" or done["tokens_per_second"]:
@@ -519,6 +595,7 @@ class MainWindow(QMainWindow):
         if self.active is None or request_id != self.active.request_id:
             return
         self.notebook.setReadOnly(False)
+        self.tasks.set_running(False)
         self.active = None
         self.busy.hide()
         self.show_banner(f"Generation failed: {message}")
@@ -569,7 +646,8 @@ class MainWindow(QMainWindow):
         if active is not None:
             self.worker.cancel(active.request_id)
             self.worker.finished.disconnect(self._on_finished)
-            self._save_reply(active, active.text, "cancelled")
+            if active.kind in ("chat", "notebook"):
+                self._save_reply(active, active.text, "cancelled")
             self.active = None
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()

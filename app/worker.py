@@ -32,6 +32,7 @@ class EngineWorker(QObject):
     tokens = Signal(int, str, int)  # request id, text, how many tokens it holds
     finished = Signal(int, dict)  # request id, the engine's Done as a dict
     failed = Signal(int, str)
+    chosen = Signal(int, list)  # request id, [{"text", "logprob", "tokens", "prob"}] in option order
 
     def __init__(self):
         super().__init__()
@@ -92,3 +93,21 @@ class EngineWorker(QObject):
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             self.failed.emit(request_id, f"Unexpected error during generation: {exc}")
+
+    @Slot(int, str, list, bool)
+    def choose(self, request_id: int, context: str, options: list, normalise: bool) -> None:
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        from engine.scoring import choose
+
+        try:
+            scores, _best = choose(self.generator.loaded, context, list(options), normalise=normalise)
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error while scoring: {exc}")
+            return
+        self.chosen.emit(request_id, [asdict(s) for s in scores])

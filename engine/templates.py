@@ -198,3 +198,47 @@ def render(template: Template, values: dict[str, str], tokenizer: GPT2Tokenizer 
                     f"The prompt does not fit the model's window even with '{cut_field}' emptied; shorten the other fields."
                 )
     return RenderedPrompt(text, template.stop, options, cut, cut_field)
+
+
+def template_slug(name: str) -> str:
+    slug = "".join(ch.lower() if ch.isalnum() else "-" for ch in name).strip("-")
+    return "-".join(filter(None, slug.split("-"))) or "template"
+
+
+def save_user_template(source_text: str, folder: Path, previous: Path | None = None) -> Template:
+    """Check TOML text and write it into the user's template folder (named after the template).
+
+    Built-ins are never written: saving an edited built-in makes a user template that overrides it.
+    """
+    try:
+        data = tomllib.loads(source_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"Not valid TOML: {exc}.") from None
+    template = parse_template(data)
+    render(template, template.example_values())  # every declared variable renders
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{template_slug(template.name)}.toml"
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(source_text, encoding="utf-8")
+    tmp.replace(path)
+    if previous is not None and previous != path and previous.parent == folder and previous.exists():
+        previous.unlink()
+    return parse_template(data, source=str(path))
+
+
+NEW_TEMPLATE = '''name = "My template"
+description = "What it is for."
+kind = "generate"  # or "choose"
+prompt = "{text}\\n\\nTL;DR:"
+stop = ["\\n\\n"]
+max_new_tokens = 100
+
+[[variables]]
+name = "text"
+label = "Text"
+multiline = true
+example = "A short example value."
+
+[sampling]
+temperature = 0.7
+'''
