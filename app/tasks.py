@@ -58,6 +58,8 @@ class TasksView(QWidget):
         self.running = False
 
         self.list = QListWidget()
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(lambda item, _prev: self.select(item.data(Qt.UserRole) if item else None))
         buttons = QGridLayout()
         for i, (text, slot) in enumerate([("New…", self.new_template), ("Duplicate", self.duplicate_template),
@@ -104,7 +106,12 @@ class TasksView(QWidget):
         right_layout.addLayout(row)
         right_layout.addWidget(self.message)
         right_layout.addWidget(self.output, 1)
-        right_layout.addWidget(self.chart)
+        self.chart_host = QWidget()  # the chart at the top of the space the output would take
+        chart_layout = QVBoxLayout(self.chart_host)
+        chart_layout.setContentsMargins(0, 0, 0, 0)
+        chart_layout.addWidget(self.chart)
+        chart_layout.addStretch(1)
+        right_layout.addWidget(self.chart_host, 1)
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(right)
@@ -159,7 +166,7 @@ class TasksView(QWidget):
             self.fields[var.name] = widget
             self.form.addRow(var.label, widget)
         self.normalise.setVisible(template.kind == "choose")
-        self.chart.setVisible(template.kind == "choose")
+        self.chart_host.setVisible(template.kind == "choose")
         self.output.setVisible(template.kind == "generate")
         self.message.clear()
 
