@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
-    p.add_argument("--model", required=model_required, help="model folder (default: the embedded model)")
+    p.add_argument("--model", required=model_required,
+                   help="model folder or a downloaded model's name (default: the embedded model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--option", action="append", default=[], help="one option; give two or more")
     c.add_argument("--normalise", action="store_true", help="rank by log-likelihood per token, not in total")
     c.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("models", help="list, download, import or remove models")
+    m.add_argument("action", choices=["list", "download", "import", "remove"])
+    m.add_argument("target", nargs="?", help="a Hub repo id (download), a folder (import) or a name (remove)")
+    m.add_argument("--yes", action="store_true", help="remove without asking")
 
     tl = sub.add_parser("templates", help="list or show prompt templates")
     tl.add_argument("action", choices=["list", "show"])
@@ -277,6 +283,61 @@ def cmd_templates(args) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _terminal_progress(p) -> None:
+    width = 30
+    filled = int(width * p.done_bytes / p.total_bytes) if p.total_bytes else 0
+    eta = p.eta_seconds
+    eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "--"
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {_size(p.done_bytes)} / {_size(p.total_bytes)}  "
+                     f"{p.bytes_per_second / 1e6:.1f} MB/s  ETA {eta_text}  {p.filename[:30]:30}")
+    sys.stderr.flush()
+
+
+def cmd_models(args) -> int:
+    from engine import hub
+
+    if args.action == "list":
+        local = hub.local_models()
+        print("On this computer:")
+        for model in local:
+            print(f"  {model.name:40} {model.kind:11} {_size(model.size_bytes):>9}  {model.folder}")
+        have = {m.name for m in local}
+        print("\nAvailable to download (gpt2-desktop models download REPO_ID):")
+        for entry in hub.CATALOG:
+            mark = "(downloaded)" if entry.repo_id in have else ""
+            print(f"  {entry.repo_id:40} {entry.parameters:>5}  ~{_size(entry.download_bytes):>8}  "
+                  f"{entry.description} {mark}")
+        return 0
+    if not args.target:
+        raise UserError(f"gpt2-desktop models {args.action}: say what to {args.action}")
+    if args.action == "download":
+        cancel = threading.Event()
+        try:
+            folder = hub.download_model(args.target, progress=_terminal_progress, cancel=cancel)
+        except KeyboardInterrupt:
+            sys.stderr.write("\ncancelled; run the same command again to continue\n")
+            return 130
+        sys.stderr.write("\n")
+        print(f"downloaded {args.target} to {folder}")
+        return 0
+    if args.action == "import":
+        model = hub.import_folder(Path(args.target))
+        print(f"imported {model.name} ({model.folder})")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError("gpt2-desktop models remove: pass --yes to remove without a question")
+        if input(f"Remove {args.target}? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
+    model = hub.remove_model(args.target)
+    print(f"removed {model.name}" + (" from the list (its folder is untouched)" if model.kind == "imported" else ""))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from engine.bench import run_bench
 
@@ -307,14 +368,14 @@ def cmd_train(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench,
-            "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates}
+            "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UserError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, bench or train (see --help)")
+            raise UserError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, models, bench or train (see --help)")
         return COMMANDS[args.command](args)
     except (UserError, EngineError) as exc:
         print(f"error: {exc}" if isinstance(exc, (EngineError, SettingsError)) else str(exc), file=sys.stderr)

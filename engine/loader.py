@@ -49,6 +49,13 @@ def resolve_model_folder(model: str | Path | None) -> Path:
         return folder
     folder = Path(model).expanduser()
     if not folder.exists():
+        from engine.hub import find_local
+
+        local = find_local(str(model))
+        if local is not None:
+            return local.folder
+        if str(model).count("/") == 1 and not str(model).startswith(("/", ".", "~")):
+            raise ModelLoadError(f"{model} is not downloaded yet; run: gpt2-desktop models download {model}")
         raise ModelLoadError(f"No model folder at {folder}.")
     if not folder.is_dir():
         raise ModelLoadError(f"{folder} is a file; --model takes the folder that holds config.json.")
