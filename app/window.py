@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QI
 
 from app.composer import Composer
 from app.history import History
+from app.models_view import ModelsView
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
@@ -59,6 +60,7 @@ class MainWindow(QMainWindow):
         self.current_id: int | None = None
         self.editing_message_id: int | None = None
         self._next_request = 0
+        self._hub_checked = False
         self.setWindowTitle("gpt2-desktop")
 
         self._build_engine_thread()
@@ -176,6 +178,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(documentMode=True)
         self.tabs.addTab(self.splitter, "Conversations")
         self.tabs.addTab(self.tasks, "Tasks")
+        self.models = ModelsView()
+        self.models.use_requested.connect(self.use_model_name)
+        self.tabs.addTab(self.models, "Models")
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
 
         import torch
@@ -222,6 +228,7 @@ class MainWindow(QMainWindow):
         view_menu = self.menuBar().addMenu("&View")
         action(view_menu, "Conversations", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
+        action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
@@ -253,6 +260,16 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.load_model()
 
+    def use_model_name(self, name: str) -> None:
+        """From the Models view: a model name ("" for the embedded one) becomes the active model."""
+        self.use_model(name or None)
+        self.tabs.setCurrentIndex(0)
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.models and not self._hub_checked:
+            self._hub_checked = True
+            self.models.check_hub()
+
     def choose_model_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a GPT-2 model folder")
         if folder:
@@ -269,6 +286,7 @@ class MainWindow(QMainWindow):
         if self.banner_text.property("kind") == "model":
             self.banner.hide()
         self.model_label.setText(info["name"])
+        self.models.set_active(self.settings.model or "embedded")
         self.model_label.setToolTip(info["folder"])
         self.device_label.setText(f"{info['device']} · {info['dtype']}")
         self.context_label.setText(f"context — / {info['context_window']}")
@@ -653,6 +671,7 @@ class MainWindow(QMainWindow):
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         self.settings.splitter_state = bytes(self.splitter.saveState().toBase64()).decode()
         self._save_settings()
+        self.models.shutdown()
         self.engine_thread.quit()
         self.engine_thread.wait(5000)
         super().closeEvent(event)

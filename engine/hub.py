@@ -388,3 +388,18 @@ def remove_model(name: str) -> LocalModel:
     else:
         _registry().write_text(json.dumps([str(p) for p in _imported() if p != model.folder], indent=2))
     return model
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hub's server answers at all (any HTTP status counts; only a dead line does not)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint() + "/api/models/openai-community/gpt2",
+                                                      method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return True

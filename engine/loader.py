@@ -72,6 +72,15 @@ def _eos_ids(folder: Path, config: GPTConfig, tokenizer: GPT2Tokenizer) -> froze
     return frozenset(i for i in ids if isinstance(i, int))
 
 
+def display_name(model: str | Path | None, folder: Path) -> str:
+    """A name a person recognises: the repo id of a Hub download, else the folder's name."""
+    if model is not None and not Path(model).expanduser().exists():
+        return str(model)  # a downloaded model's repo id or an imported folder's name
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name[len("models--"):].replace("--", "/")
+    return folder.name
+
+
 def load_model(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a GPT-2 model folder (None: the embedded model) onto a device, ready to generate."""
     folder = resolve_model_folder(model)
@@ -85,7 +94,7 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
     torch_dtype = resolve_dtype(dtype, device)
     net = build_model(config, read_state_dict(weight_files(folder)), torch_dtype, device)
     return LoadedModel(
-        name=folder.name,
+        name=display_name(model, folder),
         folder=folder,
         config=net.config,
         model=net,

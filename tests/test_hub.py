@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from conftest import make_model_folder
 from engine import load_model
@@ -181,3 +182,53 @@ def test_cli_models_download_list_remove(hub):
     assert cli("models", "remove", REPO, "--yes").returncode == 0
     missing = cli("generate", "--model", REPO, "--prompt", "Hi")
     assert missing.returncode == 2 and "models download" in missing.stderr
+
+
+def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
+    from app.history import History
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    window = MainWindow(History(":memory:"), AppSettings(model=str(tiny_model_dir)), tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
+    view = window.models
+    window.tabs.setCurrentIndex(2)
+    assert view.row_of("openai-community/gpt2") is not None  # the catalog is listed offline or not
+    hub.slow = 0.001
+    seen = []
+    view.worker.progress.connect(lambda *args: seen.append(args))
+    view.repo_edit.setText(REPO)
+    qtbot.keyClick(view.repo_edit, Qt.Key_Return)
+    assert view.progress_host.isVisibleTo(view)
+    qtbot.waitUntil(lambda: view.downloading is None, timeout=60000)
+    assert seen and "ready" in view.message.text()
+    row = view.row_of(REPO)
+    assert view.table.item(row, 1).text() == "downloaded"
+    view.table.selectRow(row)
+    view.use_selected()
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info["name"] == REPO, timeout=20000)
+    assert window.settings.model == REPO
+    window.close()
+
+
+def test_gui_says_when_the_hub_is_unreachable(qtbot, tmp_path, monkeypatch, tiny_model_dir):
+    from app.history import History
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    window = MainWindow(History(":memory:"), AppSettings(model=str(tiny_model_dir)), tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    window.tabs.setCurrentIndex(2)
+    qtbot.waitUntil(lambda: "cannot be reached" in window.models.message.text(), timeout=20000)
+    window.models.download(REPO)
+    qtbot.waitUntil(lambda: window.models.downloading is None, timeout=30000)
+    assert "cannot be reached" in window.models.message.text()
+    window.close()

@@ -1,0 +1,280 @@
+"""The Models view: what is on this computer, what the Hub offers, downloads with progress."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from engine import hub
+from engine.errors import EngineError
+
+COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+class DownloadWorker(QObject):
+    """Runs downloads and the reachability check off the GUI thread."""
+
+    progress = Signal(str, int, int, float)  # file, done bytes, total bytes, bytes per second
+    finished = Signal(str, str)  # repo id, folder
+    failed = Signal(str, str, bool)  # repo id, message, hub unreachable
+    hub_status = Signal(bool)
+
+    def __init__(self):
+        super().__init__()
+        self.cancel_event = threading.Event()
+
+    @Slot(str)
+    def download(self, repo_id: str) -> None:
+        self.cancel_event.clear()
+        try:
+            folder = hub.download_model(
+                repo_id,
+                progress=lambda p: self.progress.emit(p.filename, p.done_bytes, p.total_bytes, p.bytes_per_second),
+                cancel=self.cancel_event,
+            )
+        except EngineError as exc:
+            self.failed.emit(repo_id, str(exc), isinstance(exc, hub.HubOffline))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
+            self.failed.emit(repo_id, f"Unexpected error: {exc}", False)
+            return
+        self.finished.emit(repo_id, str(folder))
+
+    @Slot()
+    def check_hub(self) -> None:
+        self.hub_status.emit(hub.hub_reachable())
+
+
+class ModelsView(QWidget):
+    use_requested = Signal(str)  # a model name or folder for the engine to load
+    start_download = Signal(str)
+    start_check = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.active_name: str | None = None
+        self.downloading: str | None = None
+        self.thread = QThread(self)
+        self.thread.setObjectName("downloads")
+        self.worker = DownloadWorker()
+        self.worker.moveToThread(self.thread)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.start_download.connect(self.worker.download)
+        self.start_check.connect(self.worker.check_hub)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.hub_status.connect(self._on_hub_status)
+        self.thread.start()
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.itemDoubleClicked.connect(lambda _item: self.use_selected())
+
+        self.use_button = QPushButton("Use")
+        self.use_button.clicked.connect(self.use_selected)
+        self.download_button = QPushButton("Download")
+        self.download_button.clicked.connect(lambda: self.download(self._selected_name()))
+        self.remove_button = QPushButton("Remove…")
+        self.remove_button.clicked.connect(self.ask_remove)
+        import_button = QPushButton("Import folder…")
+        import_button.clicked.connect(self.ask_import)
+        self.repo_edit = QLineEdit(placeholderText="Any GPT-2 model on the Hub, e.g. openai-community/gpt2")
+        self.repo_edit.returnPressed.connect(lambda: self.download(self.repo_edit.text().strip()))
+        get_button = QPushButton("Download")
+        get_button.clicked.connect(lambda: self.download(self.repo_edit.text().strip()))
+        actions = QHBoxLayout()
+        for button in (self.use_button, self.download_button, self.remove_button, import_button):
+            actions.addWidget(button)
+        actions.addStretch(1)
+        by_id = QHBoxLayout()
+        by_id.addWidget(self.repo_edit, 1)
+        by_id.addWidget(get_button)
+
+        self.progress = QProgressBar()
+        self.progress_label = QLabel()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.progress_label)
+        progress_row.addWidget(self.cancel_button)
+        self.progress_host = QWidget()
+        self.progress_host.setLayout(progress_row)
+        self.progress_host.hide()
+        self.message = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(actions)
+        layout.addLayout(by_id)
+        layout.addWidget(self.progress_host)
+        layout.addWidget(self.message)
+        self.refresh()
+
+    # listing
+
+    def refresh(self) -> None:
+        selected = self._selected_name()
+        local = hub.local_models()
+        have = {m.name for m in local}
+        catalog = {e.repo_id: e for e in hub.CATALOG}
+        rows = []
+        for m in local:
+            entry = catalog.get(m.name)
+            where = {"embedded": "built in", "downloaded": "downloaded", "converted": "converted",
+                     "imported": "imported folder"}[m.kind]
+            about = entry.description if entry else ("The app's own small model." if m.kind == "embedded"
+                                                     else str(m.folder))
+            rows.append((m.name, where, entry.parameters if entry else "", _size(entry.download_bytes) if entry else "",
+                         _size(m.size_bytes), about))
+        for entry in hub.CATALOG:
+            if entry.repo_id not in have:
+                rows.append((entry.repo_id, "on the Hub", entry.parameters, "~" + _size(entry.download_bytes), "",
+                             entry.description))
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                item = QTableWidgetItem(text)
+                if c == 0 and row[0] == self.active_name:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.table.setItem(r, c, item)
+            if row[0] == selected:
+                self.table.selectRow(r)
+        self._update_buttons()
+
+    def row_of(self, name: str) -> int | None:
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).text() == name:
+                return r
+        return None
+
+    def _selected_name(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return self.table.item(rows[0].row(), 0).text() if rows else None
+
+    def _selected_where(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.table.item(rows[0].row(), 1).text() if rows else None
+
+    def _update_buttons(self) -> None:
+        where = self._selected_where()
+        self.use_button.setEnabled(where is not None and where != "on the Hub")
+        self.download_button.setEnabled(where == "on the Hub" and self.downloading is None)
+        self.remove_button.setEnabled(where not in (None, "on the Hub", "built in"))
+
+    def set_active(self, name: str | None) -> None:
+        self.active_name = name
+        self.refresh()
+
+    # actions
+
+    def use_selected(self) -> None:
+        name, where = self._selected_name(), self._selected_where()
+        if name and where != "on the Hub":
+            self.use_requested.emit("" if where == "built in" else name)
+
+    def download(self, repo_id: str | None) -> None:
+        if not repo_id or self.downloading is not None:
+            return
+        if repo_id.count("/") != 1:
+            self.message.setText(f"“{repo_id}” is not a Hub repo id; they look like owner/name.")
+            return
+        self.downloading = repo_id
+        self.progress.setRange(0, 0)
+        self.progress_label.setText(f"Starting {repo_id}…")
+        self.progress_host.show()
+        self.message.clear()
+        self._update_buttons()
+        self.start_download.emit(repo_id)
+
+    def cancel(self) -> None:
+        self.worker.cancel_event.set()
+
+    def _on_progress(self, filename: str, done: int, total: int, rate: float) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * done / total) if total else 0)
+        eta = (total - done) / rate if rate > 0 else None
+        eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s left" if eta is not None else ""
+        self.progress_label.setText(f"{self.downloading}: {_size(done) or '0 MB'} / {_size(total)} · "
+                                    f"{rate / 1e6:.1f} MB/s · {eta_text}")
+
+    def _download_ended(self) -> None:
+        self.downloading = None
+        self.progress_host.hide()
+        self.refresh()
+
+    def _on_finished(self, repo_id: str, _folder: str) -> None:
+        self._download_ended()
+        self.message.setText(f"{repo_id} is ready. Select it and press Use.")
+        row = self.row_of(repo_id)
+        if row is not None:
+            self.table.selectRow(row)
+
+    def _on_failed(self, repo_id: str, message: str, offline: bool) -> None:
+        self._download_ended()
+        self.message.setText(message)
+
+    def check_hub(self) -> None:
+        self.start_check.emit()
+
+    def _on_hub_status(self, reachable: bool) -> None:
+        if not reachable:
+            self.message.setText(f"The Hugging Face Hub ({hub.endpoint()}) cannot be reached — you seem to be "
+                                 "offline. Models on this computer keep working; downloads wait until you are online.")
+
+    def ask_remove(self) -> None:
+        name = self._selected_name()
+        if not name:
+            return
+        if QMessageBox.question(self, "Remove model", f"Remove {name} from this computer?") == QMessageBox.Yes:
+            self.remove(name)
+
+    def remove(self, name: str) -> None:
+        try:
+            model = hub.remove_model(name)
+        except EngineError as exc:
+            self.message.setText(str(exc))
+            return
+        self.message.setText(f"Removed {model.name}.")
+        self.refresh()
+
+    def ask_import(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a GPT-2 model folder")
+        if folder:
+            self.import_folder(folder)
+
+    def import_folder(self, folder: str) -> None:
+        from pathlib import Path
+
+        try:
+            model = hub.import_folder(Path(folder))
+        except EngineError as exc:
+            self.message.setText(f"{folder} cannot be used: {exc}")
+            return
+        self.message.setText(f"Imported {model.name}.")
+        self.refresh()
+
+    def shutdown(self) -> None:
+        self.cancel()
+        self.thread.quit()
+        self.thread.wait(5000)
