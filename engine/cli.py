@@ -104,14 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"No such file: {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text.") from None
-    except OSError as exc:
-        raise UserError(f"Cannot read {path}: {exc.strerror}.") from None
+    from engine.corpus import read_text_file
+
+    return read_text_file(path)
 
 
 def _load(args):

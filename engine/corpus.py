@@ -43,8 +43,11 @@ def strip_gutenberg(text: str) -> str:
 
 
 def read_text_file(path: Path) -> str:
+    """A UTF-8 text file (with or without a byte-order mark), or a SettingsError that says what is wrong."""
     try:
         return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SettingsError(f"No such file: {path}") from None
     except UnicodeDecodeError:
         raise SettingsError(f"{path} is not UTF-8 text.") from None
     except OSError as exc:

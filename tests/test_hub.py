@@ -41,6 +41,17 @@ def hub(tmp_path, monkeypatch, repo_folder):
     server.stop()
 
 
+@pytest.fixture
+def unreachable_hub(tmp_path, monkeypatch):
+    """HF_ENDPOINT pointing at a port where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+
+
 def gets(server, filename):
     return [r for r in server.requests if r[0] == "GET" and r[1].endswith("/" + filename)]
 
@@ -129,13 +140,7 @@ def test_pickle_that_runs_code_is_refused(hub, tmp_path):
         download_model("evil/pickle")
 
 
-def test_unreachable_hub_says_offline_and_local_models_still_work(tmp_path, monkeypatch, tiny_model_dir):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+def test_unreachable_hub_says_offline_and_local_models_still_work(unreachable_hub, tiny_model_dir):
     with pytest.raises(HubOffline, match="cannot be reached"):
         download_model(REPO)
     import_folder(tiny_model_dir)
@@ -213,17 +218,11 @@ def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
     window.close()
 
 
-def test_gui_says_when_the_hub_is_unreachable(qtbot, tmp_path, monkeypatch, tiny_model_dir):
+def test_gui_says_when_the_hub_is_unreachable(qtbot, unreachable_hub, tmp_path, tiny_model_dir):
     from app.history import History
     from app.settings import AppSettings
     from app.window import MainWindow
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
     window = MainWindow(History(":memory:"), AppSettings(model=str(tiny_model_dir)), tmp_path / "settings.json")
     qtbot.addWidget(window)
     window.tabs.setCurrentIndex(2)
