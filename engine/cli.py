@@ -6,7 +6,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from engine.errors import EngineError, SettingsError
@@ -135,48 +134,47 @@ def _template_values(args) -> dict[str, str]:
     return values
 
 
-def _resolve_prompt(args, loaded=None, reserve: int = 0):
-    """(prompt text, the template or None, the rendered template or None) from --prompt/--prompt-file/--template."""
+def _find_template(args):
     from engine.paths import user_templates_dir
-    from engine.templates import find_template, render
+    from engine.templates import find_template
 
     if args.var and not args.template:
         raise UserError("--var is only used with --template")
-    if args.template is None:
-        return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None, None
-    template = find_template(args.template, user_templates_dir())
-    budget = loaded.context_window - reserve if loaded is not None else None
-    rendered = render(template, _template_values(args), loaded.tokenizer if loaded else None, budget)
+    return find_template(args.template, user_templates_dir()) if args.template else None
+
+
+def _prompt_text(args, template, loaded, reserve: int = 0):
+    """The prompt (and the rendered template, if one was used) from --prompt, --prompt-file or --template."""
+    from engine.templates import render
+
+    if template is None:
+        return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None
+    rendered = render(template, _template_values(args), loaded.tokenizer, loaded.context_window - reserve)
     if rendered.cut_tokens:
         print(f"note: '{rendered.cut_field}' was shortened by {rendered.cut_tokens} tokens from its start "
               "to fit the model's window.", file=sys.stderr)
-    return rendered.text, template, rendered
+    return rendered.text, rendered
 
 
 def cmd_generate(args) -> int:
     from engine.generate import Done, Generator
     from engine.sampling import SamplingSettings
 
+    template = _find_template(args)
     loaded = _load(args)
     chosen = {k: getattr(args, k) for k in GENERATE_DEFAULTS if getattr(args, k) is not None}
-    if args.template:
-        from engine.paths import user_templates_dir
-        from engine.templates import find_template
-
-        template = find_template(args.template, user_templates_dir())
+    values = {**GENERATE_DEFAULTS, **chosen}
+    if template is not None:
         values = {**GENERATE_DEFAULTS, "max_new_tokens": template.max_new_tokens, "stop": template.stop,
                   **template.sampling, **chosen}
-    else:
-        values = {**GENERATE_DEFAULTS, **chosen}
     # Room for the start of the reply; past the window, generation slides on by itself.
     reserve = min(values["max_new_tokens"], loaded.context_window // 4)
-    prompt, _, _ = _resolve_prompt(args, loaded, reserve=reserve)
+    prompt, _ = _prompt_text(args, template, loaded, reserve)
     settings = SamplingSettings(**{**values, "stop": tuple(values["stop"])}).validate()
     generator = Generator(loaded)
-    cancel = threading.Event()
     done = None
     try:
-        for event in generator.stream(prompt, settings, cancel):
+        for event in generator.stream(prompt, settings):
             if isinstance(event, Done):
                 done = event
             elif args.json:
@@ -243,8 +241,9 @@ def cmd_perplexity(args) -> int:
 def cmd_choose(args) -> int:
     from engine.scoring import choose
 
+    template = _find_template(args)
     loaded = _load(args)
-    prompt, template, rendered = _resolve_prompt(args, loaded)
+    prompt, rendered = _prompt_text(args, template, loaded)
     options = list(args.option) or list(rendered.options if rendered else [])
     if len(options) < 2:
         raise UserError("gpt2-desktop choose: give at least two --option values (or a choose template)")
@@ -310,9 +309,8 @@ def cmd_models(args) -> int:
     if not args.target:
         raise UserError(f"gpt2-desktop models {args.action}: say what to {args.action}")
     if args.action == "download":
-        cancel = threading.Event()
         try:
-            folder = hub.download_model(args.target, progress=_terminal_progress, cancel=cancel)
+            folder = hub.download_model(args.target, progress=_terminal_progress)
         except KeyboardInterrupt:
             sys.stderr.write("\ncancelled; run the same command again to continue\n")
             return 130
