@@ -396,9 +396,18 @@ class MainWindow(QMainWindow):
     def _send_or_stop(self) -> None:
         self.stop() if self.active else self.send()
 
+    def _ready(self, say=None) -> bool:
+        """Whether a new reply can start now; if not, says why (in the status bar unless `say` is given)."""
+        say = say or (lambda text: self.statusBar().showMessage(text, 5000))
+        if self.model_info is None:
+            say("No model is loaded yet (File > Open model folder…, or the Models tab).")
+        elif self.active is not None:
+            say("The model is still writing; stop it first (Esc).")
+        return self.model_info is not None and self.active is None
+
     def send(self) -> None:
         text = self.composer.toPlainText().strip()
-        if not text or self.active is not None or self.model_info is None:
+        if not text or not self._ready():
             return
         if self.current_id is None or self.history.conversation(self.current_id).mode != "chat":
             self.current_id = self.history.create_conversation(_title_from(text), "chat")
@@ -438,7 +447,7 @@ class MainWindow(QMainWindow):
 
     def regenerate(self, message_id: int) -> None:
         """Replace an assistant reply (and anything after it) with a new one."""
-        if self.active is not None or self.model_info is None:
+        if not self._ready():
             return
         messages = self.history.messages(self.current_id)
         index = next(i for i, m in enumerate(messages) if m.id == message_id)
@@ -476,7 +485,7 @@ class MainWindow(QMainWindow):
         self.stop() if self.active else self.continue_notebook()
 
     def continue_notebook(self) -> None:
-        if self.active is not None or self.model_info is None:
+        if not self._ready():
             return
         if self.current_id is None:
             self.current_id = self.history.create_conversation("Notebook", "notebook")
@@ -502,21 +511,14 @@ class MainWindow(QMainWindow):
 
     # tasks
 
-    def _task_can_run(self) -> bool:
-        if self.model_info is None:
-            self.tasks.message.setText("No model is loaded yet.")
-        elif self.active is not None:
-            self.tasks.message.setText("The model is busy with another reply; stop it or wait.")
-        return self.model_info is not None and self.active is None
-
     def _run_task(self, prompt: str, task_settings: dict) -> None:
-        if not self._task_can_run():
+        if not self._ready(self.tasks.message.setText):
             return
         self.tasks.set_running(True)
         self._start(prompt, {**self.settings.sampling(), **task_settings}, "task")
 
     def _run_choice(self, context: str, options: list, normalise: bool) -> None:
-        if not self._task_can_run():
+        if not self._ready(self.tasks.message.setText):
             return
         self.tasks.set_running(True)
         self._next_request += 1
