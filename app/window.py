@@ -521,11 +521,8 @@ class MainWindow(QMainWindow):
         if not self._ready(self.tasks.message.setText):
             return
         self.tasks.set_running(True)
-        self._next_request += 1
-        self.active = ActiveRequest(self._next_request, None, "choice", {"normalise": normalise})
-        self.busy.show()
-        self._update_buttons()
-        self.request_choose.emit(self._next_request, context, options, normalise)
+        request_id = self._begin("choice", {"normalise": normalise})
+        self.request_choose.emit(request_id, context, options, normalise)
 
     def _on_chosen(self, request_id: int, scores: list) -> None:
         if self.active is None or request_id != self.active.request_id:
@@ -538,13 +535,17 @@ class MainWindow(QMainWindow):
 
     # generation
 
-    def _start(self, prompt: str, settings: dict, kind: str) -> None:
+    def _begin(self, kind: str, settings: dict) -> int:
+        """Mark a new engine request as the active one; returns its id."""
         self._next_request += 1
         conversation = self.current_id if kind in ("chat", "notebook") else None
         self.active = ActiveRequest(self._next_request, conversation, kind, settings)
         self.busy.show()
         self._update_buttons()
-        self.request_generate.emit(self._next_request, prompt, settings)
+        return self._next_request
+
+    def _start(self, prompt: str, settings: dict, kind: str) -> None:
+        self.request_generate.emit(self._begin(kind, settings), prompt, settings)
 
     def stop(self) -> None:
         if self.active is not None:

@@ -71,9 +71,8 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str) -> GPT:
     """A GPT with the checkpoint's weights, after checking every name and shape against the config."""
     head = state.get("lm_head")
-    tied = head is None or ("wte.weight" in state and head.data_ptr() == state["wte.weight"].data_ptr())
-    if head is not None and "wte.weight" in state and not tied:
-        tied = head.shape == state["wte.weight"].shape and torch.equal(head, state["wte.weight"])
+    wte = state.get("wte.weight")
+    tied = head is None or (wte is not None and head.shape == wte.shape and torch.equal(head, wte))
     if tied:
         state.pop("lm_head", None)
     config = replace(config, tie_word_embeddings=tied)
