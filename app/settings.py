@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+
+
 @dataclass
 class AppSettings:
     temperature: float = 0.8
@@ -17,7 +20,8 @@ class AppSettings:
     max_new_tokens: int = 200
     seed: int | None = None
     device: str = "auto"
-    threads: int = 0  # 0: PyTorch's default
+    dtype: str = "auto"  # weight precision: auto, float32, float16, bfloat16 or int8
+    threads: int = 0  # 0: one per physical core
     model: str | None = None  # None: the embedded model
     mode: str = "chat"
     window_geometry: str = ""
@@ -49,6 +53,8 @@ class AppSettings:
                 ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
             if ok:
                 values[key] = value
+        if values.get("dtype") not in (None, *DTYPES):
+            del values["dtype"]
         return cls(**values)
 
     def save(self, path: Path) -> None:

@@ -45,7 +45,7 @@ def _title_from(text: str) -> str:
 
 
 class MainWindow(QMainWindow):
-    request_load = Signal(str, str, int)
+    request_load = Signal(str, str, str, int)
     request_generate = Signal(int, str, dict)
     request_choose = Signal(int, str, list, bool)
 
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
     def load_model(self) -> None:
         self.model_info = None
         self._update_buttons()
-        self.request_load.emit(self.settings.model or "", self.settings.device, self.settings.threads)
+        self.request_load.emit(self.settings.model or "", self.settings.device, self.settings.dtype, self.settings.threads)
 
     def use_model(self, folder: str | None) -> None:
         self.stop()
@@ -633,6 +633,7 @@ class MainWindow(QMainWindow):
         self.continue_button.setText("Stop" if generating else "Continue")
         self.continue_button.setEnabled(generating or ready)
         self.settings_panel.device.setEnabled(not generating)
+        self.settings_panel.dtype.setEnabled(not generating)
         self.settings_panel.threads.setEnabled(not generating)
 
     # settings and lifetime

@@ -43,12 +43,12 @@ class EngineWorker(QObject):
         """Called directly from the GUI thread: takes effect within one token step."""
         self.cancelled_upto = max(self.cancelled_upto, request_id)
 
-    @Slot(str, str, int)
-    def load(self, model: str, device: str, threads: int) -> None:
+    @Slot(str, str, str, int)
+    def load(self, model: str, device: str, dtype: str, threads: int) -> None:
         self.loading.emit(model or "embedded model")
         try:
             set_threads(threads or None)
-            loaded = load_model(model or None, device=device)
+            loaded = load_model(model or None, device=device, dtype=dtype)
         except EngineError as exc:
             self.load_failed.emit(str(exc))
             return
@@ -61,7 +61,7 @@ class EngineWorker(QObject):
             "name": loaded.name,
             "folder": str(loaded.folder),
             "device": loaded.device,
-            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "dtype": loaded.precision,
             "context_window": loaded.context_window,
             "chat_style": chat_style(loaded.name),
         })

@@ -1,7 +1,9 @@
-"""`gpt2-desktop bench`: decode speed, prefill time, time to first token and peak memory,
-side by side with transformers on the same weights, in one run, as ratios.
+"""`gpt2-desktop bench`: decode speed, prefill time, time to first token and peak memory of every
+CPU precision, side by side with transformers (float32) on the same weights, in one run, as ratios;
+the weight bandwidth each precision achieves beside the machine's read bandwidth; start-up time from
+process start to first token; and, given a text, each reduced precision's quality against float32.
 
-Each engine runs in its own child process so that its peak resident memory is its own.
+Each engine and precision runs in its own child process so that its peak resident memory is its own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import time
 
 import torch
 
-DECODE_KEYS = ("decode_tok_s", "prefill_ms", "ttft_ms", "peak_rss_mb", "load_s")
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 
 
-def _prompt(n: int) -> list[int]:
-    return torch.randint(0, 50000, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+def _prompt(n: int, vocab: int = 50000) -> list[int]:
+    return torch.randint(0, min(vocab, 50000), (n,), generator=torch.Generator().manual_seed(n)).tolist()
 
 
 def _best(values: list[float], higher_is_better: bool) -> float:
@@ -32,16 +34,20 @@ def measure_ours(model: str, dtype: str, prompt_tokens: int, new_tokens: int, pr
     from engine.loader import load_model
     from engine.sampling import SamplingSettings
 
+    from engine.precision import decode_weight_bytes
+
     started = time.perf_counter()
     loaded = load_model(model, device="cpu", dtype=dtype)
     load_s = time.perf_counter() - started
+    weight_bytes = decode_weight_bytes(loaded.model)
+    vocab = loaded.config.vocab_size
     generator = Generator(loaded)
     greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
     decode, prefill, ttft = [], [], []
-    list(generator.stream(_prompt(prompt_tokens), SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
-    long_prompt = _prompt(prefill_tokens)
+    list(generator.stream(_prompt(prompt_tokens, vocab), SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
+    long_prompt = _prompt(prefill_tokens, vocab)
     for _ in range(repeats):
-        done = list(generator.stream(_prompt(prompt_tokens), greedy))[-1]
+        done = list(generator.stream(_prompt(prompt_tokens, vocab), greedy))[-1]
         decode.append(done.tokens_per_second)
         with torch.inference_mode():
             t0 = time.perf_counter()
@@ -49,8 +55,20 @@ def measure_ours(model: str, dtype: str, prompt_tokens: int, new_tokens: int, pr
             prefill.append((time.perf_counter() - t0) * 1000)
         done = list(generator.stream(long_prompt, SamplingSettings(temperature=0, max_new_tokens=1)))[-1]
         ttft.append(done.time_to_first_token_ms)
-    return {"decode_tok_s": _best(decode, True), "prefill_ms": _best(prefill, False), "ttft_ms": _best(ttft, False),
-            "load_s": load_s}
+    rate = _best(decode, True)
+    return {"decode_tok_s": rate, "prefill_ms": _best(prefill, False), "ttft_ms": _best(ttft, False),
+            "load_s": load_s, "weight_mb_per_token": weight_bytes / 1e6, "weight_gb_s": weight_bytes * rate / 1e9}
+
+
+def read_bandwidth_gb_s(megabytes: int = 1024) -> float:
+    """The machine's memory read bandwidth as torch's sum sees it (the ceiling for decoding)."""
+    data = torch.ones(megabytes * 2**20 // 4)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - t0)
+    return data.numel() * 4 / best / 1e9
 
 
 class _Clock:
@@ -74,6 +92,7 @@ def measure_transformers(model: str, dtype: str, prompt_tokens: int, new_tokens:
     started = time.perf_counter()
     hf = GPT2LMHeadModel.from_pretrained(model, dtype=torch_dtype).eval()
     load_s = time.perf_counter() - started
+    vocab = hf.config.vocab_size
 
     def generate(ids: list[int], n: int) -> tuple[float, list[float]]:
         clock = _Clock()
@@ -83,10 +102,10 @@ def measure_transformers(model: str, dtype: str, prompt_tokens: int, new_tokens:
         return t0, clock.times[1:]  # the first put is the prompt
 
     decode, prefill, ttft = [], [], []
-    generate(_prompt(prompt_tokens), 4)  # warm-up
-    long_prompt = _prompt(prefill_tokens)
+    generate(_prompt(prompt_tokens, vocab), 4)  # warm-up
+    long_prompt = _prompt(prefill_tokens, vocab)
     for _ in range(repeats):
-        _, times = generate(_prompt(prompt_tokens), new_tokens)
+        _, times = generate(_prompt(prompt_tokens, vocab), new_tokens)
         decode.append((len(times) - 1) / (times[-1] - times[0]))
         with torch.inference_mode():
             t0 = time.perf_counter()
@@ -100,8 +119,19 @@ def measure_transformers(model: str, dtype: str, prompt_tokens: int, new_tokens:
 
 def child_main(argv: list[str]) -> None:
     engine, model, dtype, threads, prompt_tokens, new_tokens, prefill_tokens, repeats = argv
-    if threads != "default":
-        torch.set_num_threads(int(threads))
+    from engine.device import set_threads
+
+    set_threads(None if threads == "default" else int(threads))
+    if engine == "prepare":  # make the reduced-precision copy before it is measured
+        from engine.loader import load_model
+
+        started = time.perf_counter()
+        loaded = load_model(model, device="cpu", dtype=dtype)
+        print(json.dumps({"prepare_s": time.perf_counter() - started, "made": loaded.prepared_now}))
+        return
+    if engine == "bandwidth":
+        print(json.dumps({"read_gb_s": read_bandwidth_gb_s()}))
+        return
     measure = measure_ours if engine == "ours" else measure_transformers
     result = measure(model, dtype, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -109,49 +139,103 @@ def child_main(argv: list[str]) -> None:
     print(json.dumps(result))
 
 
-def _run_child(engine: str, args) -> dict:
-    argv = [engine, str(args.model), args.dtype, str(args.threads or "default"), str(args.prompt_tokens),
+def _run_child(engine: str, args, dtype: str) -> dict:
+    argv = [engine, str(args.model), dtype, str(args.threads or "default"), str(args.prompt_tokens),
             str(args.new_tokens), str(args.prefill_tokens), str(args.repeats)]
     proc = subprocess.run([sys.executable, "-m", "engine.bench", *argv], capture_output=True, text=True,
                           env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise RuntimeError(f"the {engine} benchmark failed: {tail}")
+        raise RuntimeError(f"the {engine} {dtype} benchmark failed: {tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def time_to_first_token(model: str | None, dtype: str, threads: int | None) -> float:
+    """Seconds from starting `gpt2-desktop generate` to its first token on stdout (a cold process)."""
+    command = [sys.executable, "-m", "app.main", "generate", "--prompt", "Once upon a time", "--max-new-tokens", "1",
+               "--temperature", "0", "--json", "--dtype", dtype, "--device", "cpu"]
+    command += ["--model", str(model)] if model else []
+    command += ["--threads", str(threads)] if threads else []
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    elapsed = time.perf_counter() - started
+    proc.communicate()
+    if proc.returncode != 0 or '"token"' not in first:
+        raise RuntimeError(f"gpt2-desktop generate --dtype {dtype} failed while timing start-up")
+    return elapsed
+
+
+def quality(text: str, precisions: list[str]) -> dict:
+    """Each reduced precision of the embedded model against float32 over `text`: top-1 next-token
+    agreement and bits per byte."""
+    import math
+
+    from engine.loader import load_model
+    from engine.scoring import predictions
+
+    n_bytes = len(text.encode("utf-8"))
+    reference = load_model(None, device="cpu", dtype="float32")
+    ids = reference.tokenizer.encode(text)
+    ref_logprobs, ref_top1 = predictions(reference, ids)
+    ref_bpb = -sum(ref_logprobs) / math.log(2) / n_bytes
+    out = {"tokens": len(ids), "bytes": n_bytes, "float32": {"bits_per_byte": ref_bpb}}
+    for precision in precisions:
+        logprobs, top1 = predictions(load_model(None, device="cpu", dtype=precision), ids)
+        bpb = -sum(logprobs) / math.log(2) / n_bytes
+        out[precision] = {"bits_per_byte": bpb, "bpb_change_pct": (bpb / ref_bpb - 1) * 100,
+                          "top1_agreement_pct": 100 * sum(a == b for a, b in zip(top1, ref_top1)) / len(ids)}
+    return out
+
+
 def run_bench(args) -> int:
+    from engine.device import physical_cores
     from engine.errors import SettingsError
     from engine.loader import resolve_model_folder
 
     args.model = resolve_model_folder(args.model)
-    if args.dtype == "int8":
-        raise SettingsError("--dtype int8 is not available yet; use float32, float16 or bfloat16.")
+    precisions = list(PRECISIONS) if args.dtype == "auto" else [args.dtype]
     if args.against == "transformers":
         try:
             import transformers  # noqa: F401
         except ImportError:
             raise SettingsError("--against transformers needs the transformers package (pip install transformers).")
-    results = {"ours": _run_child("ours", args)}
+    text = None
+    if args.quality_text is not None:
+        from engine.corpus import read_text_file
+
+        text = read_text_file(args.quality_text)
+    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+              "prefill_tokens": args.prefill_tokens, "threads": args.threads or physical_cores(), "ours": {}}
+    for precision in precisions:
+        if precision != "float32":
+            say(f"preparing {precision} ...")
+            report.setdefault("prepare", {})[precision] = _run_child("prepare", args, precision)
+        say(f"measuring ours, {precision} ...")
+        report["ours"][precision] = _run_child("ours", args, precision)
     if args.against == "transformers":
-        results["transformers"] = _run_child("transformers", args)
-    report = {
-        "model": str(args.model),
-        "dtype": args.dtype,
-        "prompt_tokens": args.prompt_tokens,
-        "new_tokens": args.new_tokens,
-        "prefill_tokens": args.prefill_tokens,
-        "threads": results["ours"]["threads"],
-        **results,
-    }
-    if "transformers" in results:
-        ours, theirs = results["ours"], results["transformers"]
+        say("measuring transformers, float32 ...")
+        report["transformers"] = _run_child("transformers", args, "float32")
+        theirs = report["transformers"]
         report["ratios"] = {
-            "decode_speedup": ours["decode_tok_s"] / theirs["decode_tok_s"],
-            "prefill_time_ratio": ours["prefill_ms"] / theirs["prefill_ms"],
-            "ttft_ratio": ours["ttft_ms"] / theirs["ttft_ms"],
-            "peak_rss_ratio": ours["peak_rss_mb"] / theirs["peak_rss_mb"],
+            precision: {
+                "decode_speedup": ours["decode_tok_s"] / theirs["decode_tok_s"],
+                "prefill_time_ratio": ours["prefill_ms"] / theirs["prefill_ms"],
+                "ttft_vs_their_prefill": ours["ttft_ms"] / theirs["prefill_ms"],
+                "peak_rss_ratio": ours["peak_rss_mb"] / theirs["peak_rss_mb"],
+            }
+            for precision, ours in report["ours"].items()
         }
+    report["read_gb_s"] = _run_child("bandwidth", args, "float32")["read_gb_s"]
+    say("timing start-up ...")
+    report["startup_s"] = {
+        "embedded float32": time_to_first_token(None, "float32", args.threads),
+        **{f"{args.model.name} {p}": time_to_first_token(args.model, p, args.threads) for p in precisions},
+    }
+    if text is not None:
+        say("measuring quality on the embedded model ...")
+        report["quality"] = quality(text, [p for p in precisions if p != "float32"])
     if args.json:
         print(json.dumps(report))
     else:
@@ -160,24 +244,48 @@ def run_bench(args) -> int:
 
 
 def format_report(report: dict) -> str:
-    engines = [name for name in ("ours", "transformers") if name in report]
+    ours = report["ours"]
+    columns = [(f"ours {p}", ours[p]) for p in ours]
+    if "transformers" in report:
+        columns.insert(0, ("transformers fp32", report["transformers"]))
     lines = [
-        f"model {report['model']}  dtype {report['dtype']}  threads {report['threads']}",
+        f"model {report['model']}  threads {report['threads']}  (CPU)",
         f"decode: {report['new_tokens']} greedy tokens after a {report['prompt_tokens']}-token prompt; "
         f"prefill and time to first token: {report['prefill_tokens']}-token prompt",
         "",
-        f"{'':24}" + "".join(f"{name:>14}" for name in engines) + ("   ours/theirs" if "ratios" in report else ""),
+        f"{'':30}" + "".join(f"{name:>18}" for name, _ in columns),
     ]
-    rows = [("decode tokens/s", "decode_tok_s", "decode_speedup", "{:.1f}"),
-            ("prefill ms (last logit)", "prefill_ms", "prefill_time_ratio", "{:.1f}"),
-            ("time to first token ms", "ttft_ms", "ttft_ratio", "{:.1f}"),
-            ("peak RSS MB", "peak_rss_mb", "peak_rss_ratio", "{:.0f}"),
-            ("load s", "load_s", None, "{:.2f}")]
-    for label, key, ratio, fmt in rows:
-        line = f"{label:24}" + "".join(f"{fmt.format(report[name][key]):>14}" for name in engines)
-        if ratio and "ratios" in report:
-            line += f"{report['ratios'][ratio]:>14.2f}x"
-        lines.append(line)
+    rows = [("decode tokens/s", "decode_tok_s", "{:.1f}"), ("prefill ms (last logit)", "prefill_ms", "{:.1f}"),
+            ("time to first token ms", "ttft_ms", "{:.1f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+            ("load s", "load_s", "{:.2f}"), ("weights read per token MB", "weight_mb_per_token", "{:.0f}"),
+            ("weight bandwidth GB/s", "weight_gb_s", "{:.1f}")]
+    for label, key, fmt in rows:
+        lines.append(f"{label:30}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>18}" for _, r in columns))
+    if "ratios" in report:
+        lines.append("")
+        ratio_rows = [("decode speed vs transformers", "decode_speedup"),
+                      ("prefill time vs transformers", "prefill_time_ratio"),
+                      ("first token vs their prefill", "ttft_vs_their_prefill"),
+                      ("peak RSS vs transformers", "peak_rss_ratio")]
+        for label, key in ratio_rows:
+            lines.append(f"{label:30}" + f"{'1.00x':>18}"
+                         + "".join(f"{report['ratios'][p][key]:>17.2f}x" for p in ours))
+    lines.append("")
+    lines.append(f"machine read bandwidth (torch sum over 1 GiB): {report['read_gb_s']:.1f} GB/s")
+    for precision, prep in report.get("prepare", {}).items():
+        made = "made" if prep["made"] else "already cached"
+        lines.append(f"prepared {precision} copy: {made}, {prep['prepare_s']:.2f} s")
+    for name, seconds in report["startup_s"].items():
+        lines.append(f"process start to first token, {name}: {seconds:.2f} s")
+    if "quality" in report:
+        q = report["quality"]
+        lines.append("")
+        lines.append(f"quality, embedded model, {q['tokens']} tokens ({q['bytes']} bytes): "
+                     f"float32 {q['float32']['bits_per_byte']:.4f} bits/byte")
+        for precision, r in q.items():
+            if isinstance(r, dict) and "top1_agreement_pct" in r:
+                lines.append(f"  {precision:9} top-1 agreement {r['top1_agreement_pct']:6.2f}%   "
+                             f"bits/byte {r['bits_per_byte']:.4f} ({r['bpb_change_pct']:+.2f}%)")
     return "\n".join(lines)
 
 

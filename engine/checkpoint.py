@@ -68,8 +68,10 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str) -> GPT:
-    """A GPT with the checkpoint's weights, after checking every name and shape against the config."""
+def check_state(config: GPTConfig, state: dict[str, torch.Tensor]) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """Check every name and shape against the config; drop an output head that repeats the embedding.
+
+    Returns the config with `tie_word_embeddings` set to what the weights really are."""
     head = state.get("lm_head")
     wte = state.get("wte.weight")
     tied = head is None or (wte is not None and head.shape == wte.shape and torch.equal(head, wte))
@@ -94,7 +96,14 @@ def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.
                 f"Weight '{name}' has shape {list(state[name].shape)} but config.json implies {list(shape)}; "
                 "the weights and config.json do not belong together."
             )
+    return config, state
+
+
+def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str) -> GPT:
+    """A GPT with the checkpoint's weights, after checking every name and shape against the config."""
+    config, state = check_state(config, state)
+    with torch.device("meta"):
+        model = GPT(config)
     state = {name: t.to(device=device, dtype=dtype) for name, t in state.items()}
     model.load_state_dict(state, assign=True)
     return model.eval().requires_grad_(False)
-

@@ -24,8 +24,10 @@ def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) ->
     p.add_argument("--model", required=model_required,
                    help="model folder or a downloaded model's name (default: the embedded model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                   help="weight precision (default: float32 on the CPU, float16 on CUDA); reduced ones are "
+                        "prepared once and kept in the data folder")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per physical core)")
 
 
 def _add_prompt_args(p: argparse.ArgumentParser) -> None:
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-tokens", type=int, default=128)
     b.add_argument("--prefill-tokens", type=int, default=512)
     b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--quality-text", type=Path, default=None,
+                   help="a text to measure each reduced precision of the embedded model against float32 on")
     b.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="pre-train a small GPT-2 on text, or fine-tune a model on your text")

@@ -19,20 +19,43 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """float32 on the CPU and float16 on CUDA unless asked otherwise."""
+def resolve_precision(name: str, device: str) -> str:
+    """The weights' precision: float32 on the CPU and float16 on CUDA unless asked otherwise."""
+    from engine.precision import check_cpu_mode
+
     if name == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    if name == "int8":
-        raise SettingsError("--dtype int8 is not available yet; use float32, float16 or bfloat16.")
-    if name not in DTYPES:
-        raise SettingsError(f"Unknown dtype {name!r}; choose auto, float32, float16 or bfloat16.")
-    return DTYPES[name]
+        return "float16" if device == "cuda" else "float32"
+    if name not in ("float32", "float16", "bfloat16", "int8"):
+        raise SettingsError(f"Unknown dtype {name!r}; choose auto, float32, float16, bfloat16 or int8.")
+    if device == "cuda" and name == "int8":
+        raise SettingsError("--dtype int8 runs on the CPU only; on CUDA use float16 (the default) or bfloat16.")
+    if device == "cpu":
+        check_cpu_mode(name)
+    return name
 
 
-def set_threads(threads: int | None) -> None:
+def physical_cores() -> int:
+    """Physical CPU cores (hyper-threads share a core's memory bandwidth and vector units, so decoding
+    gains nothing from them). Linux reads the topology; elsewhere, the logical count."""
+    import glob
+    import os
+
+    cores = set()
+    for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/topology/core_cpus_list") or glob.glob(
+            "/sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list"):
+        try:
+            with open(path, encoding="ascii") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            pass
+    return len(cores) or os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    """Use `threads` CPU threads (None: one per physical core); returns the number in use."""
     if threads is None:
-        return
+        threads = physical_cores()
     if threads < 1:
         raise SettingsError(f"threads must be at least 1, got {threads}.")
     torch.set_num_threads(threads)
+    return threads

@@ -10,9 +10,11 @@ import torch
 
 from engine.checkpoint import build_model, read_state_dict, weight_files
 from engine.config import GPTConfig, load_config, read_json
-from engine.device import resolve_device, resolve_dtype
+from engine.device import DTYPES, resolve_device, resolve_precision
 from engine.errors import ModelLoadError
 from engine.model import GPT
+from engine.precision import REDUCED, build_reduced_model, use_transposed_head
+from engine.prepared import load_prepared
 from engine.tokenizer import GPT2Tokenizer
 
 
@@ -24,8 +26,11 @@ class LoadedModel:
     model: GPT
     tokenizer: GPT2Tokenizer
     device: str
-    dtype: torch.dtype
+    dtype: torch.dtype  # of the activations
     eos_ids: frozenset[int]
+    precision: str = "float32"  # of the weights: float32, float16, bfloat16 or int8
+    prepared_path: Path | None = None  # the saved reduced-precision copy it was read from
+    prepared_now: bool = False  # that copy was made during this load
 
     @property
     def context_window(self) -> int:
@@ -91,8 +96,18 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
             f"The tokenizer has {tokenizer.vocab_size} tokens but config.json's vocab_size is {config.vocab_size}."
         )
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    net = build_model(config, read_state_dict(weight_files(folder)), torch_dtype, device)
+    precision = resolve_precision(dtype, device)
+    files = weight_files(folder)
+    prepared = None
+    if device == "cpu" and precision in REDUCED:
+        prepared = load_prepared(folder, config, files, precision)
+        net = build_reduced_model(prepared.config, prepared.tensors, precision)
+        torch_dtype = torch.float32
+    else:
+        torch_dtype = DTYPES[precision]
+        net = build_model(config, read_state_dict(files), torch_dtype, device)
+        if device == "cpu":
+            use_transposed_head(net)
     return LoadedModel(
         name=display_name(model, folder),
         folder=folder,
@@ -102,4 +117,7 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
         device=device,
         dtype=torch_dtype,
         eos_ids=_eos_ids(folder, config, tokenizer),
+        precision=precision,
+        prepared_path=prepared.path if prepared else None,
+        prepared_now=prepared.built if prepared else False,
     )

@@ -40,8 +40,9 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch: int, length: int, device, dtype):
         shape = (config.n_layer, batch, config.n_head, length, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # Uninitialised: a position is always written before it is read.
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.length = length
 
 
@@ -108,14 +109,20 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        # Uninitialised (weights are loaded, or set by init_weights): nn.Embedding's own random
+        # initialisation costs over a second on the meta device, where models are built for loading.
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd, _weight=torch.empty(config.vocab_size, config.n_embd))
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd,
+                                _weight=torch.empty(config.n_positions, config.n_embd))
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         # The output head reuses the token embedding unless the checkpoint has its own.
         self.lm_head: nn.Parameter | None = None
         if not config.tie_word_embeddings:
             self.lm_head = nn.Parameter(torch.empty(config.vocab_size, config.n_embd))
+        # For inference, engine.precision may replace `wte` and set `head` (hidden -> logits) with
+        # faster or smaller forms of the same weights.
+        self.head: nn.Module | None = None
 
     def init_weights(self, seed: int = 0) -> None:
         """GPT-2's initialisation, for training from scratch."""
@@ -132,7 +139,7 @@ class GPT(nn.Module):
                     p.normal_(0.0, std, generator=gen)
 
     def new_cache(self, batch: int = 1, length: int | None = None) -> KVCache:
-        p = self.wte.weight
+        p = self.ln_f.weight  # activations' dtype, whatever form the projection weights take
         return KVCache(self.config, batch, length or self.config.n_positions, p.device, p.dtype)
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
@@ -145,6 +152,8 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:
+            return self.head(hidden)
         head = self.lm_head if self.lm_head is not None else self.wte.weight
         return F.linear(hidden, head)
 

@@ -37,9 +37,8 @@ class Perplexity:
                 "bits_per_byte": self.bits_per_byte}
 
 
-@torch.inference_mode()
-def token_logprobs(loaded: LoadedModel, ids: list[int], stride: int | None = None) -> list[float]:
-    """log p(ids[i] | <|endoftext|>, ids[:i]) for every i.
+def _windows(loaded: LoadedModel, ids: list[int], stride: int | None):
+    """(log-probabilities [n, vocab], targets [n]) for every token of `ids`, window by window.
 
     Text longer than the context window is scored in overlapping windows: each window after
     the first re-reads `window - stride` earlier tokens as context and scores `stride` new ones.
@@ -48,17 +47,35 @@ def token_logprobs(loaded: LoadedModel, ids: list[int], stride: int | None = Non
     stride = stride or max(1, window // 2)
     bos = loaded.tokenizer.eos_id if loaded.tokenizer.eos_id is not None else 0
     seq = [bos] + list(ids)
-    out: list[float] = []
-    while len(out) < len(ids):
-        first = len(out) + 1  # index in seq of the next token to score
-        end = min(len(seq), first + (stride if out else window - 1))
+    done = 0
+    while done < len(ids):
+        first = done + 1  # index in seq of the next token to score
+        end = min(len(seq), first + (stride if done else window - 1))
         ctx_start = max(0, end - window)
         chunk = torch.tensor([seq[ctx_start:end]], device=loaded.device)
         logp = torch.log_softmax(loaded.model(chunk).float(), dim=-1)[0]
-        rows = torch.arange(first - 1 - ctx_start, end - 1 - ctx_start, device=loaded.device)
-        targets = torch.tensor(seq[first:end], device=loaded.device)
-        out.extend(logp[rows, targets].tolist())
+        yield logp[first - 1 - ctx_start : end - 1 - ctx_start], torch.tensor(seq[first:end], device=loaded.device)
+        done = end - 1
+
+
+@torch.inference_mode()
+def token_logprobs(loaded: LoadedModel, ids: list[int], stride: int | None = None) -> list[float]:
+    """log p(ids[i] | <|endoftext|>, ids[:i]) for every i."""
+    out: list[float] = []
+    for logp, targets in _windows(loaded, ids, stride):
+        out.extend(logp.gather(1, targets[:, None])[:, 0].tolist())
     return out
+
+
+@torch.inference_mode()
+def predictions(loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+    """Per token of `ids`: its log-probability, and the model's most likely token in its place."""
+    logprobs: list[float] = []
+    top1: list[int] = []
+    for logp, targets in _windows(loaded, ids, None):
+        logprobs.extend(logp.gather(1, targets[:, None])[:, 0].tolist())
+        top1.extend(logp.argmax(dim=1).tolist())
+    return logprobs, top1
 
 
 def score_text(loaded: LoadedModel, text: str) -> list[TokenScore]:

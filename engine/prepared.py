@@ -1,0 +1,100 @@
+"""Reduced-precision copies of models, prepared once and kept beside the user's models.
+
+Converting a checkpoint to float16, bfloat16 or int8 reads every float32 weight and takes seconds;
+the result is saved as safetensors in `<data dir>/prepared/` and memory-mapped on later starts.
+A copy is named after its source: the folder, and the size and modification time of its config and
+weight files, so it is rebuilt when any of them changes, and older copies of the same model in the
+same mode are removed then. Only safetensors are written and read: nothing here is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from engine.checkpoint import check_state, read_state_dict
+from engine.config import GPTConfig
+from engine.errors import ModelLoadError
+from engine.paths import data_dir
+from engine.precision import prepare_state, stored_is_tied
+
+FORMAT = "2"  # bump when prepare_state's output changes
+
+
+def prepared_dir() -> Path:
+    return data_dir() / "prepared"
+
+
+def _source_key(folder: Path, files: list[Path], mode: str) -> str:
+    digest = hashlib.sha256(f"{FORMAT}\0{mode}\0{folder.resolve()}".encode())
+    for path in [folder / "config.json", *files]:
+        stat = path.stat()
+        digest.update(f"\0{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def prepared_path(folder: Path, files: list[Path], mode: str) -> Path:
+    return prepared_dir() / f"{_slug(folder.name)}-{mode}-{_source_key(folder, files, mode)}.safetensors"
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ModelLoadError(f"The prepared copy {path.name} is unreadable ({exc}).") from None
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], mode: str, source: Path) -> None:
+    """Write atomically (a crash leaves no half file under the final name) and drop stale copies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "mode": mode, "source": str(source)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    stem = path.name.rsplit("-", 1)[0]  # <model>-<mode>
+    for old in path.parent.glob(f"{stem}-*.safetensors"):
+        if old != path and len(old.name) == len(path.name):
+            old.unlink(missing_ok=True)
+
+
+@dataclass
+class Prepared:
+    config: GPTConfig
+    tensors: dict[str, torch.Tensor]
+    path: Path | None  # None: the copy could not be saved, so it was made in memory only
+    built: bool  # made now (False: read from disk)
+
+
+def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str) -> Prepared:
+    """The model's weights in a reduced `mode`, from the saved copy, or made now and saved."""
+    path = prepared_path(folder, files, mode)
+    if path.is_file():
+        try:
+            tensors = _read(path)
+            config = replace(config, tie_word_embeddings=stored_is_tied(tensors))
+            return Prepared(config, tensors, path, built=False)
+        except ModelLoadError:
+            path.unlink(missing_ok=True)  # a damaged copy is made again from the source
+    config, state = check_state(config, read_state_dict(files))
+    tensors = prepare_state(config, state, mode)
+    del state
+    try:
+        _write(path, tensors, mode, folder)
+    except OSError:
+        return Prepared(config, tensors, None, built=True)
+    del tensors
+    return Prepared(config, _read(path), path, built=True)
