@@ -25,9 +25,14 @@ screenshots: $(VENV)/.installed
 test: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# Every CPU precision against transformers on a 124M-shaped model; quality of each reduced precision
+# on the embedded model's validation text (the held-out books of ../shared/corpus, when it is there).
+CORPUS ?= ../shared/corpus/gutenberg-children
 bench: $(VENV)/.installed
 	$(PY) -m bench.make_models
-	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers
+	if [ -d "$(CORPUS)" ]; then $(PY) scripts/validation_text.py "$(CORPUS)" .bench/validation.txt; fi
+	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers \
+		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt)
 
 clean:
 	rm -rf $(VENV) .bench .pytest_cache

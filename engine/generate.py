@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,12 +81,31 @@ class _StopMatcher:
 class Generator:
     """Runs generations on one loaded model, one at a time."""
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True):
         self.loaded = loaded
         config = loaded.config
         self.window = config.n_positions
         # When the window is full, keep the most recent three quarters and rebuild the cache.
         self.keep = max(1, self.window * 3 // 4)
+        # On CUDA, decode steps replay one captured graph (made at the first generation).
+        self.cuda_graph = cuda_graph and loaded.device == "cuda"
+        self._graphed = None
+
+    def _graphed_decoder(self):
+        if self._graphed is None:
+            from engine.cuda_graph import GraphedDecoder
+
+            try:
+                self._graphed = GraphedDecoder(self.loaded.model, self.window)
+            except RuntimeError as exc:  # capture unsupported here: decode step by step instead
+                print(f"gpt2-desktop: CUDA graph capture failed ({exc}); decoding without it", file=sys.stderr)
+                self.cuda_graph = False
+        return self._graphed
+
+    def _decode(self, token: int, cache, pos: int) -> torch.Tensor:
+        if self._graphed is not None and cache is self._graphed.cache:
+            return self._graphed.step(token, pos).float().cpu()
+        return self._forward_last([token], cache, pos)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         ids = self.loaded.tokenizer.encode(prompt)
@@ -118,7 +138,8 @@ class Generator:
         if len(ids) > self.window:
             truncated = len(ids) - self.keep
         context = ids[truncated:]
-        cache = self.loaded.model.new_cache(1, self.window)
+        graphed = self._graphed_decoder() if self.cuda_graph else None
+        cache = graphed.cache if graphed is not None else self.loaded.model.new_cache(1, self.window)
         logits = self._forward_last(context, cache, 0)
         pos = len(context)
 
@@ -158,7 +179,7 @@ class Generator:
                 context = context[-self.keep :]
                 logits = self._forward_last(context, cache, 0)
             else:
-                logits = self._forward_last([token], cache, pos)
+                logits = self._decode(token, cache, pos)
             pos = len(context)
 
         yield self._done(matcher, generated, len(ids), stop_reason, started, first_at, last_at, truncated, seed, pos)

@@ -38,11 +38,13 @@ class Conv1D(nn.Module):
 class KVCache:
     """Keys and values of every layer, allocated once for a whole generation."""
 
-    def __init__(self, config: GPTConfig, batch: int, length: int, device, dtype):
+    def __init__(self, config: GPTConfig, batch: int, length: int, device, dtype, zeroed: bool = False):
         shape = (config.n_layer, batch, config.n_head, length, config.head_dim)
-        # Uninitialised: a position is always written before it is read.
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+        # Uninitialised unless asked: the ordinary path writes a position before it reads it, while the
+        # fixed-shape step (decode_static) reads masked positions too, where garbage could be NaN.
+        make = torch.zeros if zeroed else torch.empty
+        self.k = make(shape, device=device, dtype=dtype)
+        self.v = make(shape, device=device, dtype=dtype)
         self.length = length
 
 
@@ -80,6 +82,18 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.c_proj(y)
 
+    def forward_static(self, x: torch.Tensor, cache: KVCache, pos: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """One token at position `pos` (a 1-element tensor) attending over the whole cache, positions after
+        it masked out by `visible`: the same shapes at every step, so the step can be a CUDA graph."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, -1).transpose(1, 2)
+        cache.k[self.layer_idx].index_copy_(2, pos, k.view(B, T, self.n_head, -1).transpose(1, 2))
+        cache.v[self.layer_idx].index_copy_(2, pos, v.view(B, T, self.n_head, -1).transpose(1, 2))
+        y = F.scaled_dot_product_attention(q, cache.k[self.layer_idx], cache.v[self.layer_idx], attn_mask=visible,
+                                           scale=self.scale)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -102,6 +116,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None, pos: int) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+    def forward_static(self, x: torch.Tensor, cache: KVCache, pos: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn.forward_static(self.ln_1(x), cache, pos, visible)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -138,9 +156,9 @@ class GPT(nn.Module):
                 with torch.no_grad():
                     p.normal_(0.0, std, generator=gen)
 
-    def new_cache(self, batch: int = 1, length: int | None = None) -> KVCache:
+    def new_cache(self, batch: int = 1, length: int | None = None, zeroed: bool = False) -> KVCache:
         p = self.ln_f.weight  # activations' dtype, whatever form the projection weights take
-        return KVCache(self.config, batch, length or self.config.n_positions, p.device, p.dtype)
+        return KVCache(self.config, batch, length or self.config.n_positions, p.device, p.dtype, zeroed)
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
         """Final hidden states (after ln_f) for token ids `idx` [B, T] placed at positions pos..pos+T-1."""
@@ -156,6 +174,15 @@ class GPT(nn.Module):
             return self.head(hidden)
         head = self.lm_head if self.lm_head is not None else self.wte.weight
         return F.linear(hidden, head)
+
+    def decode_static(self, idx: torch.Tensor, cache: KVCache, pos: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 1, vocab] for one token per row `idx` [B, 1] at position `pos` (a 1-element long tensor
+        on the model's device), with tensor shapes that do not depend on `pos`. Needs a zeroed cache."""
+        x = self.wte(idx) + self.wpe(pos)
+        visible = (torch.arange(cache.length, device=idx.device) <= pos).view(1, 1, 1, -1)
+        for block in self.h:
+            x = block.forward_static(x, cache, pos, visible)
+        return self.logits(self.ln_f(x))
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0, last_only: bool = False):
         h = self.hidden(idx, cache, pos)

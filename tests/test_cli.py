@@ -107,12 +107,13 @@ def test_perplexity_of_empty_file_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_bench_reports_both_engines_and_ratios(tiny_model_dir):
-    result = cli("bench", "--model", str(tiny_model_dir), "--against", "transformers", "--prompt-tokens", "8",
-                 "--new-tokens", "8", "--prefill-tokens", "32", "--repeats", "1", "--json", timeout=300)
+    result = cli("bench", "--model", str(tiny_model_dir), "--against", "transformers", "--dtype", "float32",
+                 "--prompt-tokens", "8", "--new-tokens", "8", "--prefill-tokens", "32", "--repeats", "1", "--json",
+                 timeout=300)
     report = json_lines(result)[0]
-    for engine in ("ours", "transformers"):
-        assert report[engine]["decode_tok_s"] > 0
-        assert report[engine]["prefill_ms"] > 0 and report[engine]["ttft_ms"] > 0
-        assert report[engine]["peak_rss_mb"] > 50
-    assert report["ratios"]["decode_speedup"] == pytest.approx(
-        report["ours"]["decode_tok_s"] / report["transformers"]["decode_tok_s"])
+    for engine in (report["ours"]["float32"], report["transformers"]):
+        assert engine["decode_tok_s"] > 0
+        assert engine["prefill_ms"] > 0 and engine["ttft_ms"] > 0
+        assert engine["peak_rss_mb"] > 50
+    assert report["ratios"]["float32"]["decode_speedup"] == pytest.approx(
+        report["ours"]["float32"]["decode_tok_s"] / report["transformers"]["decode_tok_s"])

@@ -146,3 +146,31 @@ def test_bench_reports_bandwidth_startup_and_quality(tiny_model_dir, data_dir, t
     assert set(report["startup_s"]) == {"embedded float32", "tiny int8"}
     quality = report["quality"]["int8"]
     assert 50 < quality["top1_agreement_pct"] <= 100 and abs(quality["bpb_change_pct"]) < 10
+
+
+def test_fixed_shape_decode_step_equals_the_ordinary_one(tiny):
+    """GPT.decode_static (what a CUDA graph captures) gives the ordinary cached step's logits."""
+    model = tiny.model
+    ids = [5, 17, 300, 42, 7, 99]
+    with torch.inference_mode():
+        ordinary = model.new_cache(1, 32)
+        static = model.new_cache(1, 32, zeroed=True)
+        model(torch.tensor([ids[:2]]), ordinary, 0)
+        model(torch.tensor([ids[:2]]), static, 0)
+        for pos in range(2, len(ids)):
+            expected = model(torch.tensor([[ids[pos]]]), ordinary, pos)[0, -1]
+            got = model.decode_static(torch.tensor([[ids[pos]]]), static, torch.tensor([pos]))[0, -1]
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_decoding_gives_the_same_tokens(tiny_model_dir):
+    assert load_model(tiny_model_dir, device="cuda").precision == "float16"  # the CUDA default
+    loaded = load_model(tiny_model_dir, device="cuda", dtype="float32")  # exact enough to compare tokens
+    greedy = SamplingSettings(temperature=0, max_new_tokens=40)
+    graphed = Generator(loaded)
+    plain = Generator(loaded, cuda_graph=False)
+    first = list(graphed.stream("Hello there", greedy))[-1]
+    assert graphed._graphed is not None  # the graph was captured and used
+    assert first.token_ids == list(plain.stream("Hello there", greedy))[-1].token_ids
+    assert list(graphed.stream("Hello there", greedy))[-1].token_ids == first.token_ids  # replayed again

@@ -284,6 +284,20 @@ def test_settings_persist_across_restart(qtbot, open_window, dirs):
     assert loaded.temperature == 1.25 and loaded.top_k == 7 and loaded.window_geometry
 
 
+def test_precision_setting_reloads_the_model_and_persists(qtbot, open_window, dirs):
+    window = open_window()
+    assert window.device_label.text().endswith("float32")
+    window.settings_panel.dtype.setCurrentText("int8")
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info["dtype"] == "int8", timeout=20000)
+    assert window.device_label.text().endswith("int8")
+    assert any((dirs / "data" / "prepared").glob("*-int8-*.safetensors"))
+    type_and_send(qtbot, window, "Hello in int8")
+    wait_idle(qtbot, window)
+    reply = window.history.messages(window.current_id)[-1]
+    assert reply.role == "assistant" and reply.stop_reason in ("length", "eos", "stop")
+    assert json.loads((dirs / "config" / "settings.json").read_text())["dtype"] == "int8"
+
+
 def test_keyboard_shortcuts(qtbot, open_window):
     window = open_window()
     qtbot.keyClick(window, Qt.Key_Comma, Qt.ControlModifier)
