@@ -101,7 +101,14 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
     prepared = None
     if device == "cpu" and precision in REDUCED:
         prepared = load_prepared(folder, config, files, precision)
-        net = build_reduced_model(prepared.config, prepared.tensors, precision)
+        try:
+            net = build_reduced_model(prepared.config, prepared.tensors, precision)
+        except ModelLoadError:
+            if prepared.built or prepared.path is None:
+                raise
+            prepared.path.unlink(missing_ok=True)  # a saved copy that does not fit: make it again
+            prepared = load_prepared(folder, config, files, precision)
+            net = build_reduced_model(prepared.config, prepared.tensors, precision)
         torch_dtype = torch.float32
     else:
         torch_dtype = DTYPES[precision]

@@ -32,20 +32,23 @@ def prepared_dir() -> Path:
     return data_dir() / "prepared"
 
 
-def _source_key(folder: Path, files: list[Path], mode: str) -> str:
-    digest = hashlib.sha256(f"{FORMAT}\0{mode}\0{folder.resolve()}".encode())
+def _model_stem(folder: Path, mode: str) -> str:
+    """What every copy of one model folder in one mode is named with: `<name>-<folder hash>-<mode>`."""
+    name = re.sub(r"[^A-Za-z0-9._]+", "_", folder.name).strip("_.") or "model"
+    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+    return f"{name}-{where}-{mode}"
+
+
+def _source_key(folder: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256(FORMAT.encode())
     for path in [folder / "config.json", *files]:
         stat = path.stat()
         digest.update(f"\0{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-
-
 def prepared_path(folder: Path, files: list[Path], mode: str) -> Path:
-    return prepared_dir() / f"{_slug(folder.name)}-{mode}-{_source_key(folder, files, mode)}.safetensors"
+    return prepared_dir() / f"{_model_stem(folder, mode)}-{_source_key(folder, files)}.safetensors"
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
@@ -65,9 +68,9 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], mode: str, source: Path
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    stem = path.name.rsplit("-", 1)[0]  # <model>-<mode>
+    stem = path.name.rsplit("-", 1)[0]  # the same model folder and mode, older sources
     for old in path.parent.glob(f"{stem}-*.safetensors"):
-        if old != path and len(old.name) == len(path.name):
+        if old != path:
             old.unlink(missing_ok=True)
 
 

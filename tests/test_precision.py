@@ -174,3 +174,26 @@ def test_cuda_graph_decoding_gives_the_same_tokens(tiny_model_dir):
     assert graphed._graphed is not None  # the graph was captured and used
     assert first.token_ids == list(plain.stream("Hello there", greedy))[-1].token_ids
     assert list(graphed.stream("Hello there", greedy))[-1].token_ids == first.token_ids  # replayed again
+
+
+def test_prepared_copy_missing_a_tensor_is_made_again(tiny_model_dir):
+    from safetensors.torch import load_file, save_file
+
+    first = load_model(tiny_model_dir, device="cpu", dtype="int8")
+    tensors = load_file(first.prepared_path)
+    del tensors["h.1.mlp.c_fc.qweight"]
+    save_file(tensors, first.prepared_path)
+    again = load_model(tiny_model_dir, device="cpu", dtype="int8")
+    assert again.prepared_now and again.prepared_path == first.prepared_path
+
+
+def test_two_folders_with_the_same_name_keep_their_own_copies(tmp_path, tiny_model_dir):
+    import shutil
+
+    a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    shutil.copytree(tiny_model_dir, a)
+    shutil.copytree(tiny_model_dir, b)
+    first = load_model(a, device="cpu", dtype="bfloat16")
+    load_model(b, device="cpu", dtype="bfloat16")
+    assert not load_model(a, device="cpu", dtype="bfloat16").prepared_now
+    assert first.prepared_path.exists()
