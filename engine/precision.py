@@ -20,6 +20,7 @@ position embeddings stay float32, and so do the activations between products.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -113,13 +114,23 @@ class Int8Linear(nn.Module):
 
 
 class Float16Linear(nn.Module):
+    # fbgemm packs from a float32 copy; packing a big matrix (the output head) in slices of rows
+    # keeps that passing copy small, so float16 peaks well below float32 in memory.
+    ROWS_PER_PACK = 8192
+
     def __init__(self, weight16: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        self.packed = torch.ops.quantized.linear_prepack_fp16(weight16.float(), bias)
+        self.packed = []
+        for start in range(0, weight16.shape[0], self.ROWS_PER_PACK):
+            rows = slice(start, start + self.ROWS_PER_PACK)
+            part_bias = bias[rows] if bias is not None else None
+            self.packed.append(torch.ops.quantized.linear_prepack_fp16(weight16[rows].float(), part_bias))
         self.weight_bytes = weight16.numel() * 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.quantized.linear_dynamic_fp16(x.reshape(-1, x.shape[-1]), self.packed)
+        rows = x.reshape(-1, x.shape[-1])
+        parts = [torch.ops.quantized.linear_dynamic_fp16(rows, packed) for packed in self.packed]
+        y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         return y.view(*x.shape[:-1], -1)
 
 
@@ -206,22 +217,23 @@ def stored_is_tied(stored: dict[str, torch.Tensor]) -> bool:
     return not any(name.startswith("lm_head.") for name in stored)
 
 
-def build_reduced_model(config: GPTConfig, stored: dict[str, torch.Tensor], mode: str) -> GPT:
-    """A GPT on the CPU whose matrices are in `mode`, from tensors made by prepare_state."""
-    stored = dict(stored)
+def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], mode: str) -> GPT:
+    """A GPT on the CPU whose matrices are in `mode`, from tensors made by prepare_state (each read once)."""
+    projections = projection_names(config)
     try:
         with torch.device("meta"):
             model = GPT(config)
         with warnings.catch_warnings():  # PyTorch marks its quantised tensor constructors as deprecated
             warnings.simplefilter("ignore")
-            for name in projection_names(config):
+            for name in projections:
                 parent, attr = name.rsplit(".", 1)
-                bias = stored.pop(f"{name}.bias")
-                setattr(model.get_submodule(parent), attr, _linear(stored, name, mode, bias))
+                setattr(model.get_submodule(parent), attr, _linear(stored, name, mode, stored[f"{name}.bias"]))
             model.wte = _embedding(stored, mode)
             model.head = _linear(stored, "wte" if config.tie_word_embeddings else "lm_head", mode, None)
         model.lm_head = None
-        rest = {name: t for name, t in stored.items() if "." in name and name.split(".")[-1] in ("weight", "bias")}
+        matrices = {*projections, "wte", "lm_head"}
+        rest = {name: stored[name] for name in stored
+                if name.rsplit(".", 1)[0] not in matrices and name.rsplit(".", 1)[-1] in ("weight", "bias")}
         model.load_state_dict(rest, strict=False, assign=True)
     except (KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"The prepared {mode} weights are incomplete ({exc}).") from None
