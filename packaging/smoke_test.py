@@ -81,6 +81,11 @@ def check_app(app: Path, version: str, env: dict) -> dict:
     figures = {}
     out = run([app, "--version"], env).stdout.strip()
     check(out == f"{NAME} {version}", f"--version prints {out!r}")
+    link = Path(env["HOME"]) / "bin" / NAME  # as /usr/bin/gpt2-desktop will be: a symlink into the bundle
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(app)
+    out = run([link, "--version"], env).stdout.strip()
+    check(out == f"{NAME} {version}", "the app runs through a symlink to its executable")
     began = time.monotonic()
     lines = run([app, "generate", "--prompt", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0",
                  "--json"], env).stdout.strip().splitlines()
