@@ -29,7 +29,7 @@ test: $(VENV)/.installed
 # The Linux installer: a PyInstaller one-folder bundle wrapped in a .deb, dist/gpt2-desktop_<version>_<arch>.deb.
 # Installs the pinned freezer (pyproject's `package` extra) into .venv first. See packaging/README.md.
 $(VENV)/.package: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test,package]"
+	$(PY) -m pip install --quiet -e ".[package]"
 	touch $@
 
 package: $(VENV)/.package
