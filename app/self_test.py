@@ -40,6 +40,27 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
+def _exercise(window, problems: list[str], done: dict, started: float) -> str | None:
+    """Show the window, wait for the model, write one reply; returns what went wrong, or None."""
+    window.show()
+    if not _wait(lambda: window.isVisible() and window.windowHandle() is not None
+                 and window.windowHandle().isExposed(), 30):
+        return "the window was not shown"
+    print(f"self-test: window shown {seconds_since_launch(started):.2f} s after launch", flush=True)
+    if not _wait(lambda: window.model_info is not None or problems, TIMEOUT_S) or problems:
+        return problems[0] if problems else "the model did not load"
+    print(f"self-test: model {window.model_info['name']} on {window.model_info['device']} "
+          f"loaded {seconds_since_launch(started):.2f} s after launch", flush=True)
+    began = time.perf_counter()
+    window.composer.setPlainText(PROMPT)
+    window.send()
+    if not _wait(lambda: window.active is None or problems, TIMEOUT_S) or problems or not done:
+        return problems[0] if problems else "no reply was finished"
+    print(f"self-test: reply to {PROMPT!r} in {time.perf_counter() - began:.2f} s ({done['stop_reason']}): "
+          f"{done['text']!r}", flush=True)
+    return None
+
+
 def run_self_test(argv: list[str], started: float) -> int:
     """Returns 0 when the window opened and the embedded model wrote a reply; prints one line per step."""
     from PySide6.QtWidgets import QApplication
@@ -47,8 +68,13 @@ def run_self_test(argv: list[str], started: float) -> int:
     from app.history import History
     from app.main import set_app_identity
     from app.settings import AppSettings
+    from app.version import version
     from app.window import MainWindow
 
+    if version() == "unknown":  # the About box and --version read the same metadata
+        print("self-test: error: no package metadata, so no version to show", file=sys.stderr)
+        return 1
+    print(f"self-test: gpt2-desktop {version()}", flush=True)
     app = QApplication.instance() or QApplication(argv)
     set_app_identity(app)
     problems: list[str] = []
@@ -60,28 +86,13 @@ def run_self_test(argv: list[str], started: float) -> int:
         window.worker.load_failed.connect(lambda message: problems.append(f"model: {message}"))
         window.worker.failed.connect(lambda _id, message: problems.append(f"generation: {message}"))
         window.worker.finished.connect(lambda _id, result: done.update(result))
-        window.show()
-        if not _wait(lambda: window.isVisible() and window.windowHandle() is not None
-                     and window.windowHandle().isExposed(), 30):
-            print("self-test: error: the window was not shown", file=sys.stderr)
-            return 1
-        print(f"self-test: window shown {seconds_since_launch(started):.2f} s after launch", flush=True)
-        if not _wait(lambda: window.model_info is not None or problems, TIMEOUT_S) or problems:
-            print(f"self-test: error: {problems[0] if problems else 'the model did not load'}", file=sys.stderr)
+        try:
+            problem = _exercise(window, problems, done, started)
+        finally:
             window.close()
-            return 1
-        print(f"self-test: model {window.model_info['name']} on {window.model_info['device']} "
-              f"loaded {seconds_since_launch(started):.2f} s after launch", flush=True)
-        began = time.perf_counter()
-        window.composer.setPlainText(PROMPT)
-        window.send()
-        finished = _wait(lambda: window.active is None or problems, TIMEOUT_S)
-        took = time.perf_counter() - began
-        window.close()
-        history.close()
-    if not finished or problems or not done:
-        print(f"self-test: error: {problems[0] if problems else 'no reply was finished'}", file=sys.stderr)
+            history.close()
+    if problem:
+        print(f"self-test: error: {problem}", file=sys.stderr)
         return 1
-    print(f"self-test: reply to {PROMPT!r} in {took:.2f} s ({done['stop_reason']}): {done['text']!r}", flush=True)
     print("self-test: ok", flush=True)
     return 0
