@@ -23,9 +23,6 @@ run: $(VENV)/.installed
 screenshots: $(VENV)/.installed
 	xvfb-run -a -s "-screen 0 1280x800x24" $(PY) scripts/screenshots.py
 
-test: $(VENV)/.installed
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
-
 # The Linux installer: a PyInstaller one-folder bundle wrapped in a .deb, dist/gpt2-desktop_<version>_<arch>.deb.
 # Installs the pinned freezer (pyproject's `package` extra) into .venv first. See packaging/README.md.
 $(VENV)/.package: $(VENV)/.installed
@@ -40,6 +37,9 @@ package: $(VENV)/.package
 # Checks the built .deb, unpacked in a temporary prefix: metadata, menu entry, --version, generate, --self-test.
 package-test:
 	$(PYTHON) packaging/smoke_test.py
+
+test: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.make_models
