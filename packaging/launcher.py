@@ -2,12 +2,8 @@
 
 import multiprocessing
 import sys
-import warnings
 
-# The bundle leaves NumPy out on purpose (the app never converts tensors to arrays); torch warns once.
-warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-
-from app.main import main  # noqa: E402 - after the warning filter
+from app.main import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # a no-op except in frozen Windows/macOS children

@@ -93,6 +93,16 @@ def check_app(app: Path, version: str, env: dict) -> dict:
     last = json.loads(lines[-1])
     check(last.get("done") is True and len(last["token_ids"]) > 0,
           f"generate from the embedded model: {last['text']!r} ({figures['generate_s']:.1f} s in all)")
+    home = Path(env["HOME"])
+    (home / "tales.txt").write_text("\n\n".join(
+        f"Once upon a time there lived a king who had {n} daughters, and the youngest was the fairest." * 4
+        for n in range(2, 60)))
+    embedded = app.parent / "_internal" / "assets" / "models" / "tales-7m"
+    run([app, "train", "--out", home / "run", "--data", home / "tales.txt", "--init", embedded, "--steps", "10",
+         "--batch-size", "2", "--context", "64", "--eval-every", "10", "--eval-batches", "1"], env)
+    lines = run([app, "generate", "--model", home / "run" / "model", "--prompt", "Once upon a time",
+                 "--max-new-tokens", "4", "--temperature", "0", "--json"], env).stdout.strip().splitlines()
+    check(json.loads(lines[-1]).get("done") is True, "train: a 10-step fine-tune writes a model that generates")
     began = time.monotonic()
     result = run([app, "--self-test"], {**env, "QT_QPA_PLATFORM": "offscreen"})
     figures["self_test_s"] = time.monotonic() - began
