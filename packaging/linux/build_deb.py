@@ -29,14 +29,15 @@ STAGE = ROOT / "build" / "deb"
 ICONS = ROOT / "assets" / "icons"
 NAME = "gpt2-desktop"
 
-# Shared libraries the bundle takes from the system (checked with ldd against the bundle);
+# Shared libraries the bundle takes from the system (checked by loading every bundled library);
 # the X11/xcb ones are bundled when the build machine has them, and are listed so that a
-# bundle built without them still finds them.
+# bundle built without them still finds them. Qt's Wayland plugins need the libwayland ones.
 DEPENDS = [
     "libc6 (>= 2.28)", "libstdc++6", "libgl1", "libegl1", "libfontconfig1", "libfreetype6",
     "libglib2.0-0", "libdbus-1-3", "libxkbcommon0", "libxkbcommon-x11-0", "libx11-6", "libx11-xcb1",
     "libxcb1", "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0", "libxcb-render-util0",
     "libxcb-randr0", "libxcb-shape0", "libxcb-xfixes0", "libxcb-xkb1",
+    "libwayland-client0", "libwayland-cursor0", "libwayland-egl1",
 ]
 
 DESCRIPTION = """Run GPT-2-family language models locally
