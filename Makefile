@@ -1,4 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# `make package` and `make package-test` build and check the Linux installer.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 # (on Linux a plain `torch` from PyPI is a multi-gigabyte CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test bench screenshots clean
+.PHONY: run test bench screenshots package package-test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,21 @@ run: $(VENV)/.installed
 screenshots: $(VENV)/.installed
 	xvfb-run -a -s "-screen 0 1280x800x24" $(PY) scripts/screenshots.py
 
+# The Linux installer: a PyInstaller one-folder bundle wrapped in a .deb, dist/gpt2-desktop_<version>_<arch>.deb.
+# Installs the pinned freezer (pyproject's `package` extra) into .venv first. See packaging/README.md.
+$(VENV)/.package: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[package]"
+	touch $@
+
+package: $(VENV)/.package
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/gpt2-desktop.spec
+	$(PY) packaging/linux/build_deb.py
+
+# Checks the built .deb, unpacked in a temporary prefix: metadata, menu entry, --version, generate, --self-test.
+package-test:
+	$(PYTHON) packaging/smoke_test.py
+
 test: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
@@ -35,4 +51,4 @@ bench: $(VENV)/.installed
 		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt)
 
 clean:
-	rm -rf $(VENV) .bench .pytest_cache
+	rm -rf $(VENV) .bench .pytest_cache build dist

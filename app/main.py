@@ -3,6 +3,30 @@
 from __future__ import annotations
 
 import sys
+import time
+
+_STARTED = time.perf_counter()
+
+
+def window_icon():
+    """The app's icon at every size shipped in assets/icons/ (found with importlib.resources)."""
+    from importlib import resources
+
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    folder = resources.files("assets") / "icons"
+    for png in sorted(p.name for p in folder.iterdir() if p.name.endswith(".png")):
+        icon.addFile(str(folder / png))
+    return icon
+
+
+def set_app_identity(app) -> None:
+    """Name, display name and icon of the QApplication, the same for the window and the self-test."""
+    app.setApplicationName("gpt2-desktop")
+    app.setApplicationDisplayName("gpt2-desktop")
+    app.setDesktopFileName("gpt2-desktop")  # Wayland/X11 match the window to the installed .desktop entry
+    app.setWindowIcon(window_icon())
 
 
 def run_app(argv: list[str]) -> int:
@@ -14,8 +38,7 @@ def run_app(argv: list[str]) -> int:
     from app.window import MainWindow
 
     app = QApplication.instance() or QApplication(argv)
-    app.setApplicationName("gpt2-desktop")
-    app.setApplicationDisplayName("gpt2-desktop")
+    set_app_identity(app)
     problem = None
     try:
         history = History(data_dir() / "history.sqlite3")
@@ -37,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"gpt2-desktop {version()}")
         return 0
+    if argv and argv[0] == "--self-test":
+        from app.self_test import run_self_test
+
+        return run_self_test(sys.argv[:1], _STARTED)
     if argv:
         from engine.cli import main as cli_main
 
