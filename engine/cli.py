@@ -347,8 +347,9 @@ def cmd_train(args) -> int:
 
     set_threads(args.threads)
     chosen = {k: v for k, v in vars(args).items() if v is not None and k in TrainSettings.__dataclass_fields__}
-    if args.init and "lr" not in chosen:  # fine-tuning: gentler defaults
-        chosen.update(lr=3e-4, min_lr=3e-5, warmup=min(chosen.get("steps", 4000) // 10, 100))
+    if args.init and "lr" not in chosen:  # fine-tuning: gentler defaults, under what was given
+        gentle = {"lr": 3e-4, "min_lr": 3e-5, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
+        chosen = {**gentle, **chosen}
     if not args.resume and not args.data:
         raise UserError("gpt2-desktop train: --data is required (or --resume to continue a run)")
     settings = TrainSettings(**chosen) if args.data else None

@@ -123,9 +123,11 @@ def test_fine_tune_on_a_user_file_through_the_cli(trained, tmp_path):
     text.write_text(story_text(200, seed=42).replace("fox", "badger"), encoding="utf-8")
     run = tmp_path / "ft"
     result = subprocess.run([CLI, "train", "--out", str(run), "--init", str(base), "--data", str(text), "--steps", "15",
-                             "--batch-size", "4", "--eval-every", "5", "--eval-batches", "1"],
+                             "--batch-size", "4", "--eval-every", "5", "--eval-batches", "1", "--warmup", "3"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["warmup"] == 3 and settings["lr"] == 3e-4  # what was given stays; the rest is gentler
     tuned = load_model(run / "model")
     assert tuned.config.n_embd == 32 and tuned.tokenizer.encode("badger") == load_model(base).tokenizer.encode("badger")
     assert "step 15/15" in result.stderr
