@@ -7,6 +7,11 @@ PY := $(VENV)/bin/python
 # (on Linux a plain `torch` from PyPI is a multi-gigabyte CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
+# The compiled decoding step (engine/csrc): plain C, built in seconds with the system's C compiler.
+# Without one the app still runs, decoding in PyTorch only (slower); `python -m engine.native build`
+# says so instead of failing.
+NATIVE := engine/_gpt2_step.so
+
 .PHONY: run test bench screenshots package package-test clean
 
 $(VENV)/.installed: pyproject.toml
@@ -16,11 +21,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-run: $(VENV)/.installed
+$(NATIVE): engine/csrc/gpt2_step.c $(VENV)/.installed
+	$(PY) -m engine.native build
+
+run: $(VENV)/.installed $(NATIVE)
 	$(VENV)/bin/gpt2-desktop
 
 # The README's screenshots, taken from the real window on a virtual display (needs Debian's xvfb).
-screenshots: $(VENV)/.installed
+screenshots: $(VENV)/.installed $(NATIVE)
 	xvfb-run -a -s "-screen 0 1280x800x24" $(PY) scripts/screenshots.py
 
 # The Linux installer: a PyInstaller one-folder bundle wrapped in a .deb, dist/gpt2-desktop_<version>_<arch>.deb.
@@ -29,7 +37,7 @@ $(VENV)/.package: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[package]"
 	touch $@
 
-package: $(VENV)/.package
+package: $(VENV)/.package $(NATIVE)
 	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
 		packaging/gpt2-desktop.spec
 	$(PY) packaging/linux/build_deb.py
@@ -38,17 +46,17 @@ package: $(VENV)/.package
 package-test:
 	$(PYTHON) packaging/smoke_test.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(NATIVE)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 # Every CPU precision against transformers on a 124M-shaped model; quality of each reduced precision
 # on the embedded model's validation text (the held-out books of ../shared/corpus, when it is there).
 CORPUS ?= ../shared/corpus/gutenberg-children
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(NATIVE)
 	$(PY) -m bench.make_models
 	if [ -d "$(CORPUS)" ]; then $(PY) scripts/validation_text.py "$(CORPUS)" .bench/validation.txt; fi
 	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers \
 		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt)
 
 clean:
-	rm -rf $(VENV) .bench .pytest_cache build dist
+	rm -rf $(VENV) .bench .pytest_cache build dist $(NATIVE)

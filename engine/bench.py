@@ -57,7 +57,8 @@ def measure_ours(model: str, dtype: str, prompt_tokens: int, new_tokens: int, pr
         ttft.append(done.time_to_first_token_ms)
     rate = _best(decode, True)
     return {"decode_tok_s": rate, "prefill_ms": _best(prefill, False), "ttft_ms": _best(ttft, False),
-            "load_s": load_s, "weight_mb_per_token": weight_bytes / 1e6, "weight_gb_s": weight_bytes * rate / 1e9}
+            "load_s": load_s, "weight_mb_per_token": weight_bytes / 1e6, "weight_gb_s": weight_bytes * rate / 1e9,
+            "decoder": "compiled" if generator.native is not None else "pytorch"}
 
 
 def read_bandwidth_gb_s(megabytes: int = 1024) -> float:
@@ -261,6 +262,7 @@ def format_report(report: dict) -> str:
             ("weight bandwidth GB/s", "weight_gb_s", "{:.1f}")]
     for label, key, fmt in rows:
         lines.append(f"{label:30}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>18}" for _, r in columns))
+    lines.append(f"{'decoding step':30}" + "".join(f"{r.get('decoder', 'generate()'):>18}" for _, r in columns))
     if "ratios" in report:
         lines.append("")
         ratio_rows = [("decode speed vs transformers", "decode_speedup"),

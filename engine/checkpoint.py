@@ -68,6 +68,25 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     return state
 
 
+def transposed_copies(files: list[Path], names: set[str]) -> dict[str, torch.Tensor]:
+    """Contiguous transposed copies of the tensors `names` (engine names), each read through a memory
+    map of its own that is closed before the next is read: peak memory grows by one tensor at a time,
+    not by every source page the copies were made from."""
+    out: dict[str, torch.Tensor] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                wanted = [name for name in f.keys() if _engine_name(name) in names]
+            for name in wanted:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    source = f.get_tensor(name)
+                out[_engine_name(name)] = source.t().contiguous()
+                del source
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({exc}). Download or copy it again.") from None
+    return out
+
+
 def check_state(config: GPTConfig, state: dict[str, torch.Tensor]) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
     """Check every name and shape against the config; drop an output head that repeats the embedding.
 

@@ -21,16 +21,12 @@ def resolve_device(name: str = "auto") -> str:
 
 def resolve_precision(name: str, device: str) -> str:
     """The weights' precision: float32 on the CPU and float16 on CUDA unless asked otherwise."""
-    from engine.precision import check_cpu_mode
-
     if name == "auto":
         return "float16" if device == "cuda" else "float32"
     if name not in ("float32", "float16", "bfloat16", "int8"):
         raise SettingsError(f"Unknown dtype {name!r}; choose auto, float32, float16, bfloat16 or int8.")
     if device == "cuda" and name == "int8":
         raise SettingsError("--dtype int8 runs on the CPU only; on CUDA use float16 (the default) or bfloat16.")
-    if device == "cpu":
-        check_cpu_mode(name)
     return name
 
 

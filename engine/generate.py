@@ -81,7 +81,7 @@ class _StopMatcher:
 class Generator:
     """Runs generations on one loaded model, one at a time."""
 
-    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True):
+    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True, native: bool = True):
         self.loaded = loaded
         config = loaded.config
         self.window = config.n_positions
@@ -90,6 +90,12 @@ class Generator:
         # On CUDA, decode steps replay one captured graph (made at the first generation).
         self.cuda_graph = cuda_graph and loaded.device == "cuda"
         self._graphed = None
+        # On the CPU, decode steps run in the compiled step (engine.native) where it is built.
+        self.native = None
+        if native and loaded.device == "cpu":
+            from engine.native import NativeDecoder
+
+            self.native = NativeDecoder.for_model(loaded.model)
 
     def _graphed_decoder(self):
         if self._graphed is None:
@@ -105,6 +111,8 @@ class Generator:
     def _decode(self, token: int, cache, pos: int) -> torch.Tensor:
         if self._graphed is not None and cache is self._graphed.cache:
             return self._graphed.step(token, pos).float().cpu()
+        if self.native is not None:
+            return self.native.step(token, pos, cache)
         return self._forward_last([token], cache, pos)
 
     def encode_prompt(self, prompt: str) -> list[int]:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import build_model, read_state_dict, weight_files
+from engine.checkpoint import build_model, read_state_dict, transposed_copies, weight_files
 from engine.config import GPTConfig, load_config, read_json
 from engine.device import DTYPES, resolve_device, resolve_precision
 from engine.errors import ModelLoadError
 from engine.model import GPT
-from engine.precision import REDUCED, build_reduced_model, use_transposed_head
+from engine import native
+from engine.precision import REDUCED, build_reduced_model, projection_names, use_row_layout, use_transposed_head
 from engine.prepared import load_prepared
 from engine.tokenizer import GPT2Tokenizer
 
@@ -86,6 +87,15 @@ def display_name(model: str | Path | None, folder: Path) -> str:
     return folder.name
 
 
+def _float32_rows(config: GPTConfig, files: list[Path]) -> GPT:
+    """A float32 model whose projections are [out, in] copies (see precision.use_row_layout). The model
+    is built on a memory map whose projection pages are never touched, so they are not resident
+    beside the copies."""
+    net = build_model(config, read_state_dict(files), torch.float32, "cpu")
+    rows = transposed_copies(files, {f"{name}.weight" for name in projection_names(net.config)})
+    return use_row_layout(net, rows)
+
+
 def load_model(model: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a GPT-2 model folder (None: the embedded model) onto a device, ready to generate."""
     folder = resolve_model_folder(model)
@@ -110,6 +120,9 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
             prepared = load_prepared(folder, config, files, precision)
             net = build_reduced_model(prepared.config, prepared.tensors, precision)
         torch_dtype = torch.float32
+    elif device == "cpu" and precision == "float32" and native.available():
+        torch_dtype = torch.float32
+        net = _float32_rows(config, files)
     else:
         torch_dtype = DTYPES[precision]
         net = build_model(config, read_state_dict(files), torch_dtype, device)

@@ -5,21 +5,21 @@ weights take and how fast a kernel streams them. Each mode changes only the big 
 projections of every block, the token embedding and the output head; layer norms, biases and
 position embeddings stay float32, and so do the activations between products.
 
-- float32: the checkpoint's weights, exact. Only the output head is stored [in, vocab], because one
-  row times that matrix streams memory faster than F.linear over [vocab, in]; the tied token
-  embedding reads its rows from the same tensor, so nothing is stored twice.
-- float16: half-precision weights multiplied by fbgemm's fp16 kernel (float32 activations).
+- float32: the checkpoint's weights, exact. With the compiled step (engine.native) every projection
+  is copied to [out, in] and the head is the embedding itself, [vocab, in]: contiguous rows stream
+  fastest. Without it, the output head is stored [in, vocab], which PyTorch streams faster than
+  F.linear over [vocab, in], and the tied embedding reads its columns, so nothing is stored twice.
+- float16: half-precision weights, float32 activations.
 - bfloat16: bfloat16 weights; each product rounds its input row to bfloat16.
-- int8: symmetric per-output-channel int8 weights with float32 scales, multiplied by fbgemm's
-  dynamically quantised linear, which quantises each input row to 8 bits on the fly (7 without
-  VNNI). Those 8-bit activations, not the int8 weights, are most of int8's error: with float32
-  activations the same weights agree with float32 on ~99% of next tokens, but PyTorch has no fast
-  weight-only int8 kernel for x86 CPUs.
+- int8: symmetric per-output-channel int8 weights with float32 scales; each product rounds its
+  input row to bfloat16 (see Int8Linear).
+
+The modules here compute a batch of rows (a prompt) with PyTorch. Decoding one token goes through
+engine.native's compiled step where it is built, which reads these modules' tensors as they are.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import torch
@@ -34,19 +34,6 @@ MODES = ("float32", "float16", "bfloat16", "int8")
 REDUCED = ("float16", "bfloat16", "int8")
 PROJECTIONS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def fbgemm_available() -> bool:
-    """Whether this PyTorch has the x86 quantised kernels (fbgemm) the float16 and int8 modes use."""
-    return any(engine in torch.backends.quantized.supported_engines for engine in ("x86", "fbgemm"))
-
-
-def check_cpu_mode(mode: str) -> None:
-    if mode in ("float16", "int8") and not fbgemm_available():
-        raise SettingsError(
-            f"--dtype {mode} on the CPU needs PyTorch's x86 quantised kernels (fbgemm), which this computer's "
-            "PyTorch lacks; use bfloat16 or float32."
-        )
 
 
 def projection_names(config: GPTConfig) -> list[str]:
@@ -85,52 +72,59 @@ def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) 
     return out
 
 
-def _has_vnni() -> bool:
-    """Whether the CPU multiplies int8 with VNNI (no 16-bit saturation), as Linux reports it."""
+def _native_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), as Linux reports it."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# 8-bit activations where VNNI adds int8 products into 32 bits; 7-bit elsewhere, so that AVX2's
-# 16-bit multiply-add cannot saturate.
-REDUCE_RANGE = not _has_vnni()
+# Batched int8 products run as bfloat16 matrix products where the CPU has them (integers up to 256
+# are exact in bfloat16, so only the input row is rounded), else as float32 products of the same
+# rounded values: the same numbers either way, and the same ones the compiled decoding step uses.
+BF16_MATMUL = _native_bf16()
 
 
 class Int8Linear(nn.Module):
+    """int8 weights [out, in] with one float32 scale per output row; the input is rounded to bfloat16.
+
+    Rows of activations are rounded to bfloat16, not quantised to 8 bits: GPT-2's activations have a
+    few channels hundreds of times larger than the rest, which 8-bit activations lose."""
+
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        zero_points = torch.zeros(qweight.shape[0], dtype=torch.long)
-        q = torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero_points, 0)
-        self.packed = torch.ops.quantized.linear_prepack(q, bias)
+        self.qweight = qweight
+        self.scale = scale
+        self.bias = bias
         self.weight_bytes = qweight.numel() + scale.numel() * 4  # what one product reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, x.shape[-1]), self.packed, REDUCE_RANGE)
+        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        if BF16_MATMUL:
+            y = F.linear(rows, self.qweight.to(torch.bfloat16)).float()
+        else:
+            y = F.linear(rows.float(), self.qweight.float())
+        y = y * self.scale
+        if self.bias is not None:
+            y = y + self.bias
         return y.view(*x.shape[:-1], -1)
 
 
 class Float16Linear(nn.Module):
-    # fbgemm packs from a float32 copy; packing a big matrix (the output head) in slices of rows
-    # keeps that passing copy small, so float16 peaks well below float32 in memory.
-    ROWS_PER_PACK = 8192
+    """float16 weights [out, in], float32 activations. Decoding multiplies the float16 weights
+    directly (engine.native); a batch of rows widens them to float32 one matrix at a time."""
 
     def __init__(self, weight16: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        self.packed = []
-        for start in range(0, weight16.shape[0], self.ROWS_PER_PACK):
-            rows = slice(start, start + self.ROWS_PER_PACK)
-            part_bias = bias[rows] if bias is not None else None
-            self.packed.append(torch.ops.quantized.linear_prepack_fp16(weight16[rows].float(), part_bias))
+        self.weight = weight16
+        self.bias = bias
         self.weight_bytes = weight16.numel() * 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        parts = [torch.ops.quantized.linear_dynamic_fp16(rows, packed) for packed in self.packed]
-        y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        y = F.linear(x.reshape(-1, x.shape[-1]), self.weight.float(), self.bias)
         return y.view(*x.shape[:-1], -1)
 
 
@@ -188,7 +182,8 @@ class ColumnEmbedding(nn.Module):
 
 
 def use_transposed_head(model: GPT) -> GPT:
-    """float32 on the CPU: the output head as [n_embd, vocab] (the tied embedding reads from it too)."""
+    """float32 on the CPU, decoding in PyTorch: the output head as [n_embd, vocab] (the tied embedding
+    reads from it too), which PyTorch streams faster than F.linear over [vocab, n_embd]."""
     if model.lm_head is not None:
         model.head = TransposedHead(model.lm_head.detach().t().contiguous())
         model.lm_head = None
@@ -196,6 +191,30 @@ def use_transposed_head(model: GPT) -> GPT:
         weight_t = model.wte.weight.detach().t().contiguous()
         model.wte = ColumnEmbedding(weight_t)
         model.head = TransposedHead(weight_t)
+    return model
+
+
+class Float32Linear(nn.Module):
+    """float32 weights stored [out, in]: each output is one contiguous row's dot product with the input,
+    which is how the compiled decoding step (engine.native) streams a matrix fastest."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.weight = weight
+        self.bias = bias
+        self.weight_bytes = weight.numel() * 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+def use_row_layout(model: GPT, rows: Mapping[str, torch.Tensor]) -> GPT:
+    """float32 on the CPU, decoding in engine.native: every projection as [out, in] (`rows` holds them,
+    already transposed, by checkpoint name); the head is the embedding itself, [vocab, n_embd]."""
+    for name in projection_names(model.config):
+        parent, attr = name.rsplit(".", 1)
+        conv = model.get_submodule(name)
+        setattr(model.get_submodule(parent), attr, Float32Linear(rows[f"{name}.weight"], conv.bias))
     return model
 
 
@@ -223,13 +242,11 @@ def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], m
     try:
         with torch.device("meta"):
             model = GPT(config)
-        with warnings.catch_warnings():  # PyTorch marks its quantised tensor constructors as deprecated
-            warnings.simplefilter("ignore")
-            for name in projections:
-                parent, attr = name.rsplit(".", 1)
-                setattr(model.get_submodule(parent), attr, _linear(stored, name, mode, stored[f"{name}.bias"]))
-            model.wte = _embedding(stored, mode)
-            model.head = _linear(stored, "wte" if config.tie_word_embeddings else "lm_head", mode, None)
+        for name in projections:
+            parent, attr = name.rsplit(".", 1)
+            setattr(model.get_submodule(parent), attr, _linear(stored, name, mode, stored[f"{name}.bias"]))
+        model.wte = _embedding(stored, mode)
+        model.head = _linear(stored, "wte" if config.tie_word_embeddings else "lm_head", mode, None)
         model.lm_head = None
         matrices = {*projections, "wte", "lm_head"}
         rest = {name: stored[name] for name in stored

@@ -52,39 +52,9 @@ def prepared_path(folder: Path, files: list[Path], mode: str) -> Path:
     return prepared_dir() / f"{_model_stem(folder, mode)}-{_source_key(folder, files)}.safetensors"
 
 
-class StoredTensors(Mapping):
-    """A prepared copy's tensors, each read (and copied) only when asked for.
-
-    float16's kernel packs every matrix into a layout of its own; reading them one by one from a
-    file opened for that one read means the file's pages are not held in memory beside the packed
-    copy while the model is being built."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            self.names = list(f.keys())
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        if name not in self.names:
-            raise KeyError(name)
-        try:
-            with safe_open(str(self.path), framework="pt", device="cpu") as f:
-                return f.get_tensor(name).clone()
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"The prepared copy {self.path.name} is unreadable ({exc}).") from None
-
-    def __iter__(self):
-        return iter(self.names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def _read(path: Path, mode: str) -> Mapping[str, torch.Tensor]:
-    """float16: tensors read one at a time (see StoredTensors); otherwise all memory-mapped at once."""
+def _read(path: Path) -> Mapping[str, torch.Tensor]:
+    """Every tensor memory-mapped: the models use them in place, so pages are read as they are touched."""
     try:
-        if mode == "float16":
-            return StoredTensors(path)
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, RuntimeError) as exc:
@@ -119,7 +89,7 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
     path = prepared_path(folder, files, mode)
     if path.is_file():
         try:
-            tensors = _read(path, mode)
+            tensors = _read(path)
             config = replace(config, tie_word_embeddings=stored_is_tied(tensors))
             return Prepared(config, tensors, path, built=False)
         except ModelLoadError:
@@ -132,4 +102,4 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
     except OSError:
         return Prepared(config, tensors, None, built=True)
     del tensors
-    return Prepared(config, _read(path, mode), path, built=True)
+    return Prepared(config, _read(path), path, built=True)

@@ -1,0 +1,270 @@
+"""The compiled decoding step (engine/csrc/gpt2_step.c): one call per token on the CPU, batch 1.
+
+The library is plain C, built by `python -m engine.native build` (which `make` runs) into
+engine/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. It must be
+loaded after torch: it asks for the same OpenMP runtime (libgomp.so.1) that torch already loaded,
+so both share one thread pool instead of fighting over the cores.
+
+Where the library is missing, cannot load, or the CPU lacks AVX2/FMA/F16C, `NativeDecoder.for_model`
+returns None and decoding stays in PyTorch: same results, slower. GPT2_DESKTOP_NATIVE=0 forces that.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "csrc" / "gpt2_step.c"
+LIBRARY = HERE / "_gpt2_step.so"
+CFLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
+ABI_VERSION = 1
+
+F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, I8_ROWS = range(5)
+ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
+
+
+class Mat(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int32), ("n_in", ctypes.c_int32), ("n_out", ctypes.c_int32),
+                ("round_bf16", ctypes.c_int32), ("w", ctypes.c_void_p), ("scale", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p)]
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [("ln1_w", ctypes.c_void_p), ("ln1_b", ctypes.c_void_p), ("ln2_w", ctypes.c_void_p),
+                ("ln2_b", ctypes.c_void_p), ("qkv", Mat), ("attn_proj", Mat), ("fc", Mat), ("mlp_proj", Mat),
+                ("attn_scale", ctypes.c_float)]
+
+
+class Model(ctypes.Structure):
+    _fields_ = [("n_layer", ctypes.c_int32), ("n_head", ctypes.c_int32), ("n_embd", ctypes.c_int32),
+                ("n_inner", ctypes.c_int32), ("vocab", ctypes.c_int32), ("activation", ctypes.c_int32),
+                ("eps", ctypes.c_float), ("wte", Mat), ("wpe", ctypes.c_void_p), ("lnf_w", ctypes.c_void_p),
+                ("lnf_b", ctypes.c_void_p), ("head", Mat), ("layers", ctypes.POINTER(Layer))]
+
+
+def build(output: Path = LIBRARY, compiler: str | None = None) -> Path:
+    """Compile the library; raises RuntimeError with the compiler's message if it fails."""
+    cc = compiler or os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc or cc) found")
+    tmp = output.with_suffix(".so.tmp")
+    proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{cc} failed:\n{proc.stderr.strip()}")
+    os.replace(tmp, output)
+    return output
+
+
+def cpu_supported() -> bool:
+    """AVX2 with FMA and F16C, which every x86-64 CPU with AVX2 has; PyTorch checks the first."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+@lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    if os.environ.get("GPT2_DESKTOP_NATIVE", "1") == "0" or not cpu_supported():
+        return None
+    path = _library_path()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        print(f"gpt2-desktop: cannot load {path.name} ({exc}); decoding in PyTorch", file=sys.stderr)
+        return None
+    if lib.gpt2_abi_version() != ABI_VERSION:
+        return None
+    lib.gpt2_step.restype = ctypes.c_int
+    lib.gpt2_step.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                              ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.gpt2_workspace_floats.restype = ctypes.c_longlong
+    lib.gpt2_workspace_floats.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int]
+    return lib
+
+
+def _library_path() -> Path | None:
+    # A frozen app (PyInstaller) keeps it beside the engine package's other files.
+    for candidate in (LIBRARY, Path(getattr(sys, "_MEIPASS", HERE)) / "engine" / LIBRARY.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _checked(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    if t.device.type != "cpu" or t.dtype != dtype or not t.is_contiguous():
+        raise _Unsupported(f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise _Unsupported(f"shape {tuple(t.shape)}, expected {shape}")
+    return t
+
+
+def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat:
+    """The Mat for one product module of engine.model or engine.precision (hidden [n_in] -> [n_out])."""
+    from engine import precision
+
+    name = type(module).__name__
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        keep.append(_checked(bias, torch.float32, (n_out,)))
+    scale = None
+    round_bf16 = 0
+    if name == "Conv1D":
+        kind, w = F32_COLS, _checked(module.weight, torch.float32, (n_in, n_out))
+    elif isinstance(module, precision.Float32Linear):
+        kind, w = F32_ROWS, _checked(module.weight, torch.float32, (n_out, n_in))
+    elif isinstance(module, precision.TransposedHead):
+        kind, w = F32_COLS, _checked(module.weight_t, torch.float32, (n_in, n_out))
+    elif isinstance(module, precision.Float16Linear):
+        kind, w = F16_ROWS, _checked(module.weight, torch.float16, (n_out, n_in))
+    elif isinstance(module, precision.BFloat16Linear):
+        kind, w, round_bf16 = BF16_ROWS, _checked(module.weight, torch.bfloat16, (n_out, n_in)), 1
+    elif isinstance(module, precision.Int8Linear):
+        kind, w, round_bf16 = I8_ROWS, _checked(module.qweight, torch.int8, (n_out, n_in)), 1
+        scale = _checked(module.scale, torch.float32, (n_out,))
+    else:
+        raise _Unsupported(name)
+    keep += [w, scale]
+    return Mat(kind, n_in, n_out, round_bf16, w.data_ptr(), _ptr(scale), _ptr(bias))
+
+
+def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -> Mat:
+    from engine import precision
+
+    scale = None
+    if isinstance(module, precision.ColumnEmbedding):
+        kind, w = F32_COLS, _checked(module.weight_t, torch.float32, (n_embd, vocab))
+    elif isinstance(module, nn.Embedding):
+        kind, w = F32_ROWS, _checked(module.weight, torch.float32, (vocab, n_embd))
+    elif isinstance(module, precision.RowEmbedding):
+        w = module.weight
+        kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: I8_ROWS}.get(w.dtype)
+        if kind is None:
+            raise _Unsupported(f"embedding of {w.dtype}")
+        _checked(w, w.dtype, (vocab, n_embd))
+        if kind == I8_ROWS:
+            scale = _checked(module.scale, torch.float32, (vocab,))
+    else:
+        raise _Unsupported(type(module).__name__)
+    keep += [w, scale]
+    return Mat(kind, vocab, n_embd, 0, w.data_ptr(), _ptr(scale), None)
+
+
+class NativeDecoder:
+    """Decodes one token at a time through the compiled step, reading the model's own tensors."""
+
+    def __init__(self, lib: ctypes.CDLL, model: nn.Module):
+        config = model.config
+        C, inner, vocab = config.n_embd, config.inner_dim, config.vocab_size
+        keep: list = []
+
+        def vec(t: torch.Tensor, n: int) -> int:
+            keep.append(_checked(t, torch.float32, (n,)))
+            return t.data_ptr()
+
+        layers = (Layer * config.n_layer)()
+        for i, block in enumerate(model.h):
+            attn, mlp = block.attn, block.mlp
+            layers[i] = Layer(
+                vec(block.ln_1.weight, C), vec(block.ln_1.bias, C), vec(block.ln_2.weight, C), vec(block.ln_2.bias, C),
+                describe_matrix(attn.c_attn, C, 3 * C, keep), describe_matrix(attn.c_proj, C, C, keep),
+                describe_matrix(mlp.c_fc, C, inner, keep), describe_matrix(mlp.c_proj, inner, C, keep),
+                float(attn.scale),
+            )
+        if model.head is not None:
+            head = describe_matrix(model.head, C, vocab, keep)
+        else:  # a float32 model without engine.precision's forms: F.linear over [vocab, n_embd]
+            weight = model.lm_head if model.lm_head is not None else model.wte.weight
+            keep.append(_checked(weight, torch.float32, (vocab, C)))
+            head = Mat(F32_ROWS, C, vocab, 0, weight.data_ptr(), None, None)
+        if config.activation_function not in ACTIVATIONS:
+            raise _Unsupported(config.activation_function)
+        self.desc = Model(
+            config.n_layer, config.n_head, C, inner, vocab, ACTIVATIONS[config.activation_function],
+            float(config.layer_norm_epsilon), describe_embedding(model.wte, vocab, C, keep),
+            _wpe(model, config.n_positions, C, keep),
+            vec(model.ln_f.weight, C), vec(model.ln_f.bias, C), head, layers,
+        )
+        self._keep = (keep, layers)
+        self.lib = lib
+        self.vocab = vocab
+        self._work: torch.Tensor | None = None
+        self._work_key: tuple[int, int] | None = None
+
+    @classmethod
+    def for_model(cls, model: nn.Module) -> NativeDecoder | None:
+        """A decoder for `model` on the CPU, or None where the compiled step cannot run it."""
+        lib = library()
+        if lib is None:
+            return None
+        try:
+            return cls(lib, model)
+        except _Unsupported:
+            return None
+
+    def step(self, token: int, pos: int, cache) -> torch.Tensor:
+        """Logits [vocab] (float32) for `token` at `pos`, given a cache holding positions 0..pos-1."""
+        k, v = cache.k, cache.v
+        if k.dtype != torch.float32 or k.shape[1] != 1 or not (k.is_contiguous() and v.is_contiguous()):
+            raise ValueError("the compiled step needs a float32, batch-1, contiguous cache")
+        threads = torch.get_num_threads()
+        key = (threads, cache.length)
+        if self._work_key != key:
+            floats = self.lib.gpt2_workspace_floats(ctypes.byref(self.desc), threads, cache.length)
+            self._work = torch.empty(floats, dtype=torch.float32)
+            self._work_key = key
+        logits = torch.empty(self.vocab, dtype=torch.float32)
+        rc = self.lib.gpt2_step(ctypes.byref(self.desc), token, pos, k.data_ptr(), v.data_ptr(), cache.length,
+                                logits.data_ptr(), self._work.data_ptr(), threads)
+        if rc != 0:
+            raise ValueError(f"token {token} at position {pos} is outside the model or its cache")
+        return logits
+
+
+def _wpe(model: nn.Module, positions: int, n_embd: int, keep: list) -> int:
+    wpe = _checked(model.wpe.weight, torch.float32, (positions, n_embd))
+    keep.append(wpe)
+    return wpe.data_ptr()
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["build"]:
+        print("usage: python -m engine.native build", file=sys.stderr)
+        return 2
+    try:
+        path = build()
+    except RuntimeError as exc:
+        # Not fatal: the app decodes in PyTorch without it, only slower.
+        print(f"engine.native: not built ({exc}); decoding will use PyTorch only", file=sys.stderr)
+        return 0
+    print(f"engine.native: built {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,185 @@
+"""The compiled decoding step (engine.native) against the PyTorch model it reads: logits, the KV cache
+it writes, whole generations, and every weight form, shape and activation the engine loads."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from engine import SamplingSettings, load_model
+from engine import native
+from engine.generate import Generator
+from engine.precision import MODES
+from conftest import make_model_folder
+
+pytestmark = pytest.mark.skipif(not native.cpu_supported(), reason="the compiled step needs an x86-64 CPU with AVX2")
+
+# Largest logit difference from PyTorch's own step, in units of the logits' standard deviation.
+# float32 and float16 compute the same products in another order; bfloat16 and int8 differ also
+# because PyTorch rounds those products' outputs to bfloat16 and the compiled step does not.
+TOLERANCE = {"float32": 1e-5, "float16": 1e-5, "bfloat16": 0.05, "int8": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+
+
+def test_the_library_is_built_and_loads():
+    # `make` builds it; a missing library would silently make every CPU decode slow.
+    assert native.LIBRARY.is_file(), "run `python -m engine.native build`"
+    assert native.available()
+
+
+def compare_steps(loaded, ids: list[int], steps: int, threads: int | None = None):
+    """Prefill ids[:-steps] into two caches, then decode the rest with PyTorch and with the compiled
+    step; returns the worst logit difference (in logit standard deviations) and cache difference."""
+    model = loaded.model
+    decoder = native.NativeDecoder.for_model(model)
+    assert decoder is not None
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            theirs, ours = model.new_cache(1, 128), model.new_cache(1, 128)
+            prefix = torch.tensor([ids[:-steps]])
+            model(prefix, theirs, 0, last_only=True)
+            model(prefix, ours, 0, last_only=True)
+            worst = 0.0
+            for pos in range(len(ids) - steps, len(ids)):
+                ref = model(torch.tensor([[ids[pos]]]), theirs, pos)[0, -1]
+                got = decoder.step(ids[pos], pos, ours)
+                worst = max(worst, float((got - ref).abs().max() / ref.std()))
+            n = len(ids)
+            cache = max(float((theirs.k[..., :n, :] - ours.k[..., :n, :]).abs().max()),
+                        float((theirs.v[..., :n, :] - ours.v[..., :n, :]).abs().max()))
+    finally:
+        torch.set_num_threads(before)
+    return worst, cache
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_step_matches_pytorch_on_the_embedded_model(mode):
+    loaded = load_model(None, device="cpu", dtype=mode)
+    ids = loaded.tokenizer.encode("Once upon a time there was a little fox who lived by the river, and every day")
+    worst, cache = compare_steps(loaded, ids, steps=8)
+    assert worst < TOLERANCE[mode], worst
+    assert cache < 0.05, cache
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [
+    dict(n_embd=40, n_head=5, n_layer=2, n_positions=128),  # widths that are not multiples of 32
+    dict(n_embd=64, n_head=2, n_layer=1, n_positions=128, activation_function="gelu", tie_word_embeddings=False),
+    dict(n_embd=48, n_head=3, n_layer=2, n_positions=128, activation_function="relu", scale_attn_weights=False,
+         scale_attn_by_inverse_layer_idx=True),
+], ids=["odd-widths", "gelu-untied", "relu-unscaled"])
+def test_step_matches_pytorch_for_other_shapes(mode, shape, tmp_path):
+    folder = make_model_folder(tmp_path / "m", seed=3, **shape)
+    loaded = load_model(folder, device="cpu", dtype=mode)
+    ids = torch.randint(0, 50257, (40,), generator=torch.Generator().manual_seed(1)).tolist()
+    worst, cache = compare_steps(loaded, ids, steps=6)
+    assert worst < TOLERANCE[mode] * 5, worst
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_any_thread_count_gives_the_same_logits(threads):
+    loaded = load_model(None, device="cpu", dtype="int8")
+    ids = list(range(300, 340))
+    worst, _ = compare_steps(loaded, ids, steps=3, threads=threads)
+    assert worst < TOLERANCE["int8"], worst
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_generation_through_the_step_equals_pytorch_generation(mode, tiny_model_dir):
+    loaded = load_model(tiny_model_dir, device="cpu", dtype=mode)
+    settings = SamplingSettings(temperature=0.8, top_k=40, seed=7, max_new_tokens=40)
+    fast, plain = Generator(loaded), Generator(loaded, native=False)
+    assert fast.native is not None and plain.native is None
+    a = list(fast.stream("The river", settings))[-1]
+    b = list(plain.stream("The river", settings))[-1]
+    if mode in ("float32", "float16"):
+        assert a.token_ids == b.token_ids
+    else:  # sampled from logits that differ by bfloat16 roundings: mostly, not always, the same
+        same = sum(x == y for x, y in zip(a.token_ids, b.token_ids))
+        assert same >= len(b.token_ids) // 2, (a.token_ids, b.token_ids)
+
+
+def test_window_slides_through_the_step(tiny_model_dir):
+    # 128-position window: generating past it rebuilds the cache with PyTorch, then decodes on.
+    loaded = load_model(tiny_model_dir, device="cpu")
+    settings = SamplingSettings(temperature=0, max_new_tokens=200)
+    a = list(Generator(loaded).stream("Hello", settings))[-1]
+    b = list(Generator(loaded, native=False).stream("Hello", settings))[-1]
+    assert len(a.token_ids) == 200 or a.stop_reason == "eos"
+    assert a.token_ids == b.token_ids
+
+
+def test_out_of_range_token_or_position_is_refused(tiny):
+    decoder = native.NativeDecoder.for_model(tiny.model)
+    cache = tiny.model.new_cache(1, 16)
+    with pytest.raises(ValueError):
+        decoder.step(tiny.config.vocab_size, 0, cache)
+    with pytest.raises(ValueError):
+        decoder.step(1, 16, cache)
+
+
+def test_can_be_switched_off():
+    code = "from engine import native; print(native.available())"
+    env = {**os.environ, "GPT2_DESKTOP_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_failed_build_says_why_and_keeps_the_library(tmp_path):
+    with pytest.raises(RuntimeError, match="failed"):
+        native.build(tmp_path / "x.so", compiler="false")
+    assert not (tmp_path / "x.so").exists()
+
+
+def built_directly(folder):
+    from engine.checkpoint import build_model, read_state_dict, weight_files
+    from engine.config import load_config
+
+    return build_model(load_config(folder), read_state_dict(weight_files(folder)), torch.float32, "cpu")
+
+
+@pytest.mark.parametrize("layout", ["checkpoint", "transposed-head"])
+def test_step_reads_float32_models_in_the_pytorch_layouts(layout, tiny_model_dir):
+    # Conv1D [in, out] projections; the head as F.linear over the embedding, or stored [in, vocab].
+    from types import SimpleNamespace
+
+    from engine.precision import use_transposed_head
+
+    net = built_directly(tiny_model_dir)
+    if layout == "transposed-head":
+        use_transposed_head(net)
+    ids = list(range(1000, 1030))
+    worst, cache = compare_steps(SimpleNamespace(model=net), ids, steps=5)
+    assert worst < TOLERANCE["float32"], worst
+
+
+@pytest.fixture
+def without_library(monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_NATIVE", "0")
+    native.library.cache_clear()
+    yield
+    monkeypatch.undo()
+    native.library.cache_clear()
+
+
+def test_without_the_library_decoding_stays_in_pytorch_with_the_same_tokens(tiny_model_dir, without_library):
+    from engine.precision import Float32Linear, TransposedHead
+
+    plain = load_model(tiny_model_dir, device="cpu")
+    assert isinstance(plain.model.head, TransposedHead) and Generator(plain).native is None
+    settings = SamplingSettings(temperature=0, max_new_tokens=30)
+    expected = list(Generator(plain).stream("Hello there", settings))[-1].token_ids
+    native.library.cache_clear()
+    os.environ.pop("GPT2_DESKTOP_NATIVE")
+    fast = load_model(tiny_model_dir, device="cpu")
+    assert isinstance(fast.model.h[0].mlp.c_fc, Float32Linear) and Generator(fast).native is not None
+    assert list(Generator(fast).stream("Hello there", settings))[-1].token_ids == expected
