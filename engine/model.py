@@ -68,8 +68,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             cache.k[self.layer_idx, :, :, pos : pos + T] = k
             cache.v[self.layer_idx, :, :, pos : pos + T] = v
-            k = cache.k[self.layer_idx, :, :, : pos + T]
-            v = cache.v[self.layer_idx, :, :, : pos + T]
+            if pos > 0:  # from position 0 the new keys and values are all there is to attend to
+                k = cache.k[self.layer_idx, :, :, : pos + T]
+                v = cache.v[self.layer_idx, :, :, : pos + T]
         if T == 1:
             # One new token attends to everything before it: no mask needed.
             y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
