@@ -13,7 +13,6 @@ from engine.config import GPTConfig, load_config, read_json
 from engine.device import DTYPES, resolve_device, resolve_precision
 from engine.errors import ModelLoadError
 from engine.model import GPT
-from engine import native
 from engine.precision import REDUCED, build_reduced_model, projection_names, use_row_layout, use_transposed_head
 from engine.prepared import load_prepared
 from engine.tokenizer import GPT2Tokenizer
@@ -87,6 +86,12 @@ def display_name(model: str | Path | None, folder: Path) -> str:
     return folder.name
 
 
+def _native_available() -> bool:
+    from engine import native  # imported here so that `python -m engine.native build` runs it only once
+
+    return native.available()
+
+
 def _float32_rows(config: GPTConfig, files: list[Path]) -> GPT:
     """A float32 model whose projections are [out, in] copies (see precision.use_row_layout). The model
     is built on a memory map whose projection pages are never touched, so they are not resident
@@ -120,7 +125,7 @@ def load_model(model: str | Path | None = None, device: str = "auto", dtype: str
             prepared = load_prepared(folder, config, files, precision)
             net = build_reduced_model(prepared.config, prepared.tensors, precision)
         torch_dtype = torch.float32
-    elif device == "cpu" and precision == "float32" and native.available():
+    elif device == "cpu" and precision == "float32" and _native_available():
         torch_dtype = torch.float32
         net = _float32_rows(config, files)
     else:
