@@ -120,75 +120,45 @@ static void layer_norm(const float *x, const float *w, const float *b, float *y,
 
 /* ---- dot products of one stored row with a float32 vector ---- */
 
-static float dot_f32(const float *w, const float *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
-}
-
+/* Each loads 8 stored weights as 8 floats (LOAD_*) or one (SCALAR_*). */
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define SCALAR_F32(v) (v)
 #define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-static float dot_f16(const uint16_t *w, const float *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(LOAD_F16(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(LOAD_F16(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(LOAD_F16(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(LOAD_F16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD_F16(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += _cvtsh_ss(w[i]) * x[i];
-    return s;
-}
-
+#define SCALAR_F16(v) _cvtsh_ss(v)
 #define LOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define SCALAR_BF16(v) bf16_to_f32(v)
+#define LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+#define SCALAR_I8(v) ((float)(v))
+
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
-static float dot_bf16(const uint16_t *w, const float *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(LOAD_BF16(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(LOAD_BF16(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(LOAD_BF16(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(LOAD_BF16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD_BF16(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += bf16_to_f32(w[i]) * x[i];
-    return s;
-}
 
-#define LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-static float dot_i8(const int8_t *w, const float *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(LOAD_I8(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(LOAD_I8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(LOAD_I8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(LOAD_I8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+/* One function per storage type: four accumulators over 32 weights at a time, then the tail. */
+#define DEFINE_DOT(name, type, LOAD, SCALAR)                                                     \
+    static float name(const type *w, const float *x, int n) {                                    \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
+        int i = 0;                                                                               \
+        for (; i + 32 <= n; i += 32) {                                                           \
+            a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0);                       \
+            a1 = _mm256_fmadd_ps(LOAD(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);               \
+            a2 = _mm256_fmadd_ps(LOAD(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);             \
+            a3 = _mm256_fmadd_ps(LOAD(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);             \
+        }                                                                                        \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0); \
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));            \
+        for (; i < n; i++) s += SCALAR(w[i]) * x[i];                                             \
+        return s;                                                                                \
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD_I8(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += (float)w[i] * x[i];
-    return s;
-}
+
+DEFINE_DOT(dot_f32, float, LOAD_F32, SCALAR_F32)
+DEFINE_DOT(dot_f16, uint16_t, LOAD_F16, SCALAR_F16)
+DEFINE_DOT(dot_bf16, uint16_t, LOAD_BF16, SCALAR_BF16)
+DEFINE_DOT(dot_i8, int8_t, LOAD_I8, SCALAR_I8)
 
 /* acc[0 : c1-c0] = x @ W[:, c0:c1] for W [n_in, n_out], four input rows at a time (four streams). */
 static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0, int c1, float *acc) {
@@ -311,10 +281,7 @@ static void attend(const float *q, const float *k_new, const float *v_new, float
     }
 }
 
-static int max_in(const Model *m) {
-    int a = m->n_inner > m->n_embd ? m->n_inner : m->n_embd;
-    return a;
-}
+static int max_in(const Model *m) { return m->n_inner > m->n_embd ? m->n_inner : m->n_embd; }
 
 static int max_out(const Model *m) {
     int a = 3 * m->n_embd > m->n_inner ? 3 * m->n_embd : m->n_inner;
