@@ -127,14 +127,14 @@ def _checked(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...] | None 
 def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat:
     """The Mat for one product module of engine.model or engine.precision (hidden [n_in] -> [n_out])."""
     from engine import precision
+    from engine.model import Conv1D
 
-    name = type(module).__name__
     bias = getattr(module, "bias", None)
     if bias is not None:
         keep.append(_checked(bias, torch.float32, (n_out,)))
     scale = None
     round_bf16 = 0
-    if name == "Conv1D":
+    if isinstance(module, Conv1D):
         kind, w = F32_COLS, _checked(module.weight, torch.float32, (n_in, n_out))
     elif isinstance(module, precision.Float32Linear):
         kind, w = F32_ROWS, _checked(module.weight, torch.float32, (n_out, n_in))
@@ -148,7 +148,7 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
         kind, w, round_bf16 = I8_ROWS, _checked(module.qweight, torch.int8, (n_out, n_in)), 1
         scale = _checked(module.scale, torch.float32, (n_out,))
     else:
-        raise _Unsupported(name)
+        raise _Unsupported(type(module).__name__)
     keep += [w, scale]
     return Mat(kind, n_in, n_out, round_bf16, w.data_ptr(), _ptr(scale), _ptr(bias))
 
@@ -183,8 +183,8 @@ class NativeDecoder:
         C, inner, vocab = config.n_embd, config.inner_dim, config.vocab_size
         keep: list = []
 
-        def vec(t: torch.Tensor, n: int) -> int:
-            keep.append(_checked(t, torch.float32, (n,)))
+        def vec(t: torch.Tensor, *shape: int) -> int:
+            keep.append(_checked(t, torch.float32, shape))
             return t.data_ptr()
 
         layers = (Layer * config.n_layer)()
@@ -207,7 +207,7 @@ class NativeDecoder:
         self.desc = Model(
             config.n_layer, config.n_head, C, inner, vocab, ACTIVATIONS[config.activation_function],
             float(config.layer_norm_epsilon), describe_embedding(model.wte, vocab, C, keep),
-            _wpe(model, config.n_positions, C, keep),
+            vec(model.wpe.weight, config.n_positions, C),
             vec(model.ln_f.weight, C), vec(model.ln_f.bias, C), head, layers,
         )
         self._keep = (keep, layers)
@@ -244,12 +244,6 @@ class NativeDecoder:
         if rc != 0:
             raise ValueError(f"token {token} at position {pos} is outside the model or its cache")
         return logits
-
-
-def _wpe(model: nn.Module, positions: int, n_embd: int, keep: list) -> int:
-    wpe = _checked(model.wpe.weight, torch.float32, (positions, n_embd))
-    keep.append(wpe)
-    return wpe.data_ptr()
 
 
 def main(argv: list[str]) -> int:

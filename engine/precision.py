@@ -88,6 +88,17 @@ def _native_bf16() -> bool:
 BF16_MATMUL = _native_bf16()
 
 
+class RowLinear(nn.Module):
+    """A weight stored [out, in] and an optional float32 bias. The forms below differ only in how they
+    multiply a batch of rows; the compiled decoding step (engine.native) reads the tensors as they are."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.weight = weight
+        self.bias = bias
+        self.weight_bytes = weight.numel() * weight.element_size()  # what one product reads
+
+
 class Int8Linear(nn.Module):
     """int8 weights [out, in] with one float32 scale per output row; the input is rounded to bfloat16.
 
@@ -113,28 +124,16 @@ class Int8Linear(nn.Module):
         return y.view(*x.shape[:-1], -1)
 
 
-class Float16Linear(nn.Module):
-    """float16 weights [out, in], float32 activations. Decoding multiplies the float16 weights
-    directly (engine.native); a batch of rows widens them to float32 one matrix at a time."""
-
-    def __init__(self, weight16: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.weight = weight16
-        self.bias = bias
-        self.weight_bytes = weight16.numel() * 2
+class Float16Linear(RowLinear):
+    """float16 weights, float32 activations. Decoding multiplies the float16 weights directly
+    (engine.native); a batch of rows widens them to float32 one matrix at a time."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x.reshape(-1, x.shape[-1]), self.weight.float(), self.bias)
         return y.view(*x.shape[:-1], -1)
 
 
-class BFloat16Linear(nn.Module):
-    def __init__(self, weight16: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.weight = weight16  # [out, in]
-        self.bias = bias
-        self.weight_bytes = weight16.numel() * 2
-
+class BFloat16Linear(RowLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).to(self.weight.dtype)
         # One row (decoding): a matrix-vector product is the fastest bfloat16 kernel for it.
@@ -194,15 +193,9 @@ def use_transposed_head(model: GPT) -> GPT:
     return model
 
 
-class Float32Linear(nn.Module):
+class Float32Linear(RowLinear):
     """float32 weights stored [out, in]: each output is one contiguous row's dot product with the input,
     which is how the compiled decoding step (engine.native) streams a matrix fastest."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.weight = weight
-        self.bias = bias
-        self.weight_bytes = weight.numel() * 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -212,9 +205,7 @@ def use_row_layout(model: GPT, rows: Mapping[str, torch.Tensor]) -> GPT:
     """float32 on the CPU, decoding in engine.native: every projection as [out, in] (`rows` holds them,
     already transposed, by checkpoint name); the head is the embedding itself, [vocab, n_embd]."""
     for name in projection_names(model.config):
-        parent, attr = name.rsplit(".", 1)
-        conv = model.get_submodule(name)
-        setattr(model.get_submodule(parent), attr, Float32Linear(rows[f"{name}.weight"], conv.bias))
+        model.set_submodule(name, Float32Linear(rows[f"{name}.weight"], model.get_submodule(name).bias))
     return model
 
 
@@ -243,8 +234,7 @@ def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], m
         with torch.device("meta"):
             model = GPT(config)
         for name in projections:
-            parent, attr = name.rsplit(".", 1)
-            setattr(model.get_submodule(parent), attr, _linear(stored, name, mode, stored[f"{name}.bias"]))
+            model.set_submodule(name, _linear(stored, name, mode, stored[f"{name}.bias"]))
         model.wte = _embedding(stored, mode)
         model.head = _linear(stored, "wte" if config.tie_word_embeddings else "lm_head", mode, None)
         model.lm_head = None
