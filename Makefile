@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 # (on Linux a plain `torch` from PyPI is a multi-gigabyte CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
-# The compiled decoding step (engine/csrc): plain C, built in seconds with the system's C compiler.
-# Without one the app still runs, decoding in PyTorch only (slower); `python -m engine.native build`
+# The compiled decoding step (engine/core/csrc): plain C, built in seconds with the system's C compiler.
+# Without one the app still runs, decoding in PyTorch only (slower); `python -m engine.core.native build`
 # says so instead of failing.
-NATIVE := engine/_gpt2_step.so
+NATIVE := engine/core/_gpt2_step.so
 
 .PHONY: run test bench screenshots package package-test clean
 
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-$(NATIVE): engine/csrc/gpt2_step.c $(VENV)/.installed
-	$(PY) -m engine.native build
+$(NATIVE): engine/core/csrc/gpt2_step.c $(VENV)/.installed
+	$(PY) -m engine.core.native build
 
 run: $(VENV)/.installed $(NATIVE)
 	$(VENV)/bin/gpt2-desktop

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_self_test(sys.argv[:1], _STARTED)
     if argv:
-        from engine.cli import main as cli_main
+        from engine.tooling.cli import main as cli_main
 
         return cli_main(argv)
     return run_app(sys.argv[:1])

@@ -9,7 +9,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
-from engine import hub
+from engine.errors import HubOffline
+from engine.store import hub
+from engine.store.local import import_folder, local_models, remove_model
 from engine.errors import EngineError
 
 COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
@@ -43,7 +45,7 @@ class DownloadWorker(QObject):
                 cancel=self.cancel_event,
             )
         except EngineError as exc:
-            self.failed.emit(repo_id, str(exc), isinstance(exc, hub.HubOffline))
+            self.failed.emit(repo_id, str(exc), isinstance(exc, HubOffline))
             return
         except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
             self.failed.emit(repo_id, f"Unexpected error: {exc}", False)
@@ -133,7 +135,7 @@ class ModelsView(QWidget):
 
     def refresh(self) -> None:
         selected = self._selected_name()
-        local = hub.local_models()
+        local = local_models()
         have = {m.name for m in local}
         catalog = {e.repo_id: e for e in hub.CATALOG}
         rows = []
@@ -251,7 +253,7 @@ class ModelsView(QWidget):
 
     def remove(self, name: str) -> None:
         try:
-            model = hub.remove_model(name)
+            model = remove_model(name)
         except EngineError as exc:
             self.message.setText(str(exc))
             return
@@ -267,7 +269,7 @@ class ModelsView(QWidget):
         from pathlib import Path
 
         try:
-            model = hub.import_folder(Path(folder))
+            model = import_folder(Path(folder))
         except EngineError as exc:
             self.message.setText(f"{folder} cannot be used: {exc}")
             return

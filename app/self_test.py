@@ -75,7 +75,7 @@ def run_self_test(argv: list[str], started: float) -> int:
         print("self-test: error: no package metadata, so no version to show", file=sys.stderr)
         return 1
     print(f"self-test: gpt2-desktop {version()}", flush=True)
-    from engine import native
+    from engine.core import native
 
     where = "the compiled step" if native.available() else "PyTorch only (the compiled step is not available)"
     print(f"self-test: CPU decoding in {where}", flush=True)

@@ -1,26 +1,38 @@
-"""The user's settings, as JSON in the platformdirs config folder."""
+"""The user's settings, as JSON in the platformdirs config folder.
+
+Sampling defaults come from the engine's SamplingSettings and the precision names from its
+registry (engine.core.precisions): nothing here repeats them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from engine.core import precisions
+from engine.inference.settings import SamplingSettings
 
-DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+_DEFAULT = SamplingSettings.default
+SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed")
+DEVICES = ("auto", "cpu", "cuda")
+MODES = ("chat", "notebook")
+RENAMED = {"dtype": "precision"}  # keys written by earlier versions -> today's names
 
 
 @dataclass
 class AppSettings:
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
-    max_new_tokens: int = 200
-    seed: int | None = None
+    temperature: float = _DEFAULT("temperature")
+    top_k: int = _DEFAULT("top_k")
+    top_p: float = _DEFAULT("top_p")
+    repetition_penalty: float = _DEFAULT("repetition_penalty")
+    max_new_tokens: int = _DEFAULT("max_new_tokens")
+    seed: int | None = _DEFAULT("seed")
     device: str = "auto"
-    dtype: str = "auto"  # weight precision: auto, float32, float16, bfloat16 or int8
+    precision: str = precisions.AUTO  # of the weights: a name from engine.core.precisions, or auto
     threads: int = 0  # 0: one per physical core
     model: str | None = None  # None: the embedded model
     mode: str = "chat"
@@ -29,32 +41,27 @@ class AppSettings:
     splitter_state: str = ""
 
     def sampling(self) -> dict:
-        return {k: getattr(self, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens",
-                                              "seed")}
+        return {k: getattr(self, k) for k in SAMPLING}
 
     @classmethod
-    def load(cls, path: Path) -> "AppSettings":
-        """Settings from `path`; unknown keys are ignored and a broken file gives the defaults."""
+    def load(cls, path: Path) -> AppSettings:
+        """Settings from `path`. Unknown keys, values of the wrong type and impossible choices are
+        dropped (their defaults apply); a broken file gives the defaults."""
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return cls()
-        types = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
-        values = {}
-        for key, value in raw.items() if isinstance(raw, dict) else ():
-            expected = types.get(key)
-            if expected is None:
-                continue
-            if expected is type(None):  # optional fields: seed (int) and model (str)
-                ok = value is None or isinstance(value, (int, str)) and not isinstance(value, bool)
-            elif expected is float:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            else:
-                ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-            if ok:
-                values[key] = value
-        if values.get("dtype") not in (None, *DTYPES):
-            del values["dtype"]
+        if not isinstance(raw, dict):
+            return cls()
+        for old, new in RENAMED.items():
+            if old in raw:
+                raw.setdefault(new, raw.pop(old))
+        hints = typing.get_type_hints(cls)
+        values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw and _fits(raw[f.name], hints[f.name])}
+        choices = {"precision": precisions.CHOICES, "device": DEVICES, "mode": MODES}
+        for key, allowed in choices.items():
+            if key in values and values[key] not in allowed:
+                del values[key]
         return cls(**values)
 
     def save(self, path: Path) -> None:
@@ -63,3 +70,16 @@ class AppSettings:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
         os.replace(tmp, path)
+
+
+def _fits(value, hint) -> bool:
+    """Whether a JSON value has the declared type (`int | None`, `float`, `str`, ...); bools are not numbers,
+    and an int is a fine float."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and (int in allowed or float in allowed):
+        return True
+    return any(t not in (int, type(None)) and isinstance(value, t) for t in allowed)

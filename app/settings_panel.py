@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
 
-from app.settings import AppSettings
+from app.settings import DEVICES, AppSettings
+from engine.core import precisions
 
 
 def _double(lo: float, hi: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
@@ -39,11 +40,13 @@ class SettingsPanel(QWidget):
         self.seed = _int(-1, 2**31 - 1, "random")
         self.seed.setToolTip("The same seed and settings give the same reply")
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu"] + (["cuda"] if cuda_available else []))
-        self.dtype = QComboBox()
-        self.dtype.addItems(["auto", "float32", "float16", "bfloat16", "int8"])
-        self.dtype.setToolTip("Weight precision. auto: float32 on the CPU, float16 on CUDA. float16 and int8 "
-                              "are faster on the CPU and a little less exact; a copy is prepared the first time.")
+        self.device.addItems([d for d in DEVICES if d != "cuda" or cuda_available])
+        self.precision = QComboBox()
+        self.precision.addItems(precisions.CHOICES)
+        self.precision.setToolTip(
+            f"Weight precision. auto: {precisions.default_for('cpu')} on the CPU, {precisions.default_for('cuda')} "
+            "on CUDA. Smaller ones are faster on the CPU and a little less exact; a copy is prepared the first time.\n"
+            + "\n".join(f"{p.name}: {p.summary}" for p in precisions.PRECISIONS))
         self.threads = _int(0, max(1, cpu_count), "auto")
         self.threads.setToolTip("auto: one thread per physical core")
         self.load(settings)
@@ -56,12 +59,12 @@ class SettingsPanel(QWidget):
         form.addRow("Seed", self.seed)
         form.addRow(QLabel("<b>Engine</b>"))
         form.addRow("Device", self.device)
-        form.addRow("Precision", self.dtype)
+        form.addRow("Precision", self.precision)
         form.addRow("CPU threads", self.threads)
         for box in (self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_new_tokens, self.seed):
             box.valueChanged.connect(self.sampling_changed)
         self.device.currentTextChanged.connect(self.device_changed)
-        self.dtype.currentTextChanged.connect(self.device_changed)
+        self.precision.currentTextChanged.connect(self.device_changed)
         self.threads.valueChanged.connect(self.device_changed)
 
     def load(self, s: AppSettings) -> None:
@@ -73,7 +76,7 @@ class SettingsPanel(QWidget):
         self.seed.setValue(-1 if s.seed is None else s.seed)
         index = self.device.findText(s.device)
         self.device.setCurrentIndex(max(0, index))
-        self.dtype.setCurrentIndex(max(0, self.dtype.findText(s.dtype)))
+        self.precision.setCurrentIndex(max(0, self.precision.findText(s.precision)))
         self.threads.setValue(s.threads)
 
     def store(self, s: AppSettings) -> None:
@@ -84,5 +87,5 @@ class SettingsPanel(QWidget):
         s.max_new_tokens = self.max_new_tokens.value()
         s.seed = None if self.seed.value() < 0 else self.seed.value()
         s.device = self.device.currentText()
-        s.dtype = self.dtype.currentText()
+        s.precision = self.precision.currentText()
         s.threads = self.threads.value()

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
                                QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
-from engine.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
+from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
 
 
 class ProbabilityChart(QWidget):
@@ -246,7 +246,7 @@ class TasksView(QWidget):
             self.reload(select=editor.saved.name)
 
     def new_template(self) -> None:
-        from engine.templates import NEW_TEMPLATE
+        from engine.inference.templates import NEW_TEMPLATE
 
         self._editor(NEW_TEMPLATE, None)
 
@@ -296,7 +296,7 @@ class TasksView(QWidget):
     def ask_export(self) -> None:
         if self.template is None:
             return
-        from engine.templates import template_slug
+        from engine.inference.templates import template_slug
 
         path, _ = QFileDialog.getSaveFileName(self, "Export template", f"{template_slug(self.template.name)}.toml",
                                               "Templates (*.toml)")

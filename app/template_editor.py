@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QSplitter, QVBoxLayout
 
-from engine.templates import Template, TemplateError, parse_template, render, save_user_template
+from engine.inference.templates import Template, TemplateError, parse_template, render, save_user_template
 
 
 class TemplateEditor(QDialog):

@@ -21,10 +21,10 @@ from app.sidebar import Sidebar
 from app.tasks import TasksView
 from app.transcript import TranscriptView
 from app.worker import EngineWorker
-from engine.chat import Turn, format_chat
+from engine.inference.chat import Turn, format_chat
 from engine.errors import EngineError
 from engine.paths import user_templates_dir
-from engine.tokenizer import GPT2Tokenizer
+from engine.core.tokenizer import GPT2Tokenizer
 
 TITLE_LENGTH = 48
 
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
     def load_model(self) -> None:
         self.model_info = None
         self._update_buttons()
-        self.request_load.emit(self.settings.model or "", self.settings.device, self.settings.dtype, self.settings.threads)
+        self.request_load.emit(self.settings.model or "", self.settings.device, self.settings.precision, self.settings.threads)
 
     def use_model(self, folder: str | None) -> None:
         self.stop()
@@ -633,7 +633,7 @@ class MainWindow(QMainWindow):
         self.continue_button.setText("Stop" if generating else "Continue")
         self.continue_button.setEnabled(generating or ready)
         self.settings_panel.device.setEnabled(not generating)
-        self.settings_panel.dtype.setEnabled(not generating)
+        self.settings_panel.precision.setEnabled(not generating)
         self.settings_panel.threads.setEnabled(not generating)
 
     # settings and lifetime

@@ -9,8 +9,8 @@ from dataclasses import asdict
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
-from engine.chat import chat_style
-from engine.device import set_threads
+from engine.inference.chat import chat_style
+from engine.core.device import set_threads
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
 
@@ -44,11 +44,11 @@ class EngineWorker(QObject):
         self.cancelled_upto = max(self.cancelled_upto, request_id)
 
     @Slot(str, str, str, int)
-    def load(self, model: str, device: str, dtype: str, threads: int) -> None:
+    def load(self, model: str, device: str, precision: str, threads: int) -> None:
         self.loading.emit(model or "embedded model")
         try:
             set_threads(threads or None)
-            loaded = load_model(model or None, device=device, dtype=dtype)
+            loaded = load_model(model or None, device=device, precision=precision)
         except EngineError as exc:
             self.load_failed.emit(str(exc))
             return
@@ -79,7 +79,7 @@ class EngineWorker(QObject):
                     if pending:
                         self.tokens.emit(request_id, pending, count)
                     done = asdict(event)
-                    done["context_window"] = self.generator.window
+                    done["context_window"] = self.generator.context_window
                     self.finished.emit(request_id, done)
                     return
                 pending += event.text
@@ -99,7 +99,7 @@ class EngineWorker(QObject):
         if self.generator is None:
             self.failed.emit(request_id, "No model is loaded.")
             return
-        from engine.scoring import choose
+        from engine.inference.scoring import choose
 
         try:
             scores, _best = choose(self.generator.loaded, context, list(options), normalise=normalise)

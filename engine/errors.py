@@ -1,4 +1,7 @@
-"""The few exception types the engine raises, each with a message written for a person."""
+"""Every exception type the engine raises, each with a message written for a person.
+
+Nothing here imports torch: the command line catches these before it has loaded a model.
+"""
 
 
 class EngineError(Exception):
@@ -11,3 +14,23 @@ class ModelLoadError(EngineError):
 
 class SettingsError(EngineError):
     """A generation setting or command-line value is impossible."""
+
+
+class UsageError(SettingsError):
+    """A mistake in how the command line was called: printed as it is, one line, exit status 2."""
+
+
+class TemplateError(SettingsError):
+    """A template file is malformed, or the values given for it do not fit."""
+
+
+class HubError(EngineError):
+    """A download, import or removal that cannot be done, said plainly."""
+
+
+class HubOffline(HubError):
+    """The Hub cannot be reached; everything already on disk still works."""
+
+
+class DownloadCancelled(HubError):
+    """The user cancelled a download; the files already complete are kept."""

@@ -115,7 +115,7 @@ def check_app(app: Path, version: str, env: dict) -> dict:
     figures["self_test_s"] = time.monotonic() - began
     check(result.stdout.rstrip().endswith("self-test: ok"), "--self-test: window shown and a reply written\n     "
           + result.stdout.strip().replace("\n", "\n     "))
-    check((app.parent / "_internal" / "engine" / "_gpt2_step.so").is_file(), "the compiled decoding step is bundled")
+    check((app.parent / "_internal" / "engine" / "core" / "_gpt2_step.so").is_file(), "the compiled decoding step is bundled")
     if _cpu_has_avx2():
         check("CPU decoding in the compiled step" in result.stdout, "--self-test: the frozen app decodes in it")
     return figures

@@ -70,7 +70,7 @@ def main() -> None:
         "",
         "## Model",
         "",
-        f"- Architecture: GPT-2 (the engine's own `engine/model.py`), {config['n_layer']} layers, "
+        f"- Architecture: GPT-2 (the engine's own `engine/core/model.py`), {config['n_layer']} layers, "
         f"{config['n_embd']} wide, {config['n_head']} heads, context {config['n_positions']} tokens.",
         f"- Parameters: {params:,} (output head tied to the token embedding); weights float32, "
         f"{(model / 'model.safetensors').stat().st_size / 1e6:.1f} MB.",

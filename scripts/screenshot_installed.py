@@ -20,7 +20,7 @@ from pathlib import Path
 from PySide6.QtGui import QGuiApplication
 
 from app.history import History  # the same schema the installed app reads
-from engine.chat import Turn, format_chat
+from engine.inference.chat import Turn, format_chat
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PROMPT = "Tell me a story about a fox who lived by the sea."

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.corpus import load_documents, split_documents  # noqa: E402
+from engine.tooling.corpus import load_documents, split_documents  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-from engine.chat import ChatPrompt, Turn, chat_style, format_chat
+from engine.inference.chat import ChatPrompt, Turn, chat_style, format_chat
 
 
 def test_transcript_style_for_plain_gpt2():

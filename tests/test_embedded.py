@@ -3,7 +3,7 @@
 import re
 
 from engine import Generator, SamplingSettings, load_model
-from engine.loader import embedded_model_folder
+from engine.store.local import embedded_model_folder
 from test_errors import cli
 
 

@@ -7,7 +7,7 @@ import torch
 
 from conftest import make_model_folder
 from engine import Done, Generator, SamplingSettings, SettingsError, load_model
-from engine.sampling import apply_repetition_penalty, logits_to_probs
+from engine.inference.sampling import apply_repetition_penalty, logits_to_probs
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=40)
 

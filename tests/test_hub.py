@@ -10,8 +10,9 @@ from PySide6.QtCore import Qt
 
 from conftest import make_model_folder
 from engine import load_model
-from engine.hub import (DownloadCancelled, HubError, HubOffline, download_model, import_folder, local_models,
-                        remove_model)
+from engine.errors import DownloadCancelled, HubError, HubOffline
+from engine.store.hub import download_model
+from engine.store.local import import_folder, local_models, remove_model
 from fakehub import FakeHub, repo_from_folder
 from test_errors import cli
 

@@ -145,7 +145,7 @@ def test_tokenizer_json_only_folder(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_precision_generates_close_logits(tiny_model_dir, tiny, dtype):
-    reduced = load_model(tiny_model_dir, device="cpu", dtype=dtype)
+    reduced = load_model(tiny_model_dir, device="cpu", precision=dtype)
     ids = torch.tensor([tiny.tokenizer.encode(PROMPTS[0])])
     ref = torch.log_softmax(tiny.model(ids), -1)
     got = torch.log_softmax(reduced.model(ids).float(), -1)

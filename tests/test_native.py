@@ -1,4 +1,4 @@
-"""The compiled decoding step (engine.native) against the PyTorch model it reads: logits, the KV cache
+"""The compiled decoding step (engine.core.native) against the PyTorch model it reads: logits, the KV cache
 it writes, whole generations, and every weight form, shape and activation the engine loads."""
 
 import os
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from engine import SamplingSettings, load_model
-from engine import native
-from engine.generate import Generator
-from engine.precision import MODES
+from engine.core import native
+from engine.inference.generate import Generator
+from engine.core.precisions import NAMES as MODES
 from conftest import make_model_folder
 
 pytestmark = pytest.mark.skipif(not native.cpu_supported(), reason="the compiled step needs an x86-64 CPU with AVX2")
@@ -29,7 +29,7 @@ def data_dir(tmp_path, monkeypatch):
 
 def test_the_library_is_built_and_loads():
     # `make` builds it; a missing library would silently make every CPU decode slow.
-    assert native.LIBRARY.is_file(), "run `python -m engine.native build`"
+    assert native.LIBRARY.is_file(), "run `python -m engine.core.native build`"
     assert native.available()
 
 
@@ -63,7 +63,7 @@ def compare_steps(loaded, ids: list[int], steps: int, threads: int | None = None
 
 @pytest.mark.parametrize("mode", MODES)
 def test_step_matches_pytorch_on_the_embedded_model(mode):
-    loaded = load_model(None, device="cpu", dtype=mode)
+    loaded = load_model(None, device="cpu", precision=mode)
     ids = loaded.tokenizer.encode("Once upon a time there was a little fox who lived by the river, and every day")
     worst, cache = compare_steps(loaded, ids, steps=8)
     assert worst < TOLERANCE[mode], worst
@@ -79,7 +79,7 @@ def test_step_matches_pytorch_on_the_embedded_model(mode):
 ], ids=["odd-widths", "gelu-untied", "relu-unscaled"])
 def test_step_matches_pytorch_for_other_shapes(mode, shape, tmp_path):
     folder = make_model_folder(tmp_path / "m", seed=3, **shape)
-    loaded = load_model(folder, device="cpu", dtype=mode)
+    loaded = load_model(folder, device="cpu", precision=mode)
     ids = torch.randint(0, 50257, (40,), generator=torch.Generator().manual_seed(1)).tolist()
     worst, cache = compare_steps(loaded, ids, steps=6)
     assert worst < TOLERANCE[mode] * 5, worst
@@ -87,7 +87,7 @@ def test_step_matches_pytorch_for_other_shapes(mode, shape, tmp_path):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_any_thread_count_gives_the_same_logits(threads):
-    loaded = load_model(None, device="cpu", dtype="int8")
+    loaded = load_model(None, device="cpu", precision="int8")
     ids = list(range(300, 340))
     worst, _ = compare_steps(loaded, ids, steps=3, threads=threads)
     assert worst < TOLERANCE["int8"], worst
@@ -95,7 +95,7 @@ def test_any_thread_count_gives_the_same_logits(threads):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_generation_through_the_step_equals_pytorch_generation(mode, tiny_model_dir):
-    loaded = load_model(tiny_model_dir, device="cpu", dtype=mode)
+    loaded = load_model(tiny_model_dir, device="cpu", precision=mode)
     settings = SamplingSettings(temperature=0.8, top_k=40, seed=7, max_new_tokens=40)
     fast, plain = Generator(loaded), Generator(loaded, native=False)
     assert fast.native is not None and plain.native is None
@@ -128,7 +128,7 @@ def test_out_of_range_token_or_position_is_refused(tiny):
 
 
 def test_can_be_switched_off():
-    code = "from engine import native; print(native.available())"
+    code = "from engine.core import native; print(native.available())"
     env = {**os.environ, "GPT2_DESKTOP_NATIVE": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -141,8 +141,8 @@ def test_a_failed_build_says_why_and_keeps_the_library(tmp_path):
 
 
 def built_directly(folder):
-    from engine.checkpoint import build_model, read_state_dict, weight_files
-    from engine.config import load_config
+    from engine.core.checkpoint import build_model, read_state_dict, weight_files
+    from engine.core.config import load_config
 
     return build_model(load_config(folder), read_state_dict(weight_files(folder)), torch.float32, "cpu")
 
@@ -152,7 +152,7 @@ def test_step_reads_float32_models_in_the_pytorch_layouts(layout, tiny_model_dir
     # Conv1D [in, out] projections; the head as F.linear over the embedding, or stored [in, vocab].
     from types import SimpleNamespace
 
-    from engine.precision import use_transposed_head
+    from engine.core.forms import use_transposed_head
 
     net = built_directly(tiny_model_dir)
     if layout == "transposed-head":
@@ -172,7 +172,7 @@ def without_library(monkeypatch):
 
 
 def test_without_the_library_decoding_stays_in_pytorch_with_the_same_tokens(tiny_model_dir, without_library):
-    from engine.precision import Float32Linear, TransposedHead
+    from engine.core.forms import Float32Linear, TransposedHead
 
     plain = load_model(tiny_model_dir, device="cpu")
     assert isinstance(plain.model.head, TransposedHead) and Generator(plain).native is None

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from engine import SamplingSettings, load_model
-from engine.device import physical_cores, set_threads
+from engine.core.device import physical_cores, set_threads
 from engine.errors import SettingsError
-from engine.generate import Generator
-from engine.loader import embedded_model_folder
-from engine.precision import MODES, REDUCED, decode_weight_bytes
+from engine.inference.generate import Generator
+from engine.store.local import embedded_model_folder
+from engine.core.forms import decode_weight_bytes
+from engine.core.precisions import NAMES as MODES, PREPARED as REDUCED
 
 # Documented error against float32 on the embedded model over its model card's text:
 # the largest logit difference in units of the logits' standard deviation, and top-1 agreement.
@@ -36,7 +37,7 @@ def card_ids(loaded) -> list[int]:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_precision_generates(mode, tiny_model_dir):
-    loaded = load_model(tiny_model_dir, device="cpu", dtype=mode)
+    loaded = load_model(tiny_model_dir, device="cpu", precision=mode)
     assert loaded.precision == mode
     done = list(Generator(loaded).stream("Hello", SamplingSettings(temperature=0, max_new_tokens=12)))[-1]
     assert done.stop_reason in ("length", "eos") and len(done.token_ids) >= 1
@@ -44,8 +45,8 @@ def test_every_precision_generates(mode, tiny_model_dir):
 
 @pytest.mark.parametrize("mode", REDUCED)
 def test_reduced_logits_stay_within_their_documented_error(mode):
-    reference = load_model(None, device="cpu", dtype="float32")
-    reduced = load_model(None, device="cpu", dtype=mode)
+    reference = load_model(None, device="cpu", precision="float32")
+    reduced = load_model(None, device="cpu", precision=mode)
     ids = torch.tensor([card_ids(reference)])
     with torch.inference_mode():
         ref, out = reference.model(ids), reduced.model(ids)
@@ -57,7 +58,7 @@ def test_reduced_logits_stay_within_their_documented_error(mode):
 
 
 def test_reduced_precisions_read_fewer_weight_bytes(tiny_model_dir):
-    sizes = {m: decode_weight_bytes(load_model(tiny_model_dir, device="cpu", dtype=m).model) for m in MODES}
+    sizes = {m: decode_weight_bytes(load_model(tiny_model_dir, device="cpu", precision=m).model) for m in MODES}
     assert sizes["float16"] == sizes["bfloat16"] == sizes["float32"] // 2
     assert sizes["int8"] < sizes["float32"] // 3
 
@@ -67,17 +68,17 @@ def test_prepared_copy_is_reused_then_rebuilt_when_the_source_changes(tmp_path, 
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
-    first = load_model(folder, device="cpu", dtype="int8")
+    first = load_model(folder, device="cpu", precision="int8")
     assert first.prepared_now and first.prepared_path.parent == data_dir / "prepared"
     stamp = first.prepared_path.stat().st_mtime_ns
 
-    again = load_model(folder, device="cpu", dtype="int8")
+    again = load_model(folder, device="cpu", precision="int8")
     assert not again.prepared_now and again.prepared_path == first.prepared_path
     assert again.prepared_path.stat().st_mtime_ns == stamp
 
     weights = folder / "model.safetensors"
     os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # the source was replaced
-    changed = load_model(folder, device="cpu", dtype="int8")
+    changed = load_model(folder, device="cpu", precision="int8")
     assert changed.prepared_now and changed.prepared_path != first.prepared_path
     assert not first.prepared_path.exists()  # the stale copy is gone
     ids = torch.tensor([[1, 2, 3]])
@@ -86,27 +87,27 @@ def test_prepared_copy_is_reused_then_rebuilt_when_the_source_changes(tmp_path, 
 
 
 def test_damaged_prepared_copy_is_made_again(tiny_model_dir):
-    first = load_model(tiny_model_dir, device="cpu", dtype="float16")
+    first = load_model(tiny_model_dir, device="cpu", precision="float16")
     first.prepared_path.write_bytes(first.prepared_path.read_bytes()[:1000])
-    again = load_model(tiny_model_dir, device="cpu", dtype="float16")
+    again = load_model(tiny_model_dir, device="cpu", precision="float16")
     assert again.prepared_now
     done = list(Generator(again).stream("Hi", SamplingSettings(temperature=0, max_new_tokens=4)))[-1]
     assert done.token_ids
 
 
 def test_prepared_copy_holds_only_safetensors(tiny_model_dir, data_dir):
-    load_model(tiny_model_dir, device="cpu", dtype="int8")
+    load_model(tiny_model_dir, device="cpu", precision="int8")
     files = list((data_dir / "prepared").iterdir())
     assert files and all(f.suffix == ".safetensors" for f in files)
 
 
 def test_int8_on_cuda_and_unknown_precisions_are_refused():
     with pytest.raises(SettingsError, match="int8"):
-        from engine.device import resolve_precision
+        from engine.core.precisions import resolve
 
-        resolve_precision("int8", "cuda")
+        resolve("int8", "cuda")
     with pytest.raises(SettingsError, match="Unknown dtype"):
-        resolve_precision("int4", "cpu")
+        resolve("int4", "cpu")
 
 
 def test_threads_default_to_physical_cores():
@@ -166,7 +167,7 @@ def test_fixed_shape_decode_step_equals_the_ordinary_one(tiny):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_decoding_gives_the_same_tokens(tiny_model_dir):
     assert load_model(tiny_model_dir, device="cuda").precision == "float16"  # the CUDA default
-    loaded = load_model(tiny_model_dir, device="cuda", dtype="float32")  # exact enough to compare tokens
+    loaded = load_model(tiny_model_dir, device="cuda", precision="float32")  # exact enough to compare tokens
     greedy = SamplingSettings(temperature=0, max_new_tokens=40)
     graphed = Generator(loaded)
     plain = Generator(loaded, cuda_graph=False)
@@ -179,11 +180,11 @@ def test_cuda_graph_decoding_gives_the_same_tokens(tiny_model_dir):
 def test_prepared_copy_missing_a_tensor_is_made_again(tiny_model_dir):
     from safetensors.torch import load_file, save_file
 
-    first = load_model(tiny_model_dir, device="cpu", dtype="int8")
+    first = load_model(tiny_model_dir, device="cpu", precision="int8")
     tensors = load_file(first.prepared_path)
     del tensors["h.1.mlp.c_fc.qweight"]
     save_file(tensors, first.prepared_path)
-    again = load_model(tiny_model_dir, device="cpu", dtype="int8")
+    again = load_model(tiny_model_dir, device="cpu", precision="int8")
     assert again.prepared_now and again.prepared_path == first.prepared_path
 
 
@@ -193,7 +194,7 @@ def test_two_folders_with_the_same_name_keep_their_own_copies(tmp_path, tiny_mod
     a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
     shutil.copytree(tiny_model_dir, a)
     shutil.copytree(tiny_model_dir, b)
-    first = load_model(a, device="cpu", dtype="bfloat16")
-    load_model(b, device="cpu", dtype="bfloat16")
-    assert not load_model(a, device="cpu", dtype="bfloat16").prepared_now
+    first = load_model(a, device="cpu", precision="bfloat16")
+    load_model(b, device="cpu", precision="bfloat16")
+    assert not load_model(a, device="cpu", precision="bfloat16").prepared_now
     assert first.prepared_path.exists()

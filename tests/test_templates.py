@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from engine.scoring import choose
-from engine.templates import TemplateError, all_templates, builtin_templates, find_template, parse_template, render
+from engine.inference.scoring import choose
+from engine.inference.templates import TemplateError, all_templates, builtin_templates, find_template, parse_template, render
 from test_errors import cli
 
 EXPECTED = {
@@ -62,7 +62,7 @@ def test_unknown_placeholder_is_named():
 
 
 def test_malformed_template_is_refused(tmp_path):
-    from engine.templates import read_template
+    from engine.inference.templates import read_template
 
     (tmp_path / "bad.toml").write_text("name = 'x'\nprompt = ")
     with pytest.raises(TemplateError, match="not valid TOML"):

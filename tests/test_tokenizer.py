@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.tokenizer import ENDOFTEXT, GPT2Tokenizer, StreamDecoder
+from engine.core.tokenizer import ENDOFTEXT, GPT2Tokenizer, StreamDecoder
 
 TEXTS = [
     "Hello, world! This is GPT-2.",

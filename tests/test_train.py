@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from engine import load_model
-from engine.corpus import load_documents, normalise, split_documents, strip_gutenberg
-from engine.train import TrainSettings, train
+from engine.tooling.corpus import load_documents, normalise, split_documents, strip_gutenberg
+from engine.tooling.train import TrainSettings, train
 from test_errors import CLI
 
 WORDS = "the fox the crow a cheese a tree sang sat ran jumped over under happily slowly".split()
@@ -32,7 +32,7 @@ def book(title: str, body: str, marker: str = "*** ") -> str:
             f"{marker}END OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\r\nfooter licence\r\n")
 
 
-TINY_TRAIN = dict(vocab_size=300, n_layer=2, n_embd=32, n_head=4, context=32, batch_size=4, eval_every=10,
+TINY_TRAIN = dict(vocab_size=300, n_layer=2, n_embd=32, n_head=4, context_window=32, batch_size=4, eval_every=10,
                   eval_batches=2, checkpoint_every=5, warmup=5, lr=3e-3, min_lr=3e-4)
 
 

@@ -287,7 +287,7 @@ def test_settings_persist_across_restart(qtbot, open_window, dirs):
 def test_precision_setting_reloads_the_model_and_persists(qtbot, open_window, dirs):
     window = open_window()
     assert window.device_label.text().endswith("float32")
-    window.settings_panel.dtype.setCurrentText("int8")
+    window.settings_panel.precision.setCurrentText("int8")
     qtbot.waitUntil(lambda: window.model_info is not None and window.model_info["dtype"] == "int8", timeout=20000)
     assert window.device_label.text().endswith("int8")
     assert any((dirs / "data" / "prepared").glob("*-int8-*.safetensors"))
@@ -295,7 +295,7 @@ def test_precision_setting_reloads_the_model_and_persists(qtbot, open_window, di
     wait_idle(qtbot, window)
     reply = window.history.messages(window.current_id)[-1]
     assert reply.role == "assistant" and reply.stop_reason in ("length", "eos", "stop")
-    assert json.loads((dirs / "config" / "settings.json").read_text())["dtype"] == "int8"
+    assert json.loads((dirs / "config" / "settings.json").read_text())["precision"] == "int8"
 
 
 def test_keyboard_shortcuts(qtbot, open_window):
@@ -356,7 +356,7 @@ def test_tasks_generate_template_streams_output(qtbot, open_window):
 
 
 def test_tasks_choose_template_shows_probabilities(qtbot, open_window, tiny):
-    from engine.scoring import choose
+    from engine.inference.scoring import choose
 
     window = open_window()
     window.tabs.setCurrentIndex(1)
@@ -384,7 +384,7 @@ def test_tasks_render_errors_are_shown(qtbot, open_window):
 
 def test_template_editor_import_export_round_trip(qtbot, open_window, dirs, tmp_path):
     from app.template_editor import TemplateEditor
-    from engine.templates import NEW_TEMPLATE, read_template
+    from engine.inference.templates import NEW_TEMPLATE, read_template
 
     window = open_window()
     tasks = window.tasks

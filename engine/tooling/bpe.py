@@ -6,7 +6,7 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from engine.tokenizer import ENDOFTEXT, GPT2Tokenizer
+from engine.core.tokenizer import ENDOFTEXT, GPT2Tokenizer
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int) -> GPT2Tokenizer:

@@ -1,7 +1,7 @@
-"""The compiled decoding step (engine/csrc/gpt2_step.c): one call per token on the CPU, batch 1.
+"""The compiled decoding step (engine/core/csrc/gpt2_step.c): one call per token on the CPU, batch 1.
 
-The library is plain C, built by `python -m engine.native build` (which `make` runs) into
-engine/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. It must be
+The library is plain C, built by `python -m engine.core.native build` (which `make` runs) into
+engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. It must be
 loaded after torch: it asks for the same OpenMP runtime (libgomp.so.1) that torch already loaded,
 so both share one thread pool instead of fighting over the cores.
 
@@ -21,6 +21,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from engine.core import forms
+from engine.core.model import Conv1D
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
@@ -98,7 +101,7 @@ def library() -> ctypes.CDLL | None:
 
 def _library_path() -> Path | None:
     # A frozen app (PyInstaller) keeps it beside the engine package's other files.
-    for candidate in (LIBRARY, Path(getattr(sys, "_MEIPASS", HERE)) / "engine" / LIBRARY.name):
+    for candidate in (LIBRARY, Path(getattr(sys, "_MEIPASS", HERE)) / "engine" / "core" / LIBRARY.name):
         if candidate.is_file():
             return candidate
     return None
@@ -125,10 +128,7 @@ def _checked(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...] | None 
 
 
 def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat:
-    """The Mat for one product module of engine.model or engine.precision (hidden [n_in] -> [n_out])."""
-    from engine import precision
-    from engine.model import Conv1D
-
+    """The Mat for one product module of engine.core.model or engine.core.forms (hidden [n_in] -> [n_out])."""
     bias = getattr(module, "bias", None)
     if bias is not None:
         keep.append(_checked(bias, torch.float32, (n_out,)))
@@ -136,15 +136,15 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
     round_bf16 = 0
     if isinstance(module, Conv1D):
         kind, w = F32_COLS, _checked(module.weight, torch.float32, (n_in, n_out))
-    elif isinstance(module, precision.Float32Linear):
+    elif isinstance(module, forms.Float32Linear):
         kind, w = F32_ROWS, _checked(module.weight, torch.float32, (n_out, n_in))
-    elif isinstance(module, precision.TransposedHead):
+    elif isinstance(module, forms.TransposedHead):
         kind, w = F32_COLS, _checked(module.weight_t, torch.float32, (n_in, n_out))
-    elif isinstance(module, precision.Float16Linear):
+    elif isinstance(module, forms.Float16Linear):
         kind, w = F16_ROWS, _checked(module.weight, torch.float16, (n_out, n_in))
-    elif isinstance(module, precision.BFloat16Linear):
+    elif isinstance(module, forms.BFloat16Linear):
         kind, w, round_bf16 = BF16_ROWS, _checked(module.weight, torch.bfloat16, (n_out, n_in)), 1
-    elif isinstance(module, precision.Int8Linear):
+    elif isinstance(module, forms.Int8Linear):
         kind, w, round_bf16 = I8_ROWS, _checked(module.qweight, torch.int8, (n_out, n_in)), 1
         scale = _checked(module.scale, torch.float32, (n_out,))
     else:
@@ -154,14 +154,12 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
 
 
 def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -> Mat:
-    from engine import precision
-
     scale = None
-    if isinstance(module, precision.ColumnEmbedding):
+    if isinstance(module, forms.ColumnEmbedding):
         kind, w = F32_COLS, _checked(module.weight_t, torch.float32, (n_embd, vocab))
     elif isinstance(module, nn.Embedding):
         kind, w = F32_ROWS, _checked(module.weight, torch.float32, (vocab, n_embd))
-    elif isinstance(module, precision.RowEmbedding):
+    elif isinstance(module, forms.RowEmbedding):
         w = module.weight
         kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: I8_ROWS}.get(w.dtype)
         if kind is None:
@@ -198,7 +196,7 @@ class NativeDecoder:
             )
         if model.head is not None:
             head = describe_matrix(model.head, C, vocab, keep)
-        else:  # a float32 model without engine.precision's forms: F.linear over [vocab, n_embd]
+        else:  # a float32 model without engine.core.forms's forms: F.linear over [vocab, n_embd]
             weight = model.lm_head if model.lm_head is not None else model.wte.weight
             keep.append(_checked(weight, torch.float32, (vocab, C)))
             head = Mat(F32_ROWS, C, vocab, 0, weight.data_ptr(), None, None)
@@ -248,15 +246,15 @@ class NativeDecoder:
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["build"]:
-        print("usage: python -m engine.native build", file=sys.stderr)
+        print("usage: python -m engine.core.native build", file=sys.stderr)
         return 2
     try:
         path = build()
     except RuntimeError as exc:
         # Not fatal: the app decodes in PyTorch without it, only slower.
-        print(f"engine.native: not built ({exc}); decoding will use PyTorch only", file=sys.stderr)
+        print(f"engine.core.native: not built ({exc}); decoding will use PyTorch only", file=sys.stderr)
         return 0
-    print(f"engine.native: built {path.relative_to(HERE.parent)}")
+    print(f"engine.core.native: built {path.relative_to(HERE.parent.parent)}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.tokenizer import ENDOFTEXT
+from engine.core.tokenizer import ENDOFTEXT
 
 
 @dataclass(frozen=True)

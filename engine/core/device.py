@@ -1,13 +1,10 @@
-"""Where the model runs and in what precision."""
+"""Where the model runs: the device and the number of CPU threads (precisions: engine.core.precisions)."""
 
 from __future__ import annotations
 
 import torch
 
 from engine.errors import SettingsError
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
 
 def resolve_device(name: str = "auto") -> str:
     if name == "auto":
@@ -16,17 +13,6 @@ def resolve_device(name: str = "auto") -> str:
         raise SettingsError("--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto.")
     if name not in ("cpu", "cuda"):
         raise SettingsError(f"Unknown device {name!r}; choose auto, cpu or cuda.")
-    return name
-
-
-def resolve_precision(name: str, device: str) -> str:
-    """The weights' precision: float32 on the CPU and float16 on CUDA unless asked otherwise."""
-    if name == "auto":
-        return "float16" if device == "cuda" else "float32"
-    if name not in ("float32", "float16", "bfloat16", "int8"):
-        raise SettingsError(f"Unknown dtype {name!r}; choose auto, float32, float16, bfloat16 or int8.")
-    if device == "cuda" and name == "int8":
-        raise SettingsError("--dtype int8 runs on the CPU only; on CUDA use float16 (the default) or bfloat16.")
     return name
 
 

@@ -17,7 +17,16 @@ import time
 
 import torch
 
-PRECISIONS = ("float32", "float16", "bfloat16", "int8")
+from engine import load_model
+from engine.core import precisions
+from engine.core.device import physical_cores, set_threads
+from engine.core.forms import decode_weight_bytes
+from engine.errors import SettingsError
+from engine.inference.generate import Generator
+from engine.inference.scoring import predictions
+from engine.inference.settings import SamplingSettings
+from engine.store.local import resolve_model
+from engine.tooling.corpus import read_text_file
 
 
 def _prompt(n: int, vocab: int = 50000) -> list[int]:
@@ -28,16 +37,10 @@ def _best(values: list[float], higher_is_better: bool) -> float:
     return max(values) if higher_is_better else min(values)
 
 
-def measure_ours(model: str, dtype: str, prompt_tokens: int, new_tokens: int, prefill_tokens: int,
+def measure_ours(model: str, precision: str, prompt_tokens: int, new_tokens: int, prefill_tokens: int,
                  repeats: int) -> dict:
-    from engine.generate import Generator
-    from engine.loader import load_model
-    from engine.sampling import SamplingSettings
-
-    from engine.precision import decode_weight_bytes
-
     started = time.perf_counter()
-    loaded = load_model(model, device="cpu", dtype=dtype)
+    loaded = load_model(model, device="cpu", precision=precision)
     load_s = time.perf_counter() - started
     weight_bytes = decode_weight_bytes(loaded.model)
     vocab = loaded.config.vocab_size
@@ -119,42 +122,38 @@ def measure_transformers(model: str, dtype: str, prompt_tokens: int, new_tokens:
 
 
 def child_main(argv: list[str]) -> None:
-    engine, model, dtype, threads, prompt_tokens, new_tokens, prefill_tokens, repeats = argv
-    from engine.device import set_threads
-
+    engine, model, precision, threads, prompt_tokens, new_tokens, prefill_tokens, repeats = argv
     set_threads(None if threads == "default" else int(threads))
     if engine == "prepare":  # make the reduced-precision copy before it is measured
-        from engine.loader import load_model
-
         started = time.perf_counter()
-        loaded = load_model(model, device="cpu", dtype=dtype)
+        loaded = load_model(model, device="cpu", precision=precision)
         print(json.dumps({"prepare_s": time.perf_counter() - started, "made": loaded.prepared_now}))
         return
     if engine == "bandwidth":
         print(json.dumps({"read_gb_s": read_bandwidth_gb_s()}))
         return
     measure = measure_ours if engine == "ours" else measure_transformers
-    result = measure(model, dtype, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
+    result = measure(model, precision, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result))
 
 
-def _run_child(engine: str, args, dtype: str) -> dict:
-    argv = [engine, str(args.model), dtype, str(args.threads or "default"), str(args.prompt_tokens),
+def _run_child(engine: str, args, precision: str) -> dict:
+    argv = [engine, str(args.model), precision, str(args.threads or "default"), str(args.prompt_tokens),
             str(args.new_tokens), str(args.prefill_tokens), str(args.repeats)]
-    proc = subprocess.run([sys.executable, "-m", "engine.bench", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.tooling.bench", *argv], capture_output=True, text=True,
                           env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise RuntimeError(f"the {engine} {dtype} benchmark failed: {tail}")
+        raise RuntimeError(f"the {engine} {precision} benchmark failed: {tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def time_to_first_token(model: str | None, dtype: str, threads: int | None) -> float:
+def time_to_first_token(model: str | None, precision: str, threads: int | None) -> float:
     """Seconds from starting `gpt2-desktop generate` to its first token on stdout (a cold process)."""
     command = [sys.executable, "-m", "app.main", "generate", "--prompt", "Once upon a time", "--max-new-tokens", "1",
-               "--temperature", "0", "--json", "--dtype", dtype, "--device", "cpu"]
+               "--temperature", "0", "--json", "--dtype", precision, "--device", "cpu"]
     command += ["--model", str(model)] if model else []
     command += ["--threads", str(threads)] if threads else []
     started = time.perf_counter()
@@ -163,26 +162,23 @@ def time_to_first_token(model: str | None, dtype: str, threads: int | None) -> f
     elapsed = time.perf_counter() - started
     proc.communicate()
     if proc.returncode != 0 or '"token"' not in first:
-        raise RuntimeError(f"gpt2-desktop generate --dtype {dtype} failed while timing start-up")
+        raise RuntimeError(f"gpt2-desktop generate --dtype {precision} failed while timing start-up")
     return elapsed
 
 
-def quality(text: str, precisions: list[str]) -> dict:
+def quality(text: str, modes: list[str]) -> dict:
     """Each reduced precision of the embedded model against float32 over `text`: top-1 next-token
     agreement and bits per byte."""
     import math
 
-    from engine.loader import load_model
-    from engine.scoring import predictions
-
     n_bytes = len(text.encode("utf-8"))
-    reference = load_model(None, device="cpu", dtype="float32")
+    reference = load_model(None, device="cpu", precision="float32")
     ids = reference.tokenizer.encode(text)
     ref_logprobs, ref_top1 = predictions(reference, ids)
     ref_bpb = -sum(ref_logprobs) / math.log(2) / n_bytes
     out = {"tokens": len(ids), "bytes": n_bytes, "float32": {"bits_per_byte": ref_bpb}}
-    for precision in precisions:
-        logprobs, top1 = predictions(load_model(None, device="cpu", dtype=precision), ids)
+    for precision in modes:
+        logprobs, top1 = predictions(load_model(None, device="cpu", precision=precision), ids)
         bpb = -sum(logprobs) / math.log(2) / n_bytes
         out[precision] = {"bits_per_byte": bpb, "bpb_change_pct": (bpb / ref_bpb - 1) * 100,
                           "top1_agreement_pct": 100 * sum(a == b for a, b in zip(top1, ref_top1)) / len(ids)}
@@ -190,12 +186,8 @@ def quality(text: str, precisions: list[str]) -> dict:
 
 
 def run_bench(args) -> int:
-    from engine.device import physical_cores
-    from engine.errors import SettingsError
-    from engine.loader import resolve_model_folder
-
-    args.model = resolve_model_folder(args.model)
-    precisions = list(PRECISIONS) if args.dtype == "auto" else [args.dtype]
+    args.model, _name = resolve_model(args.model)
+    modes = list(precisions.NAMES) if args.dtype == precisions.AUTO else [args.dtype]
     if args.against == "transformers":
         try:
             import transformers  # noqa: F401
@@ -203,13 +195,11 @@ def run_bench(args) -> int:
             raise SettingsError("--against transformers needs the transformers package (pip install transformers).")
     text = None
     if args.quality_text is not None:
-        from engine.corpus import read_text_file
-
         text = read_text_file(args.quality_text)
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
               "prefill_tokens": args.prefill_tokens, "threads": args.threads or physical_cores(), "ours": {}}
-    for precision in precisions:
+    for precision in modes:
         if precision != "float32":
             say(f"preparing {precision} ...")
             report.setdefault("prepare", {})[precision] = _run_child("prepare", args, precision)
@@ -232,11 +222,11 @@ def run_bench(args) -> int:
     say("timing start-up ...")
     report["startup_s"] = {
         "embedded float32": time_to_first_token(None, "float32", args.threads),
-        **{f"{args.model.name} {p}": time_to_first_token(args.model, p, args.threads) for p in precisions},
+        **{f"{args.model.name} {p}": time_to_first_token(args.model, p, args.threads) for p in modes},
     }
     if text is not None:
         say("measuring quality on the embedded model ...")
-        report["quality"] = quality(text, [p for p in precisions if p != "float32"])
+        report["quality"] = quality(text, [p for p in modes if p != "float32"])
     if args.json:
         print(json.dumps(report))
     else:

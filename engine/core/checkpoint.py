@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from engine.config import GPTConfig, read_json
+from engine.core.config import GPTConfig, read_json
 from engine.errors import ModelLoadError
-from engine.model import GPT
+from engine.core.model import GPT
 
 PICKLE_NAMES = ("pytorch_model.bin", "model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 SKIPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers in old checkpoints

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.model import GPT, KVCache
+from engine.core.model import GPT, KVCache
 
 
 class GraphedDecoder:

@@ -20,11 +20,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from engine.checkpoint import check_state, read_state_dict
-from engine.config import GPTConfig
+from engine.core.checkpoint import check_state, read_state_dict
+from engine.core.config import GPTConfig
 from engine.errors import ModelLoadError
 from engine.paths import data_dir
-from engine.precision import prepare_state, stored_is_tied
+from engine.core.forms import prepare_state, stored_is_tied
 
 FORMAT = "2"  # bump when prepare_state's output changes
 

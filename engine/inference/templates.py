@@ -12,15 +12,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from engine.errors import SettingsError
-from engine.tokenizer import GPT2Tokenizer
+from engine.errors import TemplateError
+from engine.core.tokenizer import GPT2Tokenizer
 
 KINDS = ("generate", "choose")
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
-
-
-class TemplateError(SettingsError):
-    """A template file is malformed, or the values given for it do not fit."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import GPTConfig
+from engine.core.config import GPTConfig
 
 
 def _activation(name: str):
@@ -139,7 +139,7 @@ class GPT(nn.Module):
         self.lm_head: nn.Parameter | None = None
         if not config.tie_word_embeddings:
             self.lm_head = nn.Parameter(torch.empty(config.vocab_size, config.n_embd))
-        # For inference, engine.precision may replace `wte` and set `head` (hidden -> logits) with
+        # For inference, engine.core.forms may replace `wte` and set `head` (hidden -> logits) with
         # faster or smaller forms of the same weights.
         self.head: nn.Module | None = None
 

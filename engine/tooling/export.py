@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from engine.model import GPT
-from engine.tokenizer import GPT2Tokenizer
+from engine.core.model import GPT
+from engine.core.tokenizer import GPT2Tokenizer
 
 
 def hf_state_dict(model: GPT, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

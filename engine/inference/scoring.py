@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.errors import SettingsError
-from engine.loader import LoadedModel
+from engine.core.loader import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _windows(loaded: LoadedModel, ids: list[int], stride: int | None):
     Text longer than the context window is scored in overlapping windows: each window after
     the first re-reads `window - stride` earlier tokens as context and scores `stride` new ones.
     """
-    window = loaded.config.n_positions
+    window = loaded.context_window
     stride = stride or max(1, window // 2)
     bos = loaded.tokenizer.eos_id if loaded.tokenizer.eos_id is not None else 0
     seq = [bos] + list(ids)
@@ -103,7 +103,7 @@ def choose(loaded: LoadedModel, context: str, options: list[str], normalise: boo
     """Score each option by the log-likelihood of its tokens after the context (the first GPT paper's
     multiple-choice transformation). `normalise` ranks by log-likelihood per token instead of in total."""
     tokenizer = loaded.tokenizer
-    window = loaded.config.n_positions
+    window = loaded.context_window
     bos = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     context_ids = tokenizer.encode(context) or [bos]
     totals, lengths = [], []

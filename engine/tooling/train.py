@@ -20,15 +20,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from engine.bpe import train_bpe
-from engine.checkpoint import build_model, read_state_dict, weight_files
-from engine.config import GPTConfig, load_config
-from engine.corpus import Document, load_documents, split_documents
-from engine.device import resolve_device
+from engine.tooling.bpe import train_bpe
+from engine.core.checkpoint import build_model, read_state_dict, weight_files
+from engine.core.config import GPTConfig, load_config
+from engine.tooling.corpus import Document, load_documents, split_documents
+from engine.core.device import resolve_device
 from engine.errors import SettingsError
-from engine.export import export_model, replace_folder
-from engine.model import GPT
-from engine.tokenizer import GPT2Tokenizer
+from engine.tooling.export import export_model, replace_folder
+from engine.core.model import GPT
+from engine.core.tokenizer import GPT2Tokenizer
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class TrainSettings:
     n_layer: int = 6
     n_embd: int = 256
     n_head: int = 8
-    context: int = 512
+    context_window: int = 512  # tokens per training row (--context); at most the model's own
     batch_size: int = 8
     steps: int = 4000
     lr: float = 1.5e-3
@@ -85,8 +85,8 @@ def lr_at(step: int, s: TrainSettings) -> float:
 def batch_at(ids: torch.Tensor, step: int, s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch of a step depends only on (seed, step): a resumed run sees exactly the same data."""
     gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
-    starts = torch.randint(0, len(ids) - s.context - 1, (s.batch_size,), generator=gen)
-    rows = torch.stack([ids[i : i + s.context + 1] for i in starts.tolist()]).long()
+    starts = torch.randint(0, len(ids) - s.context_window - 1, (s.batch_size,), generator=gen)
+    rows = torch.stack([ids[i : i + s.context_window + 1] for i in starts.tolist()]).long()
     return rows[:, :-1], rows[:, 1:]
 
 
@@ -126,9 +126,9 @@ def prepare_data(run: Run, s: TrainSettings, say) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     train_ids, val_ids = _encode_documents(tokenizer, train_docs), _encode_documents(tokenizer, val_docs)
-    if len(train_ids) < s.context + 2 or len(val_ids) < 2:
+    if len(train_ids) < s.context_window + 2 or len(val_ids) < 2:
         raise SettingsError(
-            f"Too little text to train with a {s.context}-token context ({len(train_ids)} training tokens); "
+            f"Too little text to train with a {s.context_window}-token context ({len(train_ids)} training tokens); "
             "give more text or a smaller --context."
         )
     save_file({"ids": train_ids}, tmp / "train.safetensors")
@@ -155,7 +155,7 @@ def new_model(s: TrainSettings, tokenizer: GPT2Tokenizer, device: str) -> GPT:
         model = build_model(config, read_state_dict(weight_files(folder)), torch.float32, device)
         return model.requires_grad_(True)
     eos = tokenizer.eos_id
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=s.context, n_embd=s.n_embd, n_layer=s.n_layer,
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=s.context_window, n_embd=s.n_embd, n_layer=s.n_layer,
                        n_head=s.n_head, bos_token_id=eos, eos_token_id=eos)
     model = GPT(config)
     model.init_weights(s.seed)
@@ -199,7 +199,7 @@ def evaluate(model: GPT, val_ids: torch.Tensor, s: TrainSettings, bytes_per_toke
     """Mean validation loss (nats/token) over fixed windows, and the bits per byte it implies."""
     model.eval()
     device = next(model.parameters()).device
-    context = min(s.context, len(val_ids) - 1)
+    context = min(s.context_window, len(val_ids) - 1)
     gen = torch.Generator().manual_seed(s.seed)
     n = s.eval_batches * s.batch_size
     starts = torch.randint(0, max(1, len(val_ids) - context - 1), (n,), generator=gen).tolist()
@@ -247,7 +247,10 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     if resume:
         if not run.settings_file.is_file():
             raise SettingsError(f"Nothing to resume in {run.folder}: it has no settings.json.")
-        saved = TrainSettings(**json.loads(run.settings_file.read_text()))
+        raw = json.loads(run.settings_file.read_text())
+        if "context" in raw:  # runs started before the field was renamed
+            raw["context_window"] = raw.pop("context")
+        saved = TrainSettings(**raw)
         settings = replace(saved, steps=settings.steps) if settings and settings.steps != saved.steps else saved
     else:
         if settings is None:
@@ -255,7 +258,8 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
         if run.checkpoint.exists():
             raise SettingsError(f"{run.folder} already holds a run; pass --resume to continue it, or another --out.")
     if settings.init:
-        settings = replace(settings, context=min(settings.context, load_config(Path(settings.init)).n_positions))
+        settings = replace(settings, context_window=min(settings.context_window,
+                                                          load_config(Path(settings.init)).n_positions))
     s = settings.validate()
     run.folder.mkdir(parents=True, exist_ok=True)
     run.settings_file.write_text(json.dumps(asdict(s), indent=2))
@@ -276,7 +280,7 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
         say(f"resuming at step {state.step}")
     params = sum(p.numel() for p in model.parameters())
     say(f"model: {params / 1e6:.2f}M parameters, {model.config.n_layer} layers, {model.config.n_embd} wide, "
-        f"context {s.context}; {s.steps} steps of {s.batch_size}x{s.context} tokens on {device}")
+        f"context {s.context_window}; {s.steps} steps of {s.batch_size}x{s.context_window} tokens on {device}")
 
     progress = Progress(s.steps)
     tok_s = 0.0

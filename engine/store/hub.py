@@ -1,7 +1,7 @@
-"""Models on this computer and on the Hugging Face Hub: the catalog, downloads, imports, removal.
+"""Models on the Hugging Face Hub: the catalog, downloads into the Hub's cache, pickle conversion.
 
 `huggingface_hub` does the downloading and caching, so models other tools downloaded are found
-and the other way round. Its endpoint follows HF_ENDPOINT (a mirror works) and its cache follows
+and the other way round (engine.store.local lists them). Its endpoint follows HF_ENDPOINT (a mirror works) and its cache follows
 HF_HUB_CACHE / HF_HOME, read at call time.
 """
 
@@ -17,22 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.errors import EngineError, ModelLoadError
+from engine.errors import DownloadCancelled, HubError, HubOffline
+from engine.store.local import cache_dir, check_folder, models_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
 PICKLE_WEIGHTS = "pytorch_model.bin"
-
-
-class HubError(EngineError):
-    """A download, import or removal that cannot be done, said plainly."""
-
-
-class HubOffline(HubError):
-    """The Hub cannot be reached; everything already on disk still works."""
-
-
-class DownloadCancelled(HubError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -64,14 +53,6 @@ CATALOG = (
 
 
 @dataclass(frozen=True)
-class LocalModel:
-    name: str  # what --model accepts: a repo id, an imported folder's name, "embedded"
-    kind: str  # "embedded" | "downloaded" | "converted" | "imported"
-    folder: Path
-    size_bytes: int
-
-
-@dataclass(frozen=True)
 class DownloadProgress:
     filename: str
     done_bytes: int
@@ -88,30 +69,6 @@ def endpoint() -> str:
     from huggingface_hub import constants
 
     return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
-
-
-def cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    explicit = os.environ.get("HF_HUB_CACHE")
-    if explicit:
-        return Path(explicit)
-    home = os.environ.get("HF_HOME")
-    return Path(home) / "hub" if home else Path(constants.HF_HUB_CACHE)
-
-
-def _models_dir() -> Path:
-    from engine.paths import data_dir
-
-    return data_dir() / "models"
-
-
-def _registry() -> Path:
-    return _models_dir() / "imported.json"
-
-
-def _folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _offline_or_raise(exc: Exception, repo_id: str):
@@ -244,7 +201,7 @@ def download_model(repo_id: str, progress: Callable[[DownloadProgress], None] | 
         folder = path.parent
     if PICKLE_WEIGHTS in wanted:
         folder = convert_pickle(folder, repo_id)
-    _check_folder(folder)
+    check_folder(folder)
     return folder
 
 
@@ -259,7 +216,7 @@ def convert_pickle(snapshot: Path, repo_id: str) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    target = _models_dir() / repo_id.replace("/", "--")
+    target = models_dir() / repo_id.replace("/", "--")
     if (target / "model.safetensors").is_file():
         return target
     try:
@@ -285,109 +242,6 @@ def convert_pickle(snapshot: Path, repo_id: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
-
-
-def _check_folder(folder: Path) -> None:
-    """Everything the loader needs is there and readable (without loading the weights)."""
-    from safetensors import safe_open
-
-    from engine.checkpoint import weight_files
-    from engine.config import load_config
-    from engine.tokenizer import GPT2Tokenizer
-
-    load_config(folder)
-    GPT2Tokenizer.from_folder(folder)
-    for path in weight_files(folder):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                for key in f.keys():
-                    f.get_slice(key)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"{path.name} in {folder} is unreadable or truncated ({exc}).") from None
-
-
-# what is on this computer
-
-
-def _cached_repos() -> list[LocalModel]:
-    root = cache_dir()
-    models = []
-    for repo_dir in sorted(root.glob("models--*")) if root.is_dir() else []:
-        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
-        ref = repo_dir / "refs" / "main"
-        snapshots = sorted((repo_dir / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
-        snapshot = repo_dir / "snapshots" / ref.read_text().strip() if ref.is_file() else (snapshots[-1] if snapshots else None)
-        if snapshot is None or not _is_gpt2_folder(snapshot):
-            continue
-        models.append(LocalModel(repo_id, "downloaded", snapshot, _folder_size(repo_dir / "blobs")))
-    return models
-
-
-def _is_gpt2_folder(folder: Path) -> bool:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    has_weights = (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
-    return config.get("model_type", "gpt2") == "gpt2" and has_weights
-
-
-def _imported() -> list[Path]:
-    try:
-        return [Path(p) for p in json.loads(_registry().read_text())]
-    except (OSError, ValueError):
-        return []
-
-
-def local_models() -> list[LocalModel]:
-    from engine.loader import embedded_model_folder
-
-    models = []
-    embedded = embedded_model_folder()
-    if embedded is not None:
-        models.append(LocalModel("embedded", "embedded", embedded, _folder_size(embedded)))
-    models += _cached_repos()
-    converted_dir = _models_dir()
-    for folder in sorted(converted_dir.glob("*--*")) if converted_dir.is_dir() else []:
-        if folder.is_dir() and not folder.name.endswith(".partial") and _is_gpt2_folder(folder):
-            models.append(LocalModel(folder.name.replace("--", "/", 1), "converted", folder, _folder_size(folder)))
-    for folder in _imported():
-        if folder.is_dir():
-            models.append(LocalModel(folder.name, "imported", folder, _folder_size(folder)))
-    return models
-
-
-def find_local(name: str) -> LocalModel | None:
-    matches = [m for m in local_models() if m.name == name]
-    return matches[0] if matches else None
-
-
-def import_folder(path: Path) -> LocalModel:
-    """Check a folder like the loader would, then list it (the files stay where they are)."""
-    folder = Path(path).expanduser().resolve()
-    if not folder.is_dir():
-        raise HubError(f"{folder} is not a folder.")
-    _check_folder(folder)
-    registry = [p for p in _imported() if p != folder] + [folder]
-    _registry().parent.mkdir(parents=True, exist_ok=True)
-    _registry().write_text(json.dumps([str(p) for p in registry], indent=2))
-    return LocalModel(folder.name, "imported", folder, _folder_size(folder))
-
-
-def remove_model(name: str) -> LocalModel:
-    """Delete a downloaded or converted model, or forget an imported folder (its files are left alone)."""
-    model = find_local(name)
-    if model is None:
-        raise HubError(f"No model named {name!r} on this computer (see: gpt2-desktop models list).")
-    if model.kind == "embedded":
-        raise HubError("The embedded model is part of the app and cannot be removed.")
-    if model.kind == "downloaded":
-        shutil.rmtree(cache_dir() / ("models--" + name.replace("/", "--")))
-    elif model.kind == "converted":
-        shutil.rmtree(model.folder)
-    else:
-        _registry().write_text(json.dumps([str(p) for p in _imported() if p != model.folder], indent=2))
-    return model
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:

@@ -1,4 +1,5 @@
-"""The `gpt2-desktop` subcommands that need no window: generate, score, perplexity, bench."""
+"""The `gpt2-desktop` subcommands that need no window: generate, choose, score, perplexity, templates,
+models, bench and train. Imports only what each command needs, so `--help` does not load torch."""
 
 from __future__ import annotations
 
@@ -8,24 +9,22 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.errors import EngineError, SettingsError
-
-
-class UserError(Exception):
-    """A mistake on the command line: printed as one line, exit status 2."""
-
+from engine.core import precisions
+from engine.errors import EngineError, UsageError
+from engine.inference.settings import SamplingSettings
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump, exit 2
-        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
     p.add_argument("--model", required=model_required,
                    help="model folder or a downloaded model's name (default: the embedded model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                   help="weight precision (default: float32 on the CPU, float16 on CUDA); reduced ones are "
+    p.add_argument("--dtype", default=precisions.AUTO, choices=precisions.CHOICES,
+                   help=f"weight precision (default: {precisions.default_for('cpu')} on the CPU, "
+                        f"{precisions.default_for('cuda')} on CUDA) — {precisions.help_text()}; reduced ones are "
                         "prepared once and kept in the data folder")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per physical core)")
 
@@ -45,13 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="continue a prompt")
     _add_model_args(g)
     _add_prompt_args(g)
-    g.add_argument("--max-new-tokens", type=int, default=None, help="default 128, or the template's")
-    g.add_argument("--temperature", type=float, default=None, help="0 is greedy decoding (default 0.8)")
-    g.add_argument("--top-k", type=int, default=None, help="0 turns top-k off (default 40)")
-    g.add_argument("--top-p", type=float, default=None, help="default 1.0")
-    g.add_argument("--repetition-penalty", type=float, default=None, help="default 1.0")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT")
+    # Every sampling flag comes from SamplingSettings: its name, type, default and help. None here means
+    # "not given", so that a template's own settings apply unless a flag overrides them.
+    for name in (n for n in SamplingSettings.names() if n != "stop"):
+        g.add_argument(f"--{name.replace('_', '-')}", type=SamplingSettings.kind(name), default=None,
+                       help=SamplingSettings.help(name) + (", or the template's" if name != "seed" else ""))
+    g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT", help=SamplingSettings.help("stop"))
     g.add_argument("--json", action="store_true", help="one JSON object per token, then a summary line")
 
     c = sub.add_parser("choose", help="pick the likeliest of several continuations")
@@ -102,30 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
                        ("context", int), ("batch-size", int), ("lr", float), ("min-lr", float), ("warmup", int),
                        ("weight-decay", float), ("eval-every", int), ("eval-batches", int),
                        ("checkpoint-every", int), ("seed", int)]:
-        t.add_argument(f"--{name}", type=kind, default=None)
+        t.add_argument(f"--{name}", type=kind, default=None, **({"dest": "context_window"} if name == "context" else {}))
     return parser
 
 
 def _read_text(path: Path) -> str:
-    from engine.corpus import read_text_file
+    from engine.tooling.corpus import read_text_file
 
     return read_text_file(path)
 
 
 def _load(args):
-    from engine.device import set_threads
-    from engine.loader import load_model
+    from engine import load_model
+    from engine.core.device import set_threads
 
     set_threads(args.threads)
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, precision=args.dtype)
 
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False), flush=True)
-
-
-GENERATE_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.8, "top_k": 40, "top_p": 1.0,
-                     "repetition_penalty": 1.0, "seed": None, "stop": ()}
 
 
 def _template_values(args) -> dict[str, str]:
@@ -133,23 +127,23 @@ def _template_values(args) -> dict[str, str]:
     for item in args.var:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--var takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"--var takes KEY=VALUE, got {item!r}")
         values[key] = value
     return values
 
 
 def _find_template(args):
     from engine.paths import user_templates_dir
-    from engine.templates import find_template
+    from engine.inference.templates import find_template
 
     if args.var and not args.template:
-        raise UserError("--var is only used with --template")
+        raise UsageError("--var is only used with --template")
     return find_template(args.template, user_templates_dir()) if args.template else None
 
 
 def _prompt_text(args, template, loaded, reserve: int = 0):
     """The prompt (and the rendered template, if one was used) from --prompt, --prompt-file or --template."""
-    from engine.templates import render
+    from engine.inference.templates import render
 
     if template is None:
         return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None
@@ -161,16 +155,15 @@ def _prompt_text(args, template, loaded, reserve: int = 0):
 
 
 def cmd_generate(args) -> int:
-    from engine.generate import Done, Generator
-    from engine.sampling import SamplingSettings
+    from engine.inference.generate import Done, Generator
 
     template = _find_template(args)
     loaded = _load(args)
-    chosen = {k: getattr(args, k) for k in GENERATE_DEFAULTS if getattr(args, k) is not None}
-    values = {**GENERATE_DEFAULTS, **chosen}
+    chosen = {k: getattr(args, k) for k in SamplingSettings.names() if getattr(args, k) is not None}
+    values = {**chosen}
     if template is not None:
-        values = {**GENERATE_DEFAULTS, "max_new_tokens": template.max_new_tokens, "stop": template.stop,
-                  **template.sampling, **chosen}
+        values = {"max_new_tokens": template.max_new_tokens, "stop": template.stop, **template.sampling, **chosen}
+    values = {name: SamplingSettings.default(name) for name in SamplingSettings.names()} | values
     # Room for the start of the reply; past the window, generation slides on by itself.
     reserve = min(values["max_new_tokens"], loaded.context_window // 4)
     prompt, _ = _prompt_text(args, template, loaded, reserve)
@@ -205,7 +198,7 @@ def cmd_generate(args) -> int:
         sys.stdout.write("\n")
     if done.truncated_prompt_tokens:
         print(
-            f"note: the prompt was longer than the model's {generator.window}-token window; "
+            f"note: the prompt was longer than the model's {generator.context_window}-token window; "
             f"its first {done.truncated_prompt_tokens} tokens were left out.",
             file=sys.stderr,
         )
@@ -213,7 +206,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from engine.scoring import score_text
+    from engine.inference.scoring import score_text
 
     scores = score_text(_load(args), args.text)
     total = sum(s.logprob for s in scores)
@@ -228,11 +221,11 @@ def cmd_score(args) -> int:
 
 
 def cmd_perplexity(args) -> int:
-    from engine.scoring import perplexity
+    from engine.inference.scoring import perplexity
 
     text = _read_text(args.file)
     if not text:
-        raise UserError(f"{args.file} is empty; there is nothing to measure.")
+        raise UsageError(f"{args.file} is empty; there is nothing to measure.")
     result = perplexity(_load(args), text)
     if args.json:
         _print_json(result.to_dict())
@@ -243,14 +236,14 @@ def cmd_perplexity(args) -> int:
 
 
 def cmd_choose(args) -> int:
-    from engine.scoring import choose
+    from engine.inference.scoring import choose
 
     template = _find_template(args)
     loaded = _load(args)
     prompt, rendered = _prompt_text(args, template, loaded)
     options = list(args.option) or list(rendered.options if rendered else [])
     if len(options) < 2:
-        raise UserError("gpt2-desktop choose: give at least two --option values (or a choose template)")
+        raise UsageError("gpt2-desktop choose: give at least two --option values (or a choose template)")
     scores, best = choose(loaded, prompt, options, normalise=args.normalise)
     if args.json:
         _print_json({"options": [{"text": s.text, "logprob": s.logprob, "prob": s.prob} for s in scores],
@@ -264,7 +257,7 @@ def cmd_choose(args) -> int:
 
 def cmd_templates(args) -> int:
     from engine.paths import user_templates_dir
-    from engine.templates import all_templates, find_template, render
+    from engine.inference.templates import all_templates, find_template, render
 
     if args.action == "list":
         for template in sorted(all_templates(user_templates_dir()).values(), key=lambda t: t.name.lower()):
@@ -272,7 +265,7 @@ def cmd_templates(args) -> int:
             print(f"{template.name:40} {template.kind:9} {origin:9} {template.description}")
         return 0
     if not args.name:
-        raise UserError("gpt2-desktop templates show: name a template (see: gpt2-desktop templates list)")
+        raise UsageError("gpt2-desktop templates show: name a template (see: gpt2-desktop templates list)")
     template = find_template(args.name, user_templates_dir())
     print(f"{template.name} ({template.kind}) — {template.description}")
     print(f"file: {template.source}")
@@ -296,14 +289,14 @@ def _terminal_progress(p) -> None:
 
 
 def cmd_models(args) -> int:
-    from engine import hub
+    from engine.store import hub, local
 
     if args.action == "list":
-        local = hub.local_models()
+        local_models = local.local_models()
         print("On this computer:")
-        for model in local:
+        for model in local_models:
             print(f"  {model.name:40} {model.kind:11} {_size(model.size_bytes):>9}  {model.folder}")
-        have = {m.name for m in local}
+        have = {m.name for m in local_models}
         print("\nAvailable to download (gpt2-desktop models download REPO_ID):")
         for entry in hub.CATALOG:
             mark = "(downloaded)" if entry.repo_id in have else ""
@@ -311,7 +304,7 @@ def cmd_models(args) -> int:
                   f"{entry.description} {mark}")
         return 0
     if not args.target:
-        raise UserError(f"gpt2-desktop models {args.action}: say what to {args.action}")
+        raise UsageError(f"gpt2-desktop models {args.action}: say what to {args.action}")
     if args.action == "download":
         try:
             folder = hub.download_model(args.target, progress=_terminal_progress)
@@ -322,28 +315,28 @@ def cmd_models(args) -> int:
         print(f"downloaded {args.target} to {folder}")
         return 0
     if args.action == "import":
-        model = hub.import_folder(Path(args.target))
+        model = local.import_folder(Path(args.target))
         print(f"imported {model.name} ({model.folder})")
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
-            raise UserError("gpt2-desktop models remove: pass --yes to remove without a question")
+            raise UsageError("gpt2-desktop models remove: pass --yes to remove without a question")
         if input(f"Remove {args.target}? [y/N] ").strip().lower() not in ("y", "yes"):
             return 1
-    model = hub.remove_model(args.target)
+    model = local.remove_model(args.target)
     print(f"removed {model.name}" + (" from the list (its folder is untouched)" if model.kind == "imported" else ""))
     return 0
 
 
 def cmd_bench(args) -> int:
-    from engine.bench import run_bench
+    from engine.tooling.bench import run_bench
 
     return run_bench(args)
 
 
 def cmd_train(args) -> int:
-    from engine.device import set_threads
-    from engine.train import TrainSettings, train
+    from engine.core.device import set_threads
+    from engine.tooling.train import TrainSettings, train
 
     set_threads(args.threads)
     chosen = {k: v for k, v in vars(args).items() if v is not None and k in TrainSettings.__dataclass_fields__}
@@ -351,10 +344,10 @@ def cmd_train(args) -> int:
         gentle = {"lr": 3e-4, "min_lr": 3e-5, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
         chosen = {**gentle, **chosen}
     if not args.resume and not args.data:
-        raise UserError("gpt2-desktop train: --data is required (or --resume to continue a run)")
+        raise UsageError("gpt2-desktop train: --data is required (or --resume to continue a run)")
     settings = TrainSettings(**chosen) if args.data else None
     if args.resume and settings is None and "steps" in chosen:
-        raise UserError("gpt2-desktop train: to change --steps on --resume, pass --data too")
+        raise UsageError("gpt2-desktop train: to change --steps on --resume, pass --data too")
     # A polite kill (logout, `kill`) saves a checkpoint just as Ctrl+C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -373,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UserError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, models, bench or train (see --help)")
+            raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, models, bench or train (see --help)")
         return COMMANDS[args.command](args)
-    except (UserError, EngineError) as exc:
-        print(f"error: {exc}" if isinstance(exc, (EngineError, SettingsError)) else str(exc), file=sys.stderr)
+    except EngineError as exc:
+        print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,12 @@
-"""Precision modes on the CPU: the forms the weights take, and the small modules that multiply by them.
+"""The forms the weights take in each precision mode (engine.core.precisions) on the CPU, and the
+small modules that multiply by them.
 
 Decoding one token reads every weight once, so on a CPU its speed is set by how many bytes the
 weights take and how fast a kernel streams them. Each mode changes only the big matrices — the four
 projections of every block, the token embedding and the output head; layer norms, biases and
 position embeddings stay float32, and so do the activations between products.
 
-- float32: the checkpoint's weights, exact. With the compiled step (engine.native) every projection
+- float32: the checkpoint's weights, exact. With the compiled step (engine.core.native) every projection
   is copied to [out, in] and the head is the embedding itself, [vocab, in]: contiguous rows stream
   fastest. Without it, the output head is stored [in, vocab], which PyTorch streams faster than
   F.linear over [vocab, in], and the tied embedding reads its columns, so nothing is stored twice.
@@ -15,25 +16,24 @@ position embeddings stay float32, and so do the activations between products.
   input row to bfloat16 (see Int8Linear).
 
 The modules here compute a batch of rows (a prompt) with PyTorch. Decoding one token goes through
-engine.native's compiled step where it is built, which reads these modules' tensors as they are.
+engine.core.native's compiled step where it is built, which reads these modules' tensors as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import GPTConfig
-from engine.errors import ModelLoadError, SettingsError
-from engine.model import GPT
+from engine.core import precisions
+from engine.core.config import GPTConfig
+from engine.core.model import GPT, Conv1D
+from engine.errors import ModelLoadError
 
-MODES = ("float32", "float16", "bfloat16", "int8")
-REDUCED = ("float16", "bfloat16", "int8")
 PROJECTIONS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def projection_names(config: GPTConfig) -> list[str]:
@@ -48,14 +48,6 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.contiguous(), scale.contiguous()
 
 
-def _matrix_entries(prefix: str, weight: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
-    """`weight` is [out, in]."""
-    if mode == "int8":
-        q, scale = quantize_int8(weight)
-        return {f"{prefix}.qweight": q, f"{prefix}.scale": scale}
-    return {f"{prefix}.weight16": weight.to(HALF[mode]).contiguous()}
-
-
 def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) -> dict[str, torch.Tensor]:
     """The stored form of a checked checkpoint (engine names, see checkpoint.check_state) in a reduced mode.
 
@@ -64,9 +56,9 @@ def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) 
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         if name in projections:  # Conv1D weights are [in, out]
-            out.update(_matrix_entries(name.removesuffix(".weight"), tensor.t(), mode))
+            out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor.t()))
         elif name in ("wte.weight", "lm_head"):
-            out.update(_matrix_entries(name.removesuffix(".weight"), tensor, mode))
+            out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor))
         else:
             out[name] = tensor.float().contiguous()
     return out
@@ -90,7 +82,7 @@ BF16_MATMUL = _native_bf16()
 
 class RowLinear(nn.Module):
     """A weight stored [out, in] and an optional float32 bias. The forms below differ only in how they
-    multiply a batch of rows; the compiled decoding step (engine.native) reads the tensors as they are."""
+    multiply a batch of rows; the compiled decoding step (engine.core.native) reads the tensors as they are."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
@@ -126,7 +118,7 @@ class Int8Linear(nn.Module):
 
 class Float16Linear(RowLinear):
     """float16 weights, float32 activations. Decoding multiplies the float16 weights directly
-    (engine.native); a batch of rows widens them to float32 one matrix at a time."""
+    (engine.core.native); a batch of rows widens them to float32 one matrix at a time."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x.reshape(-1, x.shape[-1]), self.weight.float(), self.bias)
@@ -195,32 +187,18 @@ def use_transposed_head(model: GPT) -> GPT:
 
 class Float32Linear(RowLinear):
     """float32 weights stored [out, in]: each output is one contiguous row's dot product with the input,
-    which is how the compiled decoding step (engine.native) streams a matrix fastest."""
+    which is how the compiled decoding step (engine.core.native) streams a matrix fastest."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
 
 def use_row_layout(model: GPT, rows: Mapping[str, torch.Tensor]) -> GPT:
-    """float32 on the CPU, decoding in engine.native: every projection as [out, in] (`rows` holds them,
+    """float32 on the CPU, decoding in engine.core.native: every projection as [out, in] (`rows` holds them,
     already transposed, by checkpoint name); the head is the embedding itself, [vocab, n_embd]."""
     for name in projection_names(model.config):
         model.set_submodule(name, Float32Linear(rows[f"{name}.weight"], model.get_submodule(name).bias))
     return model
-
-
-def _linear(stored: dict[str, torch.Tensor], prefix: str, mode: str, bias: torch.Tensor | None) -> nn.Module:
-    if mode == "int8":
-        return Int8Linear(stored[f"{prefix}.qweight"], stored[f"{prefix}.scale"], bias)
-    if mode == "float16":
-        return Float16Linear(stored[f"{prefix}.weight16"], bias)
-    return BFloat16Linear(stored[f"{prefix}.weight16"], bias)
-
-
-def _embedding(stored: dict[str, torch.Tensor], mode: str) -> RowEmbedding:
-    if mode == "int8":
-        return RowEmbedding(stored["wte.qweight"], stored["wte.scale"])
-    return RowEmbedding(stored["wte.weight16"])
 
 
 def stored_is_tied(stored: dict[str, torch.Tensor]) -> bool:
@@ -230,13 +208,14 @@ def stored_is_tied(stored: dict[str, torch.Tensor]) -> bool:
 def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], mode: str) -> GPT:
     """A GPT on the CPU whose matrices are in `mode`, from tensors made by prepare_state (each read once)."""
     projections = projection_names(config)
+    form = FORMS[mode]
     try:
         with torch.device("meta"):
             model = GPT(config)
         for name in projections:
-            model.set_submodule(name, _linear(stored, name, mode, stored[f"{name}.bias"]))
-        model.wte = _embedding(stored, mode)
-        model.head = _linear(stored, "wte" if config.tie_word_embeddings else "lm_head", mode, None)
+            model.set_submodule(name, form.linear(_entries(stored, name), stored[f"{name}.bias"]))
+        model.wte = form.embedding(_entries(stored, "wte"))
+        model.head = form.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
         model.lm_head = None
         matrices = {*projections, "wte", "lm_head"}
         rest = {name: stored[name] for name in stored
@@ -257,9 +236,50 @@ def decode_weight_bytes(model: GPT) -> int:
     for module in model.modules():
         if hasattr(module, "weight_bytes"):
             total += module.weight_bytes
-        elif module.__class__.__name__ == "Conv1D":
+        elif isinstance(module, Conv1D):
             total += module.weight.numel() * module.weight.element_size()
     if model.head is None:
         head = model.lm_head if model.lm_head is not None else model.wte.weight
         total += head.numel() * head.element_size()
     return total
+
+
+# Each prepared precision mode: how a weight matrix [out, in] is stored (tensor suffix -> tensor), and
+# the modules that multiply by those stored tensors and look rows up in them.
+
+
+@dataclass(frozen=True)
+class Form:
+    store: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    linear: Callable[[Mapping[str, torch.Tensor], torch.Tensor | None], nn.Module]
+    embedding: Callable[[Mapping[str, torch.Tensor]], nn.Module]
+
+
+def _int8_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    q, scale = quantize_int8(weight)
+    return {"qweight": q, "scale": scale}
+
+
+FORMS: dict[str, Form] = {
+    "float16": Form(store=lambda w: {"weight16": w.to(torch.float16).contiguous()},
+                    linear=lambda s, bias: Float16Linear(s["weight16"], bias),
+                    embedding=lambda s: RowEmbedding(s["weight16"])),
+    "bfloat16": Form(store=lambda w: {"weight16": w.to(torch.bfloat16).contiguous()},
+                     linear=lambda s, bias: BFloat16Linear(s["weight16"], bias),
+                     embedding=lambda s: RowEmbedding(s["weight16"])),
+    "int8": Form(store=_int8_store,
+                 linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
+                 embedding=lambda s: RowEmbedding(s["qweight"], s["scale"])),
+}
+if set(FORMS) != set(precisions.PREPARED):
+    raise ImportError("engine.core.forms.FORMS must have a Form for every prepared mode in engine.core.precisions")
+
+
+def _stored(form: Form, prefix: str, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{suffix}": tensor for suffix, tensor in form.store(weight).items()}
+
+
+def _entries(stored: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The stored tensors of one matrix, by suffix (`qweight`, `scale`, ...)."""
+    start = prefix + "."
+    return {name[len(start):]: tensor for name, tensor in stored.items() if name.startswith(start)}

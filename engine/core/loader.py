@@ -1,0 +1,102 @@
+"""Load one model folder onto a device in a precision: config, tokenizer, weights, end-of-text ids.
+
+The folder comes from engine.store.local (which turns what a person typed into a folder); the
+weights' form comes from engine.core.precisions and engine.core.forms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.core import native, precisions
+from engine.core.checkpoint import build_model, read_state_dict, transposed_copies, weight_files
+from engine.core.config import GPTConfig, load_config, read_json
+from engine.core.device import resolve_device
+from engine.core.forms import build_reduced_model, projection_names, use_row_layout, use_transposed_head
+from engine.core.model import GPT
+from engine.core.prepared import load_prepared
+from engine.core.tokenizer import GPT2Tokenizer
+from engine.errors import ModelLoadError
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    folder: Path
+    config: GPTConfig
+    model: GPT
+    tokenizer: GPT2Tokenizer
+    device: str
+    eos_ids: frozenset[int]
+    precision: str = "float32"  # of the weights: a name from engine.core.precisions
+    prepared_path: Path | None = None  # the saved reduced-precision copy it was read from
+    prepared_now: bool = False  # that copy was made during this load
+
+    @property
+    def context_window(self) -> int:
+        """How many tokens the model sees at once (config.json's n_positions)."""
+        return self.config.n_positions
+
+
+def _eos_ids(folder: Path, config: GPTConfig, tokenizer: GPT2Tokenizer) -> frozenset[int]:
+    ids = set()
+    if (folder / "generation_config.json").is_file():
+        value = read_json(folder / "generation_config.json").get("eos_token_id")
+        ids.update(value if isinstance(value, list) else [value])
+    ids.add(config.eos_token_id)
+    ids.add(tokenizer.eos_id)
+    return frozenset(i for i in ids if isinstance(i, int))
+
+
+def _float32_rows(config: GPTConfig, files: list[Path]) -> GPT:
+    """A float32 model whose projections are [out, in] copies (see forms.use_row_layout). The model
+    is built on a memory map whose projection pages are never touched, so they are not resident
+    beside the copies."""
+    net = build_model(config, read_state_dict(files), torch.float32, "cpu")
+    rows = transposed_copies(files, {f"{name}.weight" for name in projection_names(net.config)})
+    return use_row_layout(net, rows)
+
+
+def load_folder(folder: Path, name: str | None = None, device: str = "auto", precision: str = "auto") -> LoadedModel:
+    """Load a GPT-2 model folder onto a device in a weight precision, ready to generate."""
+    config = load_config(folder)
+    tokenizer = GPT2Tokenizer.from_folder(folder)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelLoadError(
+            f"The tokenizer has {tokenizer.vocab_size} tokens but config.json's vocab_size is {config.vocab_size}."
+        )
+    device = resolve_device(device)
+    precision = precisions.resolve(precision, device)
+    files = weight_files(folder)
+    prepared = None
+    if device == "cpu" and precisions.get(precision).prepared:
+        prepared = load_prepared(folder, config, files, precision)
+        try:
+            net = build_reduced_model(prepared.config, prepared.tensors, precision)
+        except ModelLoadError:
+            if prepared.built or prepared.path is None:
+                raise
+            prepared.path.unlink(missing_ok=True)  # a saved copy that does not fit: make it again
+            prepared = load_prepared(folder, config, files, precision)
+            net = build_reduced_model(prepared.config, prepared.tensors, precision)
+    elif device == "cpu" and precision == "float32" and native.available():
+        net = _float32_rows(config, files)
+    else:
+        net = build_model(config, read_state_dict(files), getattr(torch, precisions.get(precision).torch_dtype), device)
+        if device == "cpu":
+            use_transposed_head(net)
+    return LoadedModel(
+        name=name or folder.name,
+        folder=folder,
+        config=net.config,
+        model=net,
+        tokenizer=tokenizer,
+        device=device,
+        eos_ids=_eos_ids(folder, config, tokenizer),
+        precision=precision,
+        prepared_path=prepared.path if prepared else None,
+        prepared_now=prepared.built if prepared else False,
+    )

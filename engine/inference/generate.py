@@ -1,0 +1,283 @@
+"""Streaming generation, read top-down: prefill the prompt into the KV cache, then decode one token at
+a time, each chosen from the last logits; when the context window is full, slide it and prefill again.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterator
+
+import torch
+
+from engine.core.cuda_graph import GraphedDecoder
+from engine.core.loader import LoadedModel
+from engine.core.native import NativeDecoder
+from engine.core.tokenizer import StreamDecoder
+from engine.errors import SettingsError
+from engine.inference.sampling import SamplingSettings, apply_repetition_penalty, sample
+
+
+class StopReason(str, Enum):
+    """Why a generation ended. A str, so it compares to, and serialises as, its value ("length", ...)."""
+
+    LENGTH = "length"  # max_new_tokens written
+    STOP = "stop"  # a stop sequence appeared
+    EOS = "eos"  # the model wrote an end-of-text token
+    CANCELLED = "cancelled"  # the caller set the cancel flag
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: its id, the text it makes visible now, and its log-probability under the model."""
+
+    token: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """The end of a generation: what was written and how it went."""
+
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    stop_reason: StopReason
+    time_to_first_token_ms: float
+    tokens_per_second: float
+    truncated_prompt_tokens: int = 0  # left out from the prompt's start to fit the context window
+    seed: int | None = None
+    context_tokens: int = 0  # tokens in the model's window at the end, out of context_window
+    context_window: int = 0
+
+
+@dataclass
+class _StopMatcher:
+    """Finds stop sequences in the growing text and holds back what might be the start of one."""
+
+    stops: tuple[str, ...]
+    text: str = ""
+    emitted: int = 0
+    hit: bool = False
+    _longest: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._longest = max((len(s) for s in self.stops), default=0)
+
+    def feed(self, delta: str) -> str:
+        """Add decoded text; return what can be shown now."""
+        self.text += delta
+        start = max(0, self.emitted - self._longest)
+        cut = min((i for i in (self.text.find(s, start) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.hit = True
+            self.text = self.text[:cut]
+            return self._release(max(cut, self.emitted))
+        return self._release(len(self.text) - self._held_back())
+
+    def finish(self) -> str:
+        return self._release(len(self.text))
+
+    def _held_back(self) -> int:
+        for n in range(min(self._longest - 1, len(self.text) - self.emitted), 0, -1):
+            tail = self.text[-n:]
+            if any(s.startswith(tail) for s in self.stops):
+                return n
+        return 0
+
+    def _release(self, upto: int) -> str:
+        out = self.text[self.emitted : upto]
+        self.emitted = max(self.emitted, upto)
+        return out
+
+
+class _Text:
+    """Token ids to the text deltas a reader sees: UTF-8 held back across tokens, stop sequences cut."""
+
+    def __init__(self, loaded: LoadedModel, stops: tuple[str, ...]):
+        self.decoder = StreamDecoder(loaded.tokenizer)
+        self.matcher = _StopMatcher(stops)
+
+    def push(self, token: int) -> str:
+        return self.matcher.feed(self.decoder.push(token))
+
+    def finish(self) -> str:
+        """Everything still held back (a split character, a stop sequence's possible start)."""
+        return self.matcher.feed(self.decoder.flush()) + self.matcher.finish()
+
+    @property
+    def stopped(self) -> bool:
+        return self.matcher.hit
+
+    @property
+    def shown(self) -> str:
+        return self.matcher.text[: self.matcher.emitted]
+
+
+@dataclass
+class _Clock:
+    """When a generation started and when its first and latest tokens were chosen."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first: float | None = None
+    last: float | None = None
+
+    def tick(self) -> None:
+        self.last = time.perf_counter()
+        self.first = self.first or self.last
+
+    def time_to_first_token_ms(self) -> float:
+        return round(((self.first or time.perf_counter()) - self.started) * 1000, 2)
+
+    def tokens_per_second(self, tokens: int) -> float:
+        """Decoding speed: the tokens after the first, over the time since the first."""
+        elapsed = (self.last - self.first) if self.first and self.last else 0.0
+        return round((tokens - 1) / elapsed, 2) if tokens > 1 and elapsed > 0 else 0.0
+
+
+class Generator:
+    """Runs generations on one loaded model, one at a time."""
+
+    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True, native: bool = True):
+        self.loaded = loaded
+        self.context_window = loaded.context_window
+        # When the window is full, keep the most recent three quarters and prefill them again.
+        self.keep = max(1, self.context_window * 3 // 4)
+        # On CUDA, decode steps replay one captured graph (made at the first generation).
+        self.cuda_graph = cuda_graph and loaded.device == "cuda"
+        self._graphed = None
+        # On the CPU, decode steps run in the compiled step (engine.core.native) where it is built.
+        self.native = None
+        if native and loaded.device == "cpu":
+            self.native = NativeDecoder.for_model(loaded.model)
+
+    # the steps
+
+    def prefill(self, ids: list[int], cache) -> torch.Tensor:
+        """Run the prompt `ids` from position 0, filling the cache; the logits [vocab] after its last token."""
+        x = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
+        return self.loaded.model(x, cache, 0, last_only=True)[0, -1].float().cpu()
+
+    def decode_one_token(self, token: int, cache, pos: int) -> torch.Tensor:
+        """Put `token` at position `pos` of the cache; the logits [vocab] after it."""
+        if self._graphed is not None and cache is self._graphed.cache:
+            return self._graphed.step(token, pos).float().cpu()
+        if self.native is not None:
+            return self.native.step(token, pos, cache)
+        x = torch.tensor([[token]], dtype=torch.long, device=self.loaded.device)
+        return self.loaded.model(x, cache, pos, last_only=True)[0, -1].float().cpu()
+
+    def slide(self, context: list[int], cache) -> tuple[list[int], torch.Tensor]:
+        """The window is full: keep its most recent tokens and prefill them again."""
+        context = context[-self.keep :]
+        return context, self.prefill(context, cache)
+
+    @staticmethod
+    def next_token(logits: torch.Tensor, seen: torch.Tensor, settings: SamplingSettings,
+                   rng: torch.Generator) -> int:
+        """The repetition penalty over the tokens `seen` so far, then sampling (or argmax at temperature 0)."""
+        if settings.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, seen.nonzero().squeeze(1), settings.repetition_penalty)
+        return sample(logits, settings, rng)
+
+    # the loop
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        prompt: str | list[int],
+        settings: SamplingSettings,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TokenEvent | Done]:
+        """Yield a TokenEvent per generated token, then one Done. `cancel` may be set from any thread."""
+        settings.validate()
+        clock = _Clock()
+        ids = self._prompt_ids(prompt)
+        seed = settings.seed if settings.seed is not None else int(torch.randint(0, 2**62, (1,)))
+        rng = torch.Generator().manual_seed(seed)
+        seen = torch.zeros(self.loaded.config.vocab_size, dtype=torch.bool)
+        seen[torch.tensor(ids)] = True
+
+        truncated = len(ids) - self.keep if len(ids) > self.context_window else 0
+        context = ids[truncated:]
+        cache = self._new_cache()
+        logits = self.prefill(context, cache)
+
+        text = _Text(self.loaded, tuple(settings.stop))
+        generated: list[int] = []
+        stop = None
+        while stop is None:
+            if cancel is not None and cancel.is_set():
+                stop = StopReason.CANCELLED
+                break
+            token = self.next_token(logits, seen, settings, rng)
+            clock.tick()
+            generated.append(token)
+            seen[token] = True
+            stop, delta = self._after(token, text, len(generated), settings.max_new_tokens)
+            yield TokenEvent(token, delta, float(torch.log_softmax(logits, dim=-1)[token]))
+            if stop is not None:
+                break
+            context.append(token)
+            if len(context) > self.context_window:
+                context, logits = self.slide(context, cache)
+            else:
+                logits = self.decode_one_token(token, cache, len(context) - 1)
+
+        yield Done(
+            text=text.shown,
+            token_ids=generated,
+            prompt_tokens=len(ids),
+            stop_reason=stop,
+            time_to_first_token_ms=clock.time_to_first_token_ms(),
+            tokens_per_second=clock.tokens_per_second(len(generated)),
+            truncated_prompt_tokens=truncated,
+            seed=seed,
+            context_tokens=len(context),
+            context_window=self.context_window,
+        )
+
+    # helpers of the loop
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        ids = self.loaded.tokenizer.encode(prompt)
+        return ids if ids else [self.loaded.tokenizer.eos_id or 0]
+
+    def _prompt_ids(self, prompt: str | list[int]) -> list[int]:
+        ids = self.encode_prompt(prompt) if isinstance(prompt, str) else (list(prompt) or self.encode_prompt(""))
+        vocab = self.loaded.config.vocab_size
+        if any(not 0 <= i < vocab for i in ids):
+            raise SettingsError(f"Prompt token ids must be between 0 and {vocab - 1}.")
+        return ids
+
+    def _after(self, token: int, text: _Text, written: int, limit: int) -> tuple[StopReason | None, str]:
+        """Whether `token` ends the generation, and the text it makes visible."""
+        if token in self.loaded.eos_ids:
+            return StopReason.EOS, text.finish()
+        delta = text.push(token)
+        if text.stopped:
+            return StopReason.STOP, delta
+        if written >= limit:
+            return StopReason.LENGTH, delta + text.finish()
+        return None, delta
+
+    def _new_cache(self):
+        """The captured graph's own cache on CUDA, else a fresh one for the whole window."""
+        graphed = self._graphed_decoder() if self.cuda_graph else None
+        return graphed.cache if graphed is not None else self.loaded.model.new_cache(1, self.context_window)
+
+    def _graphed_decoder(self):
+        if self._graphed is None:
+            try:
+                self._graphed = GraphedDecoder(self.loaded.model, self.context_window)
+            except RuntimeError as exc:  # capture unsupported here: decode step by step instead
+                print(f"gpt2-desktop: CUDA graph capture failed ({exc}); decoding without it", file=sys.stderr)
+                self.cuda_graph = False
+        return self._graphed

@@ -1,0 +1,68 @@
+"""Sampling settings: the one place their defaults, limits and help texts are written.
+
+The command line's flags and help, the window's settings panel and the server read them from here.
+No torch: `gpt2-desktop --help` imports this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+from engine.errors import SettingsError
+
+
+def _setting(default, kind: type, help: str):
+    return field(default=default, metadata={"type": kind, "help": help})
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    max_new_tokens: int = _setting(128, int, "how many tokens to write at most")
+    temperature: float = _setting(0.8, float, "0 is greedy decoding; higher is more varied")
+    top_k: int = _setting(40, int, "sample among the k likeliest tokens; 0 turns top-k off")
+    top_p: float = _setting(1.0, float, "sample among the likeliest tokens holding this much probability; 1 turns it off")
+    repetition_penalty: float = _setting(1.0, float, "shrink the scores of tokens already in the text; 1 turns it off")
+    seed: int | None = _setting(None, int, "the same seed and settings give the same text")
+    stop: tuple[str, ...] = field(default_factory=tuple, metadata={"type": str, "help": "stop before any of these texts"})
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of one setting, by field name."""
+        return cls.__dataclass_fields__[name].default if name != "stop" else ()
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of one setting, with its default."""
+        f = cls.__dataclass_fields__[name]
+        default = cls.default(name)
+        return f.metadata["help"] + ("" if default in (None, ()) else f" (default {default})")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def kind(cls, name: str) -> type:
+        """The type of one setting's value (of each item, for `stop`)."""
+        return cls.__dataclass_fields__[name].metadata["type"]
+
+    def validate(self) -> SamplingSettings:
+        def bad(name: str, rule: str, value) -> SettingsError:
+            return SettingsError(f"{name} {rule}, got {value!r}.")
+
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise bad("max-new-tokens", "must be at least 1", self.max_new_tokens)
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise bad("temperature", "must be 0 (greedy) or a positive number", self.temperature)
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise bad("top-k", "must be 0 (off) or a positive whole number", self.top_k)
+        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
+            raise bad("top-p", "must be in (0, 1]", self.top_p)
+        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise bad("repetition-penalty", "must be a positive number (1 is off)", self.repetition_penalty)
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise bad("seed", "must be a whole number from 0 to 2**63-1", self.seed)
+        if any(not s for s in self.stop):
+            raise SettingsError("A stop sequence cannot be empty.")
+        return self

@@ -1,0 +1,192 @@
+"""Models on this computer: the embedded one, the Hugging Face cache, converted and imported folders.
+
+A name a person types (`--model`, the Models view) becomes a folder here; `engine.core.loader`
+then loads that folder. The Hugging Face cache is read where `huggingface_hub` keeps it
+(HF_HUB_CACHE / HF_HOME, read at call time), so models other tools downloaded are found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from engine.errors import HubError, ModelLoadError
+from engine.paths import data_dir
+
+CACHE_PREFIX = "models--"  # the Hugging Face cache names a repo's folder models--<owner>--<name>
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    name: str  # what --model accepts: a repo id, an imported folder's name, "embedded"
+    kind: str  # "embedded" | "downloaded" | "converted" | "imported"
+    folder: Path
+    size_bytes: int
+
+
+def cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    explicit = os.environ.get("HF_HUB_CACHE")
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("HF_HOME")
+    return Path(home) / "hub" if home else Path(constants.HF_HUB_CACHE)
+
+
+def cache_folder_name(repo_id: str) -> str:
+    return CACHE_PREFIX + repo_id.replace("/", "--")
+
+
+def repo_id_of_cache_folder(name: str) -> str | None:
+    """`models--openai-community--gpt2` -> `openai-community/gpt2`; None for any other folder name."""
+    return name[len(CACHE_PREFIX):].replace("--", "/") if name.startswith(CACHE_PREFIX) else None
+
+
+def models_dir() -> Path:
+    """Converted models and the list of imported folders, in the user's data folder."""
+    return data_dir() / "models"
+
+
+def _registry() -> Path:
+    return models_dir() / "imported.json"
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def embedded_model_folder() -> Path | None:
+    """The model shipped inside the package (assets/models/<name>/), if one is installed."""
+    models = resources.files("assets") / "models"
+    if not models.is_dir():
+        return None
+    folders = sorted(Path(str(p)) for p in models.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    return folders[0] if folders else None
+
+
+def check_folder(folder: Path) -> None:
+    """Everything the loader needs is there and readable (without loading the weights)."""
+    from safetensors import safe_open
+
+    from engine.core.checkpoint import weight_files
+    from engine.core.config import load_config
+    from engine.core.tokenizer import GPT2Tokenizer
+
+    load_config(folder)
+    GPT2Tokenizer.from_folder(folder)
+    for path in weight_files(folder):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    f.get_slice(key)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"{path.name} in {folder} is unreadable or truncated ({exc}).") from None
+
+
+def _cached_repos() -> list[LocalModel]:
+    root = cache_dir()
+    models = []
+    for repo_dir in sorted(root.glob(CACHE_PREFIX + "*")) if root.is_dir() else []:
+        ref = repo_dir / "refs" / "main"
+        snapshots = sorted((repo_dir / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
+        snapshot = repo_dir / "snapshots" / ref.read_text().strip() if ref.is_file() else (snapshots[-1] if snapshots else None)
+        if snapshot is None or not _is_gpt2_folder(snapshot):
+            continue
+        models.append(LocalModel(repo_id_of_cache_folder(repo_dir.name), "downloaded", snapshot,
+                                 folder_size(repo_dir / "blobs")))
+    return models
+
+
+def _is_gpt2_folder(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    has_weights = (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
+    return config.get("model_type", "gpt2") == "gpt2" and has_weights
+
+
+def _imported() -> list[Path]:
+    try:
+        return [Path(p) for p in json.loads(_registry().read_text())]
+    except (OSError, ValueError):
+        return []
+
+
+def local_models() -> list[LocalModel]:
+    models = []
+    embedded = embedded_model_folder()
+    if embedded is not None:
+        models.append(LocalModel("embedded", "embedded", embedded, folder_size(embedded)))
+    models += _cached_repos()
+    converted_dir = models_dir()
+    for folder in sorted(converted_dir.glob("*--*")) if converted_dir.is_dir() else []:
+        if folder.is_dir() and not folder.name.endswith(".partial") and _is_gpt2_folder(folder):
+            models.append(LocalModel(folder.name.replace("--", "/", 1), "converted", folder, folder_size(folder)))
+    for folder in _imported():
+        if folder.is_dir():
+            models.append(LocalModel(folder.name, "imported", folder, folder_size(folder)))
+    return models
+
+
+def find_local(name: str) -> LocalModel | None:
+    matches = [m for m in local_models() if m.name == name]
+    return matches[0] if matches else None
+
+
+def import_folder(path: Path) -> LocalModel:
+    """Check a folder like the loader would, then list it (the files stay where they are)."""
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise HubError(f"{folder} is not a folder.")
+    check_folder(folder)
+    registry = [p for p in _imported() if p != folder] + [folder]
+    _registry().parent.mkdir(parents=True, exist_ok=True)
+    _registry().write_text(json.dumps([str(p) for p in registry], indent=2))
+    return LocalModel(folder.name, "imported", folder, folder_size(folder))
+
+
+def remove_model(name: str) -> LocalModel:
+    """Delete a downloaded or converted model, or forget an imported folder (its files are left alone)."""
+    model = find_local(name)
+    if model is None:
+        raise HubError(f"No model named {name!r} on this computer (see: gpt2-desktop models list).")
+    if model.kind == "embedded":
+        raise HubError("The embedded model is part of the app and cannot be removed.")
+    if model.kind == "downloaded":
+        shutil.rmtree(cache_dir() / cache_folder_name(name))
+    elif model.kind == "converted":
+        shutil.rmtree(model.folder)
+    else:
+        _registry().write_text(json.dumps([str(p) for p in _imported() if p != model.folder], indent=2))
+    return model
+
+
+def resolve_model(model: str | Path | None) -> tuple[Path, str]:
+    """The folder for `model` (a folder, a downloaded model's name, None for the embedded model) and the
+    name a person recognises it by: the repo id of a Hub download, else the folder's name."""
+    if model is None:
+        folder = embedded_model_folder()
+        if folder is None:
+            raise ModelLoadError("No embedded model is installed in this copy of gpt2-desktop; pass --model FOLDER.")
+        return folder, folder.name
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        local = find_local(str(model))
+        if local is not None:
+            return local.folder, str(model)
+        if str(model).count("/") == 1 and not str(model).startswith(("/", ".", "~")):
+            raise ModelLoadError(f"{model} is not downloaded yet; run: gpt2-desktop models download {model}")
+        raise ModelLoadError(f"No model folder at {folder}.")
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder} is a file; --model takes the folder that holds config.json.")
+    if folder.parent.name == "snapshots":
+        repo_id = repo_id_of_cache_folder(folder.parent.parent.name)
+        if repo_id:
+            return folder, repo_id
+    return folder, folder.name
