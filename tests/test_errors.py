@@ -2,20 +2,11 @@
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from engine import ModelLoadError, load_model
-
-CLI = str(Path(sys.executable).parent / "gpt2-desktop")
-
-
-def cli(*args, timeout=120):
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
-
+from tests.helpers import cli
 
 @pytest.fixture
 def broken(tmp_path, tiny_model_dir):

@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from conftest import make_model_folder
+from tests.helpers import make_model_folder
 from engine import Done, Generator, SamplingSettings, SettingsError, load_model
 from engine.inference.sampling import apply_repetition_penalty, logits_to_probs
 

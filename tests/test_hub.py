@@ -8,13 +8,13 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from conftest import make_model_folder
+from tests.helpers import make_model_folder
 from engine import load_model
 from engine.errors import DownloadCancelled, HubError, HubOffline
 from engine.store.hub import download_model
 from engine.store.local import import_folder, local_models, remove_model
-from fakehub import FakeHub, repo_from_folder
-from test_errors import cli
+from tests.fakehub import FakeHub, repo_from_folder
+from tests.helpers import cli
 
 REPO = "acme/tiny-gpt2"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import GPT2_124M, make_model_folder
+from tests.helpers import make_model_folder
 from engine import Generator, SamplingSettings, load_model
 
 PROMPTS = ["Once upon a time there was a little fox who", "The quick brown fox 🙂 jumps over the lazy dog."]

@@ -12,7 +12,7 @@ from engine import SamplingSettings, load_model
 from engine.core import native
 from engine.inference.generate import Generator
 from engine.core.precisions import NAMES as MODES
-from conftest import make_model_folder
+from tests.helpers import make_model_folder
 
 pytestmark = pytest.mark.skipif(not native.cpu_supported(), reason="the compiled step needs an x86-64 CPU with AVX2")
 

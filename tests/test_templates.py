@@ -7,7 +7,7 @@ import torch
 
 from engine.inference.scoring import choose
 from engine.inference.templates import TemplateError, all_templates, builtin_templates, find_template, parse_template, render
-from test_errors import cli
+from tests.helpers import cli
 
 EXPECTED = {
     "Continue text": "The old lighthouse keeper climbed the stairs one last time",

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from safetensors.torch import load_file
 from engine import load_model
 from engine.tooling.corpus import load_documents, normalise, split_documents, strip_gutenberg
 from engine.tooling.train import TrainSettings, train
-from test_errors import CLI
+from tests.helpers import CLI
 
 WORDS = "the fox the crow a cheese a tree sang sat ran jumped over under happily slowly".split()
 

@@ -8,7 +8,6 @@ HF_HUB_CACHE / HF_HOME, read at call time.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
