@@ -40,6 +40,7 @@ PRECISIONS: tuple[Precision, ...] = (
 )
 
 NAMES: tuple[str, ...] = tuple(p.name for p in PRECISIONS)
+REFERENCE = "float32"  # exact: the mode the others are measured against
 CHOICES: tuple[str, ...] = (AUTO, *NAMES)  # what --dtype and the window's Precision box offer
 PREPARED: tuple[str, ...] = tuple(p.name for p in PRECISIONS if p.prepared)
 

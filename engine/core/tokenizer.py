@@ -42,7 +42,6 @@ class GPT2Tokenizer:
                 self._bytes[idx] = token.encode("utf-8")
             else:
                 self._bytes[idx] = bytes(byte_of[ch] for ch in token if ch in byte_of)
-        self.special_ids = {vocab[t] for t in special}
 
     @classmethod
     def from_folder(cls, folder: Path) -> "GPT2Tokenizer":

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from engine.core.config import load_config
+from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import HubError, ModelLoadError
 from engine.paths import data_dir
 
@@ -73,9 +75,7 @@ def check_folder(folder: Path) -> None:
     """Everything the loader needs is there and readable (without loading the weights)."""
     from safetensors import safe_open
 
-    from engine.core.checkpoint import weight_files
-    from engine.core.config import load_config
-    from engine.core.tokenizer import GPT2Tokenizer
+    from engine.core.checkpoint import weight_files  # imports torch, which listing models does not need
 
     load_config(folder)
     GPT2Tokenizer.from_folder(folder)

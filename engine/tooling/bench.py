@@ -172,11 +172,11 @@ def quality(text: str, modes: list[str]) -> dict:
     import math
 
     n_bytes = len(text.encode("utf-8"))
-    reference = load_model(None, device="cpu", precision="float32")
+    reference = load_model(None, device="cpu", precision=precisions.REFERENCE)
     ids = reference.tokenizer.encode(text)
     ref_logprobs, ref_top1 = predictions(reference, ids)
     ref_bpb = -sum(ref_logprobs) / math.log(2) / n_bytes
-    out = {"tokens": len(ids), "bytes": n_bytes, "float32": {"bits_per_byte": ref_bpb}}
+    out = {"tokens": len(ids), "bytes": n_bytes, precisions.REFERENCE: {"bits_per_byte": ref_bpb}}
     for precision in modes:
         logprobs, top1 = predictions(load_model(None, device="cpu", precision=precision), ids)
         bpb = -sum(logprobs) / math.log(2) / n_bytes
@@ -187,7 +187,7 @@ def quality(text: str, modes: list[str]) -> dict:
 
 def run_bench(args) -> int:
     args.model, _name = resolve_model(args.model)
-    modes = list(precisions.NAMES) if args.dtype == precisions.AUTO else [args.dtype]
+    modes = list(precisions.NAMES) if args.precision == precisions.AUTO else [args.precision]
     if args.against == "transformers":
         try:
             import transformers  # noqa: F401
@@ -200,7 +200,7 @@ def run_bench(args) -> int:
     report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
               "prefill_tokens": args.prefill_tokens, "threads": args.threads or physical_cores(), "ours": {}}
     for precision in modes:
-        if precision != "float32":
+        if precision != precisions.REFERENCE:
             say(f"preparing {precision} ...")
             report.setdefault("prepare", {})[precision] = _run_child("prepare", args, precision)
         say(f"measuring ours, {precision} ...")
@@ -226,7 +226,7 @@ def run_bench(args) -> int:
     }
     if text is not None:
         say("measuring quality on the embedded model ...")
-        report["quality"] = quality(text, [p for p in modes if p != "float32"])
+        report["quality"] = quality(text, [p for p in modes if p != precisions.REFERENCE])
     if args.json:
         print(json.dumps(report))
     else:

@@ -22,7 +22,7 @@ def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) ->
     p.add_argument("--model", required=model_required,
                    help="model folder or a downloaded model's name (default: the embedded model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default=precisions.AUTO, choices=precisions.CHOICES,
+    p.add_argument("--dtype", dest="precision", default=precisions.AUTO, choices=precisions.CHOICES,
                    help=f"weight precision (default: {precisions.default_for('cpu')} on the CPU, "
                         f"{precisions.default_for('cuda')} on CUDA) — {precisions.help_text()}; reduced ones are "
                         "prepared once and kept in the data folder")
@@ -115,7 +115,7 @@ def _load(args):
     from engine.core.device import set_threads
 
     set_threads(args.threads)
-    return load_model(args.model, device=args.device, precision=args.dtype)
+    return load_model(args.model, device=args.device, precision=args.precision)
 
 
 def _print_json(obj) -> None:

@@ -56,7 +56,8 @@ class TrainSettings:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and f.name != "weight_decay":
-                raise SettingsError(f"{f.name.replace('_', '-')} must be positive, got {value}.")
+                flag = "context" if f.name == "context_window" else f.name.replace("_", "-")
+                raise SettingsError(f"{flag} must be positive, got {value}.")
         if self.n_embd % self.n_head:
             raise SettingsError(f"n-embd ({self.n_embd}) must be divisible by n-head ({self.n_head}).")
         if self.min_lr > self.lr:
