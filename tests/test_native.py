@@ -1,6 +1,7 @@
 """The compiled decoding step (engine.core.native) against the PyTorch model it reads: logits, the KV cache
 it writes, whole generations, and every weight form, shape and activation the engine loads."""
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -31,6 +32,64 @@ def test_the_library_is_built_and_loads():
     # `make` builds it; a missing library would silently make every CPU decode slow.
     assert native.LIBRARY.is_file(), "run `python -m engine.core.native build`"
     assert native.available()
+
+
+def test_the_library_reports_the_struct_layout_of_the_ctypes_mirrors():
+    # What gpt2_step.c was compiled with, against Mat, Layer and Model in native.py: each struct's size,
+    # then each field's offset and size.
+    lib = native.library()
+    assert lib is not None and lib.gpt2_abi_version() == native.ABI_VERSION
+    expected = []
+    for struct in (native.Mat, native.Layer, native.Model):
+        expected.append(ctypes.sizeof(struct))
+        for name, _ in struct._fields_:
+            expected += [getattr(struct, name).offset, getattr(struct, name).size]
+    assert native.library_struct_layout(lib) == expected
+    assert [value for _, value in native.struct_layout()] == expected
+
+
+@pytest.fixture
+def load_library(monkeypatch):
+    """load_library(path): native.library() for the library at `path`; the real one again afterwards."""
+    def load(path):
+        monkeypatch.setattr(native, "LIBRARY", path)
+        native.library.cache_clear()
+        return native.library()
+
+    yield load
+    monkeypatch.undo()
+    native.library.cache_clear()
+
+
+def test_a_library_with_other_structs_is_refused_and_says_why(tmp_path, load_library, capsys, tiny):
+    # Mat's n_in and n_out swapped in the C: the same sizes, other offsets.
+    source = native.SOURCE.read_text()
+    assert source.count("int32_t n_in;") == 1 and source.count("int32_t n_out;") == 1
+    swapped = source.replace("int32_t n_in;", "@").replace("int32_t n_out;", "int32_t n_in;")
+    (tmp_path / "swapped.c").write_text(swapped.replace("@", "int32_t n_out;"))
+    built = native.build(tmp_path / "swapped.so", source=tmp_path / "swapped.c")
+    assert load_library(built) is None
+    assert native.NativeDecoder.for_model(tiny.model) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "swapped.so" in err and "Mat.n_in's offset is 8 in the library, 4 here" in err
+    assert "decoding stays in PyTorch" in err
+
+
+def test_ctypes_mirrors_that_differ_from_the_library_are_refused(load_library, capsys, monkeypatch):
+    # attn_scale declared double in Python: Layer's size and every offset still agree, the field's size does not.
+    real = native.Layer
+    fields = [(name, ctypes.c_double if name == "attn_scale" else kind) for name, kind in real._fields_]
+    monkeypatch.setattr(native, "Layer", type("Layer", (ctypes.Structure,), {"_fields_": fields}))
+    assert ctypes.sizeof(native.Layer) == ctypes.sizeof(real)
+    assert load_library(native.LIBRARY) is None
+    err = capsys.readouterr().err
+    assert "Layer.attn_scale's size is 4 in the library, 8 here" in err and "decoding stays in PyTorch" in err
+
+
+def test_a_library_of_another_abi_version_is_refused(load_library, capsys, monkeypatch):
+    monkeypatch.setattr(native, "ABI_VERSION", native.ABI_VERSION + 1)
+    assert load_library(native.LIBRARY) is None
+    assert f"ABI version {native.ABI_VERSION - 1}, expected {native.ABI_VERSION}" in capsys.readouterr().err
 
 
 def compare_steps(loaded, ids: list[int], steps: int, threads: int | None = None):

@@ -5,8 +5,10 @@ engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for 
 loaded after torch: it asks for the same OpenMP runtime (libgomp.so.1) that torch already loaded,
 so both share one thread pool instead of fighting over the cores.
 
-Where the library is missing, cannot load, or the CPU lacks AVX2/FMA/F16C, `NativeDecoder.for_model`
-returns None and decoding stays in PyTorch: same results, slower. GPT2_DESKTOP_NATIVE=0 forces that.
+Where the library is missing, cannot load, was built from a gpt2_step.c that this file does not match
+(its ABI version, or its structs' sizes and offsets, which it reports), or the CPU lacks AVX2/FMA/F16C,
+`NativeDecoder.for_model` returns None and decoding stays in PyTorch: same results, slower.
+GPT2_DESKTOP_NATIVE=0 forces that.
 """
 
 from __future__ import annotations
@@ -29,38 +31,67 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
 CFLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 1
+ABI_VERSION = 2  # gpt2_step.c's GPT2_ABI_VERSION
 
 F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, I8_ROWS = range(5)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
 
 
+# Mirrors of gpt2_step.c's structs, field for field; `library()` checks them against the library's own
+# sizes and offsets. C = n_embd, V = vocab; every pointer is the data_ptr() of a contiguous CPU tensor.
 class Mat(ctypes.Structure):
-    _fields_ = [("kind", ctypes.c_int32), ("n_in", ctypes.c_int32), ("n_out", ctypes.c_int32),
-                ("round_bf16", ctypes.c_int32), ("w", ctypes.c_void_p), ("scale", ctypes.c_void_p),
-                ("bias", ctypes.c_void_p)]
+    """One product y = x W (+ bias), n_in floats to n_out."""
+
+    _fields_ = [
+        ("kind", ctypes.c_int32),  # how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or I8_ROWS
+        ("n_in", ctypes.c_int32),  # input width
+        ("n_out", ctypes.c_int32),  # output width
+        ("round_bf16", ctypes.c_int32),  # 1: round the input to bfloat16 before multiplying, else 0
+        ("w", ctypes.c_void_p),  # (n_out, n_in) rows, or (n_in, n_out) for F32_COLS
+        ("scale", ctypes.c_void_p),  # (n_out,) float32 for I8_ROWS, one per output row; else None
+        ("bias", ctypes.c_void_p),  # (n_out,) float32, or None
+    ]
 
 
 class Layer(ctypes.Structure):
-    _fields_ = [("ln1_w", ctypes.c_void_p), ("ln1_b", ctypes.c_void_p), ("ln2_w", ctypes.c_void_p),
-                ("ln2_b", ctypes.c_void_p), ("qkv", Mat), ("attn_proj", Mat), ("fc", Mat), ("mlp_proj", Mat),
-                ("attn_scale", ctypes.c_float)]
+    _fields_ = [
+        ("ln1_w", ctypes.c_void_p),  # (C,) float32, the layer norm before attention
+        ("ln1_b", ctypes.c_void_p),  # (C,)
+        ("ln2_w", ctypes.c_void_p),  # (C,) the layer norm before the MLP
+        ("ln2_b", ctypes.c_void_p),  # (C,)
+        ("qkv", Mat),  # C -> 3C: query, key and value
+        ("attn_proj", Mat),  # C -> C
+        ("fc", Mat),  # C -> n_inner, followed by the activation
+        ("mlp_proj", Mat),  # n_inner -> C
+        ("attn_scale", ctypes.c_float),  # multiplies q.k before the softmax
+    ]
 
 
 class Model(ctypes.Structure):
-    _fields_ = [("n_layer", ctypes.c_int32), ("n_head", ctypes.c_int32), ("n_embd", ctypes.c_int32),
-                ("n_inner", ctypes.c_int32), ("vocab", ctypes.c_int32), ("activation", ctypes.c_int32),
-                ("eps", ctypes.c_float), ("wte", Mat), ("wpe", ctypes.c_void_p), ("lnf_w", ctypes.c_void_p),
-                ("lnf_b", ctypes.c_void_p), ("head", Mat), ("layers", ctypes.POINTER(Layer))]
+    _fields_ = [
+        ("n_layer", ctypes.c_int32),  # the length of `layers`
+        ("n_head", ctypes.c_int32),  # H: a head is C / H wide
+        ("n_embd", ctypes.c_int32),  # C
+        ("n_inner", ctypes.c_int32),  # the MLP's hidden width
+        ("vocab", ctypes.c_int32),  # V
+        ("activation", ctypes.c_int32),  # the MLP's, a value of ACTIVATIONS
+        ("eps", ctypes.c_float),  # the layer norms' epsilon
+        ("wte", Mat),  # C -> V, the token embedding as the tied head's matrix (see describe_embedding)
+        ("wpe", ctypes.c_void_p),  # (n_positions, C) float32, the position embedding
+        ("lnf_w", ctypes.c_void_p),  # (C,) float32, the final layer norm
+        ("lnf_b", ctypes.c_void_p),  # (C,)
+        ("head", Mat),  # C -> V: the logits
+        ("layers", ctypes.POINTER(Layer)),  # (n_layer,)
+    ]
 
 
-def build(output: Path = LIBRARY, compiler: str | None = None) -> Path:
-    """Compile the library; raises RuntimeError with the compiler's message if it fails."""
+def build(output: Path = LIBRARY, compiler: str | None = None, source: Path = SOURCE) -> Path:
+    """Compile `source` into `output`; raises RuntimeError with the compiler's message if it fails."""
     cc = compiler or os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise RuntimeError("no C compiler (gcc or cc) found")
     tmp = output.with_suffix(".so.tmp")
-    proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True, text=True)
+    proc = subprocess.run([cc, *CFLAGS, str(source), "-o", str(tmp), "-lm"], capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"{cc} failed:\n{proc.stderr.strip()}")
@@ -79,6 +110,8 @@ def cpu_supported() -> bool:
 
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
+    """The compiled step, or None where decoding stays in PyTorch: switched off, no AVX2, not built, or
+    built from a source that does not match this file (which it says on stderr)."""
     if os.environ.get("GPT2_DESKTOP_NATIVE", "1") == "0" or not cpu_supported():
         return None
     path = _library_path()
@@ -87,16 +120,59 @@ def library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
-        print(f"gpt2-desktop: cannot load {path.name} ({exc}); decoding in PyTorch", file=sys.stderr)
-        return None
-    if lib.gpt2_abi_version() != ABI_VERSION:
-        return None
+        return _refuse(path, f"cannot load it ({exc})")
+    version = lib.gpt2_abi_version()
+    if version != ABI_VERSION:
+        rebuild = "rebuild it: python -m engine.core.native build"
+        return _refuse(path, f"ABI version {version}, expected {ABI_VERSION} ({rebuild})")
+    mismatch = _layout_mismatch(lib)
+    if mismatch is not None:
+        return _refuse(path, f"its structs do not match native.py's ({mismatch})")
     lib.gpt2_step.restype = ctypes.c_int
     lib.gpt2_step.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                               ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.gpt2_workspace_floats.restype = ctypes.c_longlong
     lib.gpt2_workspace_floats.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int]
     return lib
+
+
+def _refuse(path: Path, why: str) -> None:
+    print(f"gpt2-desktop: {path.name}: {why}; decoding stays in PyTorch", file=sys.stderr)
+    return None
+
+
+def struct_layout() -> list[tuple[str, int]]:
+    """What the library's gpt2_struct_layout must report, named: for Mat, Layer and Model in turn, the
+    struct's size, then the offset and size of each field in declaration order."""
+    layout = []
+    for struct in (Mat, Layer, Model):
+        layout.append((f"sizeof({struct.__name__})", ctypes.sizeof(struct)))
+        for name, _ in struct._fields_:
+            field = getattr(struct, name)
+            layout += [(f"{struct.__name__}.{name}'s offset", field.offset),
+                       (f"{struct.__name__}.{name}'s size", field.size)]
+    return layout
+
+
+def library_struct_layout(lib: ctypes.CDLL) -> list[int]:
+    """What the library's gpt2_struct_layout reports: the values of struct_layout(), as it was compiled."""
+    lib.gpt2_struct_layout.restype = ctypes.c_int
+    lib.gpt2_struct_layout.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+    count = lib.gpt2_struct_layout(None, 0)
+    values = (ctypes.c_int64 * count)()
+    lib.gpt2_struct_layout(values, count)
+    return list(values)
+
+
+def _layout_mismatch(lib: ctypes.CDLL) -> str | None:
+    """The first size or offset where the library and the ctypes mirrors above differ, or None."""
+    ours, theirs = struct_layout(), library_struct_layout(lib)
+    for (what, expected), got in zip(ours, theirs):
+        if got != expected:
+            return f"{what} is {got} in the library, {expected} here"
+    if len(ours) != len(theirs):
+        return f"the library reports {len(theirs)} sizes and offsets, native.py has {len(ours)}"
+    return None
 
 
 def _library_path() -> Path | None:
@@ -154,6 +230,8 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
 
 
 def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -> Mat:
+    """The Mat for the token embedding, as the tied head's matrix (n_embd -> vocab): the step reads the
+    token's row of [vocab, n_embd], or its column of [n_embd, vocab] for F32_COLS."""
     scale = None
     if isinstance(module, forms.ColumnEmbedding):
         kind, w = F32_COLS, _checked(module.weight_t, torch.float32, (n_embd, vocab))
@@ -170,7 +248,7 @@ def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -
     else:
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]
-    return Mat(kind, vocab, n_embd, 0, w.data_ptr(), _ptr(scale), None)
+    return Mat(kind, n_embd, vocab, 0, w.data_ptr(), _ptr(scale), None)
 
 
 class NativeDecoder:

@@ -14,40 +14,76 @@
  *
  * A matrix may ask for its input rounded to bfloat16 first (int8 and bfloat16 modes do, so that
  * decoding computes what their batched PyTorch path computes). Accumulation is float32 throughout.
- * Built with AVX2, FMA and F16C; engine/native.py checks the CPU before calling anything here.
+ *
+ * The contract with engine/core/native.py, which loads this file's library through ctypes:
+ *   - Mat, Layer and Model below are mirrored there as ctypes structures. gpt2_struct_layout reports
+ *     their sizes and their fields' offsets and sizes; native.py refuses the library if they disagree.
+ *   - gpt2_abi_version returns GPT2_ABI_VERSION, which native.py's ABI_VERSION must equal: bump both
+ *     whenever an exported function's signature or meaning changes.
+ *   - gpt2_workspace_floats says how many floats of scratch memory gpt2_step needs for a thread
+ *     count and a cache length; the caller allocates them (64-byte aligned is best, see take())
+ *     and passes them to every gpt2_step with that thread count and cache length.
+ *   - Nothing here allocates memory or keeps state between calls. The weights are read in place.
+ *   - Built with AVX2, FMA and F16C (no AVX-512); native.py checks the CPU before calling anything.
  */
 
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#define GPT2_ABI_VERSION 2
 
 enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, I8_ROWS = 4 };
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
+enum { LINE_FLOATS = 16 }; /* floats in a 64-byte cache line */
 
+/* n floats rounded up to whole cache lines. */
+static inline long long whole_lines(long long n) { return (n + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS; }
+
+/* The shapes below: C = n_embd, H = n_head, D = C / H (head_dim), V = vocab, L = n_layer. */
+
+/* One matrix product y = x W (+ bias), x of n_in floats, y of n_out. */
 typedef struct {
-    int32_t kind, n_in, n_out, round_bf16;
-    const void *w;
-    const float *scale; /* I8_ROWS: one per output row */
-    const float *bias;  /* or NULL */
+    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or I8_ROWS
+    int32_t n_in;       // input width
+    int32_t n_out;      // output width
+    int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0
+    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS
+    const float *scale; // (n_out,) for I8_ROWS: one per output row; else NULL
+    const float *bias;  // (n_out,) or NULL
 } Mat;
 
 typedef struct {
-    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-    Mat qkv, attn_proj, fc, mlp_proj;
-    float attn_scale;
+    const float *ln1_w; // (C,) the layer norm before attention
+    const float *ln1_b; // (C,)
+    const float *ln2_w; // (C,) the layer norm before the MLP
+    const float *ln2_b; // (C,)
+    Mat qkv;            // C -> 3C: query, key and value, each (H, D) heads side by side
+    Mat attn_proj;      // C -> C
+    Mat fc;             // C -> n_inner, followed by the activation
+    Mat mlp_proj;       // n_inner -> C
+    float attn_scale;   // scalar: multiplies q.k before the softmax
 } Layer;
 
 typedef struct {
-    int32_t n_layer, n_head, n_embd, n_inner, vocab, activation;
-    float eps;
-    Mat wte; /* the token embedding: F32_COLS reads a column of [n_embd, vocab], the others a row */
-    const float *wpe;
-    const float *lnf_w, *lnf_b;
-    Mat head;
-    const Layer *layers;
+    int32_t n_layer;     // L
+    int32_t n_head;      // H
+    int32_t n_embd;      // C
+    int32_t n_inner;     // the MLP's hidden width
+    int32_t vocab;       // V
+    int32_t activation;  // the MLP's: ACT_GELU_TANH, ACT_GELU_ERF or ACT_RELU
+    float eps;           // the layer norms' epsilon
+    Mat wte;             // C -> V, the token embedding as the tied head's matrix: a token's vector is
+                         // row `token` of (V, C), or column `token` of (C, V) for F32_COLS; no bias
+    const float *wpe;    // (n_positions, C) the position embedding
+    const float *lnf_w;  // (C,) the final layer norm
+    const float *lnf_b;  // (C,)
+    Mat head;            // C -> V: the logits (often the same memory as wte)
+    const Layer *layers; // (L,)
 } Model;
 
 /* ---- small vector helpers ---- */
@@ -190,8 +226,8 @@ static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0
  * `xr` and `acc` are this thread's scratch (n_in and n_out floats). Callers put a barrier after. */
 static void matvec(const Mat *m, const float *x, float *out, int mode, int activation, float *xr, float *acc,
                    int t, int nt) {
-    int per = (m->n_out + nt - 1) / nt;
-    per = (per + 15) & ~15;
+    /* Whole cache lines of outputs per thread, so that no two threads write one line of `out`. */
+    int per = (int)whole_lines((m->n_out + nt - 1) / nt);
     int c0 = t * per, c1 = c0 + per < m->n_out ? c0 + per : m->n_out;
     if (c0 >= c1) return;
     if (m->round_bf16) {
@@ -288,27 +324,71 @@ static int max_out(const Model *m) {
     return a > m->head.n_out ? a : m->head.n_out;
 }
 
+/* ---- the workspace: the step's scratch memory, one float buffer from the caller ---- */
+
+typedef struct {
+    float *x;                // (C,) the residual stream
+    float *xn;               // (C,) x layer-normed: the input of the next qkv, fc or head product
+    float *att;              // (C,) the attention's output, (H, D) heads side by side
+    float *qkv;              // (3C,) the new token's query, key and value
+    float *hid;              // (n_inner,) the MLP's hidden activations
+    /* Each thread's own scratch. These are thread 0's; thread t's are these plus t * thread_stride. */
+    float *xr;               // (max_in,) a product's input rounded to bfloat16
+    float *acc;              // (max_out,) a product's outputs, this thread's share of them
+    float *s;                // (cache_len,) one head's attention weights
+    long long thread_stride; // floats from one thread's scratch to the next
+} Workspace;
+
+/* Hands out the next n floats of the buffer at `base`, or NULL where base is NULL (sizing only).
+ * Every array takes whole cache lines, so each starts on a line of its own in a 64-byte-aligned
+ * buffer (as torch's CPU allocator gives): threads writing neighbouring arrays, or their shares of
+ * one array (see matvec), never write the same line. An unaligned buffer is still correct. */
+static float *take(float *base, long long *used, long long n) {
+    float *p = base ? base + *used : NULL;
+    *used += whole_lines(n);
+    return p;
+}
+
+/* Lays out the workspace for `threads` threads and a cache of `cache_len` positions: fills *w with
+ * pointers into `base` (all NULL where base is NULL) and returns the floats it takes in all. */
+static long long workspace_layout(const Model *m, int threads, int cache_len, float *base, Workspace *w) {
+    const int C = m->n_embd;
+    long long used = 0;
+    w->x = take(base, &used, C);
+    w->xn = take(base, &used, C);
+    w->att = take(base, &used, C);
+    w->qkv = take(base, &used, 3LL * C);
+    w->hid = take(base, &used, m->n_inner);
+    const long long shared = used;
+    w->xr = take(base, &used, max_in(m));
+    w->acc = take(base, &used, max_out(m));
+    w->s = take(base, &used, cache_len);
+    w->thread_stride = used - shared;
+    return shared + w->thread_stride * threads;
+}
+
 /* Floats of scratch memory gpt2_step needs with `threads` threads and a cache of `cache_len`. */
 long long gpt2_workspace_floats(const Model *m, int threads, int cache_len) {
-    long long shared = 5LL * m->n_embd + 3LL * m->n_embd + m->n_inner;
-    long long per_thread = (long long)max_in(m) + max_out(m) + cache_len + 64;
-    return shared + per_thread * threads;
+    Workspace w;
+    return workspace_layout(m, threads, cache_len, NULL, &w);
 }
 
 /* Logits for `token` at position `pos`; writes that position's keys and values into the caches
- * ([n_layer, 1, n_head, cache_len, head_dim], float32). Returns 0, or -1 for arguments out of range. */
+ * ([n_layer, 1, n_head, cache_len, head_dim], float32). `work` holds gpt2_workspace_floats(m, threads,
+ * cache_len) floats. Returns 0, or -1 for arguments out of range. */
 int gpt2_step(const Model *m, int token, int pos, float *k_cache, float *v_cache, int cache_len, float *logits,
               float *work, int threads) {
     if (token < 0 || token >= m->vocab || pos < 0 || pos >= cache_len || threads < 1) return -1;
     const int C = m->n_embd, H = m->n_head, D = C / H;
-    float *x = work, *xn = x + C, *att = xn + C, *qkv = att + C, *hid = qkv + 3 * C;
-    float *per_thread = hid + m->n_inner + 2 * C;
-    const long long stride = (long long)max_in(m) + max_out(m) + cache_len + 64;
+    Workspace w;
+    workspace_layout(m, threads, cache_len, work, &w);
+    float *x = w.x, *xn = w.xn, *att = w.att, *qkv = w.qkv, *hid = w.hid;
 
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        float *xr = per_thread + stride * t, *acc = xr + max_in(m), *s = acc + max_out(m);
+        const long long own = w.thread_stride * t;
+        float *xr = w.xr + own, *acc = w.acc + own, *s = w.s + own;
 #pragma omp single
         {
             embed(m, token, pos, x);
@@ -345,5 +425,26 @@ int gpt2_step(const Model *m, int token, int pos, float *k_cache, float *v_cache
     return 0;
 }
 
-/* How this library was built, for `gpt2-desktop bench` and bug reports. */
-int gpt2_abi_version(void) { return 1; }
+/* The version of this interface; native.py refuses a library whose version is not its ABI_VERSION. */
+int gpt2_abi_version(void) { return GPT2_ABI_VERSION; }
+
+/* For Mat, Layer and Model in turn: the struct's size, then the offset and size of each field in
+ * declaration order. native.py computes the same list from its ctypes mirrors and compares. */
+#define FIELD(S, f) ((int64_t)offsetof(S, f)), ((int64_t)sizeof(((S *)0)->f))
+static const int64_t STRUCT_LAYOUT[] = {
+    sizeof(Mat), FIELD(Mat, kind), FIELD(Mat, n_in), FIELD(Mat, n_out), FIELD(Mat, round_bf16), FIELD(Mat, w),
+    FIELD(Mat, scale), FIELD(Mat, bias),
+    sizeof(Layer), FIELD(Layer, ln1_w), FIELD(Layer, ln1_b), FIELD(Layer, ln2_w), FIELD(Layer, ln2_b),
+    FIELD(Layer, qkv), FIELD(Layer, attn_proj), FIELD(Layer, fc), FIELD(Layer, mlp_proj), FIELD(Layer, attn_scale),
+    sizeof(Model), FIELD(Model, n_layer), FIELD(Model, n_head), FIELD(Model, n_embd), FIELD(Model, n_inner),
+    FIELD(Model, vocab), FIELD(Model, activation), FIELD(Model, eps), FIELD(Model, wte), FIELD(Model, wpe),
+    FIELD(Model, lnf_w), FIELD(Model, lnf_b), FIELD(Model, head), FIELD(Model, layers),
+};
+#undef FIELD
+
+/* Copies the first n values of STRUCT_LAYOUT into out (NULL is fine for n = 0); returns how many there are. */
+int gpt2_struct_layout(int64_t *out, int n) {
+    const int count = (int)(sizeof STRUCT_LAYOUT / sizeof STRUCT_LAYOUT[0]);
+    for (int i = 0; i < n && i < count; i++) out[i] = STRUCT_LAYOUT[i];
+    return count;
+}
