@@ -18,6 +18,7 @@ from engine.core.loader import LoadedModel
 from engine.core.native import NativeDecoder
 from engine.core.tokenizer import StreamDecoder
 from engine.errors import SettingsError
+from engine.inference.predictions import Alternative, check_top_logprobs, ranks, top_alternatives
 from engine.inference.sampling import SamplingSettings, apply_repetition_penalty, sample
 
 
@@ -35,11 +36,14 @@ class StopReason(str, Enum):
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: its id, the text it makes visible now, and its log-probability under the model."""
+    """One generated token: its id, the text it makes visible now, and its log-probability under the model;
+    with `top_logprobs`, also its rank there (1 = the likeliest) and the likeliest alternatives."""
 
     token: int
     text: str
     logprob: float
+    rank: int | None = None
+    top: tuple[Alternative, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,9 +199,12 @@ class Generator:
         prompt: str | list[int],
         settings: SamplingSettings,
         cancel: threading.Event | None = None,
+        top_logprobs: int = 0,
     ) -> Iterator[TokenEvent | Done]:
-        """Yield a TokenEvent per generated token, then one Done. `cancel` may be set from any thread."""
+        """Yield a TokenEvent per generated token, then one Done. `cancel` may be set from any thread.
+        `top_logprobs` (up to 20) adds each token's rank and that many likeliest alternatives."""
         settings.validate()
+        check_top_logprobs(top_logprobs)
         clock = _Clock()
         ids = self._prompt_ids(prompt)
         seed = settings.seed if settings.seed is not None else int(torch.randint(0, 2**62, (1,)))
@@ -222,7 +229,7 @@ class Generator:
             generated.append(token)
             seen[token] = True
             stop, delta = self._after(token, text, len(generated), settings.max_new_tokens)
-            yield TokenEvent(token, delta, float(torch.log_softmax(logits, dim=-1)[token]))
+            yield self._event(token, delta, logits, top_logprobs)
             if stop is not None:
                 break
             context.append(token)
@@ -256,6 +263,19 @@ class Generator:
         if any(not 0 <= i < vocab for i in ids):
             raise SettingsError(f"Prompt token ids must be between 0 and {vocab - 1}.")
         return ids
+
+    def _event(self, token: int, delta: str, logits: torch.Tensor, top_logprobs: int) -> TokenEvent:
+        logprobs = torch.log_softmax(logits, dim=-1)
+        if not top_logprobs:
+            return TokenEvent(token, delta, float(logprobs[token]))
+        top = top_alternatives(logprobs.unsqueeze(0), top_logprobs, self.loaded.tokenizer)[0]
+        logprob = float(logprobs[token])
+        if any(alt.token == token for alt in top):
+            # Every token likelier than this one is among the alternatives too: no pass over the vocabulary.
+            rank = 1 + sum(alt.logprob > logprob for alt in top)
+        else:
+            rank = int(ranks(logprobs.unsqueeze(0), torch.tensor([token]))[0])
+        return TokenEvent(token, delta, logprob, rank, top)
 
     def _after(self, token: int, text: _Text, written: int, limit: int) -> tuple[StopReason | None, str]:
         """Whether `token` ends the generation, and the text it makes visible."""

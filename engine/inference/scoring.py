@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.errors import SettingsError
 from engine.core.loader import LoadedModel
+from engine.errors import SettingsError
+from engine.inference.predictions import Alternative, check_top_logprobs, ranks, top_alternatives
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class TokenScore:
     token: int
     text: str
     logprob: float
+    rank: int | None = None  # with top_logprobs: 1 = the model's likeliest token there
+    top: tuple[Alternative, ...] = ()  # with top_logprobs: the likeliest tokens there, likeliest first
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,24 @@ def predictions(loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[
     return logprobs, top1
 
 
-def score_text(loaded: LoadedModel, text: str) -> list[TokenScore]:
-    ids = loaded.tokenizer.encode(text)
-    logprobs = token_logprobs(loaded, ids)
-    return [TokenScore(i, loaded.tokenizer.decode([i]), lp) for i, lp in zip(ids, logprobs)]
+@torch.inference_mode()
+def score_ids(loaded: LoadedModel, ids: list[int], top_logprobs: int = 0, stride: int | None = None):
+    """TokenScores for `ids`, window by window (an iterator: long texts report progress as they go)."""
+    check_top_logprobs(top_logprobs)
+    decode = loaded.tokenizer.decode
+    for logp, targets in _windows(loaded, ids, stride):
+        picked = logp.gather(1, targets[:, None])[:, 0].tolist()
+        if not top_logprobs:
+            yield [TokenScore(i, decode([i]), lp) for i, lp in zip(targets.tolist(), picked)]
+            continue
+        rank = ranks(logp, targets).tolist()
+        top = top_alternatives(logp, top_logprobs, loaded.tokenizer)
+        yield [TokenScore(i, decode([i]), lp, r, alt) for i, lp, r, alt in zip(targets.tolist(), picked, rank, top)]
+
+
+def score_text(loaded: LoadedModel, text: str, top_logprobs: int = 0) -> list[TokenScore]:
+    """Every token of `text`, with its log-probability after <|endoftext|> and the tokens before it."""
+    return [score for batch in score_ids(loaded, loaded.tokenizer.encode(text), top_logprobs) for score in batch]
 
 
 def perplexity(loaded: LoadedModel, text: str) -> Perplexity:

@@ -29,6 +29,12 @@ def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) ->
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per physical core)")
 
 
+def _add_top_logprobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-logprobs", type=int, default=0, metavar="K",
+                   help="with --json, add each token's rank (1 = the model's likeliest) and its K likeliest "
+                        "alternatives, K up to 20")
+
+
 def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt")
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{name.replace('_', '-')}", type=SamplingSettings.kind(name), default=None,
                        help=SamplingSettings.help(name) + (", or the template's" if name != "seed" else ""))
     g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT", help=SamplingSettings.help("stop"))
+    _add_top_logprobs_arg(g)
     g.add_argument("--json", action="store_true", help="one JSON object per token, then a summary line")
 
     c = sub.add_parser("choose", help="pick the likeliest of several continuations")
@@ -71,7 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="per-token log-probabilities of a text")
     _add_model_args(s)
     s.add_argument("--text", required=True)
+    _add_top_logprobs_arg(s)
     s.add_argument("--json", action="store_true")
+
+    a = sub.add_parser("analyse", help="how predictable each token of a text was: rank buckets, bits per byte, "
+                                       "the most surprising tokens")
+    _add_model_args(a)
+    a.add_argument("--file", required=True, type=Path)
+    a.add_argument("--surprising", type=int, default=10, metavar="N", help="how many surprising tokens to list")
+    a.add_argument("--json", action="store_true")
 
     p = sub.add_parser("perplexity", help="perplexity and bits per byte of a text file")
     _add_model_args(p)
@@ -171,11 +186,11 @@ def cmd_generate(args) -> int:
     generator = Generator(loaded)
     done = None
     try:
-        for event in generator.stream(prompt, settings):
+        for event in generator.stream(prompt, settings, top_logprobs=args.top_logprobs):
             if isinstance(event, Done):
                 done = event
             elif args.json:
-                _print_json({"token": event.token, "text": event.text, "logprob": round(event.logprob, 6)})
+                _print_json(_token_json(event))
             else:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
@@ -205,14 +220,24 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _token_json(t) -> dict:
+    """A generated or scored token as --json prints it; rank and alternatives when they were asked for."""
+    out = {"token": t.token, "text": t.text, "logprob": round(t.logprob, 6)}
+    if t.rank is not None:
+        out["rank"] = t.rank
+        out["top"] = [alt.to_dict() for alt in t.top]
+    return out
+
+
 def cmd_score(args) -> int:
+    from engine.inference.predictions import check_top_logprobs
     from engine.inference.scoring import score_text
 
-    scores = score_text(_load(args), args.text)
+    check_top_logprobs(args.top_logprobs)
+    scores = score_text(_load(args), args.text, top_logprobs=args.top_logprobs)
     total = sum(s.logprob for s in scores)
     if args.json:
-        _print_json({"tokens": [{"token": s.token, "text": s.text, "logprob": s.logprob} for s in scores],
-                     "logprob": total})
+        _print_json({"tokens": [_token_json(s) for s in scores], "logprob": total})
     else:
         for s in scores:
             print(f"{s.token:>7}  {s.logprob:10.4f}  {s.text!r}")
@@ -232,6 +257,43 @@ def cmd_perplexity(args) -> int:
     else:
         print(f"tokens {result.tokens}  bytes {result.bytes}  nll {result.nll:.2f} nats  "
               f"ppl {result.ppl:.3f}  bits/byte {result.bits_per_byte:.4f}")
+    return 0
+
+
+def cmd_analyse(args) -> int:
+    from engine.inference.analysis import BUCKET_NAMES, LIMITS, analyse
+
+    text = _read_text(args.file)
+    if not text.strip():
+        raise UsageError(f"{args.file} is empty; there is nothing to analyse.")
+    if args.surprising < 0:
+        raise UsageError("gpt2-desktop analyse: --surprising takes 0 or more")
+    loaded = _load(args)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json or sys.stderr.isatty():
+            sys.stderr.write(f"\rscoring: {done:,} / {total:,} tokens")
+            sys.stderr.flush()
+
+    try:
+        result = analyse(loaded, text, surprising=args.surprising, progress=progress)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    sys.stderr.write("\n")
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"{result.tokens:,} tokens, {result.bytes:,} bytes, {result.bits_per_byte:.4f} bits per byte "
+          f"({loaded.name})")
+    for name, count in zip(BUCKET_NAMES, result.buckets):
+        share = count / result.tokens
+        print(f"  {name:9} {count:>8,}  {share:7.2%}  {'#' * round(40 * share)}")
+    if result.surprising:
+        print("most surprising tokens:")
+        for s in result.surprising:
+            print(f"  rank {s.rank:>6,}  logprob {s.logprob:8.3f}  …{s.before!r} → {s.text!r}")
+    print(LIMITS)
     return 0
 
 
@@ -358,15 +420,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "bench": cmd_bench,
-            "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates, "models": cmd_models}
+COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "analyse": cmd_analyse,
+            "bench": cmd_bench, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, templates, models, bench or train (see --help)")
+            raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, analyse, templates, models, "
+                             "bench or train (see --help)")
         return COMMANDS[args.command](args)
     except EngineError as exc:
         print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,94 @@
+"""Analyse a text as GLTR does: score every token, count how often the model ranked it in its top
+10, 100, 1000 or beyond, measure bits per byte, and find the tokens that surprised it most.
+
+A text whose tokens sit almost all in the top 10 reads the way the model writes; human writing
+has more tokens in the lower buckets. That is a hint, not a verdict: see `LIMITS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.core.loader import LoadedModel
+from engine.errors import SettingsError
+from engine.inference.scoring import TokenScore, score_ids
+
+BUCKETS = (10, 100, 1000)  # GLTR's: rank at most 10 (green), 100 (yellow), 1000 (red), beyond (violet)
+BUCKET_NAMES = ("top 10", "top 100", "top 1000", "beyond")
+CONTEXT_CHARS = 40
+LIMITS = ("Rank colours show how predictable each token was for this model. Text a model wrote with "
+          "greedy or low-temperature sampling is mostly top-10 tokens; people write more surprising ones. "
+          "But sampled or edited machine text, other models, and plain or formulaic human text all blur "
+          "this, so it cannot prove who wrote a text.")
+
+
+def bucket_of(rank: int) -> int:
+    """0 for a rank up to 10, 1 up to 100, 2 up to 1000, 3 beyond."""
+    return next((i for i, limit in enumerate(BUCKETS) if rank <= limit), len(BUCKETS))
+
+
+@dataclass(frozen=True)
+class Surprise:
+    """A token the model found unlikely, with the text just before it."""
+
+    token: int
+    text: str
+    logprob: float
+    rank: int
+    before: str  # up to CONTEXT_CHARS characters of the text before the token
+
+    def to_dict(self) -> dict:
+        return {"token": self.token, "text": self.text, "logprob": round(self.logprob, 6), "rank": self.rank,
+                "before": self.before}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    tokens: int
+    bytes: int
+    nll: float  # nats, over every token
+    buckets: tuple[int, int, int, int]  # tokens in each of BUCKET_NAMES
+    surprising: tuple[Surprise, ...]  # the least likely tokens, least likely first
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll / math.log(2) / self.bytes if self.bytes else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"tokens": self.tokens, "bytes": self.bytes, "nll": self.nll, "bits_per_byte": self.bits_per_byte,
+                "buckets": dict(zip(BUCKET_NAMES, self.buckets)),
+                "surprising": [s.to_dict() for s in self.surprising]}
+
+
+def analyse(loaded: LoadedModel, text: str, surprising: int = 10,
+            progress: Callable[[int, int], None] | None = None,
+            cancelled: Callable[[], bool] | None = None) -> Analysis:
+    """Score every token of `text` (window by window; `progress(done, total)` after each, and a true
+    `cancelled()` stops with a SettingsError) and summarise it."""
+    ids = loaded.tokenizer.encode(text)
+    if not ids:
+        raise SettingsError("There is no text to analyse.")
+    scores: list[TokenScore] = []
+    for batch in score_ids(loaded, ids, top_logprobs=1):
+        if cancelled is not None and cancelled():
+            raise SettingsError("The analysis was cancelled.")
+        scores += batch
+        if progress is not None:
+            progress(len(scores), len(ids))
+    counts = [0] * (len(BUCKETS) + 1)
+    for score in scores:
+        counts[bucket_of(score.rank)] += 1
+    return Analysis(len(ids), len(text.encode("utf-8")), -sum(s.logprob for s in scores), tuple(counts),
+                    _most_surprising(loaded, ids, scores, surprising))
+
+
+def _most_surprising(loaded: LoadedModel, ids: list[int], scores: list[TokenScore], n: int) -> tuple[Surprise, ...]:
+    worst = sorted(range(len(scores)), key=lambda i: scores[i].logprob)[:n]
+    out = []
+    for i in worst:
+        before = loaded.tokenizer.decode(ids[max(0, i - 24):i])[-CONTEXT_CHARS:]
+        s = scores[i]
+        out.append(Surprise(s.token, s.text, s.logprob, s.rank, before))
+    return tuple(out)
