@@ -182,7 +182,3 @@ class History:
                 self.db.execute("UPDATE messages SET content = ? WHERE id = ?", (new_content, message_id))
             self.db.execute("DELETE FROM messages WHERE conversation_id = ? AND id > ?", (conversation_id, message_id))
             self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-
-    def delete_message(self, message_id: int) -> None:
-        with self.db:
-            self.db.execute("DELETE FROM messages WHERE id = ?", (message_id,))

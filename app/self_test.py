@@ -40,7 +40,7 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
-def _exercise(window, problems: list[str], done: dict, started: float) -> str | None:
+def _exercise(window, problems: list[str], done: list, started: float) -> str | None:
     """Show the window, wait for the model, write one reply; returns what went wrong, or None."""
     window.show()
     if not _wait(lambda: window.isVisible() and window.windowHandle() is not None
@@ -49,15 +49,15 @@ def _exercise(window, problems: list[str], done: dict, started: float) -> str | 
     print(f"self-test: window shown {seconds_since_launch(started):.2f} s after launch", flush=True)
     if not _wait(lambda: window.model_info is not None or problems, TIMEOUT_S) or problems:
         return problems[0] if problems else "the model did not load"
-    print(f"self-test: model {window.model_info['name']} on {window.model_info['device']} "
+    print(f"self-test: model {window.model_info.name} on {window.model_info.device} "
           f"loaded {seconds_since_launch(started):.2f} s after launch", flush=True)
     began = time.perf_counter()
-    window.composer.setPlainText(PROMPT)
-    window.send()
+    window.chat.composer.setPlainText(PROMPT)
+    window.conversations.send()
     if not _wait(lambda: window.active is None or problems, TIMEOUT_S) or problems or not done:
         return problems[0] if problems else "no reply was finished"
-    print(f"self-test: reply to {PROMPT!r} in {time.perf_counter() - began:.2f} s ({done['stop_reason']}): "
-          f"{done['text']!r}", flush=True)
+    print(f"self-test: reply to {PROMPT!r} in {time.perf_counter() - began:.2f} s ({done[-1].stop_reason}): "
+          f"{done[-1].text!r}", flush=True)
     return None
 
 
@@ -82,14 +82,14 @@ def run_self_test(argv: list[str], started: float) -> int:
     app = QApplication.instance() or QApplication(argv)
     set_app_identity(app)
     problems: list[str] = []
-    done: dict = {}
+    done: list = []  # the engine's Done for the reply
     with tempfile.TemporaryDirectory(prefix="gpt2-desktop-self-test-") as tmp:
         history = History(":memory:")
         settings = AppSettings(model=None, temperature=0.0, max_new_tokens=8, seed=0)
         window = MainWindow(history, settings, Path(tmp) / "settings.json")
-        window.worker.load_failed.connect(lambda message: problems.append(f"model: {message}"))
-        window.worker.failed.connect(lambda _id, message: problems.append(f"generation: {message}"))
-        window.worker.finished.connect(lambda _id, result: done.update(result))
+        window.requests.load_failed.connect(lambda message: problems.append(f"model: {message}"))
+        window.requests.failed.connect(lambda _request, message: problems.append(f"generation: {message}"))
+        window.requests.finished.connect(lambda _request, result: done.append(result))
         try:
             problem = _exercise(window, problems, done, started)
         finally:

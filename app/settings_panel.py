@@ -67,6 +67,11 @@ class SettingsPanel(QWidget):
         self.precision.currentTextChanged.connect(self.device_changed)
         self.threads.valueChanged.connect(self.device_changed)
 
+    def set_engine_editable(self, editable: bool) -> None:
+        """Device, precision and threads can change only while the engine is not writing."""
+        for box in (self.device, self.precision, self.threads):
+            box.setEnabled(editable)
+
     def load(self, s: AppSettings) -> None:
         self.temperature.setValue(s.temperature)
         self.top_k.setValue(s.top_k)

@@ -1,9 +1,9 @@
-"""The conversation list: search, new, rename, delete."""
+"""The conversation list: search, new, rename, delete (its context menu, and the Delete key)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
 
@@ -14,8 +14,8 @@ class Sidebar(QWidget):
     selected = Signal(int)  # conversation id
     new_chat = Signal()
     new_notebook = Signal()
-    rename_requested = Signal(int)
-    delete_requested = Signal(int)
+    rename_requested = Signal()  # of the current conversation
+    delete_requested = Signal()  # of the current conversation
     search_changed = Signal(str)
 
     def __init__(self, parent=None):
@@ -30,8 +30,9 @@ class Sidebar(QWidget):
         self.list.setContextMenuPolicy(Qt.ActionsContextMenu)
         for text, signal in (("Rename…", self.rename_requested), ("Delete…", self.delete_requested)):
             act = QAction(text, self.list)
-            act.triggered.connect(lambda _=False, sig=signal: sig.emit(self.current_id()) if self.current_id() else None)
+            act.triggered.connect(lambda _=False, sig=signal: sig.emit() if self.current_id() else None)
             self.list.addAction(act)
+        QShortcut(QKeySequence("Delete"), self.list, activated=self.delete_requested.emit)
         new_chat = QPushButton("New chat")
         new_chat.setToolTip("Ctrl+N")
         new_chat.clicked.connect(self.new_chat)
@@ -50,6 +51,16 @@ class Sidebar(QWidget):
     def _current_changed(self, current: QListWidgetItem | None, _previous) -> None:
         if current is not None:
             self.selected.emit(current.data(Qt.UserRole))
+
+    def search_text(self) -> str:
+        return self.search.text()
+
+    def clear_search(self) -> None:
+        self.search.clear()
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
 
     def current_id(self) -> int | None:
         item = self.list.currentItem()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
+from engine.core.tokenizer import GPT2Tokenizer
+from engine.errors import EngineError
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
+
+if TYPE_CHECKING:
+    from engine.inference.scoring import OptionScore
 
 
 class ProbabilityChart(QWidget):
@@ -21,17 +28,17 @@ class ProbabilityChart(QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.rows: list[tuple[QLabel, QProgressBar, QLabel]] = []
 
-    def show_scores(self, scores: list[dict]) -> None:
+    def show_scores(self, scores: list[OptionScore]) -> None:
         for widgets in self.rows:
             for w in widgets:
                 w.deleteLater()
         self.rows = []
-        best = max(range(len(scores)), key=lambda i: scores[i]["prob"]) if scores else -1
+        best = max(range(len(scores)), key=lambda i: scores[i].prob) if scores else -1
         for i, score in enumerate(scores):
-            name = QLabel(("★ " if i == best else "") + score["text"].strip())
-            bar = QProgressBar(minimum=0, maximum=1000, value=round(score["prob"] * 1000))
-            bar.setFormat(f"{score['prob']:.1%}")
-            detail = QLabel(f"log-likelihood {score['logprob']:.2f} over {score['tokens']} tokens")
+            name = QLabel(("★ " if i == best else "") + score.text.strip())
+            bar = QProgressBar(minimum=0, maximum=1000, value=round(score.prob * 1000))
+            bar.setFormat(f"{score.prob:.1%}")
+            detail = QLabel(f"log-likelihood {score.logprob:.2f} over {score.tokens} tokens")
             for col, widget in enumerate((name, bar, detail)):
                 self.grid.addWidget(widget, i, col)
             self.rows.append((name, bar, detail))
@@ -120,6 +127,7 @@ class TasksView(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.run_or_stop)
         self.reload()
 
     # templates
@@ -187,8 +195,13 @@ class TasksView(QWidget):
 
     # running
 
-    def set_model(self, tokenizer, context_window: int) -> None:
-        self.tokenizer, self.context_window = tokenizer, context_window
+    def set_model(self, folder: Path, context_window: int) -> None:
+        """The loaded model's tokenizer (to fit prompts to its window), read from its folder."""
+        try:
+            self.tokenizer = GPT2Tokenizer.from_folder(folder)
+        except EngineError:
+            self.tokenizer = None
+        self.context_window = context_window
 
     def rendered(self, reserve: int = 0):
         """The prompt for the form, fitted to the model's window; errors are shown, not raised."""
@@ -226,6 +239,13 @@ class TasksView(QWidget):
         else:
             settings = {"max_new_tokens": template.max_new_tokens, "stop": list(template.stop), **template.sampling}
             self.run_generate.emit(result.text, settings)
+
+    def say(self, text: str) -> None:
+        """A line above the output: why a run could not start, what was cut to fit."""
+        self.message.setText(text)
+
+    def show_scores(self, scores: list[OptionScore]) -> None:
+        self.chart.show_scores(scores)
 
     def set_running(self, running: bool) -> None:
         self.running = running

@@ -1,18 +1,35 @@
-"""The engine's Qt adapter: a QObject that lives on its own QThread and talks only through signals."""
+"""The engine's Qt adapter: a QObject that lives on its own QThread and talks only through signals.
+
+What it sends back are frozen dataclasses: a `ModelInfo` once a model is loaded, the engine's own
+`Done` at the end of a generation and its `OptionScore`s for a choice.
+"""
 
 from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
-from engine.inference.chat import chat_style
 from engine.core.device import set_threads
+from engine.inference.chat import chat_style
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model the engine has loaded."""
+
+    name: str
+    folder: Path
+    device: str
+    precision: str
+    context_window: int
+    chat_style: str  # how a conversation is written as a prompt (engine.inference.chat)
 
 
 class _CancelFlag:
@@ -27,12 +44,12 @@ class _CancelFlag:
 
 class EngineWorker(QObject):
     loading = Signal(str)
-    loaded = Signal(dict)
+    loaded = Signal(object)  # ModelInfo
     load_failed = Signal(str)
     tokens = Signal(int, str, int)  # request id, text, how many tokens it holds
-    finished = Signal(int, dict)  # request id, the engine's Done as a dict
+    finished = Signal(int, object)  # request id, the engine's Done
     failed = Signal(int, str)
-    chosen = Signal(int, list)  # request id, [{"text", "logprob", "tokens", "prob"}] in option order
+    chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
 
     def __init__(self):
         super().__init__()
@@ -57,14 +74,9 @@ class EngineWorker(QObject):
             self.load_failed.emit(f"Unexpected error while loading the model: {exc}")
             return
         self.generator = Generator(loaded)
-        self.loaded.emit({
-            "name": loaded.name,
-            "folder": str(loaded.folder),
-            "device": loaded.device,
-            "dtype": loaded.precision,
-            "context_window": loaded.context_window,
-            "chat_style": chat_style(loaded.name),
-        })
+        self.loaded.emit(ModelInfo(name=loaded.name, folder=Path(loaded.folder), device=loaded.device,
+                                   precision=loaded.precision, context_window=loaded.context_window,
+                                   chat_style=chat_style(loaded.name)))
 
     @Slot(int, str, dict)
     def generate(self, request_id: int, prompt: str, settings: dict) -> None:
@@ -78,9 +90,7 @@ class EngineWorker(QObject):
                 if isinstance(event, Done):
                     if pending:
                         self.tokens.emit(request_id, pending, count)
-                    done = asdict(event)
-                    done["context_window"] = self.generator.context_window
-                    self.finished.emit(request_id, done)
+                    self.finished.emit(request_id, event)
                     return
                 pending += event.text
                 count += 1
@@ -110,4 +120,4 @@ class EngineWorker(QObject):
             traceback.print_exc()
             self.failed.emit(request_id, f"Unexpected error while scoring: {exc}")
             return
-        self.chosen.emit(request_id, [asdict(s) for s in scores])
+        self.chosen.emit(request_id, scores)

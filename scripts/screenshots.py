@@ -1,11 +1,14 @@
 """Take the README's screenshots of the real window: chat mid-stream, notebook, settings.
 
 Run under a display (e.g. `xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshots.py`);
-user data goes to a temporary folder, the PNGs to docs/.
+user data goes to a temporary folder, the PNGs to docs/ (or to the folder given with --out).
+
+    screenshots.py [MODEL] [--out FOLDER]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -28,6 +31,11 @@ def wait(app: QApplication, condition, timeout_s: float = 120) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Take the README's screenshots of the real window.")
+    parser.add_argument("model", nargs="?", help="a model folder or name (default: the embedded model)")
+    parser.add_argument("--out", type=Path, default=DOCS, help="where the PNGs go (default: docs/)")
+    args = parser.parse_args()
+    out = args.out
     tmp = Path(tempfile.mkdtemp())
     os.environ["GPT2_DESKTOP_DATA_DIR"] = str(tmp / "data")
     os.environ["GPT2_DESKTOP_CONFIG_DIR"] = str(tmp / "config")
@@ -38,8 +46,7 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gpt2-desktop")
     history = History(tmp / "data" / "history.sqlite3")
-    model = sys.argv[1] if len(sys.argv) > 1 else None
-    settings = AppSettings(model=model, max_new_tokens=160, seed=7, temperature=0.8)
+    settings = AppSettings(model=args.model, max_new_tokens=160, seed=7, temperature=0.8)
     window = MainWindow(history, settings, tmp / "config" / "settings.json")
     window.resize(1100, 720)
     window.show()
@@ -47,25 +54,25 @@ def main() -> int:
     older = history.create_conversation("A story about a fox", "chat")
     history.add_message(older, "user", "Tell me a story about a fox.")
     history.add_message(older, "assistant", "Once there was a fox who lived at the edge of a wood.")
-    window.refresh_conversations()
+    window.conversations.refresh()
 
-    window.composer.setPlainText("Once upon a time, in a little house by the sea, there lived")
-    window.send()
+    window.chat.composer.setPlainText("Once upon a time, in a little house by the sea, there lived")
+    window.conversations.send()
     wait(app, lambda: window.active is not None and len(window.active.text) > 180)
-    DOCS.mkdir(exist_ok=True)
-    window.grab().save(str(DOCS / "chat-streaming.png"))
+    out.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out / "chat-streaming.png"))
     wait(app, lambda: window.active is None)
 
-    window.new_notebook()
-    window.notebook.setPlainText("Chapter One\n\nThe rabbit looked out of the window and saw that the snow had")
-    window.continue_notebook()
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText("Chapter One\n\nThe rabbit looked out of the window and saw that the snow had")
+    window.conversations.continue_notebook()
     wait(app, lambda: window.active is None)
     window.settings_dock.show()
     app.processEvents()
-    window.grab().save(str(DOCS / "notebook-settings.png"))
+    window.grab().save(str(out / "notebook-settings.png"))
     window.close()
     history.close()
-    print(f"wrote {DOCS / 'chat-streaming.png'} and {DOCS / 'notebook-settings.png'}")
+    print(f"wrote {out / 'chat-streaming.png'} and {out / 'notebook-settings.png'}")
     return 0
 
 

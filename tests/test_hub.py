@@ -214,7 +214,7 @@ def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
     assert view.table.item(row, 1).text() == "downloaded"
     view.table.selectRow(row)
     view.use_selected()
-    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info["name"] == REPO, timeout=20000)
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.name == REPO, timeout=20000)
     assert window.settings.model == REPO
     window.close()
 

@@ -43,9 +43,9 @@ def open_window(qtbot, dirs, tiny_model_dir):
 
 
 def type_and_send(qtbot, window, text):
-    window.composer.setFocus()
-    qtbot.keyClicks(window.composer, text)
-    qtbot.keyClick(window.composer, Qt.Key_Return)
+    window.chat.composer.setFocus()
+    qtbot.keyClicks(window.chat.composer, text)
+    qtbot.keyClick(window.chat.composer, Qt.Key_Return)
 
 
 def wait_idle(qtbot, window, timeout=20000):
@@ -55,28 +55,28 @@ def wait_idle(qtbot, window, timeout=20000):
 def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     window = open_window(max_new_tokens=400)
     sizes = []
-    window.worker.tokens.connect(lambda *_: sizes.append(len(window.transcript.toPlainText())))
+    window.requests.tokens.connect(lambda *_: sizes.append(len(window.chat.transcript.toPlainText())))
     type_and_send(qtbot, window, "Hello there")
-    assert window.active is not None and window.send_button.text() == "Stop"
+    assert window.active is not None and window.chat.send_button.text() == "Stop"
     wait_idle(qtbot, window)
-    messages = window.history.messages(window.current_id)
+    messages = window.history.messages(window.conversations.current_id)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[0].content == "Hello there"
-    assert messages[1].content and messages[1].content in window.transcript.toPlainText()
+    assert messages[1].content and messages[1].content in window.chat.transcript.toPlainText()
     assert len(sizes) > 1 and sizes == sorted(sizes), "the reply arrives in pieces, growing"
     assert messages[1].model == "tiny" and messages[1].settings["max_new_tokens"] == 400
-    assert window.send_button.text() == "Send"
-    assert "/ 128" in window.context_label.text() and "tok/s" in window.speed_label.text()
+    assert window.chat.send_button.text() == "Send"
+    assert "/ 128" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
 
 
 def test_shift_enter_is_a_new_line(qtbot, open_window):
     window = open_window()
-    qtbot.keyClicks(window.composer, "line one")
-    qtbot.keyClick(window.composer, Qt.Key_Return, Qt.ShiftModifier)
-    qtbot.keyClicks(window.composer, "line two")
-    assert window.composer.toPlainText() == "line one\nline two"
-    assert window.active is None and window.current_id is None
+    qtbot.keyClicks(window.chat.composer, "line one")
+    qtbot.keyClick(window.chat.composer, Qt.Key_Return, Qt.ShiftModifier)
+    qtbot.keyClicks(window.chat.composer, "line two")
+    assert window.chat.composer.toPlainText() == "line one\nline two"
+    assert window.active is None and window.conversations.current_id is None
 
 
 def test_stop_keeps_the_partial_reply(qtbot, open_window):
@@ -85,21 +85,21 @@ def test_stop_keeps_the_partial_reply(qtbot, open_window):
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
     qtbot.keyClick(window, Qt.Key_Escape)
     wait_idle(qtbot, window)
-    reply = window.history.messages(window.current_id)[-1]
+    reply = window.history.messages(window.conversations.current_id)[-1]
     assert reply.role == "assistant" and reply.stop_reason == "cancelled"
     assert len(reply.content) > 10
-    assert "stopped" in window.transcript.toPlainText()
+    assert "stopped" in window.chat.transcript.toPlainText()
 
 
 def test_regenerate_replaces_the_reply(qtbot, open_window):
     window = open_window(temperature=1.0, seed=1)
     type_and_send(qtbot, window, "Hi")
     wait_idle(qtbot, window)
-    first = window.history.messages(window.current_id)[-1]
+    first = window.history.messages(window.conversations.current_id)[-1]
     window.settings_panel.seed.setValue(2)
-    window._on_transcript_action("regenerate", first.id)
+    window.conversations.message_action("regenerate", first.id)
     wait_idle(qtbot, window)
-    messages = window.history.messages(window.current_id)
+    messages = window.history.messages(window.conversations.current_id)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[1].id != first.id and messages[1].settings["seed"] == 2
 
@@ -110,13 +110,13 @@ def test_edit_and_resend_replaces_the_reply(qtbot, open_window):
     wait_idle(qtbot, window)
     type_and_send(qtbot, window, "Second question")
     wait_idle(qtbot, window)
-    first_user = window.history.messages(window.current_id)[0]
-    window._on_transcript_action("edit", first_user.id)
-    assert window.composer.toPlainText() == "First question" and window.edit_hint.isVisibleTo(window)
-    window.composer.clear()
+    first_user = window.history.messages(window.conversations.current_id)[0]
+    window.conversations.message_action("edit", first_user.id)
+    assert window.chat.composer.toPlainText() == "First question" and window.chat.edit_hint.isVisibleTo(window)
+    window.chat.composer.clear()
     type_and_send(qtbot, window, "Better question")
     wait_idle(qtbot, window)
-    messages = window.history.messages(window.current_id)
+    messages = window.history.messages(window.conversations.current_id)
     assert [(m.role, m.id == first_user.id) for m in messages] == [("user", True), ("assistant", False)]
     assert messages[0].content == "Better question"
 
@@ -127,8 +127,8 @@ def test_copy_puts_the_reply_on_the_clipboard(qtbot, open_window):
     window = open_window()
     type_and_send(qtbot, window, "Hi")
     wait_idle(qtbot, window)
-    reply = window.history.messages(window.current_id)[-1]
-    window._on_transcript_action("copy", reply.id)
+    reply = window.history.messages(window.conversations.current_id)[-1]
+    window.conversations.message_action("copy", reply.id)
     assert QGuiApplication.clipboard().text() == reply.content
 
 
@@ -136,21 +136,21 @@ def test_switch_conversations_rename_delete_and_search(qtbot, open_window):
     window = open_window()
     type_and_send(qtbot, window, "About foxes")
     wait_idle(qtbot, window)
-    fox_id = window.current_id
+    fox_id = window.conversations.current_id
     qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
-    assert window.current_id != fox_id
+    assert window.conversations.current_id != fox_id
     type_and_send(qtbot, window, "About crows")
     wait_idle(qtbot, window)
-    crow_id = window.current_id
+    crow_id = window.conversations.current_id
     assert window.sidebar.list.count() == 2
     window.sidebar.list.setCurrentRow(1)  # most recent first: the fox chat is second
-    assert window.current_id == fox_id and "About foxes" in window.transcript.toPlainText()
-    window.rename_conversation(fox_id, "Fox talk")
+    assert window.conversations.current_id == fox_id and "About foxes" in window.chat.transcript.toPlainText()
+    window.conversations.rename(fox_id, "Fox talk")
     assert any("Fox talk" in window.sidebar.list.item(i).text() for i in range(2))
     window.sidebar.search.setText("crows")
     assert window.sidebar.list.count() == 1
     window.sidebar.search.clear()
-    window.delete_conversation(crow_id)
+    window.conversations.delete(crow_id)
     assert [c.id for c in window.history.conversations()] == [fox_id]
 
 
@@ -158,24 +158,24 @@ def test_conversation_is_restored_after_restart(qtbot, open_window, dirs):
     window = open_window()
     type_and_send(qtbot, window, "Remember me")
     wait_idle(qtbot, window)
-    reply = window.history.messages(window.current_id)[-1].content
+    reply = window.history.messages(window.conversations.current_id)[-1].content
     window.close()
     again = open_window()
     assert again.sidebar.list.count() == 1
-    assert "Remember me" in again.transcript.toPlainText()
-    assert reply in again.transcript.toPlainText()
+    assert "Remember me" in again.chat.transcript.toPlainText()
+    assert reply in again.chat.transcript.toPlainText()
 
 
 def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_window, dirs):
     window = open_window(max_new_tokens=4000)
     type_and_send(qtbot, window, "Go on and on")
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
-    conversation = window.current_id
+    conversation = window.conversations.current_id
     timer = QElapsedTimer()
     timer.start()
     window.close()
     assert timer.elapsed() < 1000
-    assert window.engine_thread.isFinished()
+    assert window.requests.engine_thread.isFinished()
     with sqlite3.connect(dirs / "data" / "history.sqlite3") as db:
         rows = db.execute("SELECT role, stop_reason, length(content) FROM messages WHERE conversation_id = ?",
                           (conversation,)).fetchall()
@@ -208,7 +208,7 @@ def test_gui_event_loop_never_stalls_during_generation(qtbot, open_window, recor
 
 def test_appending_a_token_does_not_grow_with_the_transcript(qtbot, open_window):
     window = open_window()
-    view = window.transcript
+    view = window.chat.transcript
     view.render([])
     view.begin_stream("x " * 2000)
 
@@ -230,47 +230,47 @@ def test_markdown_code_blocks_are_monospace(qtbot, open_window):
     conv = window.history.create_conversation("md", "chat")
     window.history.add_message(conv, "user", "show code")
     window.history.add_message(conv, "assistant", "Here:\n\n```\nprint('hi')\n```\n\nand **bold**")
-    window.open_conversation(conv)
-    block = window.transcript.document().begin()
+    window.conversations.open(conv)
+    block = window.chat.transcript.document().begin()
     fonts = {}
     while block.isValid():
         fonts[block.text()] = block.charFormat().font().fixedPitch() or block.blockFormat().nonBreakableLines()
         block = block.next()
     assert fonts["print('hi')"] is True
     assert fonts["Here:"] is False
-    assert "**" not in window.transcript.toPlainText()
+    assert "**" not in window.chat.transcript.toPlainText()
 
 
 def test_notebook_continues_the_document_and_saves_it(qtbot, open_window):
     window = open_window()
     qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier | Qt.ShiftModifier)
     assert window.pages.currentIndex() == 1
-    window.notebook.setPlainText("Once upon a time")
-    qtbot.keyClick(window.notebook, Qt.Key_Return, Qt.ControlModifier)
+    window.notebook.editor.setPlainText("Once upon a time")
+    qtbot.keyClick(window.notebook.editor, Qt.Key_Return, Qt.ControlModifier)
     wait_idle(qtbot, window)
-    text = window.notebook.toPlainText()
+    text = window.notebook.editor.toPlainText()
     assert text.startswith("Once upon a time") and len(text) > len("Once upon a time")
-    conv = window.history.conversation(window.current_id)
+    conv = window.history.conversation(window.conversations.current_id)
     assert conv.mode == "notebook" and conv.document == text
-    window.notebook.setPlainText("A different start")
-    window.continue_notebook()
+    window.notebook.editor.setPlainText("A different start")
+    window.conversations.continue_notebook()
     wait_idle(qtbot, window)
-    assert window.notebook.toPlainText().startswith("A different start")
-    assert window.history.conversation(window.current_id).document == window.notebook.toPlainText()
-    assert [m.role for m in window.history.messages(window.current_id)] == ["assistant", "assistant"]
+    assert window.notebook.editor.toPlainText().startswith("A different start")
+    assert window.history.conversation(window.conversations.current_id).document == window.notebook.editor.toPlainText()
+    assert [m.role for m in window.history.messages(window.conversations.current_id)] == ["assistant", "assistant"]
 
 
 def test_failed_model_load_is_shown_and_app_stays_usable(qtbot, open_window, tmp_path, tiny_model_dir):
     window = open_window(model=str(tmp_path / "missing"), wait=False)
     qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=20000)
-    assert "No model folder" in window.banner_text.text()
-    assert not window.send_button.isEnabled()
+    assert "No model folder" in window.banner.label.text()
+    assert not window.chat.send_button.isEnabled()
     window.use_model(str(tiny_model_dir))
     qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
     assert not window.banner.isVisibleTo(window)
     type_and_send(qtbot, window, "Now it works")
     wait_idle(qtbot, window)
-    assert window.history.messages(window.current_id)[-1].role == "assistant"
+    assert window.history.messages(window.conversations.current_id)[-1].role == "assistant"
 
 
 def test_settings_persist_across_restart(qtbot, open_window, dirs):
@@ -286,14 +286,14 @@ def test_settings_persist_across_restart(qtbot, open_window, dirs):
 
 def test_precision_setting_reloads_the_model_and_persists(qtbot, open_window, dirs):
     window = open_window()
-    assert window.device_label.text().endswith("float32")
+    assert window.status_bar.device_label.text().endswith("float32")
     window.settings_panel.precision.setCurrentText("int8")
-    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info["dtype"] == "int8", timeout=20000)
-    assert window.device_label.text().endswith("int8")
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.precision == "int8", timeout=20000)
+    assert window.status_bar.device_label.text().endswith("int8")
     assert any((dirs / "data" / "prepared").glob("*-int8-*.safetensors"))
     type_and_send(qtbot, window, "Hello in int8")
     wait_idle(qtbot, window)
-    reply = window.history.messages(window.current_id)[-1]
+    reply = window.history.messages(window.conversations.current_id)[-1]
     assert reply.role == "assistant" and reply.stop_reason in ("length", "eos", "stop")
     assert json.loads((dirs / "config" / "settings.json").read_text())["precision"] == "int8"
 
@@ -323,7 +323,7 @@ def test_unusable_history_file_is_kept_and_reported(qtbot, dirs, kind):
     window = MainWindow(History(":memory:"), AppSettings(model=str(dirs / "none")), dirs / "s.json",
                         history_problem="History problem here.")
     qtbot.addWidget(window)
-    assert "History problem here." in window.banner_text.text()
+    assert "History problem here." in window.banner.label.text()
     window.close()
 
 
@@ -344,14 +344,14 @@ def test_tasks_generate_template_streams_output(qtbot, open_window):
     assert list(tasks.fields) == ["article"]
     tasks.set_values({"article": "The fox ran into the wood and hid from the hunters."})
     finished = []
-    window.worker.finished.connect(lambda _rid, done: finished.append(done))
+    window.requests.finished.connect(lambda _request, done: finished.append(done))
     qtbot.mouseClick(tasks.run_button, Qt.LeftButton)
     assert tasks.run_button.text() == "Stop"
     wait_idle(qtbot, window)
     assert tasks.run_button.text() == "Run"
     done = finished[-1]
-    assert done["token_ids"] and done["prompt_tokens"] > 10
-    assert tasks.output.toPlainText() == done["text"]
+    assert done.token_ids and done.prompt_tokens > 10
+    assert tasks.output.toPlainText() == done.text
     assert window.history.conversations() == []  # tasks do not write to the chat history
 
 
@@ -416,5 +416,5 @@ def test_template_opens_in_notebook(qtbot, open_window):
     window.tasks.select_by_name("Translate")
     window.tasks.open_in_notebook.emit("English: hi\nFrench:")
     assert window.tabs.currentIndex() == 0 and window.pages.currentIndex() == 1
-    assert window.notebook.toPlainText() == "English: hi\nFrench:"
-    assert window.history.conversation(window.current_id).document == "English: hi\nFrench:"
+    assert window.notebook.editor.toPlainText() == "English: hi\nFrench:"
+    assert window.history.conversation(window.conversations.current_id).document == "English: hi\nFrench:"

@@ -1,0 +1,90 @@
+"""The chat page: the transcript, the message box with its Send/Stop button, and the edit hint."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.composer import Composer
+from app.history import Message
+from app.transcript import TranscriptView
+
+
+class ChatPage(QWidget):
+    send_requested = Signal()  # Enter in the message box, or Send
+    stop_requested = Signal()  # Stop, while a reply is being written
+    message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.editing_id: int | None = None  # the user message being edited, to be resent
+        self._generating = False
+        self.transcript = TranscriptView()
+        self.transcript.action.connect(self.message_action)
+        self.composer = Composer()
+        self.composer.setMaximumHeight(120)
+        self.composer.submitted.connect(self.send_requested)
+        self.send_button = QPushButton("Send")
+        self.send_button.setMinimumWidth(80)
+        self.send_button.clicked.connect(self._send_or_stop)
+        self.edit_hint = QLabel("Editing a message: Enter resends it and replaces the reply; Esc cancels.")
+        self.edit_hint.hide()
+        composer_row = QHBoxLayout()
+        composer_row.addWidget(self.composer, 1)
+        composer_row.addWidget(self.send_button, 0, Qt.AlignBottom)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.edit_hint)
+        layout.addLayout(composer_row)
+
+    def _send_or_stop(self) -> None:
+        self.stop_requested.emit() if self._generating else self.send_requested.emit()
+
+    def set_state(self, generating: bool, ready: bool) -> None:
+        """`generating`: the engine is busy (the button stops it); `ready`: a model is loaded."""
+        self._generating = generating
+        self.send_button.setText("Stop" if generating else "Send")
+        self.send_button.setToolTip("Esc" if generating else "Enter")
+        self.send_button.setEnabled(generating or ready)
+
+    # the message box
+
+    def draft(self) -> str:
+        return self.composer.toPlainText()
+
+    def set_draft(self, text: str) -> None:
+        self.composer.setPlainText(text)
+        self.composer.setFocus()
+
+    def clear_draft(self) -> None:
+        self.composer.clear()
+
+    def focus_composer(self) -> None:
+        self.composer.setFocus()
+
+    def start_edit(self, message_id: int, text: str) -> None:
+        """Put a user message in the message box; sending it replaces that message and what follows."""
+        self.editing_id = message_id
+        self.composer.setPlainText(text)
+        self.composer.moveCursor(QTextCursor.End)
+        self.composer.setFocus()
+        self.edit_hint.show()
+
+    def cancel_edit(self) -> None:
+        if self.editing_id is not None:
+            self.editing_id = None
+            self.composer.clear()
+        self.edit_hint.hide()
+
+    # the transcript
+
+    def show_messages(self, messages: list[Message]) -> None:
+        self.transcript.render(messages)
+
+    def begin_stream(self) -> None:
+        self.transcript.begin_stream()
+
+    def append(self, text: str) -> None:
+        self.transcript.append(text)

@@ -1,0 +1,217 @@
+"""The open conversation: which one it is, the page that shows it, and what is written to the history.
+
+A chat or notebook request writes into the conversation that was open when it began; if the user
+moves away (or deletes it) meanwhile, the request is detached: stopped, and what it wrote is still
+saved, unseen.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QStackedWidget
+
+from app.chat_page import ChatPage
+from app.history import Conversation, History
+from app.notebook_page import NotebookPage
+from app.requests import ActiveRequest, RequestController
+from app.settings import AppSettings
+from app.sidebar import Sidebar
+from engine.inference.chat import Turn, format_chat
+
+TITLE_LENGTH = 48
+CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
+
+
+def title_from(text: str) -> str:
+    """A conversation's title from its first message: one line, at most TITLE_LENGTH characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
+
+
+class ConversationController(QObject):
+    status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
+
+    def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
+                 chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
+        super().__init__(parent)
+        self.history, self.settings, self.requests = history, settings, requests
+        self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages
+        self.current_id: int | None = None
+
+    def current(self) -> Conversation | None:
+        return self.history.conversation(self.current_id) if self.current_id is not None else None
+
+    # which conversation
+
+    def refresh(self) -> None:
+        """Refill the sidebar (what the search matches, most recent first)."""
+        self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
+
+    def open(self, conversation_id: int) -> None:
+        if conversation_id == self.current_id:
+            return
+        self.store_document()
+        active = self.requests.active
+        if active is not None and active.conversation_id is not None:
+            active.detached = True
+            self.requests.stop()
+        self.chat.cancel_edit()
+        conv = self.history.conversation(conversation_id)
+        if conv is None:
+            return
+        self.current_id = conv.id
+        self.notebook.end_continuation()
+        self.show_mode(conv.mode)
+        if conv.mode == "chat":
+            self.chat.show_messages(self.history.messages(conv.id))
+            self.chat.focus_composer()
+        else:
+            self.notebook.set_document(conv.document)
+            self.notebook.focus_editor()
+        self.refresh()
+
+    def show_mode(self, mode: str) -> None:
+        """Show the chat or the notebook page (and remember which, for the next start)."""
+        self.pages.setCurrentIndex(CHAT_PAGE if mode == "chat" else NOTEBOOK_PAGE)
+        self.settings.mode = mode
+
+    def new_chat(self) -> None:
+        self._new("New chat", "chat")
+
+    def new_notebook(self) -> None:
+        self._new("Notebook", "notebook")
+
+    def _new(self, title: str, mode: str) -> None:
+        self.sidebar.clear_search()
+        self.open(self.history.create_conversation(title, mode))
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self.history.rename_conversation(conversation_id, title)
+        self.refresh()
+
+    def delete(self, conversation_id: int) -> None:
+        active = self.requests.active
+        if active is not None and active.conversation_id == conversation_id:
+            self.requests.stop()
+            active.detached = True
+        self.history.delete_conversation(conversation_id)
+        if conversation_id == self.current_id:
+            self.current_id = None
+            self.chat.show_messages([])
+            remaining = self.history.conversations()
+            if remaining:
+                self.open(remaining[0].id)
+        self.refresh()
+
+    def _ready(self) -> bool:
+        """Whether a new reply can start now; if not, says why in the status bar."""
+        problem = self.requests.why_not_ready()
+        if problem:
+            self.status.emit(problem, 5000)
+        return problem is None
+
+    # chat
+
+    def send(self) -> None:
+        """Send what is in the message box (or resend the message being edited) and start the reply."""
+        text = self.chat.draft().strip()
+        if not text or not self._ready():
+            return
+        if self.current_id is None or self.current().mode != "chat":
+            self.current_id = self.history.create_conversation(title_from(text), "chat")
+            self.show_mode("chat")
+        conv = self.current()
+        if self.chat.editing_id is not None:
+            self.history.truncate_after(self.current_id, self.chat.editing_id, new_content=text)
+            self.chat.cancel_edit()
+        else:
+            if conv.title == "New chat" and not self.history.messages(conv.id):
+                self.history.rename_conversation(conv.id, title_from(text))
+            self.history.add_message(self.current_id, "user", text)
+        self.chat.clear_draft()
+        self.refresh()
+        self._start_chat_reply()
+
+    def _start_chat_reply(self) -> None:
+        messages = self.history.messages(self.current_id)
+        prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
+        self.chat.show_messages(messages)
+        self.chat.begin_stream()
+        settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
+        self.requests.generate("chat", prompt.text, settings, self.current_id)
+
+    def message_action(self, action: str, message_id: int) -> None:
+        """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
+        messages = self.history.messages(self.current_id) if self.current_id else []
+        message = next((m for m in messages if m.id == message_id), None)
+        if message is None:
+            return
+        if action == "copy":
+            QGuiApplication.clipboard().setText(message.content)
+            self.status.emit("Copied", 2000)
+        elif action == "regenerate":
+            self.regenerate(message_id)
+        elif action == "edit":
+            self.chat.start_edit(message_id, message.content)
+
+    def regenerate(self, message_id: int) -> None:
+        """Replace an assistant reply (and anything after it) with a new one."""
+        if not self._ready():
+            return
+        messages = self.history.messages(self.current_id)
+        index = next(i for i, m in enumerate(messages) if m.id == message_id)
+        if index == 0:
+            return
+        self.history.truncate_after(self.current_id, messages[index - 1].id)
+        self._start_chat_reply()
+
+    # notebook
+
+    def store_document(self) -> None:
+        """Save the notebook's text now, if a notebook is open."""
+        self.notebook.cancel_autosave()
+        if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
+            self.history.set_document(self.current_id, self.notebook.document())
+
+    def continue_notebook(self) -> None:
+        """Let the model continue the notebook's text at its end."""
+        if not self._ready():
+            return
+        if self.current_id is None:
+            self.current_id = self.history.create_conversation("Notebook", "notebook")
+            self.refresh()
+        self.store_document()
+        self.notebook.begin_continuation()
+        settings = {**self.settings.sampling(), "stop": []}
+        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id)
+
+    # what a request wrote
+
+    def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
+        """Save a finished or stopped chat reply or notebook continuation (one transaction)."""
+        model = self.requests.model.name if self.requests.model else None
+        if self.history.conversation(active.conversation_id) is None:
+            return  # deleted meanwhile
+        if active.kind == "chat":
+            content = text.strip()
+            if content or stop_reason != "cancelled":
+                self.history.add_message(active.conversation_id, "assistant", content, model=model,
+                                         settings=active.settings, stop_reason=stop_reason)
+            if not active.detached and self.current_id == active.conversation_id:
+                self.chat.show_messages(self.history.messages(active.conversation_id))
+        else:
+            if active.detached:
+                document = self.history.conversation(active.conversation_id).document + text
+            else:
+                self.notebook.end_continuation()
+                document = self.notebook.document()
+            self.history.add_message(active.conversation_id, "assistant", text, model=model,
+                                     settings=active.settings, stop_reason=stop_reason, document=document)
+        self.refresh()
+
+    def forget_failed(self) -> None:
+        """A request failed: the notebook is editable again, the chat shows what was saved."""
+        self.notebook.end_continuation()
+        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE:
+            self.chat.show_messages(self.history.messages(self.current_id))

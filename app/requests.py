@@ -1,0 +1,147 @@
+"""The engine's one client on the GUI thread: its thread and worker, and the request it is answering.
+
+Requests are numbered; only the active one's signals get through (a stopped request's last tokens,
+arriving after a new one began, are dropped here). Stopping is one int store on the worker, read
+by the engine thread between two tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from app.worker import EngineWorker, ModelInfo
+
+if TYPE_CHECKING:
+    from engine.inference.generate import Done
+    from engine.inference.scoring import OptionScore
+
+Kind = Literal["chat", "notebook", "task", "choice"]
+
+
+@dataclass
+class ActiveRequest:
+    """The request the engine is answering; `text` grows as its tokens arrive."""
+
+    request_id: int
+    kind: Kind
+    settings: dict  # as sent to the engine, kept with the reply
+    conversation_id: int | None = None  # chat and notebook requests write into a conversation
+    text: str = ""
+    detached: bool = False  # the user moved to another conversation; the reply is still saved
+
+
+class RequestController(QObject):
+    loading = Signal(str)  # the model's name
+    loaded = Signal(object)  # ModelInfo
+    load_failed = Signal(str)
+    started = Signal(object)  # ActiveRequest, just sent to the engine
+    tokens = Signal(object, str)  # ActiveRequest, the text that just arrived
+    finished = Signal(object, object)  # ActiveRequest (no longer active), the engine's Done
+    failed = Signal(object, str)  # ActiveRequest (no longer active), message
+    chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
+
+    _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
+    _generate = Signal(int, str, dict)
+    _choose = Signal(int, str, list, bool)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.model: ModelInfo | None = None  # None while loading, or when no model could be loaded
+        self.active: ActiveRequest | None = None
+        self._last_id = 0
+        self.engine_thread = QThread(self)
+        self.engine_thread.setObjectName("engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self.engine_thread)
+        self.engine_thread.finished.connect(self.worker.deleteLater)
+        self._load.connect(self.worker.load)
+        self._generate.connect(self.worker.generate)
+        self._choose.connect(self.worker.choose)
+        self.worker.loading.connect(self.loading)
+        self.worker.loaded.connect(self._on_loaded)
+        self.worker.load_failed.connect(self.load_failed)
+        self.worker.tokens.connect(self._on_tokens)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.chosen.connect(self._on_chosen)
+        self.engine_thread.start()
+
+    def load(self, model: str | None, device: str, precision: str, threads: int) -> None:
+        """Load a model (a folder or name; None for the embedded one); `loaded` or `load_failed` follows."""
+        self.model = None
+        self._load.emit(model or "", device, precision, threads)
+
+    def why_not_ready(self) -> str | None:
+        """Why a new request cannot start now, or None when it can."""
+        if self.model is None:
+            return "No model is loaded yet (File > Open model folder…, or the Models tab)."
+        if self.active is not None:
+            return "The model is still writing; stop it first (Esc)."
+        return None
+
+    def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None) -> ActiveRequest:
+        """Start writing after `prompt`; `tokens` follow, then `finished` or `failed`."""
+        request = self._begin(kind, settings, conversation_id)
+        self._generate.emit(request.request_id, prompt, settings)
+        return request
+
+    def choose(self, context: str, options: list[str], normalise: bool) -> ActiveRequest:
+        """Score each option after `context`; `chosen` or `failed` follows."""
+        request = self._begin("choice", {"normalise": normalise})
+        self._choose.emit(request.request_id, context, list(options), normalise)
+        return request
+
+    def stop(self) -> None:
+        """Ask the engine to end the active request; it finishes (stop reason "cancelled") within a token."""
+        if self.active is not None:
+            self.worker.cancel(self.active.request_id)
+
+    def shutdown(self) -> ActiveRequest | None:
+        """Stop and forget the active request and end the engine thread; returns that request, if any."""
+        active, self.active = self.active, None
+        if active is not None:
+            self.worker.cancel(active.request_id)
+        self.engine_thread.quit()
+        self.engine_thread.wait(5000)
+        return active
+
+    def _begin(self, kind: Kind, settings: dict, conversation_id: int | None = None) -> ActiveRequest:
+        if self.active is not None:
+            raise RuntimeError("the engine is still answering another request")
+        self._last_id += 1
+        self.active = ActiveRequest(self._last_id, kind, settings, conversation_id)
+        self.started.emit(self.active)
+        return self.active
+
+    def _take(self, request_id: int) -> ActiveRequest | None:
+        """The active request if `request_id` is it, no longer active; None for a stale signal."""
+        active = self.active
+        if active is None or active.request_id != request_id:
+            return None
+        self.active = None
+        return active
+
+    def _on_loaded(self, info: ModelInfo) -> None:
+        self.model = info
+        self.loaded.emit(info)
+
+    def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
+        active = self.active
+        if active is not None and active.request_id == request_id:
+            active.text += text
+            self.tokens.emit(active, text)
+
+    def _on_finished(self, request_id: int, done: Done) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.finished.emit(active, done)
+
+    def _on_failed(self, request_id: int, message: str) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.failed.emit(active, message)
+
+    def _on_chosen(self, request_id: int, scores: list[OptionScore]) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.chosen.emit(active, scores)

@@ -1,0 +1,206 @@
+"""app.history on its own: a real SQLite file in tmp_path, no window."""
+
+import sqlite3
+import time
+
+import pytest
+
+from app.history import SCHEMA_VERSION, History, HistoryError
+
+
+def later():
+    """Let the clock move on: changes are stamped to the millisecond."""
+    time.sleep(0.005)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "data" / "history.sqlite3"
+
+
+@pytest.fixture
+def history(path):
+    h = History(path)
+    yield h
+    h.close()
+
+
+def test_a_new_file_gets_the_schema_and_its_version(path, history):
+    assert path.is_file()  # the missing folder was made
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert history.conversations() == []
+
+
+def test_an_empty_file_is_a_new_history(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    path.touch()
+    h = History(path)
+    assert h.conversations() == []
+    h.create_conversation("first")
+    h.close()
+    assert [c.title for c in History(path).conversations()] == ["first"]
+
+
+def test_conversations_create_rename_delete(history):
+    chat = history.create_conversation("A chat")
+    notebook = history.create_conversation("A notebook", "notebook")
+    conv = history.conversation(chat)
+    assert (conv.id, conv.title, conv.mode, conv.document) == (chat, "A chat", "chat", "")
+    assert history.conversation(notebook).mode == "notebook"
+    history.rename_conversation(chat, "Renamed")
+    assert history.conversation(chat).title == "Renamed"
+    history.delete_conversation(chat)
+    assert history.conversation(chat) is None
+    assert [c.id for c in history.conversations()] == [notebook]
+
+
+def test_deleting_a_conversation_deletes_its_messages(path, history):
+    conv = history.create_conversation("c")
+    history.add_message(conv, "user", "hello")
+    other = history.create_conversation("other")
+    history.add_message(other, "user", "kept")
+    history.delete_conversation(conv)
+    assert history.messages(conv) == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT content FROM messages").fetchall() == [("kept",)]
+
+
+def test_most_recently_changed_first(history):
+    first = history.create_conversation("first")
+    later()
+    second = history.create_conversation("second")
+    later()
+    third = history.create_conversation("third")
+    assert [c.id for c in history.conversations()] == [third, second, first]
+    later()
+    history.add_message(first, "user", "news")
+    assert [c.id for c in history.conversations()] == [first, third, second]
+    later()
+    history.set_document(second, "text")
+    assert [c.id for c in history.conversations()] == [second, first, third]
+
+
+def test_search_looks_at_titles_documents_and_messages(history):
+    by_title = history.create_conversation("About foxes")
+    by_document = history.create_conversation("Notebook", "notebook")
+    history.set_document(by_document, "The fox ran away.")
+    by_message = history.create_conversation("Untitled")
+    history.add_message(by_message, "assistant", "A FOX, said the crow.")
+    history.create_conversation("About crows")
+    assert {c.id for c in history.conversations("fox")} == {by_title, by_document, by_message}
+    assert history.conversations("badger") == []
+    assert len(history.conversations("")) == 4
+
+
+def test_search_takes_wildcards_literally(history):
+    percent = history.create_conversation("100% sure")
+    underscore = history.create_conversation("snake_case")
+    backslash = history.create_conversation(r"C:\temp")
+    history.create_conversation("plain words")
+    assert [c.id for c in history.conversations("%")] == [percent]
+    assert [c.id for c in history.conversations("_")] == [underscore]
+    assert [c.id for c in history.conversations("\\")] == [backslash]
+
+
+def test_messages_round_trip_with_model_settings_and_stop_reason(history):
+    conv = history.create_conversation("c")
+    user = history.add_message(conv, "user", "Hi")
+    settings = {"temperature": 0.7, "top_k": 40, "seed": None, "stop": ["\nYou:"]}
+    reply = history.add_message(conv, "assistant", "Hello!", model="tiny", settings=settings, stop_reason="stop")
+    messages = history.messages(conv)
+    assert [m.id for m in messages] == [user, reply]
+    assert (messages[0].role, messages[0].content, messages[0].model, messages[0].settings,
+            messages[0].stop_reason) == ("user", "Hi", None, None, None)
+    assert (messages[1].role, messages[1].content, messages[1].model, messages[1].settings,
+            messages[1].stop_reason) == ("assistant", "Hello!", "tiny", settings, "stop")
+    assert all(m.conversation_id == conv and m.created_at for m in messages)
+
+
+def test_a_notebook_reply_and_its_document_are_saved_together(history):
+    conv = history.create_conversation("n", "notebook")
+    history.set_document(conv, "Once upon")
+    history.add_message(conv, "assistant", " a time", model="tiny", stop_reason="length", document="Once upon a time")
+    assert history.conversation(conv).document == "Once upon a time"
+    assert history.messages(conv)[0].content == " a time"
+
+
+def test_truncate_after_deletes_what_follows(history):
+    conv = history.create_conversation("c")
+    other = history.create_conversation("other")
+    ids = [history.add_message(conv, role, text) for role, text in
+           [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]]
+    other_message = history.add_message(other, "user", "elsewhere")
+    history.truncate_after(conv, ids[2])
+    assert [(m.id, m.content) for m in history.messages(conv)] == [(ids[0], "q1"), (ids[1], "a1"), (ids[2], "q2")]
+    assert [m.id for m in history.messages(other)] == [other_message]
+
+
+def test_truncate_after_with_new_content_rewrites_that_message(history):
+    conv = history.create_conversation("c")
+    question = history.add_message(conv, "user", "First question")
+    history.add_message(conv, "assistant", "An answer")
+    history.truncate_after(conv, question, new_content="Better question")
+    assert [(m.id, m.role, m.content) for m in history.messages(conv)] == [(question, "user", "Better question")]
+
+
+def test_message_ids_are_never_reused(history):
+    conv = history.create_conversation("c")
+    question = history.add_message(conv, "user", "q")
+    reply = history.add_message(conv, "assistant", "a")
+    history.truncate_after(conv, question)
+    assert history.add_message(conv, "assistant", "another") > reply
+
+
+def test_reopening_the_file_keeps_everything(path):
+    h = History(path)
+    chat = h.create_conversation("Chat")
+    h.add_message(chat, "user", "Remember me")
+    h.add_message(chat, "assistant", "I will", model="tiny", settings={"seed": 3}, stop_reason="eos")
+    notebook = h.create_conversation("Notes", "notebook")
+    h.set_document(notebook, "Some text")
+    conversations, messages = h.conversations(), h.messages(chat)
+    h.close()
+    again = History(path)
+    try:
+        assert again.conversations() == conversations
+        assert again.messages(chat) == messages
+        assert again.conversation(notebook).document == "Some text"
+    finally:
+        again.close()
+
+
+def _newer_history(path):
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE conversations (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+
+def _other_database(path):
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda path: path.write_bytes(b"this is not a database" * 100), "not a readable history file"),
+    (_newer_history, "newer gpt2-desktop"),
+    (_other_database, "not a gpt2-desktop history file"),
+])
+def test_an_unusable_file_raises_and_is_left_untouched(tmp_path, make, says):
+    path = tmp_path / "history.sqlite3"
+    make(path)
+    before = path.read_bytes()
+    with pytest.raises(HistoryError, match=says) as raised:
+        History(path)
+    assert "left untouched" in str(raised.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]  # no journal or WAL beside it
+
+
+def test_an_in_memory_history_works():
+    h = History(":memory:")
+    conv = h.create_conversation("c")
+    h.add_message(conv, "user", "hi")
+    assert [m.content for m in h.messages(conv)] == ["hi"]
+    h.close()
