@@ -8,31 +8,11 @@ import time
 _STARTED = time.perf_counter()
 
 
-def window_icon():
-    """The app's icon at every size shipped in assets/icons/ (found with importlib.resources)."""
-    from importlib import resources
-
-    from PySide6.QtGui import QIcon
-
-    icon = QIcon()
-    folder = resources.files("assets") / "icons"
-    for png in sorted(p.name for p in folder.iterdir() if p.name.endswith(".png")):
-        icon.addFile(str(folder / png))
-    return icon
-
-
-def set_app_identity(app) -> None:
-    """Name, display name and icon of the QApplication, the same for the window and the self-test."""
-    app.setApplicationName("gpt2-desktop")
-    app.setApplicationDisplayName("gpt2-desktop")
-    app.setDesktopFileName("gpt2-desktop")  # Wayland/X11 match the window to the installed .desktop entry
-    app.setWindowIcon(window_icon())
-
-
 def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.history import History, HistoryError
+    from app.identity import set_app_identity
     from app.settings import AppSettings
     from engine.paths import config_dir, data_dir
     from app.window import MainWindow

@@ -66,7 +66,7 @@ def run_self_test(argv: list[str], started: float) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.history import History
-    from app.main import set_app_identity
+    from app.identity import set_app_identity
     from app.settings import AppSettings
     from app.version import version
     from app.window import MainWindow

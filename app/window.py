@@ -28,6 +28,7 @@ from app.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks import TasksView
 from app.worker import ModelInfo
+from engine.core.device import cuda_available
 from engine.paths import user_templates_dir
 
 if TYPE_CHECKING:
@@ -97,9 +98,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.models, "Models")
         self.setCentralWidget(self.tabs)
 
-        import torch
-
-        self.settings_panel = SettingsPanel(self.settings, torch.cuda.is_available(), os.cpu_count() or 1)
+        self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
         self.settings_dock = QDockWidget("Settings", self)
         self.settings_dock.setObjectName("settings")
         self.settings_dock.setWidget(self.settings_panel)

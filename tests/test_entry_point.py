@@ -3,7 +3,8 @@
 import tomllib
 from pathlib import Path
 
-from app.main import main, window_icon
+from app.identity import window_icon
+from app.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,11 @@ import torch
 
 from engine.errors import SettingsError
 
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU here."""
+    return torch.cuda.is_available()
+
+
 def resolve_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
