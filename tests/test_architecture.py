@@ -1,5 +1,5 @@
 """The engine's shape, checked: its layers import downwards only, no import cycle (lazy imports
-included), no Qt, and the command line's help and template listing do not load torch."""
+included), no Qt, and the command line's help and listings do not load torch."""
 
 from __future__ import annotations
 
@@ -106,8 +106,10 @@ def test_the_engine_never_imports_qt():
     assert not {k: v for k, v in qt.items() if v}
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["templates", "list"], ["generate", "--help"]])
-def test_help_and_template_listing_do_not_load_torch(argv):
+@pytest.mark.parametrize("argv", [["--help"], ["templates", "list"], ["generate", "--help"], ["models", "list"]])
+def test_help_and_listings_do_not_load_torch(argv, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     code = ("import sys\n"
             "from engine.tooling.cli import main\n"
             "try:\n"
