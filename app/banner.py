@@ -13,7 +13,7 @@ class Banner(QFrame):
         super().__init__(parent)
         self.setFrameShape(QFrame.StyledPanel)
         self.setObjectName("banner")
-        self.kind = ""  # what the message is about: "model" (loading failed) or "info"
+        self.kind = ""  # what it is about: "model" (a load failed), "fallback" (the embedded model stands in), "info"
         self.label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         open_model = QPushButton("Open model folder…")
         open_model.clicked.connect(self.open_model_requested)

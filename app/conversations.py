@@ -76,6 +76,13 @@ class ConversationController(QObject):
         self.pages.setCurrentIndex(CHAT_PAGE if mode == "chat" else NOTEBOOK_PAGE)
         self.settings.mode = mode
 
+    def focus_page(self) -> None:
+        """Put the keyboard focus where a person writes on the page shown: the message box or the notebook."""
+        if self.pages.currentIndex() == CHAT_PAGE:
+            self.chat.focus_composer()
+        else:
+            self.notebook.focus_editor()
+
     def new_chat(self) -> None:
         self._new("New chat", "chat")
 

@@ -50,6 +50,7 @@ class RequestController(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.model: ModelInfo | None = None  # None while loading, or when no model could be loaded
+        self._previous: ModelInfo | None = None  # the model the engine keeps while another one loads
         self.active: ActiveRequest | None = None
         self._last_id = 0
         self.engine_thread = QThread(self)
@@ -62,7 +63,7 @@ class RequestController(QObject):
         self._choose.connect(self.worker.choose)
         self.worker.loading.connect(self.loading)
         self.worker.loaded.connect(self._on_loaded)
-        self.worker.load_failed.connect(self.load_failed)
+        self.worker.load_failed.connect(self._on_load_failed)
         self.worker.tokens.connect(self._on_tokens)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -70,8 +71,10 @@ class RequestController(QObject):
         self.engine_thread.start()
 
     def load(self, model: str | None, device: str, precision: str, threads: int) -> None:
-        """Load a model (a folder or name; None for the embedded one); `loaded` or `load_failed` follows."""
-        self.model = None
+        """Load a model (a folder or name; None for the embedded one); `loaded` or `load_failed` follows.
+        The engine keeps the current model until the new one has loaded: if it fails, `model` is the
+        current one again when `load_failed` arrives."""
+        self._previous, self.model = self.model or self._previous, None
         self._load.emit(model or "", device, precision, threads)
 
     def why_not_ready(self) -> str | None:
@@ -125,8 +128,12 @@ class RequestController(QObject):
         return active
 
     def _on_loaded(self, info: ModelInfo) -> None:
-        self.model = info
+        self.model, self._previous = info, None
         self.loaded.emit(info)
+
+    def _on_load_failed(self, message: str) -> None:
+        self.model, self._previous = self._previous, None
+        self.load_failed.emit(message)
 
     def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
         active = self.active

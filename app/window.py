@@ -44,6 +44,9 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.settings_path = settings_path
         self._hub_checked = False
+        self._loading: str | None = None  # the model being loaded (None: the embedded one)
+        self._loaded: str | None = None  # the model in use, as it was asked for
+        self._at_start = True  # a remembered model that fails now falls back to the embedded one
         self.setWindowTitle("gpt2-desktop")
 
         self.requests = RequestController(self)
@@ -57,9 +60,10 @@ class MainWindow(QMainWindow):
             self.conversations.open(conversations[0].id)
         else:
             self.conversations.show_mode(self.settings.mode)
+            self.conversations.focus_page()  # a person opens the app and types: it lands in the message box
         if history_problem:
             self.banner.show_message(history_problem + " This session's conversations will not be saved to it.")
-        self.load_model()
+        self.load_model(self.settings.model)
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -182,15 +186,17 @@ class MainWindow(QMainWindow):
 
     # model
 
-    def load_model(self) -> None:
-        self.requests.load(self.settings.model, self.settings.device, self.settings.precision, self.settings.threads)
+    def load_model(self, model: str | None) -> None:
+        """Load `model` (a folder or name; None: the embedded one); the settings remember it once it has loaded."""
+        self._loading = model
+        self.requests.load(self._loading, self.settings.device, self.settings.precision, self.settings.threads)
         self._update_buttons()
 
     def use_model(self, folder: str | None) -> None:
+        """Switch to another model; if it cannot be loaded, the current one stays (and stays remembered)."""
         self.requests.stop()
-        self.settings.model = folder
-        self._save_settings()
-        self.load_model()
+        self._at_start = False
+        self.load_model(folder)
 
     def use_model_name(self, name: str) -> None:
         """From the Models view: a model name ("" for the embedded one) becomes the active model."""
@@ -208,15 +214,35 @@ class MainWindow(QMainWindow):
             self.use_model(folder)
 
     def _on_loaded(self, info: ModelInfo) -> None:
+        fallback = self._at_start and self._loading is None and self.settings.model is not None
+        self._at_start = False
+        if not fallback:
+            self.banner.hide_kind("model")
+            self.banner.hide_kind("fallback")
+            if self.settings.model != self._loading:
+                self.settings.model = self._loading
+                self._save_settings()
+        self._loaded = self._loading
         self.status_bar.show_model(info)
-        self.banner.hide_kind("model")
-        self.models.set_active(self.settings.model or "embedded")
+        self.models.set_active(self._loading or "embedded")
         self.tasks.set_model(info.folder, info.context_window)
         self._update_buttons()
 
     def _on_load_failed(self, message: str) -> None:
-        self.status_bar.show_no_model()
-        self.banner.show_message(f"The model could not be loaded: {message}", kind="model")
+        wanted = self._loading or "The embedded model"
+        current = self.requests.model  # still loaded: the engine keeps it when another fails
+        if current is not None:
+            self.status_bar.show_model(current)
+            self.banner.show_message(f"{wanted} could not be loaded: {message} Still using {current.name}.",
+                                     kind="model")
+        elif self._at_start and self._loading is not None:
+            self.banner.show_message(f"The model you used last time, {wanted}, could not be loaded: {message} "
+                                     "Using the embedded model instead.", kind="fallback")
+            self.load_model(None)
+            return
+        else:
+            self.status_bar.show_no_model()
+            self.banner.show_message(f"The model could not be loaded: {message}", kind="model")
         self._update_buttons()
 
     # conversations
@@ -328,7 +354,7 @@ class MainWindow(QMainWindow):
 
     def _device_changed(self) -> None:
         self._store_settings()
-        self.load_model()
+        self.load_model(self._loaded if self.model_info is not None else self.settings.model)
 
     def _save_settings(self) -> None:
         try:

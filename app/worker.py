@@ -62,6 +62,7 @@ class EngineWorker(QObject):
 
     @Slot(str, str, str, int)
     def load(self, model: str, device: str, precision: str, threads: int) -> None:
+        """Load a model; the current one stays in use until the new one has loaded, and after a failure."""
         self.loading.emit(model or "embedded model")
         try:
             set_threads(threads or None)

@@ -11,6 +11,7 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from app.history import History, HistoryError
 from app.settings import AppSettings
 from app.window import MainWindow
+from engine.store.local import embedded_model_folder
 
 
 @pytest.fixture
@@ -260,17 +261,51 @@ def test_notebook_continues_the_document_and_saves_it(qtbot, open_window):
     assert [m.role for m in window.history.messages(window.conversations.current_id)] == ["assistant", "assistant"]
 
 
-def test_failed_model_load_is_shown_and_app_stays_usable(qtbot, open_window, tmp_path, tiny_model_dir):
-    window = open_window(model=str(tmp_path / "missing"), wait=False)
-    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=20000)
-    assert "No model folder" in window.banner.label.text()
-    assert not window.chat.send_button.isEnabled()
-    window.use_model(str(tiny_model_dir))
+@pytest.mark.parametrize("mode", ["chat", "notebook"])
+def test_on_the_very_first_start_typing_lands_where_a_person_writes(qtbot, open_window, mode):
+    window = open_window(mode=mode)
+    window.activateWindow()
+    target = window.chat.composer if mode == "chat" else window.notebook.editor
+    qtbot.waitUntil(lambda: window.isActiveWindow(), timeout=5000)
+    assert target.hasFocus()
+    qtbot.keyClicks(window.focusWidget(), "Hello")
+    assert "Hello" in target.toPlainText()
+
+
+def test_a_remembered_model_that_fails_at_start_gives_way_to_the_embedded_one(qtbot, open_window, tmp_path,
+                                                                               tiny_model_dir):
+    missing = str(tmp_path / "missing")
+    window = open_window(model=missing, wait=False)
     qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
+    assert window.model_info.folder == embedded_model_folder()
+    text = window.banner.label.text()
+    assert window.banner.isVisibleTo(window) and missing in text and "No model folder" in text and "embedded" in text
+    assert window.chat.send_button.isEnabled()
+    assert window.settings.model == missing  # remembered still: a folder on a drive not mounted today comes back
+    window.use_model(str(tiny_model_dir))
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir,
+                    timeout=20000)
     assert not window.banner.isVisibleTo(window)
     type_and_send(qtbot, window, "Now it works")
     wait_idle(qtbot, window)
     assert window.history.messages(window.conversations.current_id)[-1].role == "assistant"
+
+
+def test_a_folder_that_fails_to_open_keeps_the_current_model(qtbot, open_window, tmp_path, dirs, tiny_model_dir):
+    window = open_window()
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    window.use_model(str(bad))
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=20000)
+    text = window.banner.label.text()
+    assert str(bad) in text and "config.json" in text and f"Still using {tiny_model_dir.name}" in text
+    assert window.model_info is not None and window.model_info.folder == tiny_model_dir
+    assert window.status_bar.model_label.text() == tiny_model_dir.name
+    type_and_send(qtbot, window, "Still here")
+    wait_idle(qtbot, window)
+    assert window.history.messages(window.conversations.current_id)[-1].role == "assistant"
+    window.close()
+    assert AppSettings.load(dirs / "config" / "settings.json").model == str(tiny_model_dir)
 
 
 def test_settings_persist_across_restart(qtbot, open_window, dirs):
