@@ -17,6 +17,7 @@ from app.notebook_page import NotebookPage
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
+from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 
 TITLE_LENGTH = 48
@@ -31,6 +32,7 @@ def title_from(text: str) -> str:
 
 class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
+    changed = Signal()  # another conversation is open (or none), or the open one has a new message
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
@@ -38,9 +40,23 @@ class ConversationController(QObject):
         self.history, self.settings, self.requests = history, settings, requests
         self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages
         self.current_id: int | None = None
+        self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
 
     def current(self) -> Conversation | None:
         return self.history.conversation(self.current_id) if self.current_id is not None else None
+
+    def context_tokens(self) -> int | None:
+        """Tokens of the prompt the open conversation makes for the loaded model (None: nothing to count)."""
+        conv, model = self.current(), self.requests.model
+        if conv is None or model is None or self.tokenizer is None:
+            return None
+        if conv.mode != "chat":
+            return len(self.tokenizer.encode(conv.document))
+        messages = self.history.messages(conv.id)
+        if not messages:
+            return 0
+        return len(self.tokenizer.encode(format_chat([Turn(m.role, m.content) for m in messages],
+                                                     model.chat_style).text))
 
     # which conversation
 
@@ -70,6 +86,7 @@ class ConversationController(QObject):
             self.notebook.set_document(conv.document)
             self.notebook.focus_editor()
         self.refresh()
+        self.changed.emit()
 
     def show_mode(self, mode: str) -> None:
         """Show the chat or the notebook page (and remember which, for the next start)."""
@@ -109,6 +126,8 @@ class ConversationController(QObject):
             remaining = self.history.conversations()
             if remaining:
                 self.open(remaining[0].id)
+            else:
+                self.changed.emit()
         self.refresh()
 
     def _ready(self) -> bool:

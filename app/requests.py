@@ -7,7 +7,8 @@ by the engine thread between two tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from PySide6.QtCore import QObject, QThread, Signal
@@ -31,6 +32,14 @@ class ActiveRequest:
     conversation_id: int | None = None  # chat and notebook requests write into a conversation
     text: str = ""
     detached: bool = False  # the user moved to another conversation; the reply is still saved
+    tokens: int = 0  # written so far
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None  # when the first arrived (time.monotonic)
+
+    def tokens_per_second(self) -> float:
+        """The speed so far: the tokens after the first, over the time since the first arrived."""
+        elapsed = time.monotonic() - self.first_token if self.first_token is not None else 0.0
+        return (self.tokens - 1) / elapsed if self.tokens > 1 and elapsed > 0 else 0.0
 
 
 class RequestController(QObject):
@@ -135,10 +144,12 @@ class RequestController(QObject):
         self.model, self._previous = self._previous, None
         self.load_failed.emit(message)
 
-    def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
+    def _on_tokens(self, request_id: int, text: str, count: int) -> None:
         active = self.active
         if active is not None and active.request_id == request_id:
             active.text += text
+            active.first_token = active.first_token or time.monotonic()
+            active.tokens += count
             self.tokens.emit(active, text)
 
     def _on_finished(self, request_id: int, done: Done) -> None:

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
 from engine.core.tokenizer import GPT2Tokenizer
-from engine.errors import EngineError
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
 
 if TYPE_CHECKING:
@@ -195,12 +194,9 @@ class TasksView(QWidget):
 
     # running
 
-    def set_model(self, folder: Path, context_window: int) -> None:
-        """The loaded model's tokenizer (to fit prompts to its window), read from its folder."""
-        try:
-            self.tokenizer = GPT2Tokenizer.from_folder(folder)
-        except EngineError:
-            self.tokenizer = None
+    def set_model(self, tokenizer: GPT2Tokenizer | None, context_window: int) -> None:
+        """The loaded model's tokenizer (to fit prompts to its window; None if it could not be read)."""
+        self.tokenizer = tokenizer
         self.context_window = context_window
 
     def rendered(self, reserve: int = 0):

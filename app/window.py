@@ -29,6 +29,8 @@ from app.status_bar import StatusBar
 from app.tasks import TasksView
 from app.worker import ModelInfo
 from engine.core.device import cuda_available
+from engine.core.tokenizer import GPT2Tokenizer
+from engine.errors import EngineError
 from engine.paths import user_templates_dir
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class MainWindow(QMainWindow):
         requests.failed.connect(self._on_failed)
         requests.chosen.connect(self._on_chosen)
         conversations.status.connect(self.status_bar.showMessage)
+        conversations.changed.connect(self._conversation_changed)
         self.sidebar.selected.connect(conversations.open)
         self.sidebar.new_chat.connect(conversations.new_chat)
         self.sidebar.new_notebook.connect(conversations.new_notebook)
@@ -225,14 +228,28 @@ class MainWindow(QMainWindow):
         self._loaded = self._loading
         self.status_bar.show_model(info)
         self.models.set_active(self._loading or "embedded")
-        self.tasks.set_model(info.folder, info.context_window)
+        try:
+            tokenizer = GPT2Tokenizer.from_folder(info.folder)
+        except EngineError:
+            tokenizer = None
+        self.tasks.set_model(tokenizer, info.context_window)
+        self.conversations.tokenizer = tokenizer
+        self._show_context()
         self._update_buttons()
+
+    def _show_context(self) -> None:
+        self.status_bar.show_context(self.conversations.context_tokens())
+
+    def _conversation_changed(self) -> None:
+        self.status_bar.clear_reply()
+        self._show_context()
 
     def _on_load_failed(self, message: str) -> None:
         wanted = self._loading or "The embedded model"
         current = self.requests.model  # still loaded: the engine keeps it when another fails
         if current is not None:
             self.status_bar.show_model(current)
+            self._show_context()
             self.banner.show_message(f"{wanted} could not be loaded: {message} Still using {current.name}.",
                                      kind="model")
         elif self._at_start and self._loading is not None:
@@ -309,6 +326,7 @@ class MainWindow(QMainWindow):
     def _on_tokens(self, active: ActiveRequest, text: str) -> None:
         if active.detached:
             return
+        self.status_bar.show_progress(active)
         if active.kind == "chat":
             self.chat.append(text)
         elif active.kind == "task":
@@ -322,6 +340,8 @@ class MainWindow(QMainWindow):
         else:
             self.conversations.save_reply(active, done.text, done.stop_reason.value)
         self.status_bar.show_reply(done)
+        if active.kind != "task" and not active.detached:
+            self._show_context()  # the same figure as when the conversation is opened again
         self._update_buttons()
 
     def _on_chosen(self, _request: ActiveRequest, scores: list[OptionScore]) -> None:

@@ -71,6 +71,33 @@ def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
 
 
+def test_the_status_bar_follows_the_reply_and_the_open_conversation(qtbot, open_window):
+    window = open_window(max_new_tokens=60)
+    live = []
+    window.requests.tokens.connect(lambda *_: live.append(window.status_bar.speed_label.text()))
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    assert live and all("tokens" in text for text in live)  # it moves while the reply streams
+    filled = window.status_bar.context_label.text()
+    assert filled.startswith("context ") and not filled.startswith("context 0 ") and "—" not in filled
+    window.conversations.new_chat()
+    assert window.status_bar.context_label.text() == "context 0 / 128"  # not the previous chat's figure
+    assert window.status_bar.speed_label.text() == "" and window.status_bar.ttft_label.text() == ""
+    window.sidebar.list.setCurrentRow(1)  # back to the first chat
+    assert window.status_bar.context_label.text() == filled
+
+
+def test_after_a_restart_a_filled_chat_shows_how_full_it_is(qtbot, open_window):
+    window = open_window()
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    window.close()
+    again = open_window()
+    qtbot.waitUntil(lambda: "—" not in again.status_bar.context_label.text(), timeout=5000)
+    assert again.status_bar.context_label.text().startswith("context ")
+    assert again.status_bar.context_label.text() != "context 0 / 128"
+
+
 def test_shift_enter_is_a_new_line(qtbot, open_window):
     window = open_window()
     qtbot.keyClicks(window.chat.composer, "line one")
