@@ -12,10 +12,16 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
 from engine.core.tokenizer import GPT2Tokenizer
+from engine.inference.generate import Done, StopReason
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
 
 if TYPE_CHECKING:
     from engine.inference.scoring import OptionScore
+
+
+def _visible(text: str) -> str:
+    """A stop sequence as a person can read it: newlines and tabs spelled out."""
+    return repr(text)[1:-1].join("“”")
 
 
 class ProbabilityChart(QWidget):
@@ -175,6 +181,8 @@ class TasksView(QWidget):
         self.normalise.setVisible(template.kind == "choose")
         self.chart_host.setVisible(template.kind == "choose")
         self.output.setVisible(template.kind == "generate")
+        self.output.clear()  # the answer was the previous template's
+        self.chart.show_scores([])
         self.message.clear()
 
     @staticmethod
@@ -246,6 +254,26 @@ class TasksView(QWidget):
     def set_running(self, running: bool) -> None:
         self.running = running
         self.run_button.setText("Stop" if running else "Run")
+
+    def show_done(self, done: Done) -> None:
+        """Say how the answer ended, above all when it shows nothing: an empty answer is not a silent one."""
+        n = len(done.token_ids)
+        tokens = f"{n} token{'s' if n != 1 else ''}"
+        stops = self.template.stop if self.template is not None else ()
+        reason = {
+            StopReason.STOP: "at the template's stop sequence"
+                             + (f" {_visible(stops[0])}" if len(stops) == 1 else f" (one of {', '.join(map(_visible, stops))})"),
+            StopReason.EOS: "at the end-of-text token",
+            StopReason.LENGTH: "at the template's limit",
+            StopReason.CANCELLED: "because you stopped it",
+        }[done.stop_reason]
+        cut = self.message.text()  # what was shortened to fit, if anything: still worth knowing
+        if done.text.strip():
+            note = f"The model stopped {reason} after {tokens}."
+        else:
+            note = (f"The model wrote nothing to show: it stopped {reason} after {tokens}. "
+                    "Run it again (sampling differs each time), or change the fields.")
+        self.say(f"{cut} {note}" if cut else note)
 
     def append_output(self, text: str) -> None:
         cursor = self.output.textCursor()

@@ -337,6 +337,7 @@ class MainWindow(QMainWindow):
     def _on_finished(self, active: ActiveRequest, done: Done) -> None:
         if active.kind == "task":
             self.tasks.set_running(False)
+            self.tasks.show_done(done)
         else:
             self.conversations.save_reply(active, done.text, done.stop_reason.value)
         self.status_bar.show_reply(done)

@@ -415,6 +415,27 @@ def test_tasks_generate_template_streams_output(qtbot, open_window):
     assert done.token_ids and done.prompt_tokens > 10
     assert tasks.output.toPlainText() == done.text
     assert window.history.conversations() == []  # tasks do not write to the chat history
+    assert f"after {len(done.token_ids)} token" in tasks.message.text()  # how it ended is said
+    tasks.select_by_name("Translate")
+    assert tasks.output.toPlainText() == ""  # the answer was Summarise's, not Translate's
+
+
+def test_an_empty_task_answer_says_what_happened(qtbot, open_window):
+    window = open_window()
+    tasks = window.tasks
+    tasks.select_by_name("Summarise")
+    tasks.set_values({"article": "The fox ran into the wood."})
+    finished = []
+    window.requests.finished.connect(lambda _request, done: finished.append(done))
+    # Every text stops at once: the answer is empty, as when a model's first token is the stop sequence.
+    window.tasks.run_generate.disconnect()
+    window.tasks.run_generate.connect(lambda prompt, settings: window._run_task(
+        prompt, {**settings, "temperature": 0.0,
+                 "stop": list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\" \n-ABCDEFGHIJKLMNOPQRSTUVWXYZ")}))
+    tasks.run_or_stop()
+    wait_idle(qtbot, window)
+    assert finished[-1].stop_reason == "stop" and tasks.output.toPlainText().strip() == ""
+    assert "wrote nothing to show" in tasks.message.text() and "stop sequence" in tasks.message.text()
 
 
 def test_tasks_choose_template_shows_probabilities(qtbot, open_window, tiny):
