@@ -1,8 +1,9 @@
 """The open conversation: which one it is, the page that shows it, and what is written to the history.
 
-A chat or notebook request writes into the conversation that was open when it began; if the user
-moves away (or deletes it) meanwhile, the request is detached: stopped, and what it wrote is still
-saved, unseen.
+A chat or notebook request writes into the conversation that was open when it began. If the user
+opens another conversation meanwhile, the request is detached: it goes on writing into its own
+conversation, unseen, and is saved there when it ends; opening that conversation again shows it
+streaming. Deleting its conversation stops it.
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ class ConversationController(QObject):
         """Refill the sidebar (what the search matches, most recent first)."""
         self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
 
-    def open(self, conversation_id: int) -> None:
+    def open(self, conversation_id: int, focus: bool = True) -> None:
+        """Show a conversation; `focus` puts the keyboard in its message box or notebook."""
         if conversation_id == self.current_id:
             return
         self.store_document()
         active = self.requests.active
         if active is not None and active.conversation_id is not None:
-            active.detached = True
-            self.requests.stop()
+            active.detached = True  # it goes on in its own conversation, unseen
         self.chat.cancel_edit()
         conv = self.history.conversation(conversation_id)
         if conv is None:
@@ -79,12 +80,20 @@ class ConversationController(QObject):
         self.current_id = conv.id
         self.notebook.end_continuation()
         self.show_mode(conv.mode)
+        streaming = active is not None and active.conversation_id == conv.id
         if conv.mode == "chat":
             self.chat.show_messages(self.history.messages(conv.id))
-            self.chat.focus_composer()
+            if streaming:  # the reply that went on meanwhile: shown again as it streams
+                self.chat.begin_stream()
+                self.chat.append(active.text)
         else:
-            self.notebook.set_document(conv.document)
-            self.notebook.focus_editor()
+            self.notebook.set_document(conv.document + (active.text if streaming else ""))
+            if streaming:
+                self.notebook.begin_continuation()
+        if streaming:
+            active.detached = False
+        if focus:
+            self.focus_page()
         self.refresh()
         self.changed.emit()
 
@@ -195,8 +204,11 @@ class ConversationController(QObject):
     # notebook
 
     def store_document(self) -> None:
-        """Save the notebook's text now, if a notebook is open."""
+        """Save the notebook's text now, if a notebook is open (not while the model is continuing it: the
+        continuation is saved with the text when it ends)."""
         self.notebook.cancel_autosave()
+        if self.notebook.continuing():
+            return
         if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
             self.history.set_document(self.current_id, self.notebook.document())
 

@@ -74,5 +74,9 @@ class NotebookPage(QWidget):
     def append(self, text: str) -> None:
         self._cursor.insertText(text)
 
+    def continuing(self) -> bool:
+        """Whether the model is writing at the document's end (it is read-only meanwhile)."""
+        return self.editor.isReadOnly()
+
     def end_continuation(self) -> None:
         self.editor.setReadOnly(False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
@@ -17,6 +17,7 @@ class Sidebar(QWidget):
     rename_requested = Signal()  # of the current conversation
     delete_requested = Signal()  # of the current conversation
     search_changed = Signal(str)
+    typed = Signal(str)  # text typed while the list has the focus: it belongs in the message box
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -28,6 +29,7 @@ class Sidebar(QWidget):
         self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(self._current_changed)
         self.list.setContextMenuPolicy(Qt.ActionsContextMenu)
+        self.list.installEventFilter(self)
         for text, signal in (("Rename…", self.rename_requested), ("Delete…", self.delete_requested)):
             act = QAction(text, self.list)
             act.triggered.connect(lambda _=False, sig=signal: sig.emit() if self.current_id() else None)
@@ -47,6 +49,16 @@ class Sidebar(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.search)
         layout.addWidget(self.list)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Letters typed in the list go to the message box (the list keeps Delete, F2 and the arrows)."""
+        if watched is self.list and event.type() == QEvent.KeyPress:
+            text = event.text()
+            plain = not event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)
+            if plain and text and text.isprintable():
+                self.typed.emit(text)
+                return True
+        return super().eventFilter(watched, event)
 
     def _current_changed(self, current: QListWidgetItem | None, _previous) -> None:
         if current is not None:

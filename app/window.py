@@ -125,7 +125,8 @@ class MainWindow(QMainWindow):
         requests.chosen.connect(self._on_chosen)
         conversations.status.connect(self.status_bar.showMessage)
         conversations.changed.connect(self._conversation_changed)
-        self.sidebar.selected.connect(conversations.open)
+        self.sidebar.selected.connect(self._selected_in_list)
+        self.sidebar.typed.connect(self._typed_in_list)
         self.sidebar.new_chat.connect(conversations.new_chat)
         self.sidebar.new_notebook.connect(conversations.new_notebook)
         self.sidebar.search_changed.connect(lambda _text: conversations.refresh())
@@ -237,6 +238,16 @@ class MainWindow(QMainWindow):
         self._show_context()
         self._update_buttons()
 
+    def _selected_in_list(self, conversation_id: int) -> None:
+        # The keyboard stays in the list (Delete, F2, the arrows work there); what is typed goes on to the page.
+        self.conversations.open(conversation_id, focus=not self.sidebar.list.hasFocus())
+
+    def _typed_in_list(self, text: str) -> None:
+        self.conversations.focus_page()
+        target = self.chat.composer if self.pages.currentWidget() is self.chat else self.notebook.editor
+        if not target.isReadOnly():
+            target.insertPlainText(text)
+
     def _show_context(self) -> None:
         self.status_bar.show_context(self.conversations.context_tokens())
 
@@ -340,7 +351,10 @@ class MainWindow(QMainWindow):
             self.tasks.show_done(done)
         else:
             self.conversations.save_reply(active, done.text, done.stop_reason.value)
-        self.status_bar.show_reply(done)
+        if active.detached:  # it went on in another conversation than the one shown: its figures are not this one's
+            self.status_bar.set_busy(False)
+        else:
+            self.status_bar.show_reply(done)
         if active.kind != "task" and not active.detached:
             self._show_context()  # the same figure as when the conversation is opened again
         self._update_buttons()

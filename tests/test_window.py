@@ -182,6 +182,68 @@ def test_switch_conversations_rename_delete_and_search(qtbot, open_window):
     assert [c.id for c in window.history.conversations()] == [fox_id]
 
 
+def test_a_reply_goes_on_in_the_background_when_another_conversation_is_opened(qtbot, open_window):
+    window = open_window(max_new_tokens=300)
+    type_and_send(qtbot, window, "About foxes")
+    wait_idle(qtbot, window)
+    fox_id = window.conversations.current_id
+    window.conversations.new_chat()
+    type_and_send(qtbot, window, "About crows")
+    crow_id = window.conversations.current_id
+    qtbot.waitUntil(lambda: len(window.active.text) > 5, timeout=20000)
+    window.sidebar.list.setCurrentRow(1)  # the fox chat, while the crow reply streams
+    assert window.conversations.current_id == fox_id and "About crows" not in window.chat.transcript.toPlainText()
+    window.sidebar.list.setCurrentRow(0)  # back: the reply so far is there, and goes on
+    assert window.conversations.current_id == crow_id
+    wait_idle(qtbot, window)
+    reply = window.history.messages(crow_id)[-1]
+    assert reply.role == "assistant" and reply.stop_reason != "cancelled"  # it was not stopped
+    assert reply.content and reply.content in window.chat.transcript.toPlainText()
+
+
+def test_a_notebook_continuation_goes_on_in_the_background_without_doubling_text(qtbot, open_window):
+    window = open_window(max_new_tokens=200)
+    window.conversations.new_chat()
+    chat_id = window.conversations.current_id
+    window.conversations.new_notebook()
+    book_id = window.conversations.current_id
+    window.notebook.editor.setPlainText("The fox said")
+    window.conversations.continue_notebook()
+    qtbot.waitUntil(lambda: len(window.active.text) > 5, timeout=20000)
+    window.conversations.open(chat_id)
+    wait_idle(qtbot, window)
+    reply = window.history.messages(book_id)[-1]
+    assert reply.stop_reason != "cancelled"
+    assert window.history.conversation(book_id).document == "The fox said" + reply.content
+    window.conversations.open(book_id)
+    assert window.notebook.document() == "The fox said" + reply.content
+
+
+def test_delete_in_the_conversation_list_and_typing_there_goes_to_the_message_box(qtbot, open_window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = open_window()
+    window.activateWindow()
+    type_and_send(qtbot, window, "First")
+    wait_idle(qtbot, window)
+    first = window.conversations.current_id
+    window.conversations.new_chat()
+    type_and_send(qtbot, window, "Second")
+    wait_idle(qtbot, window)
+    item = window.sidebar.list.item(1)  # the first chat
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.LeftButton,
+                     pos=window.sidebar.list.visualItemRect(item).center())
+    assert window.conversations.current_id == first
+    qtbot.keyClicks(window.sidebar.list, "Hi")  # typing lands in the message box
+    assert window.chat.draft() == "Hi" and window.chat.composer.hasFocus()
+    window.sidebar.list.setFocus()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args) or QMessageBox.Yes)
+    qtbot.keyClick(window.sidebar.list, Qt.Key_Delete)
+    assert asked and first not in [c.id for c in window.history.conversations()]
+    assert window.chat.draft() == "Hi"  # Delete did not erase a character there
+
+
 def test_conversation_is_restored_after_restart(qtbot, open_window, dirs):
     window = open_window()
     type_and_send(qtbot, window, "Remember me")
