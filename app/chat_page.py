@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -15,16 +15,21 @@ class ChatPage(QWidget):
     send_requested = Signal()  # Enter in the message box, or Send
     stop_requested = Signal()  # Stop, while a reply is being written
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
+    draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.editing_id: int | None = None  # the user message being edited, to be resent
+        self._set_aside = ""  # the unsent message, while the message box holds a message being edited
         self._generating = False
         self.transcript = TranscriptView()
         self.transcript.action.connect(self.message_action)
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
+        self._draft_timer = QTimer(self, singleShot=True, interval=500)
+        self._draft_timer.timeout.connect(self.draft_due)
+        self.composer.textChanged.connect(self._draft_timer.start)
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.send_button.clicked.connect(self._send_or_stop)
@@ -52,11 +57,22 @@ class ChatPage(QWidget):
     # the message box
 
     def draft(self) -> str:
+        """What the message box holds (a message being edited, while editing)."""
         return self.composer.toPlainText()
 
-    def set_draft(self, text: str) -> None:
+    def unsent(self) -> str:
+        """The person's own unsent message: the message box, or what was set aside to edit a message."""
+        return self._set_aside if self.editing_id is not None else self.composer.toPlainText()
+
+    def set_draft(self, text: str, focus: bool = True) -> None:
         self.composer.setPlainText(text)
-        self.composer.setFocus()
+        self.composer.moveCursor(QTextCursor.End)
+        if focus:
+            self.composer.setFocus()
+
+    def draft_kept(self) -> None:
+        """The draft was just saved: no need to save it again in a moment."""
+        self._draft_timer.stop()
 
     def clear_draft(self) -> None:
         self.composer.clear()
@@ -65,7 +81,10 @@ class ChatPage(QWidget):
         self.composer.setFocus()
 
     def start_edit(self, message_id: int, text: str) -> None:
-        """Put a user message in the message box; sending it replaces that message and what follows."""
+        """Put a user message in the message box; sending it replaces that message and what follows. The unsent
+        message that was there is set aside, and comes back when the edit is sent or cancelled (Esc)."""
+        if self.editing_id is None:
+            self._set_aside = self.composer.toPlainText()
         self.editing_id = message_id
         self.composer.setPlainText(text)
         self.composer.moveCursor(QTextCursor.End)
@@ -73,9 +92,11 @@ class ChatPage(QWidget):
         self.edit_hint.show()
 
     def cancel_edit(self) -> None:
+        """Stop editing (Esc, or the edit was sent): the unsent message comes back."""
         if self.editing_id is not None:
             self.editing_id = None
-            self.composer.clear()
+            self.set_draft(self._set_aside, focus=False)
+            self._set_aside = ""
         self.edit_hint.hide()
 
     # the transcript

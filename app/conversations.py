@@ -70,6 +70,7 @@ class ConversationController(QObject):
         if conversation_id == self.current_id:
             return
         self.store_document()
+        self.store_draft()
         active = self.requests.active
         if active is not None and active.conversation_id is not None:
             active.detached = True  # it goes on in its own conversation, unseen
@@ -81,6 +82,8 @@ class ConversationController(QObject):
         self.notebook.end_continuation()
         self.show_mode(conv.mode)
         streaming = active is not None and active.conversation_id == conv.id
+        self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
+        self.chat.draft_kept()
         if conv.mode == "chat":
             self.chat.show_messages(self.history.messages(conv.id))
             if streaming:  # the reply that went on meanwhile: shown again as it streams
@@ -159,12 +162,13 @@ class ConversationController(QObject):
         conv = self.current()
         if self.chat.editing_id is not None:
             self.history.truncate_after(self.current_id, self.chat.editing_id, new_content=text)
-            self.chat.cancel_edit()
+            self.chat.cancel_edit()  # the unsent message set aside for the edit comes back
         else:
             if conv.title == "New chat" and not self.history.messages(conv.id):
                 self.history.rename_conversation(conv.id, title_from(text))
             self.history.add_message(self.current_id, "user", text)
-        self.chat.clear_draft()
+            self.chat.clear_draft()
+        self.store_draft()
         self.refresh()
         self._start_chat_reply()
 
@@ -200,6 +204,19 @@ class ConversationController(QObject):
             return
         self.history.truncate_after(self.current_id, messages[index - 1].id)
         self._start_chat_reply()
+
+    def store_draft(self) -> None:
+        """Keep the open chat's unsent message with it (so it survives switching and restarting)."""
+        self.chat.draft_kept()
+        conv = self.current()
+        if conv is not None and conv.mode == "chat" and conv.draft != self.chat.unsent():
+            self.history.set_draft(conv.id, self.chat.unsent())
+
+    def keep_unsent(self) -> None:
+        """Before closing: keep the unsent message, in a new chat if none is open."""
+        if self.current_id is None and self.chat.unsent().strip():
+            self.current_id = self.history.create_conversation(title_from(self.chat.unsent()), "chat")
+        self.store_draft()
 
     # notebook
 

@@ -1,14 +1,20 @@
-"""Conversation history in SQLite: every finished or stopped reply is one committed transaction."""
+"""Conversation history in SQLite: every finished or stopped reply is one committed transaction.
+
+A file written by an earlier version is upgraded in place, never lost: a backup copy is written beside
+it first (`history.sqlite3.backup-v1`), then every step from its version to today's runs in one
+transaction (see MIGRATIONS). A corrupt file, or one from a newer version, is left untouched.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -16,7 +22,8 @@ CREATE TABLE conversations (
     mode TEXT NOT NULL DEFAULT 'chat' CHECK (mode IN ('chat', 'notebook')),
     document TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    draft TEXT NOT NULL DEFAULT ''  -- the unsent message in its message box (version 2)
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a regenerated reply gets a new id
@@ -31,6 +38,11 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
 """
 
+# The statements that take a file from version N to N + 1 (0.1.0 wrote version 1).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE conversations ADD COLUMN draft TEXT NOT NULL DEFAULT ''",),
+}
+
 
 class HistoryError(Exception):
     """The history file cannot be used; it has been left exactly as it was."""
@@ -43,6 +55,7 @@ class Conversation:
     mode: str
     document: str
     updated_at: str
+    draft: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,26 +81,66 @@ class History:
         existed = path != ":memory:" and Path(path).exists() and Path(path).stat().st_size > 0
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.backup: Path | None = None  # the copy written before this open upgraded the file
         try:
-            if existed:
-                self._check_existing(Path(path))
+            version = self._check_existing(Path(path)) if existed else None
+            if version is not None and version < SCHEMA_VERSION:
+                self.backup = self._write_backup(Path(path), version)
             self.db = sqlite3.connect(str(path), check_same_thread=False)
             self.db.execute("PRAGMA foreign_keys = ON")
-            if not existed:
+            if version is None:
                 with self.db:
                     self.db.executescript(SCHEMA)
                     self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                self._migrate(version)
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{path} could not be opened ({exc}).") from None
 
     @staticmethod
-    def _check_existing(path: Path) -> None:
+    def _write_backup(path: Path, version: int) -> Path:
+        """A consistent copy of the file as it is, beside it (kept if an earlier attempt already wrote one)."""
+        backup = path.with_name(f"{path.name}.backup-v{version}")
+        if backup.exists():
+            return backup
+        tmp = backup.with_name(backup.name + ".tmp")
+        source, copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True), sqlite3.connect(str(tmp))
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        os.replace(tmp, backup)
+        return backup
+
+    def _migrate(self, version: int) -> None:
+        """Every step from `version` to SCHEMA_VERSION, in one transaction: all of them or none."""
+        self.db.isolation_level = None  # explicit BEGIN/COMMIT: ALTER TABLE is then inside the transaction
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError:
+            self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self.db.isolation_level = ""
+
+    @staticmethod
+    def _check_existing(path: Path) -> int:
+        """The file's schema version, if this version can read it (else HistoryError, the file untouched)."""
         uri = f"file:{path}?mode=ro"
         try:
             probe = sqlite3.connect(uri, uri=True)
             try:
                 version = probe.execute("PRAGMA user_version").fetchone()[0]
                 tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if version == 0 and "conversations" in tables:  # tables made, version not yet written
+                    columns = {r[1] for r in probe.execute("PRAGMA table_info(conversations)")}
+                    version = 2 if "draft" in columns else 1
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
@@ -99,6 +152,7 @@ class History:
             )
         if not {"conversations", "messages"} <= tables:
             raise HistoryError(f"{path} is not a gpt2-desktop history file. It was left untouched.")
+        return version
 
     def close(self) -> None:
         self.db.close()
@@ -106,7 +160,7 @@ class History:
     # conversations
 
     def conversations(self, search: str = "") -> list[Conversation]:
-        sql = "SELECT id, title, mode, document, updated_at FROM conversations"
+        sql = "SELECT id, title, mode, document, updated_at, draft FROM conversations"
         args: tuple = ()
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -120,7 +174,7 @@ class History:
 
     def conversation(self, conversation_id: int) -> Conversation | None:
         row = self.db.execute(
-            "SELECT id, title, mode, document, updated_at FROM conversations WHERE id = ?", (conversation_id,)
+            "SELECT id, title, mode, document, updated_at, draft FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
         return Conversation(*row) if row else None
 
@@ -146,6 +200,11 @@ class History:
             self.db.execute(
                 "UPDATE conversations SET document = ?, updated_at = ? WHERE id = ?", (text, _now(), conversation_id)
             )
+
+    def set_draft(self, conversation_id: int, text: str) -> None:
+        """The unsent text of a conversation's message box (not a change: its place in the list stays)."""
+        with self.db:
+            self.db.execute("UPDATE conversations SET draft = ? WHERE id = ?", (text, conversation_id))
 
     # messages
 

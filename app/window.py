@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
         self.chat.send_requested.connect(conversations.send)
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
+        self.chat.draft_due.connect(conversations.store_draft)
         self.notebook.continue_requested.connect(conversations.continue_notebook)
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
@@ -406,6 +407,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         """Stop a streaming reply, keep what it wrote, and end the engine thread cleanly."""
         self.conversations.store_document()
+        self.conversations.keep_unsent()
         active = self.requests.shutdown()
         if active is not None and active.kind in ("chat", "notebook"):
             self.conversations.save_reply(active, active.text, "cancelled")

@@ -1,7 +1,9 @@
 """app.history on its own: a real SQLite file in tmp_path, no window."""
 
+import shutil
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +206,67 @@ def test_an_in_memory_history_works():
     h.add_message(conv, "user", "hi")
     assert [m.content for m in h.messages(conv)] == ["hi"]
     h.close()
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "history-0.1.0.sqlite3"  # written by the 0.1.0 code itself
+
+
+def _rows(path, sql):
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(FIXTURE, path)
+    conversations_before = _rows(path, "SELECT id, title, mode, document, created_at, updated_at FROM conversations")
+    messages_before = _rows(path, "SELECT * FROM messages ORDER BY id")
+    assert _rows(path, "PRAGMA user_version") == [(1,)] and len(messages_before) == 7
+    h = History(path)
+    try:
+        assert h.backup == tmp_path / "history.sqlite3.backup-v1"
+        assert [c.title for c in h.conversations()] == [c[1] for c in sorted(conversations_before, key=lambda c: (c[5], c[0]), reverse=True)]
+        fox = next(c for c in h.conversations() if c.title == "A story about a fox")
+        assert [m.content for m in h.messages(fox.id)][0] == "Tell me about the fox 🦊 and the crow."
+        assert h.messages(fox.id)[1].settings["top_p"] == 0.95 and h.messages(fox.id)[1].model == "tales-7m"
+        notebook = next(c for c in h.conversations() if c.mode == "notebook")
+        assert notebook.document.startswith("Chapter One") and fox.draft == ""
+        h.set_draft(fox.id, "half a thought")  # what version 2 adds works on the upgraded file
+        assert h.conversation(fox.id).draft == "half a thought"
+    finally:
+        h.close()
+    assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _rows(path, "SELECT id, title, mode, document, created_at, updated_at FROM conversations") == conversations_before
+    assert _rows(path, "SELECT * FROM messages ORDER BY id") == messages_before
+    backup = tmp_path / "history.sqlite3.backup-v1"  # the file as 0.1.0 left it, beside the upgraded one
+    assert _rows(backup, "PRAGMA user_version") == [(1,)] and _rows(backup, "SELECT * FROM messages ORDER BY id") == messages_before
+    again = History(path)  # already upgraded: nothing more happens
+    again.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3", "history.sqlite3.backup-v1"]
+
+
+def test_a_failed_upgrade_changes_nothing(tmp_path, monkeypatch):
+    import app.history as history_module
+
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(FIXTURE, path)
+    before = path.read_bytes()
+    broken = ("ALTER TABLE conversations ADD COLUMN draft TEXT NOT NULL DEFAULT ''", "THIS IS NOT SQL")
+    monkeypatch.setitem(history_module.MIGRATIONS, 1, broken)
+    with pytest.raises(HistoryError):
+        History(path)
+    assert path.read_bytes() == before  # the first step was rolled back with the second
+    assert (tmp_path / "history.sqlite3.backup-v1").is_file()
+    monkeypatch.undo()
+    h = History(path)  # and the next start upgrades it
+    assert h.conversations() and all(c.draft == "" for c in h.conversations())
+    h.close()
+
+
+def test_drafts_are_kept_and_do_not_reorder_the_list(history):
+    first = history.create_conversation("first")
+    later()
+    second = history.create_conversation("second")
+    history.set_draft(first, "unsent ✓")
+    assert history.conversation(first).draft == "unsent ✓"
+    assert [c.id for c in history.conversations()] == [second, first]

@@ -149,6 +149,53 @@ def test_edit_and_resend_replaces_the_reply(qtbot, open_window):
     assert messages[0].content == "Better question"
 
 
+def test_an_unsent_draft_survives_edit_esc_and_resend(qtbot, open_window):
+    window = open_window()
+    type_and_send(qtbot, window, "First question")
+    wait_idle(qtbot, window)
+    qtbot.keyClicks(window.chat.composer, "half-written thought")
+    first_user = window.history.messages(window.conversations.current_id)[0]
+    window.conversations.message_action("edit", first_user.id)
+    assert window.chat.draft() == "First question"
+    qtbot.keyClick(window, Qt.Key_Escape)  # Esc cancels the edit: the draft comes back
+    assert window.chat.draft() == "half-written thought" and not window.chat.edit_hint.isVisibleTo(window)
+    window.conversations.message_action("edit", first_user.id)
+    window.chat.composer.clear()
+    type_and_send(qtbot, window, "Better question")
+    wait_idle(qtbot, window)
+    assert window.history.messages(window.conversations.current_id)[0].content == "Better question"
+    assert window.chat.draft() == "half-written thought"  # sending the edit brought it back too
+
+
+def test_drafts_belong_to_their_conversation_and_survive_a_restart(qtbot, open_window):
+    window = open_window()
+    type_and_send(qtbot, window, "About foxes")
+    wait_idle(qtbot, window)
+    fox = window.conversations.current_id
+    qtbot.keyClicks(window.chat.composer, "foxes are")
+    window.conversations.new_chat()
+    assert window.chat.draft() == ""  # a new chat has its own, empty message box
+    qtbot.keyClicks(window.chat.composer, "crows are")
+    crow = window.conversations.current_id
+    window.conversations.open(fox)
+    assert window.chat.draft() == "foxes are"
+    window.conversations.open(crow)
+    assert window.chat.draft() == "crows are"
+    window.close()  # and Ctrl+Q keeps them
+    again = open_window()
+    again.conversations.open(fox)
+    assert again.chat.draft() == "foxes are"
+    assert again.history.conversation(crow).draft == "crows are"
+
+
+def test_a_draft_typed_before_any_conversation_is_kept_on_quit(qtbot, open_window):
+    window = open_window()
+    qtbot.keyClicks(window.chat.composer, "an idea for later")
+    window.close()
+    [conv] = window.history.conversations()
+    assert conv.draft == "an idea for later" and conv.title == "an idea for later"
+
+
 def test_copy_puts_the_reply_on_the_clipboard(qtbot, open_window):
     from PySide6.QtGui import QGuiApplication
 
@@ -236,12 +283,17 @@ def test_delete_in_the_conversation_list_and_typing_there_goes_to_the_message_bo
     assert window.conversations.current_id == first
     qtbot.keyClicks(window.sidebar.list, "Hi")  # typing lands in the message box
     assert window.chat.draft() == "Hi" and window.chat.composer.hasFocus()
-    window.sidebar.list.setFocus()
+    second = window.sidebar.list.item(0)  # click the other chat, then Delete: it is the one deleted
+    second_id = second.data(Qt.UserRole)
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.LeftButton,
+                     pos=window.sidebar.list.visualItemRect(second).center())
+    assert window.sidebar.list.hasFocus()
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args) or QMessageBox.Yes)
     qtbot.keyClick(window.sidebar.list, Qt.Key_Delete)
-    assert asked and first not in [c.id for c in window.history.conversations()]
-    assert window.chat.draft() == "Hi"  # Delete did not erase a character there
+    assert asked and [c.id for c in window.history.conversations()] == [first]
+    assert window.conversations.current_id == first
+    assert window.chat.draft() == "Hi"  # nothing typed was erased: its draft came back with it
 
 
 def test_conversation_is_restored_after_restart(qtbot, open_window, dirs):
