@@ -101,8 +101,9 @@ class ChatPage(QWidget):
 
     # the transcript
 
-    def show_messages(self, messages: list[Message]) -> None:
-        self.transcript.render(messages)
+    def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None) -> None:
+        """`versions`: for a message with several, its place among them and how many (1-based)."""
+        self.transcript.render(messages, versions or {})
 
     def begin_stream(self) -> None:
         self.transcript.begin_stream()

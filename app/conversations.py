@@ -13,7 +13,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QStackedWidget
 
 from app.chat_page import ChatPage
-from app.history import Conversation, History
+from app.history import FIRST, Conversation, History, Message
 from app.notebook_page import NotebookPage
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
@@ -85,7 +85,7 @@ class ConversationController(QObject):
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
         self.chat.draft_kept()
         if conv.mode == "chat":
-            self.chat.show_messages(self.history.messages(conv.id))
+            self.show_messages(self.history.messages(conv.id))
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream()
                 self.chat.append(active.text)
@@ -161,7 +161,9 @@ class ConversationController(QObject):
             self.show_mode("chat")
         conv = self.current()
         if self.chat.editing_id is not None:
-            self.history.truncate_after(self.current_id, self.chat.editing_id, new_content=text)
+            # The edited message becomes a new version of its turn; the old one keeps the turns after it.
+            edited = next(m for m in self.history.messages(self.current_id) if m.id == self.chat.editing_id)
+            self.history.add_message(self.current_id, "user", text, after=edited.parent_id or FIRST)
             self.chat.cancel_edit()  # the unsent message set aside for the edit comes back
         else:
             if conv.title == "New chat" and not self.history.messages(conv.id):
@@ -172,13 +174,24 @@ class ConversationController(QObject):
         self.refresh()
         self._start_chat_reply()
 
-    def _start_chat_reply(self) -> None:
-        messages = self.history.messages(self.current_id)
+    def _start_chat_reply(self, messages: list[Message] | None = None) -> None:
+        """Write a reply after `messages` (default: the conversation as shown)."""
+        messages = self.history.messages(self.current_id) if messages is None else messages
         prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
-        self.chat.show_messages(messages)
+        self.show_messages(messages)
         self.chat.begin_stream()
         settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
-        self.requests.generate("chat", prompt.text, settings, self.current_id)
+        request = self.requests.generate("chat", prompt.text, settings, self.current_id)
+        request.reply_after = messages[-1].id if messages else None
+
+    def show_messages(self, messages: list[Message]) -> None:
+        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions."""
+        versions = {}
+        for message in messages:
+            ids = self.history.versions(message)
+            if len(ids) > 1:
+                versions[message.id] = (ids.index(message.id) + 1, len(ids))
+        self.chat.show_messages(messages, versions)
 
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
@@ -193,17 +206,34 @@ class ConversationController(QObject):
             self.regenerate(message_id)
         elif action == "edit":
             self.chat.start_edit(message_id, message.content)
+        elif action in ("older", "newer"):
+            self.show_version(message, -1 if action == "older" else 1)
+
+    def show_version(self, message: Message, step: int) -> None:
+        """Show the previous or next version of a turn, with the turns that followed it then."""
+        ids = self.history.versions(message)
+        index = ids.index(message.id) + step
+        if 0 <= index < len(ids) and not self._writing_here():
+            self.history.show_version(self.current_id, ids[index])
+            self.show_messages(self.history.messages(self.current_id))
+            self.changed.emit()
+
+    def _writing_here(self) -> bool:
+        active = self.requests.active
+        if active is not None and active.conversation_id == self.current_id:
+            self.status.emit("The model is still writing here; stop it first (Esc).", 5000)
+            return True
+        return False
 
     def regenerate(self, message_id: int) -> None:
-        """Replace an assistant reply (and anything after it) with a new one."""
+        """Write a new version of a reply; the old one is kept, with the turns that followed it."""
         if not self._ready():
             return
         messages = self.history.messages(self.current_id)
         index = next(i for i, m in enumerate(messages) if m.id == message_id)
         if index == 0:
             return
-        self.history.truncate_after(self.current_id, messages[index - 1].id)
-        self._start_chat_reply()
+        self._start_chat_reply(messages[:index])
 
     def store_draft(self) -> None:
         """Keep the open chat's unsent message with it (so it survives switching and restarting)."""
@@ -252,9 +282,10 @@ class ConversationController(QObject):
             content = text.strip()
             if content or stop_reason != "cancelled":
                 self.history.add_message(active.conversation_id, "assistant", content, model=model,
-                                         settings=active.settings, stop_reason=stop_reason)
+                                         settings=active.settings, stop_reason=stop_reason,
+                                         after=active.reply_after or FIRST)
             if not active.detached and self.current_id == active.conversation_id:
-                self.chat.show_messages(self.history.messages(active.conversation_id))
+                self.show_messages(self.history.messages(active.conversation_id))
         else:
             if active.detached:
                 document = self.history.conversation(active.conversation_id).document + text
@@ -269,4 +300,4 @@ class ConversationController(QObject):
         """A request failed: the notebook is editable again, the chat shows what was saved."""
         self.notebook.end_continuation()
         if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE:
-            self.chat.show_messages(self.history.messages(self.current_id))
+            self.show_messages(self.history.messages(self.current_id))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -23,7 +23,8 @@ CREATE TABLE conversations (
     document TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    draft TEXT NOT NULL DEFAULT ''  -- the unsent message in its message box (version 2)
+    draft TEXT NOT NULL DEFAULT '',  -- the unsent message in its message box (version 2)
+    leaf_id INTEGER  -- the last message of the version shown; the thread is its line of parents (version 3)
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a regenerated reply gets a new id
@@ -33,14 +34,26 @@ CREATE TABLE messages (
     created_at TEXT NOT NULL,
     model TEXT,
     settings TEXT,
-    stop_reason TEXT
+    stop_reason TEXT,
+    parent_id INTEGER REFERENCES messages(id)  -- the message before it; its siblings are its versions (version 3)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+CREATE INDEX messages_by_parent ON messages (parent_id);
 """
+
+FIRST = 0  # `add_message(after=FIRST)`: a new first message (no message has id 0)
 
 # The statements that take a file from version N to N + 1 (0.1.0 wrote version 1).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE conversations ADD COLUMN draft TEXT NOT NULL DEFAULT ''",),
+    2: (  # versions: each message points at the one before it; a conversation at the last one shown
+        "ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id)",
+        "UPDATE messages SET parent_id = (SELECT MAX(p.id) FROM messages p "
+        "WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id)",
+        "ALTER TABLE conversations ADD COLUMN leaf_id INTEGER",
+        "UPDATE conversations SET leaf_id = (SELECT MAX(id) FROM messages WHERE conversation_id = conversations.id)",
+        "CREATE INDEX messages_by_parent ON messages (parent_id)",
+    ),
 }
 
 
@@ -68,6 +81,7 @@ class Message:
     model: str | None
     settings: dict | None
     stop_reason: str | None
+    parent_id: int | None = None  # the message before it (None: the first of its conversation)
 
 
 def _now() -> str:
@@ -140,7 +154,7 @@ class History:
                 tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if version == 0 and "conversations" in tables:  # tables made, version not yet written
                     columns = {r[1] for r in probe.execute("PRAGMA table_info(conversations)")}
-                    version = 2 if "draft" in columns else 1
+                    version = 3 if "leaf_id" in columns else 2 if "draft" in columns else 1
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
@@ -209,35 +223,59 @@ class History:
     # messages
 
     def messages(self, conversation_id: int) -> list[Message]:
+        """The conversation as shown: the line of messages that ends at its chosen version (its leaf)."""
+        row = self.db.execute("SELECT leaf_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None or row[0] is None:
+            return []
         rows = self.db.execute(
-            "SELECT id, conversation_id, role, content, created_at, model, settings, stop_reason FROM messages "
-            "WHERE conversation_id = ? ORDER BY id",
-            (conversation_id,),
+            "SELECT id, conversation_id, role, content, created_at, model, settings, stop_reason, parent_id "
+            "FROM messages WHERE conversation_id = ?", (conversation_id,),
         ).fetchall()
-        return [Message(*row[:6], json.loads(row[6]) if row[6] else None, row[7]) for row in rows]
+        by_id = {r[0]: r for r in rows}
+        thread, at = [], row[0]
+        while at in by_id and len(thread) <= len(by_id):
+            thread.append(by_id[at])
+            at = by_id[at][8]
+        return [Message(*r[:6], json.loads(r[6]) if r[6] else None, r[7], r[8]) for r in reversed(thread)]
+
+    def versions(self, message: Message) -> list[int]:
+        """The ids of a message's versions (itself and the others written in its place), oldest first."""
+        rows = self.db.execute("SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY id",
+                               (message.conversation_id, message.parent_id)).fetchall()
+        return [r[0] for r in rows]
+
+    def show_version(self, conversation_id: int, message_id: int) -> None:
+        """Show the version that contains `message_id`, with the turns that followed it (the latest, at each
+        turn). Nothing is removed: the other versions stay, with theirs."""
+        leaf = message_id
+        while (child := self.db.execute("SELECT MAX(id) FROM messages WHERE parent_id = ?", (leaf,)).fetchone()[0]):
+            leaf = child
+        with self.db:
+            self.db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", (leaf, conversation_id))
 
     def add_message(self, conversation_id: int, role: str, content: str, model: str | None = None,
                     settings: dict | None = None, stop_reason: str | None = None,
-                    document: str | None = None) -> int:
-        """Insert one message (and, for a notebook, its new document) in a single transaction."""
+                    document: str | None = None, after: int | None = None) -> int:
+        """Insert one message (and, for a notebook, its new document) in a single transaction and show it:
+        after the last message shown, or `after` another (FIRST: as the first message). A message put where
+        one already was becomes a new version of that turn; the old one is kept."""
         with self.db:
             now = _now()
+            if after is None:
+                after = self.db.execute("SELECT leaf_id FROM conversations WHERE id = ?",
+                                        (conversation_id,)).fetchone()[0]
+            elif after == FIRST:
+                after = None
             cur = self.db.execute(
-                "INSERT INTO messages (conversation_id, role, content, created_at, model, settings, stop_reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, now, model, json.dumps(settings) if settings else None, stop_reason),
+                "INSERT INTO messages (conversation_id, role, content, created_at, model, settings, stop_reason, "
+                "parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, now, model, json.dumps(settings) if settings else None, stop_reason,
+                 after),
             )
             if document is None:
-                self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+                self.db.execute("UPDATE conversations SET updated_at = ?, leaf_id = ? WHERE id = ?",
+                                (now, cur.lastrowid, conversation_id))
             else:
-                self.db.execute("UPDATE conversations SET updated_at = ?, document = ? WHERE id = ?",
-                                (now, document, conversation_id))
+                self.db.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?, document = ? WHERE id = ?",
+                                (now, cur.lastrowid, document, conversation_id))
         return cur.lastrowid
-
-    def truncate_after(self, conversation_id: int, message_id: int, new_content: str | None = None) -> None:
-        """Delete every message after `message_id`; optionally rewrite that message (edit and resend)."""
-        with self.db:
-            if new_content is not None:
-                self.db.execute("UPDATE messages SET content = ? WHERE id = ?", (new_content, message_id))
-            self.db.execute("DELETE FROM messages WHERE conversation_id = ? AND id > ?", (conversation_id, message_id))
-            self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))

@@ -32,6 +32,7 @@ class ActiveRequest:
     conversation_id: int | None = None  # chat and notebook requests write into a conversation
     text: str = ""
     detached: bool = False  # the user moved to another conversation; the reply is still saved
+    reply_after: int | None = None  # a chat reply: the message it answers (a new version if it had a reply)
     tokens: int = 0  # written so far
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None  # when the first arrived (time.monotonic)

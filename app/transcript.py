@@ -14,7 +14,8 @@ ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
 class TranscriptView(QTextBrowser):
-    """Read-only transcript. Per-message actions are links: copy:ID, regenerate:ID, edit:ID."""
+    """Read-only transcript. Per-message actions are links: copy:ID, regenerate:ID, edit:ID, and older:ID /
+    newer:ID beside a turn that has several versions."""
 
     action = Signal(str, int)  # action name, message id
 
@@ -42,10 +43,21 @@ class TranscriptView(QTextBrowser):
         self._new_block(cursor, False)
 
     @staticmethod
-    def _links(message: Message) -> str:
+    def _links(message: Message, version: tuple[int, int] | None = None) -> str:
         def link(action: str, label: str) -> str:
             return f'<a href="{action}:{message.id}">{label}</a>'
 
+        switch = ""
+        if version is not None:
+            place, count = version
+            # The arrows with a space either side, so that they are not too small to click.
+            older = link("older", "&nbsp;‹&nbsp;") if place > 1 else "&nbsp;‹&nbsp;"
+            newer = link("newer", "&nbsp;›&nbsp;") if place < count else "&nbsp;›&nbsp;"
+            switch = f"{older}{place}/{count}{newer} · "
+        return switch + TranscriptView._actions(message, link)
+
+    @staticmethod
+    def _actions(message: Message, link) -> str:
         if message.role == "assistant":
             stopped = " · <i>stopped</i>" if message.stop_reason == "cancelled" else ""
             return link("copy", "Copy") + " · " + link("regenerate", "Regenerate") + stopped
@@ -53,15 +65,16 @@ class TranscriptView(QTextBrowser):
             return link("edit", "Edit") + " · " + link("copy", "Copy")
         return ""
 
-    def render(self, messages: list[Message]) -> None:
+    def render(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None) -> None:
         """Lay out a whole conversation (on switching, and once when a reply is complete)."""
+        versions = versions or {}
         at_bottom = self._at_bottom()
         self._stream_cursor = None
         self.clear()
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         for i, message in enumerate(messages):
-            self._header(cursor, message.role, self._links(message), first=i == 0)
+            self._header(cursor, message.role, self._links(message, versions.get(message.id)), first=i == 0)
             if message.role == "assistant":
                 cursor.insertMarkdown(message.content or "…")
             else:

@@ -127,31 +127,43 @@ def test_a_notebook_reply_and_its_document_are_saved_together(history):
     assert history.messages(conv)[0].content == " a time"
 
 
-def test_truncate_after_deletes_what_follows(history):
+def test_a_new_version_of_a_turn_keeps_the_old_one_with_the_turns_after_it(history):
     conv = history.create_conversation("c")
     other = history.create_conversation("other")
-    ids = [history.add_message(conv, role, text) for role, text in
-           [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]]
+    q1, a1, q2, a2 = [history.add_message(conv, role, text) for role, text in
+                      [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]]
     other_message = history.add_message(other, "user", "elsewhere")
-    history.truncate_after(conv, ids[2])
-    assert [(m.id, m.content) for m in history.messages(conv)] == [(ids[0], "q1"), (ids[1], "a1"), (ids[2], "q2")]
+    q2b = history.add_message(conv, "user", "q2, better", after=a1)  # an edit of q2
+    a2b = history.add_message(conv, "assistant", "a2, again")
+    assert [m.content for m in history.messages(conv)] == ["q1", "a1", "q2, better", "a2, again"]
+    shown = history.messages(conv)
+    assert history.versions(shown[2]) == [q2, q2b] and history.versions(shown[3]) == [a2b]
+    history.show_version(conv, q2)  # back to the first version: its reply comes back with it
+    assert [m.id for m in history.messages(conv)] == [q1, a1, q2, a2]
+    history.show_version(conv, q2b)
+    assert [m.id for m in history.messages(conv)] == [q1, a1, q2b, a2b]
     assert [m.id for m in history.messages(other)] == [other_message]
 
 
-def test_truncate_after_with_new_content_rewrites_that_message(history):
+def test_a_first_message_can_have_versions_too(history):
+    from app.history import FIRST
+
     conv = history.create_conversation("c")
-    question = history.add_message(conv, "user", "First question")
-    history.add_message(conv, "assistant", "An answer")
-    history.truncate_after(conv, question, new_content="Better question")
-    assert [(m.id, m.role, m.content) for m in history.messages(conv)] == [(question, "user", "Better question")]
+    q = history.add_message(conv, "user", "hello")
+    history.add_message(conv, "assistant", "hi")
+    q2 = history.add_message(conv, "user", "good morning", after=FIRST)
+    assert [m.content for m in history.messages(conv)] == ["good morning"]
+    assert history.versions(history.messages(conv)[0]) == [q, q2]
+    history.show_version(conv, q)
+    assert [m.content for m in history.messages(conv)] == ["hello", "hi"]
 
 
-def test_message_ids_are_never_reused(history):
+def test_a_regenerated_reply_is_a_version_and_ids_are_never_reused(history):
     conv = history.create_conversation("c")
     question = history.add_message(conv, "user", "q")
     reply = history.add_message(conv, "assistant", "a")
-    history.truncate_after(conv, question)
-    assert history.add_message(conv, "assistant", "another") > reply
+    again = history.add_message(conv, "assistant", "another", after=question)
+    assert again > reply and history.versions(history.messages(conv)[1]) == [reply, again]
 
 
 def test_reopening_the_file_keeps_everything(path):
@@ -211,6 +223,10 @@ def test_an_in_memory_history_works():
 FIXTURE = Path(__file__).parent / "fixtures" / "history-0.1.0.sqlite3"  # written by the 0.1.0 code itself
 
 
+MESSAGES_0_1_0 = ("SELECT id, conversation_id, role, content, created_at, model, settings, stop_reason FROM messages "
+                  "ORDER BY id")
+
+
 def _rows(path, sql):
     with sqlite3.connect(path) as db:
         return db.execute(sql).fetchall()
@@ -220,7 +236,7 @@ def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
     path = tmp_path / "history.sqlite3"
     shutil.copyfile(FIXTURE, path)
     conversations_before = _rows(path, "SELECT id, title, mode, document, created_at, updated_at FROM conversations")
-    messages_before = _rows(path, "SELECT * FROM messages ORDER BY id")
+    messages_before = _rows(path, MESSAGES_0_1_0)
     assert _rows(path, "PRAGMA user_version") == [(1,)] and len(messages_before) == 7
     h = History(path)
     try:
@@ -233,13 +249,16 @@ def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
         assert notebook.document.startswith("Chapter One") and fox.draft == ""
         h.set_draft(fox.id, "half a thought")  # what version 2 adds works on the upgraded file
         assert h.conversation(fox.id).draft == "half a thought"
+        thread = h.messages(fox.id)  # version 3: the messages, in order, are the thread shown
+        assert [m.role for m in thread] == ["user", "assistant", "user", "assistant"]
+        assert [h.versions(m) for m in thread] == [[m.id] for m in thread]
     finally:
         h.close()
     assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert _rows(path, "SELECT id, title, mode, document, created_at, updated_at FROM conversations") == conversations_before
-    assert _rows(path, "SELECT * FROM messages ORDER BY id") == messages_before
+    assert _rows(path, MESSAGES_0_1_0) == messages_before
     backup = tmp_path / "history.sqlite3.backup-v1"  # the file as 0.1.0 left it, beside the upgraded one
-    assert _rows(backup, "PRAGMA user_version") == [(1,)] and _rows(backup, "SELECT * FROM messages ORDER BY id") == messages_before
+    assert _rows(backup, "PRAGMA user_version") == [(1,)] and _rows(backup, MESSAGES_0_1_0) == messages_before
     again = History(path)  # already upgraded: nothing more happens
     again.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3", "history.sqlite3.backup-v1"]

@@ -145,8 +145,37 @@ def test_edit_and_resend_replaces_the_reply(qtbot, open_window):
     type_and_send(qtbot, window, "Better question")
     wait_idle(qtbot, window)
     messages = window.history.messages(window.conversations.current_id)
-    assert [(m.role, m.id == first_user.id) for m in messages] == [("user", True), ("assistant", False)]
+    assert [(m.role, m.id == first_user.id) for m in messages] == [("user", False), ("assistant", False)]
     assert messages[0].content == "Better question"
+    assert window.history.versions(messages[0]) == [first_user.id, messages[0].id]  # the first version is kept
+
+
+def test_edit_and_regenerate_keep_every_version_and_the_turns_after_it(qtbot, open_window):
+    window = open_window()
+    for text in ("One", "Two", "Three", "Four"):  # a 4-turn chat
+        type_and_send(qtbot, window, text)
+        wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    before = [(m.role, m.content) for m in window.history.messages(conv)]
+    third = window.history.messages(conv)[4]
+    window.conversations.message_action("edit", third.id)
+    window.chat.composer.clear()
+    type_and_send(qtbot, window, "Three, again")
+    wait_idle(qtbot, window)
+    after = window.history.messages(conv)
+    assert [m.content for m in after[:5]] == [c for _, c in before[:4]] + ["Three, again"] and len(after) == 6
+    assert "‹ 2/2 ›" in window.chat.transcript.toPlainText().replace("\xa0", " ")
+    window.conversations.message_action("older", after[4].id)  # the first version, with turn 4 after it
+    assert [(m.role, m.content) for m in window.history.messages(conv)] == before
+    assert "Four" in window.chat.transcript.toPlainText()
+    reply = window.history.messages(conv)[3]  # regenerate the second reply: turns 3 and 4 stay with the old one
+    window.conversations.message_action("regenerate", reply.id)
+    wait_idle(qtbot, window)
+    shown = window.history.messages(conv)
+    assert len(shown) == 4 and window.history.versions(shown[3]) == [reply.id, shown[3].id]
+    window.conversations.message_action("older", shown[3].id)  # the old reply, and the latest turns after it
+    back = window.history.messages(conv)
+    assert back[3].id == reply.id and [m.content for m in back[4:5]] == ["Three, again"] and len(back) == 6
 
 
 def test_an_unsent_draft_survives_edit_esc_and_resend(qtbot, open_window):
@@ -284,7 +313,6 @@ def test_delete_in_the_conversation_list_and_typing_there_goes_to_the_message_bo
     qtbot.keyClicks(window.sidebar.list, "Hi")  # typing lands in the message box
     assert window.chat.draft() == "Hi" and window.chat.composer.hasFocus()
     second = window.sidebar.list.item(0)  # click the other chat, then Delete: it is the one deleted
-    second_id = second.data(Qt.UserRole)
     qtbot.mouseClick(window.sidebar.list.viewport(), Qt.LeftButton,
                      pos=window.sidebar.list.visualItemRect(second).center())
     assert window.sidebar.list.hasFocus()
