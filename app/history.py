@@ -99,7 +99,11 @@ class History:
         try:
             version = self._check_existing(Path(path)) if existed else None
             if version is not None and version < SCHEMA_VERSION:
-                self.backup = self._write_backup(Path(path), version)
+                try:
+                    self.backup = self._write_backup(Path(path), version)
+                except OSError as exc:
+                    raise HistoryError(f"{path} needs upgrading, but no backup copy could be written beside it "
+                                       f"({exc.strerror or exc}). It was left untouched.") from None
             self.db = sqlite3.connect(str(path), check_same_thread=False)
             self.db.execute("PRAGMA foreign_keys = ON")
             if version is None:
@@ -121,10 +125,14 @@ class History:
         source, copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True), sqlite3.connect(str(tmp))
         try:
             source.backup(copy)
-        finally:
             copy.close()
+            os.replace(tmp, backup)
+        except BaseException:
+            copy.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
             source.close()
-        os.replace(tmp, backup)
         return backup
 
     def _migrate(self, version: int) -> None:

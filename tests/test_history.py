@@ -289,3 +289,22 @@ def test_drafts_are_kept_and_do_not_reorder_the_list(history):
     history.set_draft(first, "unsent ✓")
     assert history.conversation(first).draft == "unsent ✓"
     assert [c.id for c in history.conversations()] == [second, first]
+
+
+def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
+    import errno
+
+    import app.history as history_module
+
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(FIXTURE, path)
+    before = path.read_bytes()
+
+    def disk_full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(history_module.os, "replace", disk_full)  # the backup's last step fails
+    with pytest.raises(HistoryError, match="no backup copy could be written.*No space left"):
+        History(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]  # no half-written copy either
