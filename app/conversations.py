@@ -186,12 +186,7 @@ class ConversationController(QObject):
 
     def show_messages(self, messages: list[Message]) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions."""
-        versions = {}
-        for message in messages:
-            ids = self.history.versions(message)
-            if len(ids) > 1:
-                versions[message.id] = (ids.index(message.id) + 1, len(ids))
-        self.chat.show_messages(messages, versions)
+        self.chat.show_messages(messages, self.history.version_places(messages))
 
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""

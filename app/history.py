@@ -252,6 +252,23 @@ class History:
                                (message.conversation_id, message.parent_id)).fetchall()
         return [r[0] for r in rows]
 
+    def version_places(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
+        """For each message of a thread that has several versions: its place among them and how many (1-based).
+        One query for the whole conversation."""
+        if not messages:
+            return {}
+        siblings: dict[int | None, list[int]] = {}
+        for message_id, parent_id in self.db.execute(
+                "SELECT id, parent_id FROM messages WHERE conversation_id = ? ORDER BY id",
+                (messages[0].conversation_id,)):
+            siblings.setdefault(parent_id, []).append(message_id)
+        places = {}
+        for message in messages:
+            ids = siblings.get(message.parent_id, [])
+            if len(ids) > 1 and message.id in ids:
+                places[message.id] = (ids.index(message.id) + 1, len(ids))
+        return places
+
     def show_version(self, conversation_id: int, message_id: int) -> None:
         """Show the version that contains `message_id`, with the turns that followed it (the latest, at each
         turn). Nothing is removed: the other versions stay, with theirs."""

@@ -41,7 +41,7 @@ class StatusBar(QStatusBar):
         self.busy.show()
         self._set(self.model_label, f"Loading {name}…")
         self._set(self.device_label, "")
-        self._clear_reply()
+        self.clear_reply()
         self.showMessage(f"Loading {name}…")
 
     def show_model(self, info: ModelInfo) -> None:
@@ -57,7 +57,7 @@ class StatusBar(QStatusBar):
         self._set(self.model_label, "no model")
         self._set(self.device_label, "")
         self.context_window = None
-        self._clear_reply()
+        self.clear_reply()
         self._set(self.context_label, "")
 
     def show_context(self, tokens: int | None) -> None:
@@ -78,9 +78,6 @@ class StatusBar(QStatusBar):
 
     def clear_reply(self) -> None:
         """Forget the last reply's figures (another conversation is open, or another model)."""
-        self._clear_reply()
-
-    def _clear_reply(self) -> None:
         self._set(self.speed_label, "")
         self._set(self.ttft_label, "")
 

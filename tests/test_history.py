@@ -138,6 +138,7 @@ def test_a_new_version_of_a_turn_keeps_the_old_one_with_the_turns_after_it(histo
     assert [m.content for m in history.messages(conv)] == ["q1", "a1", "q2, better", "a2, again"]
     shown = history.messages(conv)
     assert history.versions(shown[2]) == [q2, q2b] and history.versions(shown[3]) == [a2b]
+    assert history.version_places(shown) == {q2b: (2, 2)}
     history.show_version(conv, q2)  # back to the first version: its reply comes back with it
     assert [m.id for m in history.messages(conv)] == [q1, a1, q2, a2]
     history.show_version(conv, q2b)

@@ -7,7 +7,7 @@ No torch: `gpt2-desktop --help` imports this.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 from engine.errors import SettingsError
 
@@ -29,7 +29,8 @@ class SamplingSettings:
     @classmethod
     def default(cls, name: str):
         """The default of one setting, by field name."""
-        return cls.__dataclass_fields__[name].default if name != "stop" else ()
+        f = cls.__dataclass_fields__[name]
+        return f.default_factory() if f.default is MISSING else f.default
 
     @classmethod
     def help(cls, name: str) -> str:
