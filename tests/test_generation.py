@@ -147,6 +147,33 @@ def test_sampling_distribution_matches_transformers_warpers(tiny, temperature, t
     assert (ours > 0).sum() == (theirs > 0).sum()
 
 
+def test_min_p_matches_transformers_warper(tiny):
+    from transformers.generation import MinPLogitsWarper
+
+    logits = tiny.model(torch.tensor([tiny.tokenizer.encode("The little fox")]))[0, -1]
+    ours = logits_to_probs(logits, SamplingSettings(temperature=1.0, top_k=0, min_p=0.05))
+    theirs = torch.softmax(MinPLogitsWarper(0.05)(None, logits[None].clone()), -1)[0]
+    assert torch.allclose(ours, theirs, atol=1e-6) and 1 < (ours > 0).sum() < 1000
+
+
+def test_presence_and_frequency_penalties_and_logit_bias_as_openai_defines_them(tiny):
+    """logit[j] -= frequency * count[j] + presence * (count[j] > 0), over the tokens written so far."""
+    ids = tiny.tokenizer.encode("Once upon a time")
+    settings = SamplingSettings(temperature=0, max_new_tokens=12, presence_penalty=1.5, frequency_penalty=0.7,
+                                logit_bias=((11, -100.0), (13, 3.0)))
+    _, done = run(tiny, ids, settings)
+    context, counts = list(ids), torch.zeros(tiny.config.vocab_size)
+    for token in done.token_ids:  # greedy by hand, with the penalties written out
+        logits = tiny.model(torch.tensor([context]))[0, -1].float()
+        logits = logits - 0.7 * counts - 1.5 * (counts > 0).float()
+        logits[11] -= 100
+        logits[13] += 3
+        assert token == int(logits.argmax())
+        counts[token] += 1
+        context.append(token)
+    assert 11 not in done.token_ids
+
+
 def test_repetition_penalty_matches_transformers_greedy(tiny, tiny_hf):
     ids = tiny.tokenizer.encode("the the the cat the dog")
     _, done = run(tiny, ids, SamplingSettings(temperature=0, max_new_tokens=30, repetition_penalty=1.5))
@@ -239,6 +266,11 @@ def test_over_long_prompt_is_left_truncated_and_reported(short_window):
         (SamplingSettings(max_new_tokens=0), "max-new-tokens"),
         (SamplingSettings(repetition_penalty=0), "repetition-penalty"),
         (SamplingSettings(stop=("",)), "stop"),
+        (SamplingSettings(min_p=1.5), "min-p"),
+        (SamplingSettings(presence_penalty=2.5), "presence-penalty"),
+        (SamplingSettings(frequency_penalty=-3), "frequency-penalty"),
+        (SamplingSettings(logit_bias=((5, 101.0),)), "logit-bias"),
+        (SamplingSettings(logit_bias=((60000, 1.0),)), "logit-bias"),
     ],
 )
 def test_impossible_settings_are_refused_by_name(tiny, settings, field):

@@ -19,7 +19,8 @@ from engine.core.native import NativeDecoder
 from engine.core.tokenizer import StreamDecoder
 from engine.errors import SettingsError
 from engine.inference.predictions import Alternative, check_top_logprobs, ranks, top_alternatives
-from engine.inference.sampling import SamplingSettings, apply_repetition_penalty, sample
+from engine.inference.sampling import (SamplingSettings, apply_logit_bias, apply_openai_penalties,
+                                      apply_repetition_penalty, sample)
 
 
 class StopReason(str, Enum):
@@ -184,11 +185,17 @@ class Generator:
         return context, self.prefill(context, cache)
 
     @staticmethod
-    def next_token(logits: torch.Tensor, seen: torch.Tensor, settings: SamplingSettings,
+    def next_token(logits: torch.Tensor, seen: torch.Tensor, written: torch.Tensor, settings: SamplingSettings,
                    rng: torch.Generator) -> int:
-        """The repetition penalty over the tokens `seen` so far, then sampling (or argmax at temperature 0)."""
+        """The repetition penalty over the tokens `seen` so far (prompt included), the presence and
+        frequency penalties over the counts of tokens `written`, the logit bias, then sampling (or argmax
+        at temperature 0)."""
         if settings.repetition_penalty != 1.0:
             logits = apply_repetition_penalty(logits, seen.nonzero().squeeze(1), settings.repetition_penalty)
+        if settings.presence_penalty or settings.frequency_penalty:
+            logits = apply_openai_penalties(logits, written, settings.presence_penalty, settings.frequency_penalty)
+        if settings.logit_bias:
+            logits = apply_logit_bias(logits, settings.logit_bias)
         return sample(logits, settings, rng)
 
     # the loop
@@ -211,6 +218,10 @@ class Generator:
         rng = torch.Generator().manual_seed(seed)
         seen = torch.zeros(self.loaded.config.vocab_size, dtype=torch.bool)
         seen[torch.tensor(ids)] = True
+        written = torch.zeros(self.loaded.config.vocab_size)  # how often each token was generated
+        vocab = self.loaded.config.vocab_size
+        if any(not 0 <= token < vocab for token, _ in settings.logit_bias):
+            raise SettingsError(f"logit-bias token ids must be between 0 and {vocab - 1}.")
 
         truncated = len(ids) - self.keep if len(ids) > self.context_window else 0
         context = ids[truncated:]
@@ -224,10 +235,11 @@ class Generator:
             if cancel is not None and cancel.is_set():
                 stop = StopReason.CANCELLED
                 break
-            token = self.next_token(logits, seen, settings, rng)
+            token = self.next_token(logits, seen, written, settings, rng)
             clock.tick()
             generated.append(token)
             seen[token] = True
+            written[token] += 1
             stop, delta = self._after(token, text, len(generated), settings.max_new_tokens)
             yield self._event(token, delta, logits, top_logprobs)
             if stop is not None:

@@ -40,18 +40,19 @@ class Perplexity:
                 "bits_per_byte": self.bits_per_byte}
 
 
-def _windows(loaded: LoadedModel, ids: list[int], stride: int | None):
-    """(log-probabilities [n, vocab], targets [n]) for every token of `ids`, window by window.
+def _windows(loaded: LoadedModel, ids: list[int], stride: int | None, bos: bool = True):
+    """(log-probabilities [n, vocab], targets [n]) for every token of `ids` after <|endoftext|>, window by
+    window; with `bos` False, for every token after the first, conditioned on the tokens before it only.
 
     Text longer than the context window is scored in overlapping windows: each window after
     the first re-reads `window - stride` earlier tokens as context and scores `stride` new ones.
     """
     window = loaded.context_window
     stride = stride or max(1, window // 2)
-    bos = loaded.tokenizer.eos_id if loaded.tokenizer.eos_id is not None else 0
-    seq = [bos] + list(ids)
+    start = loaded.tokenizer.eos_id if loaded.tokenizer.eos_id is not None else 0
+    seq = ([start] if bos else []) + list(ids)
     done = 0
-    while done < len(ids):
+    while done < len(seq) - 1:
         first = done + 1  # index in seq of the next token to score
         end = min(len(seq), first + (stride if done else window - 1))
         ctx_start = max(0, end - window)
@@ -82,11 +83,13 @@ def predictions(loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[
 
 
 @torch.inference_mode()
-def score_ids(loaded: LoadedModel, ids: list[int], top_logprobs: int = 0, stride: int | None = None):
-    """TokenScores for `ids`, window by window (an iterator: long texts report progress as they go)."""
+def score_ids(loaded: LoadedModel, ids: list[int], top_logprobs: int = 0, stride: int | None = None,
+              bos: bool = True):
+    """TokenScores for `ids`, window by window (an iterator: long texts report progress as they go).
+    With `bos` False the first token is context only, not scored (as OpenAI's `echo` does)."""
     check_top_logprobs(top_logprobs)
     decode = loaded.tokenizer.decode
-    for logp, targets in _windows(loaded, ids, stride):
+    for logp, targets in _windows(loaded, ids, stride, bos):
         picked = logp.gather(1, targets[:, None])[:, 0].tolist()
         if not top_logprobs:
             yield [TokenScore(i, decode([i]), lp) for i, lp in zip(targets.tolist(), picked)]

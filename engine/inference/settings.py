@@ -23,8 +23,21 @@ class SamplingSettings:
     top_k: int = _setting(40, int, "sample among the k likeliest tokens; 0 turns top-k off")
     top_p: float = _setting(1.0, float, "sample among the likeliest tokens holding this much probability; 1 turns it off")
     repetition_penalty: float = _setting(1.0, float, "shrink the scores of tokens already in the text; 1 turns it off")
+    min_p: float = _setting(0.0, float, "drop tokens less likely than this share of the likeliest one's probability; "
+                                         "0 turns it off")
+    presence_penalty: float = _setting(0.0, float, "subtract this from the score of every token already written "
+                                                    "(-2 to 2, as OpenAI's API); 0 turns it off")
+    frequency_penalty: float = _setting(0.0, float, "subtract this times how often a token was already written "
+                                                     "(-2 to 2, as OpenAI's API); 0 turns it off")
     seed: int | None = _setting(None, int, "the same seed and settings give the same text")
     stop: tuple[str, ...] = field(default_factory=tuple, metadata={"type": str, "help": "stop before any of these texts"})
+    # (token id, bias) pairs added to those tokens' scores before sampling, as OpenAI's `logit_bias`.
+    logit_bias: tuple[tuple[int, float], ...] = field(default_factory=tuple, metadata={
+        "type": float, "help": "added to the scores of given tokens before sampling (-100 to 100)"})
+
+    # settings that take one value each (the command line makes a flag of each)
+    SCALARS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "min_p",
+               "presence_penalty", "frequency_penalty", "seed")
 
     @classmethod
     def default(cls, name: str):
@@ -64,6 +77,17 @@ class SamplingSettings:
             raise bad("repetition-penalty", "must be a positive number (1 is off)", self.repetition_penalty)
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise bad("seed", "must be a whole number from 0 to 2**63-1", self.seed)
+        if not math.isfinite(self.min_p) or not 0 <= self.min_p <= 1:
+            raise bad("min-p", "must be from 0 (off) to 1", self.min_p)
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or not -2 <= value <= 2:
+                raise bad(name.replace("_", "-"), "must be from -2 to 2", value)
+        for token, bias in self.logit_bias:
+            if not isinstance(token, int) or token < 0:
+                raise bad("logit-bias", "takes token ids (whole numbers from 0)", token)
+            if not math.isfinite(bias) or not -100 <= bias <= 100:
+                raise bad("logit-bias", "takes biases from -100 to 100", bias)
         if any(not s for s in self.stop):
             raise SettingsError("A stop sequence cannot be empty.")
         return self

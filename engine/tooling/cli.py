@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompt_args(g)
     # Every sampling flag comes from SamplingSettings: its name, type, default and help. None here means
     # "not given", so that a template's own settings apply unless a flag overrides them.
-    for name in (n for n in SamplingSettings.names() if n != "stop"):
+    for name in SamplingSettings.SCALARS:
         g.add_argument(f"--{name.replace('_', '-')}", type=SamplingSettings.kind(name), default=None,
                        help=SamplingSettings.help(name) + (", or the template's" if name != "seed" else ""))
     g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT", help=SamplingSettings.help("stop"))
@@ -94,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--file", required=True, type=Path)
     p.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, "
+                                      "/v1/models, /health) on one model")
+    _add_model_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer "
+                                                        "only; any other needs --api-key)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request "
+                                                    "(default: the GPT2_DESKTOP_API_KEY variable, if set)")
+    sv.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                    help="let web pages from this origin call the server (CORS); repeat for more")
+    sv.add_argument("--queue", type=int, default=32, metavar="N",
+                    help="requests that may wait behind the running one before the server answers 429 (default 32)")
+    sv.add_argument("--slide", action="store_true",
+                    help="let a prompt and completion longer than the model's window slide on, as generate does, "
+                         "instead of refusing them")
 
     b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
     _add_model_args(b, model_required=True)
@@ -176,7 +192,7 @@ def cmd_generate(args) -> int:
 
     template = _find_template(args)
     loaded = _load(args)
-    chosen = {k: getattr(args, k) for k in SamplingSettings.names() if getattr(args, k) is not None}
+    chosen = {k: getattr(args, k) for k in (*SamplingSettings.SCALARS, "stop") if getattr(args, k) is not None}
     values = {**chosen}
     if template is not None:
         values = {"max_new_tokens": template.max_new_tokens, "stop": template.stop, **template.sampling, **chosen}
@@ -392,6 +408,26 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import os
+
+    from engine.tooling.server import ServerOptions, is_loopback, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"gpt2-desktop serve: --port must be from 0 to 65535, got {args.port}")
+    if args.queue < 0:
+        raise UsageError("gpt2-desktop serve: --queue takes 0 or more")
+    key = args.api_key if args.api_key is not None else os.environ.get("GPT2_DESKTOP_API_KEY") or None
+    if key is not None and not key.strip():
+        raise UsageError("gpt2-desktop serve: --api-key cannot be empty")
+    options = ServerOptions(api_key=key, allow_origins=tuple(args.allow_origin), queue_size=max(1, args.queue),
+                            slide=args.slide)
+    if not is_loopback(args.host) and not key:  # before loading the model
+        raise UsageError(f"gpt2-desktop serve: --host {args.host} lets other computers in; give it an --api-key "
+                         "too (or serve on 127.0.0.1)")
+    return serve(_load(args), args.host, args.port, options)
+
+
 def cmd_bench(args) -> int:
     from engine.tooling.bench import run_bench
 
@@ -423,7 +459,7 @@ def cmd_train(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "analyse": cmd_analyse,
-            "bench": cmd_bench, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
+            "bench": cmd_bench, "serve": cmd_serve, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
             "models": cmd_models}
 
 
@@ -432,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, analyse, templates, models, "
-                             "bench or train (see --help)")
+                             "serve, bench or train (see --help)")
         return COMMANDS[args.command](args)
     except EngineError as exc:
         print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
