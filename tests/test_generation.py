@@ -1,6 +1,7 @@
 """Streaming, sampling, stop sequences, cancellation, sliding window, bad settings."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -281,3 +282,40 @@ def test_impossible_settings_are_refused_by_name(tiny, settings, field):
 def test_out_of_range_prompt_ids_are_refused(tiny):
     with pytest.raises(SettingsError, match="between 0 and 50256"):
         run(tiny, [1, 2, 50257])
+
+
+def _chat(generator, turns: int, settings) -> list[tuple[list[int], int]]:
+    """A scripted chat: each turn adds a user message and the reply to one prompt. (reply ids, cached) per turn."""
+    history, out = [], []
+    for turn in range(turns):
+        history += [464 + turn, 1310, 21831 + turn, 4966, 656, 262]
+        done = list(generator.stream(history, replace(settings, seed=turn)))[-1]
+        history += done.token_ids
+        out.append((done.token_ids, done.cached_tokens))
+    return out
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(temperature=0, max_new_tokens=6),
+                                      SamplingSettings(temperature=1.0, top_k=0, max_new_tokens=6)],
+                         ids=["greedy", "sampled"])
+def test_the_prompt_cache_reuses_the_prefix_and_never_changes_the_tokens(tiny, settings):
+    cached = _chat(Generator(tiny), 8, settings)
+    cold = _chat(Generator(tiny, prompt_cache=False), 8, settings)
+    assert [ids for ids, _ in cached] == [ids for ids, _ in cold]
+    assert all(n == 0 for _, n in cold)
+    assert cached[0][1] == 0 and all(n > 0 for _, n in cached[1:])  # every later turn reuses the last
+
+
+def test_the_prompt_cache_stays_right_after_a_cancel_a_slide_and_an_abandoned_stream(short_window):
+    loaded, _ = short_window
+    generator, fresh = Generator(loaded), Generator(loaded, prompt_cache=False)
+    greedy = SamplingSettings(temperature=0, max_new_tokens=40)  # past the 32-token window: it slides
+    prompts = [[5, 6, 7, 8], [5, 6, 7, 8, 9], [5, 6, 7], [5, 6, 7, 8, 9, 10, 11]]
+    stream = generator.stream([5, 6, 7, 8, 9, 10], greedy)
+    next(stream), next(stream)
+    stream.close()  # a caller that stops reading
+    cancel = threading.Event()
+    cancel.set()
+    list(generator.stream([5, 6], greedy, cancel=cancel))
+    for prompt in prompts:
+        assert list(generator.stream(prompt, greedy))[-1].token_ids == list(fresh.stream(prompt, greedy))[-1].token_ids

@@ -157,6 +157,8 @@ def test_chat_completions(client):
                                                    stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == choice.message.content
     assert streamed[-1].choices == [] and streamed[-1].usage.total_tokens == answer.usage.total_tokens
+    # The same conversation again: the prompt cache spares all of it but the last token.
+    assert streamed[-1].usage.prompt_tokens_details.cached_tokens == answer.usage.prompt_tokens - 1
 
 
 # what a client must not be able to do

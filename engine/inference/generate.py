@@ -61,6 +61,7 @@ class Done:
     seed: int | None = None
     context_tokens: int = 0  # tokens in the model's window at the end, out of context_window
     context_window: int = 0
+    cached_tokens: int = 0  # prompt tokens whose keys and values the previous generation had left (not prefilled)
 
 
 @dataclass
@@ -150,8 +151,12 @@ class _Clock:
 class Generator:
     """Runs generations on one loaded model, one at a time."""
 
-    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True, native: bool = True):
+    def __init__(self, loaded: LoadedModel, cuda_graph: bool = True, native: bool = True, prompt_cache: bool = True):
         self.loaded = loaded
+        # The prompt cache: the KV cache of the last generation and the tokens it holds, so that the next
+        # prompt that starts with the same tokens (a chat's next turn, a regeneration) prefills only the rest.
+        self.prompt_cache = prompt_cache
+        self._kept: tuple[object, list[int]] | None = None
         self.context_window = loaded.context_window
         # When the window is full, keep the most recent three quarters and prefill them again.
         self.keep = max(1, self.context_window * 3 // 4)
@@ -178,6 +183,23 @@ class Generator:
             return self.native.step(token, pos, cache)
         x = torch.tensor([[token]], dtype=torch.long, device=self.loaded.device)
         return self.loaded.model(x, cache, pos, last_only=True)[0, -1].float().cpu()
+
+    def prefill_after(self, ids: list[int], cache, held: list[int]) -> tuple[torch.Tensor, int]:
+        """Like `prefill`, into a cache that already holds the keys and values of the tokens `held`: only the
+        tokens after the longest common prefix are run (at least one, for the logits). Returns the logits
+        and how many tokens were reused."""
+        reused = 0
+        limit = min(len(held), len(ids) - 1)
+        while reused < limit and held[reused] == ids[reused]:
+            reused += 1
+        if reused == 0:
+            return self.prefill(ids, cache), 0
+        x = torch.tensor([ids[reused:]], dtype=torch.long, device=self.loaded.device)
+        return self.loaded.model(x, cache, reused, last_only=True)[0, -1].float().cpu(), reused
+
+    def forget(self) -> None:
+        """Drop the prompt cache (the next generation prefills its whole prompt)."""
+        self._kept = None
 
     def slide(self, context: list[int], cache) -> tuple[list[int], torch.Tensor]:
         """The window is full: keep its most recent tokens and prefill them again."""
@@ -225,8 +247,13 @@ class Generator:
 
         truncated = len(ids) - self.keep if len(ids) > self.context_window else 0
         context = ids[truncated:]
-        cache = self._new_cache()
-        logits = self.prefill(context, cache)
+        kept, self._kept = self._kept, None  # until the end, the cache does not hold one known sequence
+        if kept is not None and self.prompt_cache:
+            cache, held = kept
+            logits, cached = self.prefill_after(context, cache, held)
+        else:
+            cache, cached = (kept[0] if kept is not None else self._new_cache()), 0
+            logits = self.prefill(context, cache)
 
         text = _Text(self.loaded, tuple(settings.stop))
         generated: list[int] = []
@@ -241,7 +268,9 @@ class Generator:
             seen[token] = True
             written[token] += 1
             stop, delta = self._after(token, text, len(generated), settings.max_new_tokens)
+            self._kept = (cache, context)  # a caller that stops reading here leaves the cache whole
             yield self._event(token, delta, logits, top_logprobs)
+            self._kept = None
             if stop is not None:
                 break
             context.append(token)
@@ -250,6 +279,7 @@ class Generator:
             else:
                 logits = self.decode_one_token(token, cache, len(context) - 1)
 
+        self._kept = (cache, context)
         yield Done(
             text=text.shown,
             token_ids=generated,
@@ -261,6 +291,7 @@ class Generator:
             seed=seed,
             context_tokens=len(context),
             context_window=self.context_window,
+            cached_tokens=cached,
         )
 
     # helpers of the loop

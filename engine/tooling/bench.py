@@ -14,6 +14,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -47,7 +48,7 @@ def measure_ours(model: str, precision: str, prompt_tokens: int, new_tokens: int
     load_s = time.perf_counter() - started
     weight_bytes = decode_weight_bytes(loaded.model)
     vocab = loaded.config.vocab_size
-    generator = Generator(loaded)
+    generator = Generator(loaded, prompt_cache=False)  # every prompt prefilled whole: cold times
     greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
     decode, decode_top, prefill, ttft = [], [], [], []
     list(generator.stream(_prompt(prompt_tokens, vocab), SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
@@ -66,9 +67,32 @@ def measure_ours(model: str, precision: str, prompt_tokens: int, new_tokens: int
         ttft.append(done.time_to_first_token_ms)
     rate = _best(decode, True)
     rate_top = _best(decode_top, True)
-    return {"decode_tok_s": rate, "decode_top_tok_s": rate_top, "top_cost": rate / rate_top, "prefill_ms": _best(prefill, False), "ttft_ms": _best(ttft, False),
+    chat = {cached: _best([chat_turn_ttft(loaded, cached) for _ in range(repeats)], False) for cached in (True, False)}
+    return {"decode_tok_s": rate, "decode_top_tok_s": rate_top, "top_cost": rate / rate_top,
+            "prefill_ms": _best(prefill, False), "ttft_ms": _best(ttft, False),
+            "chat_ttft_cached_ms": chat[True], "chat_ttft_cold_ms": chat[False],
+            "chat_cache_ratio": chat[True] / chat[False],
             "load_s": load_s, "weight_mb_per_token": weight_bytes / 1e6, "weight_gb_s": weight_bytes * rate / 1e9,
             "decoder": "compiled" if generator.native is not None else "pytorch"}
+
+
+CHAT_TURNS, USER_TOKENS, REPLY_TOKENS = 10, 24, 24
+
+
+def chat_turn_ttft(loaded, prompt_cache: bool) -> float:
+    """Time to first token (ms) of the tenth turn of a scripted chat: each turn adds a user message and the
+    reply to one growing prompt, as the chat view does; with the prompt cache each turn prefills only its
+    new tokens."""
+    generator = Generator(loaded, prompt_cache=prompt_cache)
+    settings = SamplingSettings(temperature=0, max_new_tokens=REPLY_TOKENS)
+    window = loaded.context_window
+    turn_tokens = max(2, min(USER_TOKENS, window // (2 * CHAT_TURNS)))
+    history: list[int] = []
+    for turn in range(CHAT_TURNS):
+        history += _prompt(turn_tokens + turn, loaded.config.vocab_size)[:turn_tokens]
+        done = list(generator.stream(history, replace(settings, max_new_tokens=turn_tokens)))[-1]
+        history += done.token_ids
+    return done.time_to_first_token_ms
 
 
 def read_bandwidth_gb_s(megabytes: int = 1024) -> float:
@@ -256,7 +280,10 @@ def format_report(report: dict) -> str:
     rows = [("decode tokens/s", "decode_tok_s", "{:.1f}"),
             (f"decode with top-{TOP_K} tokens/s", "decode_top_tok_s", "{:.1f}"),
             ("  its time vs plain decode", "top_cost", "{:.3f}x"), ("prefill ms (last logit)", "prefill_ms", "{:.1f}"),
-            ("time to first token ms", "ttft_ms", "{:.1f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+            ("time to first token ms", "ttft_ms", "{:.1f}"),
+            (f"chat turn {CHAT_TURNS} first token ms", "chat_ttft_cold_ms", "{:.1f}"),
+            ("  with the prompt cache ms", "chat_ttft_cached_ms", "{:.1f}"),
+            ("  cached vs cold", "chat_cache_ratio", "{:.3f}x"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
             ("load s", "load_s", "{:.2f}"), ("weights read per token MB", "weight_mb_per_token", "{:.0f}"),
             ("weight bandwidth GB/s", "weight_gb_s", "{:.1f}")]
     for label, key, fmt in rows:

@@ -340,9 +340,11 @@ def finish_reason(stop_reason: str) -> str:
     return "length" if stop_reason == "length" else "stop"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict:
+    """`cached_tokens`: prompt tokens the prompt cache spared from being run again."""
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
 def new_id(prefix: str) -> str:

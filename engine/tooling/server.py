@@ -428,6 +428,7 @@ class _CompletionAnswer:
         self.finish: list[str | None] = [None] * len(self.texts)
         self.prompt_tokens = sum(len(p.ids) for p in planned)
         self.completion_tokens = 0
+        self.cached_tokens = 0
 
     def _take(self, piece: Piece) -> tuple[str, list[TokenInfo]]:
         """The text and tokens a piece adds to its choice."""
@@ -438,6 +439,8 @@ class _CompletionAnswer:
             self.completion_tokens += 1
             return piece.event.text, [self.server.token_info(piece.event, top_in_dict=True)]
         self.finish[piece.index] = api.finish_reason(piece.done.stop_reason)
+        if piece.index % self.req.sampling.n == 0:  # a prompt's first choice: the one that prefilled it
+            self.cached_tokens += piece.done.cached_tokens
         return "", []
 
     def _logprobs(self, index: int, tokens: list[TokenInfo]) -> dict | None:
@@ -448,7 +451,7 @@ class _CompletionAnswer:
         return out
 
     def _usage(self) -> dict:
-        return api.usage(self.prompt_tokens, self.completion_tokens)
+        return api.usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     async def collect(self, job: Job, request: Request) -> dict:
         async for piece in _until_done(job, request):
@@ -486,10 +489,13 @@ class _ChatAnswer:
         self.tokens: list[list[TokenInfo]] = [[] for _ in range(n)]
         self.finish: list[str | None] = [None] * n
         self.completion_tokens = 0
+        self.cached_tokens = 0
 
     def _take(self, piece: Piece) -> tuple[str, list[TokenInfo]]:
         if piece.event is None:
             self.finish[piece.index] = api.finish_reason(piece.done.stop_reason)
+            if piece.index == 0:
+                self.cached_tokens = piece.done.cached_tokens
             return "", []
         self.completion_tokens += 1
         text = piece.event.text
@@ -500,7 +506,7 @@ class _ChatAnswer:
         return text, [info] if info else []
 
     def _usage(self) -> dict:
-        return api.usage(len(self.planned.ids), self.completion_tokens)
+        return api.usage(len(self.planned.ids), self.completion_tokens, self.cached_tokens)
 
     async def collect(self, job: Job, request: Request) -> dict:
         async for piece in _until_done(job, request):
