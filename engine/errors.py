@@ -34,3 +34,12 @@ class HubOffline(HubError):
 
 class DownloadCancelled(HubError):
     """The user cancelled a download; the files already complete are kept."""
+
+
+class RemoteError(EngineError):
+    """A remote server that cannot be reached, refuses a request, or goes away mid-reply. `partial` is the
+    text it had written before it went away, kept for the caller to show."""
+
+    def __init__(self, message: str, partial: str = ""):
+        super().__init__(message)
+        self.partial = partial

@@ -3,10 +3,13 @@ weights and GPT-2's real tokenizer files, and the installed `gpt2-desktop` comma
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from importlib import resources
+from contextlib import contextmanager
 from pathlib import Path
 
 TINY = dict(n_embd=32, n_layer=2, n_head=4, n_positions=128)
@@ -52,3 +55,25 @@ CLI = str(Path(sys.executable).parent / "gpt2-desktop")
 def cli(*args, timeout=120) -> subprocess.CompletedProcess:
     """Run the installed `gpt2-desktop` with `args`; its exit status and output, as text."""
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def running_server(model_dir, tmp_path, *flags):
+    """`gpt2-desktop serve` on a free port of 127.0.0.1, as a real process; its `base_url` ends in /v1."""
+    env = {**os.environ, "GPT2_DESKTOP_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([CLI, "serve", "--model", str(model_dir), "--port", "0", *flags], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving "), (line, proc.stderr.read() if proc.poll() is not None else "")
+        proc.base_url = line.split(" at ")[1].split()[0]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()

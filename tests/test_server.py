@@ -5,41 +5,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 
 import openai
 import pytest
 import torch
 
-from tests.helpers import CLI, cli
-
-
-@contextmanager
-def running_server(model_dir, tmp_path, *flags):
-    env = {**os.environ, "GPT2_DESKTOP_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([CLI, "serve", "--model", str(model_dir), "--port", "0", *flags], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("serving "), (line, proc.stderr.read() if proc.poll() is not None else "")
-        proc.base_url = line.split(" at ")[1].split()[0]
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.stdout.close()
-        proc.stderr.close()
+from tests.helpers import cli, running_server
 
 
 @pytest.fixture(scope="module")

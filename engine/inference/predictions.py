@@ -26,7 +26,8 @@ class Alternative:
     logprob: float
 
     def to_dict(self) -> dict:
-        return {"token": self.token, "text": self.text, "logprob": round(self.logprob, 6)}
+        # A remote server's alternatives come without token ids (-1): null.
+        return {"token": self.token if self.token >= 0 else None, "text": self.text, "logprob": round(self.logprob, 6)}
 
 
 def check_top_logprobs(k: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +28,14 @@ def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) ->
                         f"{precisions.default_for('cuda')} on CUDA) — {precisions.help_text()}; reduced ones are "
                         "prepared once and kept in the data folder")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per physical core)")
+
+
+def _add_remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", metavar="URL", help="use an OpenAI-compatible server instead of a local model "
+                                                   "(vLLM, llama.cpp's server, another gpt2-desktop serve), e.g. "
+                                                   "http://127.0.0.1:8080/v1")
+    p.add_argument("--remote-model", metavar="ID", help="the server's model to use (default: the first it lists)")
+    p.add_argument("--api-key", help="the server's API key (default: the OPENAI_API_KEY variable)")
 
 
 def _add_top_logprobs_arg(p: argparse.ArgumentParser) -> None:
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=SamplingSettings.help(name) + (", or the template's" if name != "seed" else ""))
     g.add_argument("--stop", nargs="+", action="extend", default=None, metavar="TEXT", help=SamplingSettings.help("stop"))
     _add_top_logprobs_arg(g)
+    _add_remote_args(g)
     g.add_argument("--json", action="store_true", help="one JSON object per token, then a summary line")
 
     c = sub.add_parser("choose", help="pick the likeliest of several continuations")
@@ -66,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompt_args(c)
     c.add_argument("--option", action="append", default=[], help="one option; give two or more")
     c.add_argument("--normalise", action="store_true", help="rank by log-likelihood per token, not in total")
+    _add_remote_args(c)
     c.add_argument("--json", action="store_true")
 
     m = sub.add_parser("models", help="list, download, import or remove models")
@@ -81,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s)
     s.add_argument("--text", required=True)
     _add_top_logprobs_arg(s)
+    _add_remote_args(s)
     s.add_argument("--json", action="store_true")
 
     a = sub.add_parser("analyse", help="how predictable each token of a text was: rank buckets, bits per byte, "
@@ -93,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perplexity", help="perplexity and bits per byte of a text file")
     _add_model_args(p)
     p.add_argument("--file", required=True, type=Path)
+    _add_remote_args(p)
     p.add_argument("--json", action="store_true")
 
     sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, "
@@ -144,11 +157,28 @@ def _read_text(path: Path) -> str:
 
 
 def _load(args):
+    """The model the command runs on: a local one, or with --remote a server's."""
+    if getattr(args, "remote", None):
+        return _remote(args)
+    if getattr(args, "remote_model", None) or (getattr(args, "api_key", None) and args.command != "serve"):
+        raise UsageError(f"gpt2-desktop {args.command}: --remote-model and --api-key go with --remote URL")
     from engine import load_model
     from engine.core.device import set_threads
 
     set_threads(args.threads)
     return load_model(args.model, device=args.device, precision=args.precision)
+
+
+def _remote(args):
+    import os
+
+    from engine.inference.remote import RemoteEngine, RemoteServer
+
+    if args.model:
+        raise UsageError(f"gpt2-desktop {args.command}: --model is for local models; with --remote, name the "
+                         "server's model with --remote-model")
+    key = args.api_key if args.api_key is not None else os.environ.get("OPENAI_API_KEY")
+    return RemoteEngine(RemoteServer(args.remote, model=args.remote_model, api_key=key))
 
 
 def _print_json(obj) -> None:
@@ -180,6 +210,8 @@ def _prompt_text(args, template, loaded, reserve: int = 0):
 
     if template is None:
         return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None
+    if loaded is None:  # a remote model: its tokenizer is on the server, nothing is shortened here
+        return render(template, _template_values(args)).text, None
     rendered = render(template, _template_values(args), loaded.tokenizer, loaded.context_window - reserve)
     if rendered.cut_tokens:
         print(f"note: '{rendered.cut_field}' was shortened by {rendered.cut_tokens} tokens from its start "
@@ -192,16 +224,17 @@ def cmd_generate(args) -> int:
 
     template = _find_template(args)
     loaded = _load(args)
+    remote = getattr(args, "remote", None)
     chosen = {k: getattr(args, k) for k in (*SamplingSettings.SCALARS, "stop") if getattr(args, k) is not None}
     values = {**chosen}
     if template is not None:
         values = {"max_new_tokens": template.max_new_tokens, "stop": template.stop, **template.sampling, **chosen}
     values = {name: SamplingSettings.default(name) for name in SamplingSettings.names()} | values
     # Room for the start of the reply; past the window, generation slides on by itself.
-    reserve = min(values["max_new_tokens"], loaded.context_window // 4)
-    prompt, _ = _prompt_text(args, template, loaded, reserve)
+    reserve = 0 if remote else min(values["max_new_tokens"], loaded.context_window // 4)
+    prompt, _ = _prompt_text(args, template, None if remote else loaded, reserve)
     settings = SamplingSettings(**{**values, "stop": tuple(values["stop"])}).validate()
-    generator = Generator(loaded)
+    generator = loaded if remote else Generator(loaded)
     done = None
     try:
         for event in generator.stream(prompt, settings, top_logprobs=args.top_logprobs):
@@ -214,6 +247,11 @@ def cmd_generate(args) -> int:
                 sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    except EngineError as exc:
+        if getattr(exc, "partial", ""):  # a server that went away mid-reply: what it wrote is kept
+            sys.stdout.write("\n" if not args.json else "")
+            sys.stdout.flush()
+        raise
     if args.json:
         summary = {
             "done": True,
@@ -231,7 +269,7 @@ def cmd_generate(args) -> int:
         sys.stdout.write("\n")
     if done.truncated_prompt_tokens:
         print(
-            f"note: the prompt was longer than the model's {generator.context_window}-token window; "
+            f"note: the prompt was longer than the model's {loaded.context_window}-token window; "
             f"its first {done.truncated_prompt_tokens} tokens were left out.",
             file=sys.stderr,
         )
@@ -240,8 +278,9 @@ def cmd_generate(args) -> int:
 
 def _token_json(t) -> dict:
     """A generated or scored token as --json prints it; rank and alternatives when they were asked for."""
-    out = {"token": t.token, "text": t.text, "logprob": round(t.logprob, 6)}
-    if t.rank is not None:
+    out = {"token": t.token if t.token >= 0 else None, "text": t.text,
+           "logprob": round(t.logprob, 6) if math.isfinite(t.logprob) else None}
+    if t.rank is not None or t.top:
         out["rank"] = t.rank
         out["top"] = [alt.to_dict() for alt in t.top]
     return out
@@ -252,7 +291,11 @@ def cmd_score(args) -> int:
     from engine.inference.scoring import score_text
 
     check_top_logprobs(args.top_logprobs)
-    scores = score_text(_load(args), args.text, top_logprobs=args.top_logprobs)
+    model = _load(args)
+    if getattr(args, "remote", None):
+        scores = model.score_text(args.text, top_logprobs=args.top_logprobs)
+    else:
+        scores = score_text(model, args.text, top_logprobs=args.top_logprobs)
     total = sum(s.logprob for s in scores)
     if args.json:
         _print_json({"tokens": [_token_json(s) for s in scores], "logprob": total})
@@ -269,7 +312,8 @@ def cmd_perplexity(args) -> int:
     text = _read_text(args.file)
     if not text:
         raise UsageError(f"{args.file} is empty; there is nothing to measure.")
-    result = perplexity(_load(args), text)
+    model = _load(args)
+    result = model.perplexity(text) if args.remote else perplexity(model, text)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -317,14 +361,22 @@ def cmd_analyse(args) -> int:
 
 def cmd_choose(args) -> int:
     from engine.inference.scoring import choose
+    from engine.inference.templates import render
 
     template = _find_template(args)
     loaded = _load(args)
-    prompt, rendered = _prompt_text(args, template, loaded)
+    if args.remote and template is not None:
+        rendered = render(template, _template_values(args))
+        prompt = rendered.text
+    else:
+        prompt, rendered = _prompt_text(args, template, loaded)
     options = list(args.option) or list(rendered.options if rendered else [])
     if len(options) < 2:
         raise UsageError("gpt2-desktop choose: give at least two --option values (or a choose template)")
-    scores, best = choose(loaded, prompt, options, normalise=args.normalise)
+    if args.remote:
+        scores, best = loaded.choose(prompt, options, normalise=args.normalise)
+    else:
+        scores, best = choose(loaded, prompt, options, normalise=args.normalise)
     if args.json:
         _print_json({"options": [{"text": s.text, "logprob": s.logprob, "prob": s.prob} for s in scores],
                      "best": best})
