@@ -27,6 +27,7 @@ from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks import TasksView
+from app.server_panel import ServerPanel
 from app.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
@@ -102,6 +103,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.splitter, "Conversations")
         self.tabs.addTab(self.tasks, "Tasks")
         self.tabs.addTab(self.models, "Models")
+        self.server = ServerPanel()
+        self.tabs.addTab(self.server, "Server")
         self.setCentralWidget(self.tabs)
 
         self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
@@ -174,6 +177,7 @@ class MainWindow(QMainWindow):
         action(view_menu, "Conversations", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
+        action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
@@ -230,6 +234,7 @@ class MainWindow(QMainWindow):
         self._loaded = self._loading
         self.status_bar.show_model(info)
         self.models.set_active(self._loading or "embedded")
+        self.server.set_model(self._loaded, info.precision)
         try:
             tokenizer = GPT2Tokenizer.from_folder(info.folder)
         except EngineError:
@@ -416,4 +421,5 @@ class MainWindow(QMainWindow):
         self.settings.splitter_state = bytes(self.splitter.saveState().toBase64()).decode()
         self._save_settings()
         self.models.shutdown()
+        self.server.shutdown()
         super().closeEvent(event)

@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--slide", action="store_true",
                     help="let a prompt and completion longer than the model's window slide on, as generate does, "
                          "instead of refusing them")
+    sv.add_argument("--log-requests", action="store_true",
+                    help="print one JSON line per answered request: client, method, path, status, milliseconds")
 
     b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
     _add_model_args(b, model_required=True)
@@ -473,7 +475,7 @@ def cmd_serve(args) -> int:
     if key is not None and not key.strip():
         raise UsageError("gpt2-desktop serve: --api-key cannot be empty")
     options = ServerOptions(api_key=key, allow_origins=tuple(args.allow_origin), queue_size=max(1, args.queue),
-                            slide=args.slide)
+                            slide=args.slide, log_requests=args.log_requests)
     if not is_loopback(args.host) and not key:  # before loading the model
         raise UsageError(f"gpt2-desktop serve: --host {args.host} lets other computers in; give it an --api-key "
                          "too (or serve on 127.0.0.1)")

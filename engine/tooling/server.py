@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
@@ -48,6 +49,7 @@ class ServerOptions:
     queue_size: int = 32  # requests waiting behind the running one
     max_body_bytes: int = 8 * 2**20
     slide: bool = False  # let generations past the context window slide on instead of refusing them
+    log_requests: bool = False  # one JSON line on stdout per finished request (the window's server panel reads them)
 
 
 # the engine thread
@@ -174,6 +176,8 @@ class Server:
             middleware.append(Middleware(CORSMiddleware, allow_origins=list(self.options.allow_origins),
                                          allow_methods=["GET", "POST", "OPTIONS"],
                                          allow_headers=["Authorization", "Content-Type"]))
+        if self.options.log_requests:
+            middleware.insert(0, Middleware(_RequestLog))
         handlers = {ApiError: self._api_error, HTTPException: self._http_error, Exception: self._crash}
         return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self._lifespan)
 
@@ -379,6 +383,32 @@ class Server:
         else:
             info.top = {api.token_text(self.loaded.tokenizer.token_bytes(a.token)): a.logprob for a in event.top}
         return info
+
+
+class _RequestLog:
+    """ASGI middleware: when a request is answered, `{"request": {"client", "method", "path", "status", "ms"}}`
+    on stdout, one line."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [0]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            host, port = scope.get("client") or ("?", 0)
+            print(json.dumps({"request": {"client": f"{host}:{port}", "method": scope["method"], "path": scope["path"],
+                                          "status": status[0], "ms": round((time.perf_counter() - started) * 1000)}}),
+                  flush=True)
 
 
 # the answers, on the event loop

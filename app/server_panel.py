@@ -1,0 +1,215 @@
+"""The Server switch: serve the window's model to other programs through `gpt2-desktop serve`
+(OpenAI's API), run as a process of its own so that neither can stall the other; shows the address to
+copy, how many requests it answered and who asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+DEFAULT_PORT = 8080
+
+
+def serve_command() -> list[str]:
+    """How to start `gpt2-desktop serve` from here: the frozen app is its own command line."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, "-m", "app.main"]
+
+
+class ServerPanel(QWidget):
+    state_changed = Signal(str)  # "stopped", "starting", "running" or "failed"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model: str | None = None  # a model name or folder, as the command line takes it
+        self.precision = "auto"
+        self.served_model: str | None = None
+        self.state = "stopped"
+        self.url = ""
+        self.answered = 0
+        self.clients: dict[str, list] = {}  # host -> [requests, last path, last time]
+        self._errors: list[str] = []
+        self._stopping = False
+        self.process: QProcess | None = None
+
+        self.switch = QPushButton("Start serving", checkable=True)
+        self.switch.setAccessibleName("Serve the model to other programs")
+        self.switch.toggled.connect(self._on_switch)
+        self.port = QSpinBox(minimum=0, maximum=65535, value=DEFAULT_PORT)
+        self.port.setSpecialValueText("any free port")
+        self.port.setAccessibleName("Port")
+        self.others = QCheckBox("Let other computers in (needs an API key)")
+        self.key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="API key (optional on this computer)")
+        self.key.setAccessibleName("API key")
+        self.status = QLabel("Not serving.", wordWrap=True)
+        self.status.setAccessibleName("Server status")
+        self.address = QLineEdit(readOnly=True, placeholderText="the address appears here once it runs")
+        self.address.setAccessibleName("Server address")
+        self.copy = QPushButton("Copy address", enabled=False)
+        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.url))
+        self.counts = QLabel("")
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Client", "Requests", "Last request", "When"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()
+        self.table.setAccessibleName("Clients")
+
+        form = QFormLayout()
+        form.addRow("Port", self.port)
+        form.addRow("", self.others)
+        form.addRow("API key", self.key)
+        row = QHBoxLayout()
+        row.addWidget(self.address, 1)
+        row.addWidget(self.copy)
+        layout = QVBoxLayout(self)
+        intro = QLabel("Other programs (scripts, editors, evaluation tools, the openai package) can use this "
+                       "model as they use OpenAI's API. The server loads its own copy of the model.", wordWrap=True)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.switch)
+        layout.addWidget(self.status)
+        layout.addLayout(row)
+        layout.addWidget(self.counts)
+        layout.addWidget(self.table, 1)
+
+    # what the window tells it
+
+    def set_model(self, model: str | None, precision: str) -> None:
+        """The window's model (None: the embedded one); a running server keeps its own until restarted."""
+        self.model, self.precision = model, precision
+        if self.state == "running" and model != self.served_model:
+            self._say(f"Serving {self._name(self.served_model)} at {self.url}. The window now uses "
+                      f"{self._name(model)}: stop and start again to serve it.")
+
+    def shutdown(self) -> None:
+        """Stop the server and wait for it (the window is closing)."""
+        if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
+            self._stopping = True
+            self.process.terminate()
+            if not self.process.waitForFinished(5000):
+                self.process.kill()
+                self.process.waitForFinished(2000)
+
+    # the process
+
+    def start(self) -> None:
+        host = "0.0.0.0" if self.others.isChecked() else "127.0.0.1"
+        key = self.key.text().strip()
+        if host != "127.0.0.1" and not key:
+            self._fail("To let other computers in, set an API key first: anyone who can reach this computer "
+                       "could use the model otherwise.")
+            return
+        args = serve_command()[1:] + ["serve", "--port", str(self.port.value()), "--host", host, "--log-requests",
+                                      "--dtype", self.precision]
+        if self.model:
+            args += ["--model", self.model]
+        self.process = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        if key:  # in the environment, not on the command line where other users' `ps` would show it
+            env.insert("GPT2_DESKTOP_API_KEY", key)
+        self.process.setProcessEnvironment(env)
+        self.process.readyReadStandardOutput.connect(self._on_output)
+        self.process.readyReadStandardError.connect(self._on_errors)
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+        self._errors, self._stopping = [], False
+        self.served_model = self.model
+        self.answered, self.clients = 0, {}
+        self._show_clients()
+        self._set_state("starting", f"Loading {self._name(self.model)} for the server…")
+        self.process.start(serve_command()[0], args)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
+            self._stopping = True
+            self.process.terminate()  # SIGTERM: it finishes the answers under way and exits
+
+    def _on_switch(self, on: bool) -> None:
+        if on and self.state not in ("starting", "running"):
+            self.start()
+        elif not on:
+            self.stop()
+
+    def _on_output(self) -> None:
+        while self.process is not None and self.process.canReadLine():
+            line = bytes(self.process.readLine()).decode("utf-8", errors="replace").strip()
+            if line.startswith("serving ") and " at " in line:
+                self.url = line.split(" at ")[1].split()[0]
+                self.address.setText(self.url)
+                self.copy.setEnabled(True)
+                self._set_state("running", f"Serving {self._name(self.served_model)} at {self.url}")
+            elif line.startswith("{"):
+                try:
+                    request = json.loads(line)["request"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                self._note(request)
+
+    def _on_errors(self) -> None:
+        text = bytes(self.process.readAllStandardError()).decode("utf-8", errors="replace")
+        self._errors += [line for line in text.splitlines() if line.strip()]
+        self._errors = self._errors[-20:]
+
+    def _on_error(self, error) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self._fail(f"The server could not be started: {self.process.errorString()}")
+
+    def _on_finished(self, code: int, status) -> None:
+        self._on_errors()
+        self.copy.setEnabled(False)
+        self.address.clear()
+        if self._stopping or code == 0:
+            self._set_state("stopped", f"Not serving. It answered {self.answered} requests.")
+        else:
+            reason = next((e for e in reversed(self._errors) if not e.startswith(" ")), "it stopped unexpectedly")
+            self._fail(f"The server stopped: {reason.removeprefix('error: ')}")
+
+    # what it shows
+
+    def _note(self, request: dict) -> None:
+        self.answered += 1
+        host = str(request.get("client", "?")).rsplit(":", 1)[0]
+        entry = self.clients.setdefault(host, [0, "", ""])
+        entry[0] += 1
+        entry[1] = f"{request.get('method', '')} {request.get('path', '')} → {request.get('status', '')}"
+        entry[2] = time.strftime("%H:%M:%S")
+        self._show_clients()
+
+    def _show_clients(self) -> None:
+        self.counts.setText(f"{self.answered} requests answered, from {len(self.clients)} "
+                            f"client{'s' if len(self.clients) != 1 else ''}" if self.answered else "")
+        self.table.setRowCount(len(self.clients))
+        for row, (host, (n, last, when)) in enumerate(sorted(self.clients.items())):
+            for column, value in enumerate((host, str(n), last, when)):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+
+    def _fail(self, message: str) -> None:
+        self._set_state("failed", message)
+
+    def _set_state(self, state: str, message: str) -> None:
+        self.state = state
+        self._say(message)
+        self.switch.blockSignals(True)
+        self.switch.setChecked(state in ("starting", "running"))
+        self.switch.setText("Stop serving" if state in ("starting", "running") else "Start serving")
+        self.switch.blockSignals(False)
+        for field in (self.port, self.others, self.key):
+            field.setEnabled(state not in ("starting", "running"))
+        self.status.setStyleSheet("color: #b00020;" if state == "failed" else "")
+        self.state_changed.emit(state)
+
+    def _say(self, message: str) -> None:
+        self.status.setText(message)
+
+    @staticmethod
+    def _name(model: str | None) -> str:
+        return os.path.basename(str(model).rstrip("/")) if model else "the embedded model"
