@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 # says so instead of failing.
 NATIVE := engine/core/_gpt2_step.so
 
-.PHONY: run test bench screenshots package package-test clean
+.PHONY: run test bench bench-llama screenshots package package-test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,7 +56,13 @@ bench: $(VENV)/.installed $(NATIVE)
 	$(PY) -m bench.make_models
 	if [ -d "$(CORPUS)" ]; then $(PY) scripts/validation_text.py "$(CORPUS)" .bench/validation.txt; fi
 	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers \
-		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt)
+		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt) \
+		$$([ -x .bench/llama.cpp/build/bin/llama-bench ] && echo --llama-cpp .bench/llama.cpp)
+
+# llama.cpp as `make bench` measures it beside ours: the copy vendored by llama-cpp-python's source package,
+# built for this CPU into .bench/llama.cpp (a few minutes; needs cmake and a C++ compiler).
+bench-llama: $(VENV)/.installed
+	$(PY) -m engine.tooling.llama_cpp build
 
 clean:
 	rm -rf $(VENV) .bench .pytest_cache build dist $(NATIVE)

@@ -115,3 +115,50 @@ def test_a_busy_server_is_retried(tiny_model_dir, tmp_path):
         result = cli("generate", "--remote", server.base_url, "--prompt", "c", "--max-new-tokens", "3")
         assert result.returncode == 0, result.stderr
         assert time.perf_counter() - started > 1.0  # it waited for the queue to free, and did not give up
+
+
+def _llama_server():
+    """llama.cpp's server: on PATH, or built by `make bench-llama`; None where neither is."""
+    import shutil
+    from pathlib import Path
+
+    from engine.tooling import llama_cpp
+
+    built = llama_cpp.tool("llama-server")
+    return shutil.which("llama-server") or (str(built) if built.exists() else None), Path(llama_cpp.ROOT)
+
+
+def test_against_llama_cpps_server(tiny_model_dir, tmp_path):
+    """The same client against llama.cpp's `llama-server`, where it is installed."""
+    import socket
+
+    from engine.tooling import llama_cpp
+
+    server, root = _llama_server()
+    if server is None or not (root / "src" / "convert_hf_to_gguf.py").exists():
+        pytest.skip("llama.cpp's llama-server is not installed here (make bench-llama builds it)")
+    gguf = llama_cpp.convert(tiny_model_dir, root, tmp_path)["f32"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "-m", str(gguf), "--port", str(port), "-c", "128", "-t", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 60
+        result = None
+        while time.time() < deadline:
+            result = cli("generate", "--remote", url, "--prompt", "Once upon a time", "--max-new-tokens", "5",
+                         "--temperature", "0", "--json")
+            if result.returncode == 0:
+                break
+            time.sleep(1)
+        done = lines(result)[-1]
+        assert done["done"] and done["stop_reason"] in ("length", "stop")
+        scored = cli("score", "--remote", url, "--text", "Once upon a time")
+        # llama.cpp's server gives no prompt log-probabilities: said plainly, or scores when a version does.
+        assert scored.returncode == 0 or "log-probabilities" in scored.stderr
+        assert "Traceback" not in scored.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

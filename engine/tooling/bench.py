@@ -95,6 +95,19 @@ def chat_turn_ttft(loaded, prompt_cache: bool) -> float:
     return done.time_to_first_token_ms
 
 
+def measure_decode(model: str, precision: str, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Decode speed alone (median of `repeats`): for runs beside another program's load."""
+    import statistics
+
+    loaded = load_model(model, device="cpu", precision=precision)
+    generator = Generator(loaded, prompt_cache=False)
+    prompt = _prompt(prompt_tokens, loaded.config.vocab_size)
+    list(generator.stream(prompt, SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
+    greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
+    rates = [list(generator.stream(prompt, greedy))[-1].tokens_per_second for _ in range(repeats)]
+    return {"decode_tok_s": statistics.median(rates)}
+
+
 def read_bandwidth_gb_s(megabytes: int = 1024) -> float:
     """The machine's memory read bandwidth as torch's sum sees it (the ceiling for decoding)."""
     data = torch.ones(megabytes * 2**20 // 4)
@@ -163,6 +176,9 @@ def child_main(argv: list[str]) -> None:
     if engine == "bandwidth":
         print(json.dumps({"read_gb_s": read_bandwidth_gb_s()}))
         return
+    if engine == "decode":
+        print(json.dumps(measure_decode(model, precision, int(prompt_tokens), int(new_tokens), int(repeats))))
+        return
     measure = measure_ours if engine == "ours" else measure_transformers
     result = measure(model, precision, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -170,8 +186,8 @@ def child_main(argv: list[str]) -> None:
     print(json.dumps(result))
 
 
-def _run_child(engine: str, args, precision: str) -> dict:
-    argv = [engine, str(args.model), precision, str(args.threads or "default"), str(args.prompt_tokens),
+def _run_child(engine: str, args, precision: str, threads: int | None = None) -> dict:
+    argv = [engine, str(args.model), precision, str(threads or args.threads or "default"), str(args.prompt_tokens),
             str(args.new_tokens), str(args.prefill_tokens), str(args.repeats)]
     proc = subprocess.run([sys.executable, "-m", "engine.tooling.bench", *argv], capture_output=True, text=True,
                           env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
@@ -179,6 +195,30 @@ def _run_child(engine: str, args, precision: str) -> dict:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
         raise RuntimeError(f"the {engine} {precision} benchmark failed: {tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+LLAMA_TYPES = {"float32": "f32", "float16": "f16", "int8": "q8_0", "int4": "q4_0"}  # ours -> llama.cpp's
+
+
+def _llama_figures(llama_cpp, model_file, threads: int, args, kind: str) -> dict:
+    decode = llama_cpp.llama_bench(model_file, threads, 0, args.new_tokens, args.repeats, args.llama_cpp)
+    prefill = llama_cpp.llama_bench(model_file, threads, args.prefill_tokens, 0, args.repeats, args.llama_cpp)
+    return {"type": kind, "decode_tok_s": decode, "prefill_ms": args.prefill_tokens / prefill * 1000}
+
+
+def _busy_decode(args, llama_cpp, model_file, threads: int) -> dict:
+    """float32 decode, ours then llama.cpp's, while another process keeps one core busy (as a browser or a
+    compiler does on any desktop); and ours on one thread of a quiet machine, for reference."""
+    out = {"ours_one_thread_quiet": _run_child("decode", args, "float32", threads=1)["decode_tok_s"]}
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        out["ours"] = _run_child("decode", args, "float32")["decode_tok_s"]
+        out["llama.cpp"] = llama_cpp.llama_bench(model_file, threads, 0, args.new_tokens, args.repeats, args.llama_cpp)
+    finally:
+        busy.kill()
+        busy.wait()
+    return out
 
 
 def time_to_first_token(model: str | None, precision: str, threads: int | None) -> float:
@@ -230,12 +270,29 @@ def run_bench(args) -> int:
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
               "prefill_tokens": args.prefill_tokens, "threads": args.threads or physical_cores(), "ours": {}}
+    llama = None
+    if args.llama_cpp is not None:
+        from engine.tooling import llama_cpp
+
+        if not llama_cpp.tool("llama-bench", args.llama_cpp).exists():
+            raise SettingsError(f"{args.llama_cpp} has no llama-bench: run `make bench-llama` first.")
+        say("converting the model for llama.cpp ...")
+        llama = llama_cpp.convert(args.model, args.llama_cpp)
+        report["llama.cpp"] = {}
+    threads = args.threads or physical_cores()
     for precision in modes:
         if precision != precisions.REFERENCE:
             say(f"preparing {precision} ...")
             report.setdefault("prepare", {})[precision] = _run_child("prepare", args, precision)
         say(f"measuring ours, {precision} ...")
         report["ours"][precision] = _run_child("ours", args, precision)
+        kind = LLAMA_TYPES.get(precision)
+        if llama is not None and kind is not None:  # right after ours, the same precision: interleaved
+            say(f"measuring llama.cpp, {kind} ...")
+            report["llama.cpp"][precision] = _llama_figures(llama_cpp, llama[kind], threads, args, kind)
+    if llama is not None:
+        say("measuring decode with one core kept busy by another process ...")
+        report["busy"] = _busy_decode(args, llama_cpp, llama["f32"], threads)
     if args.against == "transformers":
         say("measuring transformers, float32 ...")
         report["transformers"] = _run_child("transformers", args, "float32")
@@ -289,6 +346,30 @@ def format_report(report: dict) -> str:
     for label, key, fmt in rows:
         lines.append(f"{label:30}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>18}" for _, r in columns))
     lines.append(f"{'decoding step':30}" + "".join(f"{r.get('decoder', 'generate()'):>18}" for _, r in columns))
+    if "llama.cpp" in report:
+        theirs = report["llama.cpp"]
+        lines.append("")
+        rows = [("llama.cpp type", lambda r: r["type"]), ("llama.cpp decode tokens/s", lambda r: f"{r['decode_tok_s']:.1f}"),
+                ("  ours vs llama.cpp", None), ("llama.cpp prefill ms", lambda r: f"{r['prefill_ms']:.1f}"),
+                ("  our prefill time vs theirs", "prefill")]
+        for label, show in rows:
+            cells = []
+            for name, r in columns:
+                p = name.removeprefix("ours ")
+                if p not in theirs or not name.startswith("ours "):
+                    cells.append("-")
+                elif show is None:
+                    cells.append(f"{r['decode_tok_s'] / theirs[p]['decode_tok_s']:.2f}x")
+                elif show == "prefill":
+                    cells.append(f"{r['prefill_ms'] / theirs[p]['prefill_ms']:.2f}x")
+                else:
+                    cells.append(show(theirs[p]))
+            lines.append(f"{label:30}" + "".join(f"{c:>18}" for c in cells))
+    if "busy" in report:
+        b = report["busy"]
+        lines.append("")
+        lines.append(f"float32 decode with one core busy: ours {b['ours']:.1f} tok/s, llama.cpp {b['llama.cpp']:.1f} "
+                     f"({b['ours'] / b['llama.cpp']:.2f}x); ours on one thread, quiet: {b['ours_one_thread_quiet']:.1f}")
     if "ratios" in report:
         lines.append("")
         ratio_rows = [("decode speed vs transformers", "decode_speedup"),

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--quality-text", type=Path, default=None,
                    help="a text to measure each reduced precision of the embedded model against float32 on")
+    b.add_argument("--llama-cpp", type=Path, default=None, metavar="DIR",
+                   help="also measure llama.cpp built in DIR (make bench-llama) on the same weights, interleaved")
     b.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="pre-train a small GPT-2 on text, or fine-tune a model on your text")
