@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.self_test import run_self_test
 
         return run_self_test(sys.argv[:1], _STARTED)
+    if argv and argv[0] == "history":  # the window's conversations: app's own, without Qt or torch
+        from app.history_io import main as history_main
+
+        return history_main(argv[1:])
     if argv:
         from engine.tooling.cli import main as cli_main
 

@@ -7,6 +7,7 @@ It builds the views and wires them to the open conversation (app.conversations) 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,9 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QMainWind
 
 from app.banner import Banner
 from app.chat_page import ChatPage
-from app.conversations import ConversationController
+from app.conversations import ConversationController, title_from
 from app.history import History
+from app.history_io import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
 from app.requests import ActiveRequest, RequestController
@@ -32,6 +34,8 @@ from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError
 from engine.paths import user_templates_dir
+
+EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
 
 if TYPE_CHECKING:
     from engine.inference.generate import Done
@@ -163,6 +167,10 @@ class MainWindow(QMainWindow):
         action(file_menu, "Open model folder…", self.choose_model_folder, "Ctrl+O")
         action(file_menu, "Use the embedded model", lambda: self.use_model(None))
         file_menu.addSeparator()
+        action(file_menu, "Export conversation…", self.export_conversation, "Ctrl+E")
+        action(file_menu, "Export all conversations…", self.export_all)
+        action(file_menu, "Import conversations…", self.import_conversations)
+        file_menu.addSeparator()
         action(file_menu, "Quit", self.close, "Ctrl+Q")
         conv_menu = self.menuBar().addMenu("&Conversation")
         action(conv_menu, "New chat", self.conversations.new_chat, "Ctrl+N")
@@ -291,6 +299,52 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, "Delete conversation", f"Delete “{conv.title}” and all its messages?")
         if answer == QMessageBox.Yes:
             self.conversations.delete(conv.id)
+
+    def export_conversation(self) -> None:
+        conv = self.conversations.current()
+        if conv is None:
+            self.status_bar.showMessage("No conversation is open to export.", 5000)
+            return
+        self._export(title_from(conv.title).replace("/", "-").replace("…", ""), conv.id)
+
+    def export_all(self) -> None:
+        self._export("conversations", None)
+
+    def _export(self, name: str, conversation_id: int | None) -> None:
+        """Ask where (Markdown to read, JSON to import elsewhere) and write the export there."""
+        self.conversations.store_document()
+        self.conversations.store_draft()
+        path, chosen = QFileDialog.getSaveFileName(self, "Export conversation" if conversation_id else
+                                                   "Export all conversations", str(Path.home() / f"{name}.md"),
+                                                   f"{EXPORT_MARKDOWN};;{EXPORT_JSON}")
+        self.conversations.focus_page()
+        if not path:
+            return
+        if not Path(path).suffix:
+            path += ".json" if chosen == EXPORT_JSON else ".md"
+        try:
+            count = write_export(self.history, Path(path), format_for(path), conversation_id)
+        except HistoryFileError as exc:
+            self.banner.show_message(f"Nothing was exported: {exc}")
+            return
+        self.status_bar.showMessage(f"Exported {count} conversation{'s' if count != 1 else ''} to {path}", 8000)
+
+    def import_conversations(self) -> None:
+        """Add the conversations of an exported JSON file; nothing already here is changed."""
+        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(Path.home()), EXPORT_JSON)
+        self.conversations.focus_page()
+        if not path:
+            return
+        try:
+            added = import_file(self.history, Path(path))
+        except (HistoryFileError, sqlite3.DatabaseError) as exc:
+            self.banner.show_message(f"Nothing was imported: {exc}")
+            return
+        self.conversations.refresh()
+        if added:
+            self.conversations.open(added[-1])
+        self.status_bar.showMessage(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} "
+                                    f"from {path}", 8000)
 
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)

@@ -643,3 +643,43 @@ def test_template_opens_in_notebook(qtbot, open_window):
     assert window.tabs.currentIndex() == 0 and window.pages.currentIndex() == 1
     assert window.notebook.editor.toPlainText() == "English: hi\nFrench:"
     assert window.history.conversation(window.conversations.current_id).document == "English: hi\nFrench:"
+
+
+def test_file_menu_exports_and_imports_every_message(qtbot, open_window, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.window import EXPORT_JSON, EXPORT_MARKDOWN
+
+    window = open_window()
+    window.chat.composer.insertPlainText("Grüße, 狐 🦊")  # (keyClicks takes ASCII only)
+    qtbot.keyClick(window.chat.composer, Qt.Key_Return)
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    reply = window.history.messages(conv)[-1]
+    window.conversations.message_action("regenerate", reply.id)  # a second version of the reply
+    wait_idle(qtbot, window)
+    before = window.history.record(conv)
+    actions = {a.text(): a for a in window.menuBar().actions()[0].menu().actions()}
+    saved = tmp_path / "chat"  # no suffix: the chosen filter gives it
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(saved), EXPORT_JSON))
+    actions["Export conversation…"].trigger()
+    assert (tmp_path / "chat.json").exists() and "Exported 1 conversation" in window.status_bar.currentMessage()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(tmp_path / "all.md"), EXPORT_MARKDOWN))
+    actions["Export all conversations…"].trigger()
+    markdown = (tmp_path / "all.md").read_text(encoding="utf-8")
+    assert "Grüße, 狐 🦊" in markdown and "(version 2 of 2)" in markdown
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "chat.json"), EXPORT_JSON))
+    actions["Import conversations…"].trigger()
+    assert len(window.history.conversations()) == 2 and window.sidebar.list.count() == 2
+    imported = window.conversations.current_id  # the imported copy is open, beside the original
+    assert imported != conv
+    after = window.history.record(imported)
+    assert [(m.role, m.content, m.model, m.settings, m.stop_reason) for m in after.messages] == \
+           [(m.role, m.content, m.model, m.settings, m.stop_reason) for m in before.messages]
+    assert [m.content for m in window.history.messages(imported)] == [m.content for m in window.history.messages(conv)]
+    assert "Grüße, 狐 🦊" in window.chat.transcript.toPlainText()
+    assert window.history.record(conv) == before  # the original is untouched
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "bad.json"), EXPORT_JSON))
+    actions["Import conversations…"].trigger()
+    assert "Nothing was imported" in window.banner.label.text() and len(window.history.conversations()) == 2
