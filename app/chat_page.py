@@ -101,9 +101,11 @@ class ChatPage(QWidget):
 
     # the transcript
 
-    def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None) -> None:
-        """`versions`: for a message with several, its place among them and how many (1-based)."""
-        self.transcript.render(messages, versions or {})
+    def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
+                      to_end: bool = False) -> None:
+        """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
+        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is."""
+        self.transcript.render(messages, versions or {}, to_end)
 
     def begin_stream(self) -> None:
         self.transcript.begin_stream()

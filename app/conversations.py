@@ -85,7 +85,7 @@ class ConversationController(QObject):
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
         self.chat.draft_kept()
         if conv.mode == "chat":
-            self.show_messages(self.history.messages(conv.id))
+            self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream()
                 self.chat.append(active.text)
@@ -178,15 +178,15 @@ class ConversationController(QObject):
         """Write a reply after `messages` (default: the conversation as shown)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
         prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
-        self.show_messages(messages)
+        self.show_messages(messages, to_end=True)
         self.chat.begin_stream()
         settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
         request = self.requests.generate("chat", prompt.text, settings, self.current_id)
         request.reply_after = messages[-1].id if messages else None
 
-    def show_messages(self, messages: list[Message]) -> None:
-        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions."""
-        self.chat.show_messages(messages, self.history.version_places(messages))
+    def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
+        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end)."""
+        self.chat.show_messages(messages, self.history.version_places(messages), to_end)
 
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""

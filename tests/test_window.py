@@ -683,3 +683,81 @@ def test_file_menu_exports_and_imports_every_message(qtbot, open_window, monkeyp
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "bad.json"), EXPORT_JSON))
     actions["Import conversations…"].trigger()
     assert "Nothing was imported" in window.banner.label.text() and len(window.history.conversations()) == 2
+
+
+def long_conversation(history, turns=12):
+    conv = history.create_conversation("Long", "chat")
+    for i in range(turns):
+        history.add_message(conv, "user", f"Question {i}: " + "tell me more " * 20)
+        history.add_message(conv, "assistant", f"Answer {i}. " + "The fox ran into the wood. " * 30, model="tiny")
+    return conv
+
+
+def at_end(view) -> bool:
+    bar = view.verticalScrollBar()
+    return bar.maximum() > 0 and bar.value() == bar.maximum()
+
+
+def test_opening_a_conversation_lands_exactly_at_its_end(qtbot, open_window, dirs):
+    history = History(dirs / "data" / "history.sqlite3")
+    long_conversation(history)
+    history.close()
+    window = open_window()  # opened at start, before the window had its size
+    qtbot.wait(50)
+    assert at_end(window.chat.transcript)
+    first, second = long_conversation(window.history), long_conversation(window.history, turns=20)
+    view = window.chat.transcript
+    for conv in (first, second, first):
+        window.conversations.open(conv)
+        qtbot.wait(50)  # let the layout finish growing: the view stays at the end meanwhile
+        assert at_end(view)
+
+
+def test_a_view_scrolled_up_stays_put_while_the_reply_streams_and_when_it_ends(qtbot, open_window):
+    window = open_window(max_new_tokens=300)
+    window.conversations.open(long_conversation(window.history))
+    view = window.chat.transcript
+    type_and_send(qtbot, window, "And then?")
+    assert at_end(view)
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 10, timeout=20000)
+    view.verticalScrollBar().setValue(200)  # the person scrolls up to read
+    assert not view.following()
+    wait_idle(qtbot, window)
+    qtbot.wait(50)
+    assert view.verticalScrollBar().value() == 200  # not moved while streaming, nor when the reply was rendered
+    assert window.history.messages(window.conversations.current_id)[-1].role == "assistant"
+    view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())  # back at the end: it follows again
+    assert view.following()
+
+
+def test_after_stop_and_a_long_reply_the_view_is_exactly_at_the_end(qtbot, open_window):
+    window = open_window(max_new_tokens=4000)
+    window.conversations.open(long_conversation(window.history))
+    view = window.chat.transcript
+    type_and_send(qtbot, window, "Tell me a long story")
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 3000, timeout=30000)
+    assert at_end(view)  # followed the stream
+    qtbot.keyClick(window, Qt.Key_Escape)
+    wait_idle(qtbot, window)
+    qtbot.wait(50)
+    assert at_end(view)
+    assert window.history.messages(window.conversations.current_id)[-1].stop_reason == "cancelled"
+
+
+def test_streamed_text_is_never_cut_mid_sentence(qtbot, open_window):
+    window = open_window()
+    view = window.chat.transcript
+    view.render([])
+    view.begin_stream()
+    sentence = "The fox ran far into the old dark wood"
+    for _ in range(40):
+        for word in sentence.split():
+            view.append(" " + word)
+        view.append(".")
+    blocks, block = [], view.document().begin()
+    while block.isValid():
+        blocks.append(block.text())
+        block = block.next()
+    streamed = [b for b in blocks if "fox" in b]
+    assert len(streamed) > 1  # cut into layout blocks (appending stays cheap) ...
+    assert all(b.rstrip().endswith(".") for b in streamed[:-1])  # ... only where a sentence ends
