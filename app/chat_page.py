@@ -16,6 +16,7 @@ class ChatPage(QWidget):
     stop_requested = Signal()  # Stop, while a reply is being written
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
+    count_due = Signal()  # the message box changed a moment ago: time to count its tokens
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -30,6 +31,13 @@ class ChatPage(QWidget):
         self._draft_timer = QTimer(self, singleShot=True, interval=500)
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
+        self._count_timer = QTimer(self, singleShot=True, interval=150)
+        self._count_timer.timeout.connect(self.count_due)
+        self.composer.textChanged.connect(self._count_timer.start)
+        self.count_label = QLabel()  # `23 tokens · conversation 1,203 / 1,024`, under the message box
+        self.count_label.setObjectName("token-count")
+        self.count_label.setStyleSheet('QLabel { color: palette(placeholder-text); } '
+                                       'QLabel[over="true"] { color: #c0392b; }')
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.send_button.clicked.connect(self._send_or_stop)
@@ -43,6 +51,7 @@ class ChatPage(QWidget):
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
+        layout.addWidget(self.count_label)
 
     def _send_or_stop(self) -> None:
         self.stop_requested.emit() if self._generating else self.send_requested.emit()
@@ -69,6 +78,21 @@ class ChatPage(QWidget):
         self.composer.moveCursor(QTextCursor.End)
         if focus:
             self.composer.setFocus()
+
+    def show_count(self, draft_tokens: int | None, total: int | None = None, window: int | None = None) -> None:
+        """Under the message box: the message's tokens and the conversation's with it, against the model's
+        window (None: nothing to count, no model)."""
+        if draft_tokens is None:
+            self.count_label.setText("")
+            return
+        text = f"{draft_tokens:,} token{'s' if draft_tokens != 1 else ''}"
+        if total is not None and window:
+            text += f" · conversation {total:,} / {window:,}"
+            if total > window:
+                text += ": the oldest turns will be left out"
+        self.count_label.setText(text)
+        self.count_label.setProperty("over", total is not None and window is not None and total > window)
+        self.count_label.style().polish(self.count_label)
 
     def draft_kept(self) -> None:
         """The draft was just saved: no need to save it again in a moment."""

@@ -59,6 +59,22 @@ class ConversationController(QObject):
         return len(self.tokenizer.encode(format_chat([Turn(m.role, m.content) for m in messages],
                                                      model.chat_style).text))
 
+    def count_draft(self) -> None:
+        """The live count under the message box: the message's tokens, and the prompt the conversation would
+        make with it, against the model's window."""
+        model = self.requests.model
+        if model is None or self.tokenizer is None:
+            self.chat.show_count(None)
+            return
+        draft = self.chat.draft()
+        messages = self.history.messages(self.current_id) if self.current_id is not None else []
+        if self.chat.editing_id is not None:  # an edit replaces its message and what follows
+            messages = messages[:next((i for i, m in enumerate(messages) if m.id == self.chat.editing_id),
+                                      len(messages))]
+        turns = [Turn(m.role, m.content) for m in messages] + ([Turn("user", draft)] if draft.strip() else [])
+        total = len(self.tokenizer.encode(format_chat(turns, model.chat_style).text)) if turns else 0
+        self.chat.show_count(len(self.tokenizer.encode(draft)), total, model.context_window)
+
     # which conversation
 
     def refresh(self) -> None:

@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
         self.chat.draft_due.connect(conversations.store_draft)
+        self.chat.count_due.connect(conversations.count_draft)
         self.notebook.continue_requested.connect(conversations.continue_notebook)
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
@@ -243,7 +244,9 @@ class MainWindow(QMainWindow):
         except EngineError:
             tokenizer = None
         self.tasks.set_model(tokenizer, info.context_window)
+        self.settings_panel.set_model(info.name, info.context_window)
         self.conversations.tokenizer = tokenizer
+        self.conversations.count_draft()
         self._show_context()
         self._update_buttons()
 
@@ -263,6 +266,7 @@ class MainWindow(QMainWindow):
     def _conversation_changed(self) -> None:
         self.status_bar.clear_reply()
         self._show_context()
+        self.conversations.count_draft()
 
     def _on_load_failed(self, message: str) -> None:
         wanted = self._loading or "The embedded model"
@@ -412,6 +416,7 @@ class MainWindow(QMainWindow):
             self.status_bar.show_reply(done)
         if active.kind != "task" and not active.detached:
             self._show_context()  # the same figure as when the conversation is opened again
+            self.conversations.count_draft()
         self._update_buttons()
 
     def _on_chosen(self, _request: ActiveRequest, scores: list[OptionScore]) -> None:

@@ -22,10 +22,13 @@ def dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def open_window(qtbot, dirs, tiny_model_dir):
+def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
+    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
+    since max new tokens is bounded by the model's window)."""
     windows = []
 
-    def make(model=str(tiny_model_dir), wait=True, **settings):
+    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
+        model = str(wide_model_dir) if wide else model
         history = History(dirs / "data" / "history.sqlite3")
         s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
         window = MainWindow(history, s, dirs / "config" / "settings.json")
@@ -54,7 +57,7 @@ def wait_idle(qtbot, window, timeout=20000):
 
 
 def test_enter_sends_and_reply_streams_in(qtbot, open_window):
-    window = open_window(max_new_tokens=400)
+    window = open_window(max_new_tokens=400, wide=True)
     sizes = []
     window.requests.tokens.connect(lambda *_: sizes.append(len(window.chat.transcript.toPlainText())))
     type_and_send(qtbot, window, "Hello there")
@@ -65,9 +68,9 @@ def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     assert messages[0].content == "Hello there"
     assert messages[1].content and messages[1].content in window.chat.transcript.toPlainText()
     assert len(sizes) > 1 and sizes == sorted(sizes), "the reply arrives in pieces, growing"
-    assert messages[1].model == "tiny" and messages[1].settings["max_new_tokens"] == 400
+    assert messages[1].model == "tiny-wide" and messages[1].settings["max_new_tokens"] == 400
     assert window.chat.send_button.text() == "Send"
-    assert "/ 128" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
+    assert "/ 4096" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
 
 
@@ -108,7 +111,7 @@ def test_shift_enter_is_a_new_line(qtbot, open_window):
 
 
 def test_stop_keeps_the_partial_reply(qtbot, open_window):
-    window = open_window(max_new_tokens=4000)
+    window = open_window(max_new_tokens=4000, wide=True)
     type_and_send(qtbot, window, "Tell me a long story")
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
     qtbot.keyClick(window, Qt.Key_Escape)
@@ -259,7 +262,7 @@ def test_switch_conversations_rename_delete_and_search(qtbot, open_window):
 
 
 def test_a_reply_goes_on_in_the_background_when_another_conversation_is_opened(qtbot, open_window):
-    window = open_window(max_new_tokens=300)
+    window = open_window(max_new_tokens=300, wide=True)
     type_and_send(qtbot, window, "About foxes")
     wait_idle(qtbot, window)
     fox_id = window.conversations.current_id
@@ -278,7 +281,7 @@ def test_a_reply_goes_on_in_the_background_when_another_conversation_is_opened(q
 
 
 def test_a_notebook_continuation_goes_on_in_the_background_without_doubling_text(qtbot, open_window):
-    window = open_window(max_new_tokens=200)
+    window = open_window(max_new_tokens=200, wide=True)
     window.conversations.new_chat()
     chat_id = window.conversations.current_id
     window.conversations.new_notebook()
@@ -337,7 +340,7 @@ def test_conversation_is_restored_after_restart(qtbot, open_window, dirs):
 
 
 def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_window, dirs):
-    window = open_window(max_new_tokens=4000)
+    window = open_window(max_new_tokens=4000, wide=True)
     type_and_send(qtbot, window, "Go on and on")
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
     conversation = window.conversations.current_id
@@ -353,7 +356,7 @@ def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_wi
 
 
 def test_gui_event_loop_never_stalls_during_generation(qtbot, open_window, record_property):
-    window = open_window(max_new_tokens=1500)
+    window = open_window(max_new_tokens=1500, wide=True)
     gaps, last = [], [time.perf_counter()]
 
     def tick():
@@ -714,7 +717,7 @@ def test_opening_a_conversation_lands_exactly_at_its_end(qtbot, open_window, dir
 
 
 def test_a_view_scrolled_up_stays_put_while_the_reply_streams_and_when_it_ends(qtbot, open_window):
-    window = open_window(max_new_tokens=300)
+    window = open_window(max_new_tokens=300, wide=True)
     window.conversations.open(long_conversation(window.history))
     view = window.chat.transcript
     type_and_send(qtbot, window, "And then?")
@@ -731,7 +734,7 @@ def test_a_view_scrolled_up_stays_put_while_the_reply_streams_and_when_it_ends(q
 
 
 def test_after_stop_and_a_long_reply_the_view_is_exactly_at_the_end(qtbot, open_window):
-    window = open_window(max_new_tokens=4000)
+    window = open_window(max_new_tokens=4000, wide=True)
     window.conversations.open(long_conversation(window.history))
     view = window.chat.transcript
     type_and_send(qtbot, window, "Tell me a long story")
@@ -761,3 +764,45 @@ def test_streamed_text_is_never_cut_mid_sentence(qtbot, open_window):
     streamed = [b for b in blocks if "fox" in b]
     assert len(streamed) > 1  # cut into layout blocks (appending stays cheap) ...
     assert all(b.rstrip().endswith(".") for b in streamed[:-1])  # ... only where a sentence ends
+
+
+def test_a_live_token_count_under_the_message_box_warns_before_turns_are_left_out(qtbot, open_window):
+    from engine.core.tokenizer import GPT2Tokenizer
+
+    window = open_window()
+    tokenizer = GPT2Tokenizer.from_folder(window.model_info.folder)
+    label = window.chat.count_label
+    qtbot.keyClicks(window.chat.composer, "Hello there, fox")
+    expected = len(tokenizer.encode("Hello there, fox"))
+    qtbot.waitUntil(lambda: label.text().startswith(f"{expected} tokens · conversation "), timeout=3000)
+    assert label.text().endswith(" / 128") and "left out" not in label.text()
+    window.chat.composer.insertPlainText(" and the crow" * 40)  # a long paste: over tiny's 128 tokens
+    qtbot.waitUntil(lambda: "the oldest turns will be left out" in label.text(), timeout=3000)
+    assert label.property("over") is True
+    total = int(label.text().split("conversation ")[1].split(" /")[0].replace(",", ""))
+    assert total > 128
+    window.chat.composer.clear()
+    qtbot.waitUntil(lambda: label.text() == "0 tokens · conversation 0 / 128", timeout=3000)
+
+
+def test_max_new_tokens_is_bounded_by_the_model_and_says_why(qtbot, open_window, dirs):
+    window = open_window(max_new_tokens=1000)  # more than tiny's 128-token window
+    panel = window.settings_panel
+    assert panel.max_new_tokens.maximum() == 128 and panel.max_new_tokens.value() == 128
+    assert "was 1,000" in panel.limit_note.text() and "tiny" in panel.limit_note.text()
+    assert window.settings.max_new_tokens == 128
+    window.toggle_settings()
+    box = panel.max_new_tokens
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, "99999")
+    assert box.text() == "99999"  # not cut to 999 while typing
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert box.value() == 128 and "99999 is over the limit, so it is 128" in panel.limit_note.text()
+    assert "context window" in panel.limit_note.text() and panel.limit_note.isVisibleTo(window)
+    top_k = panel.top_k
+    top_k.setFocus()
+    top_k.selectAll()
+    qtbot.keyClicks(top_k, "5000")
+    qtbot.keyClick(top_k, Qt.Key_Return)
+    assert top_k.value() == 1000 and "5000 is over the limit, so it is 1000" in panel.limit_note.text()
