@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from app.composer import Composer
 from app.history import Message
 from app.transcript import TranscriptView
+from app.welcome import WelcomePanel
 
 
 class ChatPage(QWidget):
@@ -17,6 +18,8 @@ class ChatPage(QWidget):
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
     count_due = Signal()  # the message box changed a moment ago: time to count its tokens
+    models_requested = Signal()  # the first-run panel's "Get GPT-2"
+    welcome_dismissed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -25,6 +28,10 @@ class ChatPage(QWidget):
         self._generating = False
         self.transcript = TranscriptView()
         self.transcript.action.connect(self.message_action)
+        self.welcome = WelcomePanel()
+        self.welcome.models_requested.connect(self.models_requested)
+        self.welcome.dismissed.connect(self._dismiss_welcome)
+        self._welcome_wanted = False  # until dismissed: shown while the chat is empty
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
@@ -48,6 +55,7 @@ class ChatPage(QWidget):
         composer_row.addWidget(self.send_button, 0, Qt.AlignBottom)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.welcome)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
@@ -130,8 +138,23 @@ class ChatPage(QWidget):
         """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
         the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is."""
         self.transcript.render(messages, versions or {}, to_end)
+        self.welcome.setVisible(self._welcome_wanted and not messages)
+
+    def set_welcome(self, wanted: bool) -> None:
+        """Whether the first-run panel shows in an empty chat (until it is dismissed)."""
+        self._welcome_wanted = wanted
+        self.welcome.setVisible(wanted and self.transcript.document().isEmpty())
+
+    def welcome_shown(self) -> bool:
+        return self.welcome.isVisibleTo(self)
+
+    def _dismiss_welcome(self) -> None:
+        self.set_welcome(False)
+        self.welcome_dismissed.emit()
+        self.composer.setFocus()
 
     def begin_stream(self) -> None:
+        self.welcome.hide()
         self.transcript.begin_stream()
 
     def append(self, text: str) -> None:

@@ -36,6 +36,7 @@ class AppSettings:
     threads: int = 0  # 0: one per physical core
     model: str | None = None  # None: the embedded model
     mode: str = "chat"
+    welcome_dismissed: bool = False  # the first-run panel in an empty chat
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""

@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
 
         self.requests = RequestController(self)
         self._build_widgets()
+        self.chat.set_welcome(not self.settings.welcome_dismissed)
         self._connect()
         self._build_menus()
         self._restore_layout()
@@ -142,6 +143,8 @@ class MainWindow(QMainWindow):
         self.chat.message_action.connect(conversations.message_action)
         self.chat.draft_due.connect(conversations.store_draft)
         self.chat.count_due.connect(conversations.count_draft)
+        self.chat.models_requested.connect(lambda: self.tabs.setCurrentWidget(self.models))
+        self.chat.welcome_dismissed.connect(self._welcome_dismissed)
         self.notebook.continue_requested.connect(conversations.continue_notebook)
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
@@ -262,6 +265,10 @@ class MainWindow(QMainWindow):
 
     def _show_context(self) -> None:
         self.status_bar.show_context(self.conversations.context_tokens())
+
+    def _welcome_dismissed(self) -> None:
+        self.settings.welcome_dismissed = True
+        self._save_settings()
 
     def _conversation_changed(self) -> None:
         self.status_bar.clear_reply()

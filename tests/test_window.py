@@ -806,3 +806,26 @@ def test_max_new_tokens_is_bounded_by_the_model_and_says_why(qtbot, open_window,
     qtbot.keyClicks(top_k, "5000")
     qtbot.keyClick(top_k, Qt.Key_Return)
     assert top_k.value() == 1000 and "5000 is over the limit, so it is 1000" in panel.limit_note.text()
+
+
+def test_the_first_run_panel_says_what_the_model_is_until_dismissed(qtbot, open_window, dirs):
+    window = open_window()
+    chat = window.chat
+    assert chat.welcome_shown()
+    text = chat.welcome.label.text()
+    assert "7 million parameters" in text and "fairy tale" in text and "offline" in text
+    qtbot.mouseClick(chat.welcome.get_gpt2, Qt.LeftButton)
+    assert window.tabs.currentWidget() is window.models
+    window.tabs.setCurrentIndex(0)
+    type_and_send(qtbot, window, "Once upon a time")
+    assert not chat.welcome_shown()  # a chat with messages has no room for it
+    wait_idle(qtbot, window)
+    window.conversations.new_chat()
+    assert chat.welcome_shown()  # an empty chat again: shown until dismissed
+    qtbot.mouseClick(chat.welcome.dismiss, Qt.LeftButton)
+    assert not chat.welcome_shown() and chat.composer.hasFocus()
+    assert AppSettings.load(dirs / "config" / "settings.json").welcome_dismissed is True
+    window.close()
+    again = open_window(welcome_dismissed=True)  # as AppSettings.load gives it
+    again.conversations.new_chat()
+    assert not again.chat.welcome_shown()
