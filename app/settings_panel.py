@@ -97,6 +97,7 @@ class SettingsPanel(QWidget):
         self.threads.setToolTip("auto: one thread per physical core")
         self.load(settings)
         form = QFormLayout(self)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # narrow: each label above its field
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-k", self.top_k)
         form.addRow("Top-p", self.top_p)

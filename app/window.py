@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMessageBox, QSplitter,
-                               QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
+                               QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.banner import Banner
 from app.chat_page import ChatPage
@@ -35,6 +35,8 @@ from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError
 from engine.paths import user_templates_dir
 
+CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
+DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
 EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.notebook)
         self.conversations = ConversationController(self.history, self.settings, self.requests, self.sidebar,
                                                     self.chat, self.notebook, self.pages, self)
+        self.pages.setMinimumWidth(CHAT_MIN_WIDTH)  # the dock and the list give way first
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 6, 6, 6)
@@ -100,6 +103,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([240, 760])
         self.tasks = TasksView(user_templates_dir())
         self.models = ModelsView()
@@ -112,7 +116,12 @@ class MainWindow(QMainWindow):
         self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
         self.settings_dock = QDockWidget("Settings", self)
         self.settings_dock.setObjectName("settings")
-        self.settings_dock.setWidget(self.settings_panel)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)  # a low window scrolls the fields
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(self.settings_panel)
+        scroll.setMinimumWidth(DOCK_WIDTH[0])
+        scroll.setMaximumWidth(DOCK_WIDTH[1])
+        self.settings_dock.setWidget(scroll)
         self.addDockWidget(Qt.RightDockWidgetArea, self.settings_dock)
         self.settings_dock.hide()
         self.status_bar = StatusBar()
@@ -385,7 +394,7 @@ class MainWindow(QMainWindow):
     def _ready_for_task(self) -> bool:
         problem = self.requests.why_not_ready()
         if problem:
-            self.tasks.say(problem)
+            self.tasks.say(problem, error=True)
         return problem is None
 
     # what the engine sends back

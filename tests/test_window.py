@@ -829,3 +829,30 @@ def test_the_first_run_panel_says_what_the_model_is_until_dismissed(qtbot, open_
     again = open_window(welcome_dismissed=True)  # as AppSettings.load gives it
     again.conversations.new_chat()
     assert not again.chat.welcome_shown()
+
+
+@pytest.mark.parametrize("settings_shown", [False, True])
+def test_at_800_by_500_the_chat_column_keeps_its_room(qtbot, open_window, settings_shown):
+    window = open_window()
+    window.settings_dock.setVisible(settings_shown)
+    window.resize(800, 500)
+    qtbot.waitUntil(lambda: window.width() == 800 and window.height() == 500, timeout=3000)
+    qtbot.wait(20)
+    assert window.chat.width() >= 400, window.chat.width()
+    assert window.minimumSizeHint().width() <= 800
+    if settings_shown:
+        assert window.settings_dock.width() >= 150 and window.settings_panel.max_new_tokens.isVisibleTo(window)
+    window.tabs.setCurrentWidget(window.models)
+    about = window.models.table.columnWidth(window.models.table.columnCount() - 1)
+    assert about >= 120, about  # the Models view's About column stays readable
+
+
+def test_error_messages_are_not_link_blue(qtbot, open_window):
+    window = open_window()
+    tasks = window.tasks
+    tasks.select_by_name("Multiple choice")
+    tasks.set_values({"context": "Hello", "options": ""})
+    tasks.run_or_stop()
+    assert tasks.message.property("error") is True and "highlight" not in tasks.message.styleSheet()
+    tasks.select_by_name("Summarise")
+    assert tasks.message.text() == "" and not tasks.message.property("error")
