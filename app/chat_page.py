@@ -153,9 +153,10 @@ class ChatPage(QWidget):
         self.welcome_dismissed.emit()
         self.composer.setFocus()
 
-    def begin_stream(self) -> None:
+    def begin_stream(self, writer: str) -> None:
+        """A reply starts at the end, headed by `writer` (the model's name)."""
         self.welcome.hide()
-        self.transcript.begin_stream()
+        self.transcript.begin_stream(writer=writer)
 
     def append(self, text: str) -> None:
         self.transcript.append(text)

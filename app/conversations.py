@@ -22,6 +22,7 @@ from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 
 TITLE_LENGTH = 48
+NOTEBOOK_TITLE = "Notebook"  # a new notebook's, until it has words to be named after
 CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
 
 
@@ -103,10 +104,12 @@ class ConversationController(QObject):
         if conv.mode == "chat":
             self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
-                self.chat.begin_stream()
+                self.chat.begin_stream(self._writer())
                 self.chat.append(active.text)
         else:
-            self.notebook.set_document(conv.document + (active.text if streaming else ""))
+            self.notebook.set_document(conv.document + (active.text if streaming else ""),
+                                       [m.content for m in self.history.messages(conv.id) if m.role == "assistant"]
+                                       + ([active.text] if streaming else []))
             if streaming:
                 self.notebook.begin_continuation()
         if streaming:
@@ -132,7 +135,7 @@ class ConversationController(QObject):
         self._new("New chat", "chat")
 
     def new_notebook(self) -> None:
-        self._new("Notebook", "notebook")
+        self._new(NOTEBOOK_TITLE, "notebook")
 
     def _new(self, title: str, mode: str) -> None:
         self.sidebar.clear_search()
@@ -195,10 +198,14 @@ class ConversationController(QObject):
         messages = self.history.messages(self.current_id) if messages is None else messages
         prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
         self.show_messages(messages, to_end=True)
-        self.chat.begin_stream()
+        self.chat.begin_stream(self._writer())
         settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
         request = self.requests.generate("chat", prompt.text, settings, self.current_id)
         request.reply_after = messages[-1].id if messages else None
+
+    def _writer(self) -> str:
+        """The name of the model writing the reply (the loaded one)."""
+        return self.requests.model.name if self.requests.model else "Assistant"
 
     def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end)."""
@@ -269,13 +276,21 @@ class ConversationController(QObject):
             return
         if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
             self.history.set_document(self.current_id, self.notebook.document())
+            self._title_notebook(self.current_id, self.notebook.document())
+
+    def _title_notebook(self, conversation_id: int, document: str) -> None:
+        """A notebook still called "Notebook" is named after its first words once it has some."""
+        conv = self.history.conversation(conversation_id)
+        if conv is not None and conv.title == NOTEBOOK_TITLE and document.strip():
+            self.history.rename_conversation(conversation_id, title_from(document))
+            self.refresh()
 
     def continue_notebook(self) -> None:
         """Let the model continue the notebook's text at its end."""
         if not self._ready():
             return
         if self.current_id is None:
-            self.current_id = self.history.create_conversation("Notebook", "notebook")
+            self.current_id = self.history.create_conversation(NOTEBOOK_TITLE, "notebook")
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
@@ -305,6 +320,7 @@ class ConversationController(QObject):
                 document = self.notebook.document()
             self.history.add_message(active.conversation_id, "assistant", text, model=model,
                                      settings=active.settings, stop_reason=stop_reason, document=document)
+            self._title_notebook(active.conversation_id, document)
         self.refresh()
 
     def forget_failed(self) -> None:

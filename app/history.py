@@ -99,6 +99,16 @@ class ConversationRecord:
     messages: list[Message]
 
 
+SPEAKERS = {"user": "You", "system": "System"}
+
+
+def speaker(message: Message) -> str:
+    """Who wrote a message, as shown and exported: You, or the name of the model that wrote a reply."""
+    if message.role == "assistant":
+        return message.model or "Assistant"
+    return SPEAKERS.get(message.role, message.role)
+
+
 def _message(row) -> Message:
     return Message(*row[:6], json.loads(row[6]) if row[6] else None, row[7], row[8])
 

@@ -25,7 +25,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.history import Conversation, ConversationRecord, History, HistoryError, Message
+from app.history import Conversation, ConversationRecord, History, HistoryError, Message, speaker
 
 FORMAT = "gpt2-desktop-history"
 FORMAT_VERSION = 1
@@ -121,9 +121,6 @@ def _record(c, index: int, source: str) -> ConversationRecord:
 
 # Markdown
 
-ROLE_NAMES = {"user": "You", "system": "System"}
-
-
 def shown_thread(record: ConversationRecord) -> list[Message]:
     """The messages of the version shown: the line of parents that ends at the conversation's leaf."""
     by_id = {m.id: m for m in record.messages}
@@ -132,13 +129,6 @@ def shown_thread(record: ConversationRecord) -> list[Message]:
         thread.append(by_id[at])
         at = by_id[at].parent_id
     return thread[::-1]
-
-
-def speaker(message: Message) -> str:
-    """Who wrote a message: You, or the model that wrote a reply."""
-    if message.role == "assistant":
-        return message.model or "Assistant"
-    return ROLE_NAMES.get(message.role, message.role)
 
 
 def to_markdown(records: list[ConversationRecord]) -> str:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
-from app.history import Message
+from app.history import Message, speaker
 
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
 HARD_BREAK = 2000  # ... and after which the next space does (a text without sentence ends)
 SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]* ")
 
-ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
 class TranscriptView(QTextBrowser):
@@ -46,12 +46,13 @@ class TranscriptView(QTextBrowser):
         cursor.setBlockFormat(QTextBlockFormat())
         cursor.setCharFormat(QTextCharFormat())
 
-    def _header(self, cursor: QTextCursor, role: str, links: str, first: bool) -> None:
+    def _header(self, cursor: QTextCursor, name: str, links: str, first: bool) -> None:
+        """A message's heading: who wrote it (You, or the model's name) and its links."""
         self._new_block(cursor, first)
         fmt = QTextBlockFormat()
         fmt.setTopMargin(0 if first else 14)
         cursor.setBlockFormat(fmt)
-        cursor.insertHtml(f"<b>{ROLE_NAMES.get(role, role)}</b>&nbsp;&nbsp;<small>{links}</small>")
+        cursor.insertHtml(f"<b>{html.escape(name)}</b>&nbsp;&nbsp;<small>{links}</small>")
         self._new_block(cursor, False)
 
     @staticmethod
@@ -89,7 +90,7 @@ class TranscriptView(QTextBrowser):
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         for i, message in enumerate(messages):
-            self._header(cursor, message.role, self._links(message, versions.get(message.id)), first=i == 0)
+            self._header(cursor, speaker(message), self._links(message, versions.get(message.id)), first=i == 0)
             if message.role == "assistant":
                 cursor.insertMarkdown(message.content or "…")
             else:
@@ -102,16 +103,17 @@ class TranscriptView(QTextBrowser):
         else:
             self.verticalScrollBar().setValue(place)
 
-    def begin_stream(self, pending_user: str | None = None) -> None:
-        """Start a reply at the end; `pending_user` shows a user turn not yet re-rendered."""
+    def begin_stream(self, pending_user: str | None = None, writer: str = "Assistant") -> None:
+        """Start a reply at the end, headed by the model writing it; `pending_user` shows a user turn not yet
+        re-rendered."""
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.End)
         first = self.document().isEmpty()
         if pending_user is not None:
-            self._header(cursor, "user", "", first)
+            self._header(cursor, "You", "", first)
             cursor.insertText(pending_user)
             first = False
-        self._header(cursor, "assistant", "<i>writing…</i>", first)
+        self._header(cursor, writer, "<i>writing…</i>", first)
         self._stream_cursor = cursor
         self._last_char = ""
         self.scroll_to_end()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtGui import QTextCursor
 
 from app.history import History, HistoryError
 from app.settings import AppSettings
@@ -856,3 +857,66 @@ def test_error_messages_are_not_link_blue(qtbot, open_window):
     assert tasks.message.property("error") is True and "highlight" not in tasks.message.styleSheet()
     tasks.select_by_name("Summarise")
     assert tasks.message.text() == "" and not tasks.message.property("error")
+
+
+def test_each_reply_is_headed_by_the_model_that_wrote_it(qtbot, open_window):
+    window = open_window()
+    conv = window.history.create_conversation("Old", "chat")
+    window.history.add_message(conv, "user", "Hi")
+    window.history.add_message(conv, "assistant", "Hello from before", model="openai-community/gpt2")
+    window.conversations.open(conv)
+    heads = []
+    window.requests.tokens.connect(lambda *_: heads.append(window.chat.transcript.toPlainText()))
+    type_and_send(qtbot, window, "And you?")
+    wait_idle(qtbot, window)
+    text = window.chat.transcript.toPlainText()
+    assert "openai-community/gpt2" in text and "\ntiny" in text and "Assistant" not in text
+    assert heads and "tiny" in heads[0].split("And you?")[1]  # the streaming reply is headed by its model too
+
+
+def test_notebook_marks_what_the_model_wrote_until_edited_and_ctrl_z_takes_it_back(qtbot, open_window):
+    window = open_window(max_new_tokens=30)
+    window.conversations.new_notebook()
+    book = window.conversations.current_id
+    editor = window.notebook.editor
+    qtbot.keyClicks(editor, "Once upon a time")
+    qtbot.keyClick(editor, Qt.Key_Return, Qt.ControlModifier)
+    wait_idle(qtbot, window)
+    reply = window.history.messages(book)[-1].content
+    continued = editor.toPlainText()
+    written = continued[len("Once upon a time"):]
+    assert reply.strip() and window.notebook.model_text() == written and written.startswith(reply)
+    assert window.history.conversation(book).title == "Once upon a time"  # named after its first words
+    editor.moveCursor(QTextCursor.End)
+    qtbot.keyClicks(editor, " mine")  # typed right after the model's text: the person's, not marked
+    assert window.notebook.model_text() == written and editor.toPlainText() == continued + " mine"
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)  # my typing goes first ...
+    assert editor.toPlainText() == continued
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)  # ... then the whole continuation, in one step
+    assert editor.toPlainText() == "Once upon a time"
+    window.conversations.store_document()
+    window.conversations.new_chat()
+    window.history.set_document(book, "Once upon a time" + reply)
+    window.conversations.open(book)  # marks come back from the history
+    assert window.notebook.model_text() == reply
+    editor.setTextCursor(QTextCursor(editor.document()))
+    editor.moveCursor(QTextCursor.End)
+    editor.moveCursor(QTextCursor.Left)
+    qtbot.keyClick(editor, Qt.Key_Backspace)  # an edit inside the model's text: that character is gone ...
+    window.conversations.store_document()
+    window.conversations.new_chat()
+    window.conversations.open(book)
+    assert window.notebook.model_text() == ""  # ... and the continuation no longer counts as the model's
+
+
+def test_a_new_notebook_is_named_after_its_first_words(qtbot, open_window):
+    window = open_window()
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText("The lighthouse keeper   counted the ships\nthat passed")
+    window.conversations.store_document()
+    assert window.history.conversation(window.conversations.current_id).title == \
+        "The lighthouse keeper counted the ships that pa…"
+    window.conversations.rename(window.conversations.current_id, "Mine")
+    window.notebook.editor.setPlainText("Other words")
+    window.conversations.store_document()
+    assert window.history.conversation(window.conversations.current_id).title == "Mine"  # a name given stays
