@@ -301,14 +301,18 @@ class ConversationController(QObject):
 
     def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
         """Save a finished or stopped chat reply or notebook continuation (one transaction)."""
-        model = self.requests.model.name if self.requests.model else None
+        loaded = self.requests.model
+        model = loaded.name if loaded else None
+        # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
+        settings = {**active.settings, **({"precision": loaded.precision, "device": loaded.device,
+                                           "threads": self.settings.threads} if loaded else {})}
         if self.history.conversation(active.conversation_id) is None:
             return  # deleted meanwhile
         if active.kind == "chat":
             content = text.strip()
             if content or stop_reason != "cancelled":
                 self.history.add_message(active.conversation_id, "assistant", content, model=model,
-                                         settings=active.settings, stop_reason=stop_reason,
+                                         settings=settings, stop_reason=stop_reason,
                                          after=active.reply_after or FIRST)
             if not active.detached and self.current_id == active.conversation_id:
                 self.show_messages(self.history.messages(active.conversation_id))
@@ -319,7 +323,7 @@ class ConversationController(QObject):
                 self.notebook.end_continuation()
                 document = self.notebook.document()
             self.history.add_message(active.conversation_id, "assistant", text, model=model,
-                                     settings=active.settings, stop_reason=stop_reason, document=document)
+                                     settings=settings, stop_reason=stop_reason, document=document)
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 

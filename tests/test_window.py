@@ -70,6 +70,8 @@ def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     assert messages[1].content and messages[1].content in window.chat.transcript.toPlainText()
     assert len(sizes) > 1 and sizes == sorted(sizes), "the reply arrives in pieces, growing"
     assert messages[1].model == "tiny-wide" and messages[1].settings["max_new_tokens"] == 400
+    assert messages[1].settings["precision"] == "float32" and messages[1].settings["device"] == "cpu"
+    assert "threads" in messages[1].settings
     assert window.chat.send_button.text() == "Send"
     assert "/ 4096" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
