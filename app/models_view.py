@@ -107,6 +107,8 @@ class ModelsView(QWidget):
         import_button = QPushButton("Import folder…")
         import_button.clicked.connect(self.ask_import)
         self.repo_edit = QLineEdit(placeholderText="Any GPT-2 model on the Hub, e.g. openai-community/gpt2")
+        self.repo_edit.setAccessibleName("Hub repo id to download")
+        self.table.setAccessibleName("Models")
         self.repo_edit.returnPressed.connect(lambda: self.download(self.repo_edit.text().strip()))
         get_button = QPushButton("Download")
         get_button.clicked.connect(lambda: self.download(self.repo_edit.text().strip()))

@@ -30,6 +30,7 @@ class NotebookPage(QWidget):
         self._generating = False
         self._cursor: QTextCursor | None = None  # where a continuation is written
         self.editor = QPlainTextEdit()
+        self.editor.setAccessibleName("Notebook text")
         self.editor.setPlaceholderText("Write the beginning of a text; the model continues at the end (Ctrl+Enter).")
         self.editor.textChanged.connect(self._edited)
         # What the person types is theirs, also right after (or inside) the model's text.

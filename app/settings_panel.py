@@ -85,9 +85,9 @@ class SettingsPanel(QWidget):
         self.limit_note.hide()
         self.seed = _int(-1, 2**31 - 1, "random")
         self.seed.setToolTip("The same seed and settings give the same reply")
-        self.device = QComboBox()
+        self.device = QComboBox(accessibleName="Device")
         self.device.addItems([d for d in DEVICES if d != "cuda" or cuda_available])
-        self.precision = QComboBox()
+        self.precision = QComboBox(accessibleName="Precision")
         self.precision.addItems(precisions.CHOICES)
         self.precision.setToolTip(
             f"Weight precision. auto: {precisions.default_for('cpu')} on the CPU, {precisions.default_for('cuda')} "

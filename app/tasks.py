@@ -70,7 +70,7 @@ class TasksView(QWidget):
         self.context_window = 0
         self.running = False
 
-        self.list = QListWidget()
+        self.list = QListWidget(accessibleName="Templates")
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(lambda item, _prev: self.select(item.data(Qt.UserRole) if item else None))
@@ -107,7 +107,7 @@ class TasksView(QWidget):
         row.addWidget(notebook)
         row.addWidget(chat)
         row.addStretch(1)
-        self.output = QTextBrowser()
+        self.output = QTextBrowser(accessibleName="The model's answer")
         self.output.setPlaceholderText("The model's answer appears here.")
         self.chart = ProbabilityChart()
         right = QWidget()

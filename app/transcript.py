@@ -25,6 +25,7 @@ class TranscriptView(QTextBrowser):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.setAccessibleName("Conversation")
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(lambda url: self.action.emit(url.scheme(), int(url.path() or 0)))

@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
+from app.appearance import next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
@@ -60,6 +61,8 @@ class MainWindow(QMainWindow):
         self.requests = RequestController(self)
         self._build_widgets()
         self.chat.set_welcome(not self.settings.welcome_dismissed)
+        if self.settings.text_size:
+            self.setFont(sized_font(self.settings.text_size))
         self._connect()
         self._build_menus()
         self._restore_layout()
@@ -196,6 +199,11 @@ class MainWindow(QMainWindow):
         action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
+        view_menu.addSeparator()
+        larger = action(view_menu, "Larger text", lambda: self.change_text_size(1))
+        larger.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
+        action(view_menu, "Smaller text", lambda: self.change_text_size(-1), "Ctrl+-")
+        action(view_menu, "Default text size", lambda: self.change_text_size(0), "Ctrl+0")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
         QShortcut(QKeySequence("Escape"), self, activated=self.escape)
@@ -455,6 +463,14 @@ class MainWindow(QMainWindow):
         self.settings_panel.set_engine_editable(not generating)
 
     # settings and lifetime
+
+    def change_text_size(self, step: int) -> None:
+        """Ctrl+= / Ctrl+- make all the window's text a point larger or smaller (0: the system's size again)."""
+        self.settings.text_size = next_size(self.settings.text_size, step) if step else 0
+        self.setFont(sized_font(self.settings.text_size))
+        self._save_settings()
+        if step:
+            self.status_bar.showMessage(f"Text size {self.font().pointSize()} pt (Ctrl+0: as the system's)", 3000)
 
     def toggle_settings(self) -> None:
         self.settings_dock.setVisible(not self.settings_dock.isVisible())

@@ -922,3 +922,61 @@ def test_a_new_notebook_is_named_after_its_first_words(qtbot, open_window):
     window.notebook.editor.setPlainText("Other words")
     window.conversations.store_document()
     assert window.history.conversation(window.conversations.current_id).title == "Mine"  # a name given stays
+
+
+def test_every_control_has_an_accessible_name(qtbot, open_window):
+    from PySide6.QtGui import QAccessible
+    from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit,
+                                   QTextEdit, QWidget)
+
+    window = open_window()
+    window.settings_dock.show()
+    window.tasks.select_by_name("Multiple choice")  # its form's fields too
+    kinds = (QAbstractButton, QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)
+    unnamed = []
+    for widget in window.findChildren(QWidget):
+        if not isinstance(widget, kinds) or widget.objectName().startswith("qt_"):
+            continue  # Qt's own parts (the table's corner, the menu bar's overflow) are named by Qt
+        if isinstance(widget.parent(), (QAbstractSpinBox, QComboBox, QLineEdit)):
+            continue  # the inside of a spin box or combo box, a line edit's clear button: the outer one is named
+        if isinstance(widget, QComboBox):
+            name = widget.accessibleName()  # a screen reader would otherwise read only its current value
+        else:
+            name = QAccessible.queryAccessibleInterface(widget).text(QAccessible.Name)  # own, text or label
+        if not name.strip():
+            unnamed.append(f"{type(widget).__name__} in {type(widget.parent()).__name__}")
+    assert not unnamed, unnamed
+
+
+def test_ctrl_plus_and_minus_change_the_text_size_and_it_is_remembered(qtbot, open_window, dirs):
+    window = open_window()
+    base = window.font().pointSize()
+    qtbot.keyClick(window, Qt.Key_Equal, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_Equal, Qt.ControlModifier)
+    assert window.font().pointSize() == base + 2
+    assert window.chat.transcript.font().pointSize() == base + 2 and window.chat.composer.font().pointSize() == base + 2
+    qtbot.keyClick(window, Qt.Key_Minus, Qt.ControlModifier)
+    assert window.font().pointSize() == base + 1
+    assert AppSettings.load(dirs / "config" / "settings.json").text_size == base + 1
+    window.close()
+    again = open_window(text_size=base + 1)
+    assert again.font().pointSize() == base + 1
+    qtbot.keyClick(again, Qt.Key_0, Qt.ControlModifier)
+    assert again.font().pointSize() == base and again.settings.text_size == 0
+
+
+def test_the_palette_follows_the_system_light_or_dark(qapp):
+    from PySide6.QtGui import QPalette
+
+    from app.appearance import apply_color_scheme, follow_color_scheme
+
+    app = qapp
+    try:
+        follow_color_scheme(app)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)  # as when the system turns dark
+        assert app.palette().color(QPalette.Window).lightness() < 100
+        assert app.palette().color(QPalette.Text).lightness() > 200
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert app.palette().color(QPalette.Window).lightness() > 150
+    finally:
+        apply_color_scheme(app, Qt.ColorScheme.Light)
