@@ -39,7 +39,8 @@ class ChatPage(QWidget):
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
         self._count_timer = QTimer(self, singleShot=True, interval=150)
-        self._count_timer.timeout.connect(self.count_due)
+        self._counting = True
+        self._count_timer.timeout.connect(lambda: self.count_due.emit() if self._counting else None)
         self.composer.textChanged.connect(self._count_timer.start)
         self.count_label = QLabel()  # `23 tokens · conversation 1,203 / 1,024`, under the message box
         self.count_label.setObjectName("token-count")
@@ -101,6 +102,11 @@ class ChatPage(QWidget):
         self.count_label.setText(text)
         self.count_label.setProperty("over", total is not None and window is not None and total > window)
         self.count_label.style().polish(self.count_label)
+
+    def stop_counting(self) -> None:
+        """The window is closing: no count is due any more."""
+        self._count_timer.stop()
+        self._counting = False
 
     def draft_kept(self) -> None:
         """The draft was just saved: no need to save it again in a moment."""

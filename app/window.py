@@ -355,7 +355,8 @@ class MainWindow(QMainWindow):
         except HistoryFileError as exc:
             self.banner.show_message(f"Nothing was exported: {exc}")
             return
-        self.status_bar.showMessage(f"Exported {count} conversation{'s' if count != 1 else ''} to {path}", 8000)
+        self.status_bar.showMessage(f"Exported {count} conversation{'s' if count != 1 else ''} to {Path(path).name}",
+                                    8000)
 
     def import_conversations(self) -> None:
         """Add the conversations of an exported JSON file; nothing already here is changed."""
@@ -372,7 +373,7 @@ class MainWindow(QMainWindow):
         if added:
             self.conversations.open(added[-1])
         self.status_bar.showMessage(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} "
-                                    f"from {path}", 8000)
+                                    f"from {Path(path).name}", 8000)
 
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)
@@ -499,6 +500,7 @@ class MainWindow(QMainWindow):
         """Stop a streaming reply, keep what it wrote, and end the engine thread cleanly."""
         self.conversations.store_document()
         self.conversations.keep_unsent()
+        self.chat.stop_counting()
         active = self.requests.shutdown()
         if active is not None and active.kind in ("chat", "notebook"):
             self.conversations.save_reply(active, active.text, "cancelled")
