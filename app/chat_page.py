@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from app.composer import Composer
 from app.history import Message
 from app.transcript import TranscriptView
+from app.welcome import WelcomePanel
 
 
 class ChatPage(QWidget):
@@ -16,6 +17,9 @@ class ChatPage(QWidget):
     stop_requested = Signal()  # Stop, while a reply is being written
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
+    count_due = Signal()  # the message box changed a moment ago: time to count its tokens
+    models_requested = Signal()  # the first-run panel's "Get GPT-2"
+    welcome_dismissed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -24,12 +28,24 @@ class ChatPage(QWidget):
         self._generating = False
         self.transcript = TranscriptView()
         self.transcript.action.connect(self.message_action)
+        self.welcome = WelcomePanel()
+        self.welcome.models_requested.connect(self.models_requested)
+        self.welcome.dismissed.connect(self._dismiss_welcome)
+        self._welcome_wanted = False  # until dismissed: shown while the chat is empty
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
         self._draft_timer = QTimer(self, singleShot=True, interval=500)
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
+        self._count_timer = QTimer(self, singleShot=True, interval=150)
+        self._counting = True
+        self._count_timer.timeout.connect(lambda: self.count_due.emit() if self._counting else None)
+        self.composer.textChanged.connect(self._count_timer.start)
+        self.count_label = QLabel()  # `23 tokens · conversation 1,203 / 1,024`, under the message box
+        self.count_label.setObjectName("token-count")
+        self.count_label.setStyleSheet('QLabel { color: palette(placeholder-text); } '
+                                       'QLabel[over="true"] { color: #c0392b; }')
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.send_button.clicked.connect(self._send_or_stop)
@@ -40,9 +56,11 @@ class ChatPage(QWidget):
         composer_row.addWidget(self.send_button, 0, Qt.AlignBottom)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.welcome)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
+        layout.addWidget(self.count_label)
 
     def _send_or_stop(self) -> None:
         self.stop_requested.emit() if self._generating else self.send_requested.emit()
@@ -69,6 +87,26 @@ class ChatPage(QWidget):
         self.composer.moveCursor(QTextCursor.End)
         if focus:
             self.composer.setFocus()
+
+    def show_count(self, draft_tokens: int | None, total: int | None = None, window: int | None = None) -> None:
+        """Under the message box: the message's tokens and the conversation's with it, against the model's
+        window (None: nothing to count, no model)."""
+        if draft_tokens is None:
+            self.count_label.setText("")
+            return
+        text = f"{draft_tokens:,} token{'s' if draft_tokens != 1 else ''}"
+        if total is not None and window:
+            text += f" · conversation {total:,} / {window:,}"
+            if total > window:
+                text += ": the oldest turns will be left out"
+        self.count_label.setText(text)
+        self.count_label.setProperty("over", total is not None and window is not None and total > window)
+        self.count_label.style().polish(self.count_label)
+
+    def stop_counting(self) -> None:
+        """The window is closing: no count is due any more."""
+        self._count_timer.stop()
+        self._counting = False
 
     def draft_kept(self) -> None:
         """The draft was just saved: no need to save it again in a moment."""
@@ -101,12 +139,30 @@ class ChatPage(QWidget):
 
     # the transcript
 
-    def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None) -> None:
-        """`versions`: for a message with several, its place among them and how many (1-based)."""
-        self.transcript.render(messages, versions or {})
+    def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
+                      to_end: bool = False) -> None:
+        """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
+        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is."""
+        self.transcript.render(messages, versions or {}, to_end)
+        self.welcome.setVisible(self._welcome_wanted and not messages)
 
-    def begin_stream(self) -> None:
-        self.transcript.begin_stream()
+    def set_welcome(self, wanted: bool) -> None:
+        """Whether the first-run panel shows in an empty chat (until it is dismissed)."""
+        self._welcome_wanted = wanted
+        self.welcome.setVisible(wanted and self.transcript.document().isEmpty())
+
+    def welcome_shown(self) -> bool:
+        return self.welcome.isVisibleTo(self)
+
+    def _dismiss_welcome(self) -> None:
+        self.set_welcome(False)
+        self.welcome_dismissed.emit()
+        self.composer.setFocus()
+
+    def begin_stream(self, writer: str) -> None:
+        """A reply starts at the end, headed by `writer` (the model's name)."""
+        self.welcome.hide()
+        self.transcript.begin_stream(writer=writer)
 
     def append(self, text: str) -> None:
         self.transcript.append(text)

@@ -12,6 +12,7 @@ class Composer(QPlainTextEdit):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setPlaceholderText("Message  (Enter to send, Shift+Enter for a new line)")
+        self.setAccessibleName("Message")
         self.setTabChangesFocus(True)
 
     def keyPressEvent(self, event) -> None:

@@ -22,6 +22,7 @@ from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 
 TITLE_LENGTH = 48
+NOTEBOOK_TITLE = "Notebook"  # a new notebook's, until it has words to be named after
 CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
 
 
@@ -59,6 +60,22 @@ class ConversationController(QObject):
         return len(self.tokenizer.encode(format_chat([Turn(m.role, m.content) for m in messages],
                                                      model.chat_style).text))
 
+    def count_draft(self) -> None:
+        """The live count under the message box: the message's tokens, and the prompt the conversation would
+        make with it, against the model's window."""
+        model = self.requests.model
+        if model is None or self.tokenizer is None:
+            self.chat.show_count(None)
+            return
+        draft = self.chat.draft()
+        messages = self.history.messages(self.current_id) if self.current_id is not None else []
+        if self.chat.editing_id is not None:  # an edit replaces its message and what follows
+            messages = messages[:next((i for i, m in enumerate(messages) if m.id == self.chat.editing_id),
+                                      len(messages))]
+        turns = [Turn(m.role, m.content) for m in messages] + ([Turn("user", draft)] if draft.strip() else [])
+        total = len(self.tokenizer.encode(format_chat(turns, model.chat_style).text)) if turns else 0
+        self.chat.show_count(len(self.tokenizer.encode(draft)), total, model.context_window)
+
     # which conversation
 
     def refresh(self) -> None:
@@ -85,12 +102,14 @@ class ConversationController(QObject):
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
         self.chat.draft_kept()
         if conv.mode == "chat":
-            self.show_messages(self.history.messages(conv.id))
+            self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
-                self.chat.begin_stream()
+                self.chat.begin_stream(self._writer())
                 self.chat.append(active.text)
         else:
-            self.notebook.set_document(conv.document + (active.text if streaming else ""))
+            self.notebook.set_document(conv.document + (active.text if streaming else ""),
+                                       [m.content for m in self.history.messages(conv.id) if m.role == "assistant"]
+                                       + ([active.text] if streaming else []))
             if streaming:
                 self.notebook.begin_continuation()
         if streaming:
@@ -116,7 +135,7 @@ class ConversationController(QObject):
         self._new("New chat", "chat")
 
     def new_notebook(self) -> None:
-        self._new("Notebook", "notebook")
+        self._new(NOTEBOOK_TITLE, "notebook")
 
     def _new(self, title: str, mode: str) -> None:
         self.sidebar.clear_search()
@@ -178,15 +197,19 @@ class ConversationController(QObject):
         """Write a reply after `messages` (default: the conversation as shown)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
         prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
-        self.show_messages(messages)
-        self.chat.begin_stream()
+        self.show_messages(messages, to_end=True)
+        self.chat.begin_stream(self._writer())
         settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
         request = self.requests.generate("chat", prompt.text, settings, self.current_id)
         request.reply_after = messages[-1].id if messages else None
 
-    def show_messages(self, messages: list[Message]) -> None:
-        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions."""
-        self.chat.show_messages(messages, self.history.version_places(messages))
+    def _writer(self) -> str:
+        """The name of the model writing the reply (the loaded one)."""
+        return self.requests.model.name if self.requests.model else "Assistant"
+
+    def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
+        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end)."""
+        self.chat.show_messages(messages, self.history.version_places(messages), to_end)
 
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
@@ -253,13 +276,21 @@ class ConversationController(QObject):
             return
         if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
             self.history.set_document(self.current_id, self.notebook.document())
+            self._title_notebook(self.current_id, self.notebook.document())
+
+    def _title_notebook(self, conversation_id: int, document: str) -> None:
+        """A notebook still called "Notebook" is named after its first words once it has some."""
+        conv = self.history.conversation(conversation_id)
+        if conv is not None and conv.title == NOTEBOOK_TITLE and document.strip():
+            self.history.rename_conversation(conversation_id, title_from(document))
+            self.refresh()
 
     def continue_notebook(self) -> None:
         """Let the model continue the notebook's text at its end."""
         if not self._ready():
             return
         if self.current_id is None:
-            self.current_id = self.history.create_conversation("Notebook", "notebook")
+            self.current_id = self.history.create_conversation(NOTEBOOK_TITLE, "notebook")
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
@@ -270,14 +301,18 @@ class ConversationController(QObject):
 
     def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
         """Save a finished or stopped chat reply or notebook continuation (one transaction)."""
-        model = self.requests.model.name if self.requests.model else None
+        loaded = self.requests.model
+        model = loaded.name if loaded else None
+        # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
+        settings = {**active.settings, **({"precision": loaded.precision, "device": loaded.device,
+                                           "threads": self.settings.threads} if loaded else {})}
         if self.history.conversation(active.conversation_id) is None:
             return  # deleted meanwhile
         if active.kind == "chat":
             content = text.strip()
             if content or stop_reason != "cancelled":
                 self.history.add_message(active.conversation_id, "assistant", content, model=model,
-                                         settings=active.settings, stop_reason=stop_reason,
+                                         settings=settings, stop_reason=stop_reason,
                                          after=active.reply_after or FIRST)
             if not active.detached and self.current_id == active.conversation_id:
                 self.show_messages(self.history.messages(active.conversation_id))
@@ -288,7 +323,8 @@ class ConversationController(QObject):
                 self.notebook.end_continuation()
                 document = self.notebook.document()
             self.history.add_message(active.conversation_id, "assistant", text, model=model,
-                                     settings=active.settings, stop_reason=stop_reason, document=document)
+                                     settings=settings, stop_reason=stop_reason, document=document)
+            self._title_notebook(active.conversation_id, document)
         self.refresh()
 
     def forget_failed(self) -> None:

@@ -69,6 +69,12 @@ class Conversation:
     document: str
     updated_at: str
     draft: str = ""
+    created_at: str = ""
+    leaf_id: int | None = None  # the last message of the version shown
+
+
+_CONVERSATION_COLUMNS = "id, title, mode, document, updated_at, draft, created_at, leaf_id"
+_MESSAGE_COLUMNS = "id, conversation_id, role, content, created_at, model, settings, stop_reason, parent_id"
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,29 @@ class Message:
     settings: dict | None
     stop_reason: str | None
     parent_id: int | None = None  # the message before it (None: the first of its conversation)
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A whole conversation with every version of every message (oldest first): what an export holds and what
+    an import adds. Its ids are the ones it had where it came from."""
+
+    conversation: Conversation
+    messages: list[Message]
+
+
+SPEAKERS = {"user": "You", "system": "System"}
+
+
+def speaker(message: Message) -> str:
+    """Who wrote a message, as shown and exported: You, or the name of the model that wrote a reply."""
+    if message.role == "assistant":
+        return message.model or "Assistant"
+    return SPEAKERS.get(message.role, message.role)
+
+
+def _message(row) -> Message:
+    return Message(*row[:6], json.loads(row[6]) if row[6] else None, row[7], row[8])
 
 
 def _now() -> str:
@@ -182,7 +211,7 @@ class History:
     # conversations
 
     def conversations(self, search: str = "") -> list[Conversation]:
-        sql = "SELECT id, title, mode, document, updated_at, draft FROM conversations"
+        sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
         args: tuple = ()
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -195,9 +224,8 @@ class History:
         return [Conversation(*row) for row in rows]
 
     def conversation(self, conversation_id: int) -> Conversation | None:
-        row = self.db.execute(
-            "SELECT id, title, mode, document, updated_at, draft FROM conversations WHERE id = ?", (conversation_id,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
+                              (conversation_id,)).fetchone()
         return Conversation(*row) if row else None
 
     def create_conversation(self, title: str, mode: str = "chat") -> int:
@@ -235,16 +263,14 @@ class History:
         row = self.db.execute("SELECT leaf_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None or row[0] is None:
             return []
-        rows = self.db.execute(
-            "SELECT id, conversation_id, role, content, created_at, model, settings, stop_reason, parent_id "
-            "FROM messages WHERE conversation_id = ?", (conversation_id,),
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?",
+                               (conversation_id,)).fetchall()
         by_id = {r[0]: r for r in rows}
         thread, at = [], row[0]
         while at in by_id and len(thread) <= len(by_id):
             thread.append(by_id[at])
             at = by_id[at][8]
-        return [Message(*r[:6], json.loads(r[6]) if r[6] else None, r[7], r[8]) for r in reversed(thread)]
+        return [_message(r) for r in reversed(thread)]
 
     def versions(self, message: Message) -> list[int]:
         """The ids of a message's versions (itself and the others written in its place), oldest first."""
@@ -304,3 +330,40 @@ class History:
                 self.db.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?, document = ? WHERE id = ?",
                                 (now, cur.lastrowid, document, conversation_id))
         return cur.lastrowid
+
+    # whole conversations (export and import)
+
+    def record(self, conversation_id: int) -> ConversationRecord | None:
+        """A conversation with every message it holds, each version included, oldest first."""
+        conv = self.conversation(conversation_id)
+        if conv is None:
+            return None
+        rows = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
+                               (conversation_id,)).fetchall()
+        return ConversationRecord(conv, [_message(r) for r in rows])
+
+    def add_records(self, records: list[ConversationRecord]) -> list[int]:
+        """Add whole conversations (an import), all in one transaction: each gets a new id, and so does each
+        message (its parent and the conversation's shown version follow). Nothing already here is changed."""
+        new_ids = []
+        with self.db:
+            for record in records:
+                conv = record.conversation
+                created = conv.created_at or conv.updated_at or _now()
+                cur = self.db.execute(
+                    "INSERT INTO conversations (title, mode, document, created_at, updated_at, draft) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (conv.title, conv.mode, conv.document, created, conv.updated_at or created, conv.draft))
+                conversation_id, ids = cur.lastrowid, {}
+                for message in record.messages:  # a parent comes before its children (checked by the reader)
+                    cur = self.db.execute(
+                        "INSERT INTO messages (conversation_id, role, content, created_at, model, settings, "
+                        "stop_reason, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (conversation_id, message.role, message.content, message.created_at or created,
+                         message.model, json.dumps(message.settings) if message.settings else None,
+                         message.stop_reason, ids.get(message.parent_id)))
+                    ids[message.id] = cur.lastrowid
+                self.db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?",
+                                (ids.get(conv.leaf_id), conversation_id))
+                new_ids.append(conversation_id)
+        return new_ids

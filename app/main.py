@@ -11,6 +11,7 @@ _STARTED = time.perf_counter()
 def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
+    from app.appearance import follow_color_scheme
     from app.history import History, HistoryError
     from app.identity import set_app_identity
     from app.settings import AppSettings
@@ -19,6 +20,7 @@ def run_app(argv: list[str]) -> int:
 
     app = QApplication.instance() or QApplication(argv)
     set_app_identity(app)
+    follow_color_scheme(app)
     problem = None
     try:
         history = History(data_dir() / "history.sqlite3")
@@ -44,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.self_test import run_self_test
 
         return run_self_test(sys.argv[:1], _STARTED)
+    if argv and argv[0] == "history":  # the window's conversations: app's own, without Qt or torch
+        from app.history_io import main as history_main
+
+        return history_main(argv[1:])
     if argv:
         from engine.tooling.cli import main as cli_main
 

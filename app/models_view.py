@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
+from app.notice import say
 from engine.errors import HubOffline
 from engine.store import hub
 from engine.store.local import import_folder, local_models, remove_model
 from engine.errors import EngineError
 
 COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
+MODEL_COLUMN = 200  # the Model column's widest (a longer name wraps); About takes the rest
+ABOUT_COLUMN = 180  # ... and keeps at least this much while the Model column can give way
 
 
 def _size(n: int | None) -> str:
@@ -85,8 +88,13 @@ class ModelsView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Interactive)  # fitted, up to MODEL_COLUMN: About keeps room
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.Stretch)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.ElideRight)
+        self.table.viewport().installEventFilter(self)  # its width known: fit the columns
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda _item: self.use_selected())
 
@@ -99,6 +107,8 @@ class ModelsView(QWidget):
         import_button = QPushButton("Import folder…")
         import_button.clicked.connect(self.ask_import)
         self.repo_edit = QLineEdit(placeholderText="Any GPT-2 model on the Hub, e.g. openai-community/gpt2")
+        self.repo_edit.setAccessibleName("Hub repo id to download")
+        self.table.setAccessibleName("Models")
         self.repo_edit.returnPressed.connect(lambda: self.download(self.repo_edit.text().strip()))
         get_button = QPushButton("Download")
         get_button.clicked.connect(lambda: self.download(self.repo_edit.text().strip()))
@@ -160,9 +170,25 @@ class ModelsView(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(r, c, item)
+            self.table.item(r, 0).setToolTip(row[0])
+            self.table.item(r, len(COLUMNS) - 1).setToolTip(row[-1])
             if row[0] == selected:
                 self.table.selectRow(r)
+        self._fit_columns()
         self._update_buttons()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Resize:
+            self._fit_columns()
+        return super().eventFilter(watched, event)
+
+    def _fit_columns(self) -> None:
+        """The Model column as wide as its names, but About keeps at least ABOUT_COLUMN (names are elided)."""
+        self.table.resizeColumnToContents(0)
+        others = sum(self.table.columnWidth(c) for c in range(1, len(COLUMNS) - 1))
+        room = self.table.viewport().width() - others - ABOUT_COLUMN
+        self.table.setColumnWidth(0, max(90, min(self.table.columnWidth(0), MODEL_COLUMN, room)))
+        self.table.resizeRowsToContents()  # About wraps: all of it shows
 
     def row_of(self, name: str) -> int | None:
         for r in range(self.table.rowCount()):
@@ -199,13 +225,13 @@ class ModelsView(QWidget):
         if not repo_id or self.downloading is not None:
             return
         if repo_id.count("/") != 1:
-            self.message.setText(f"“{repo_id}” is not a Hub repo id; they look like owner/name.")
+            say(self.message, f"“{repo_id}” is not a Hub repo id; they look like owner/name.", error=True)
             return
         self.downloading = repo_id
         self.progress.setRange(0, 0)
         self.progress_label.setText(f"Starting {repo_id}…")
         self.progress_host.show()
-        self.message.clear()
+        say(self.message, "")
         self._update_buttons()
         self.start_download.emit(repo_id)
 
@@ -227,21 +253,21 @@ class ModelsView(QWidget):
 
     def _on_finished(self, repo_id: str, _folder: str) -> None:
         self._download_ended()
-        self.message.setText(f"{repo_id} is ready. Select it and press Use.")
+        say(self.message, f"{repo_id} is ready. Select it and press Use.")
         row = self.row_of(repo_id)
         if row is not None:
             self.table.selectRow(row)
 
     def _on_failed(self, repo_id: str, message: str, offline: bool) -> None:
         self._download_ended()
-        self.message.setText(message)
+        say(self.message, message, error=True)
 
     def check_hub(self) -> None:
         self.start_check.emit()
 
     def _on_hub_status(self, reachable: bool) -> None:
         if not reachable:
-            self.message.setText(f"The Hugging Face Hub ({hub.endpoint()}) cannot be reached — you seem to be "
+            say(self.message, f"The Hugging Face Hub ({hub.endpoint()}) cannot be reached — you seem to be "
                                  "offline. Models on this computer keep working; downloads wait until you are online.")
 
     def ask_remove(self) -> None:
@@ -255,9 +281,9 @@ class ModelsView(QWidget):
         try:
             model = remove_model(name)
         except EngineError as exc:
-            self.message.setText(str(exc))
+            say(self.message, str(exc), error=True)
             return
-        self.message.setText(f"Removed {model.name}.")
+        say(self.message, f"Removed {model.name}.")
         self.refresh()
 
     def ask_import(self) -> None:
@@ -271,9 +297,9 @@ class ModelsView(QWidget):
         try:
             model = import_folder(Path(folder))
         except EngineError as exc:
-            self.message.setText(f"{folder} cannot be used: {exc}")
+            say(self.message, f"{folder} cannot be used: {exc}", error=True)
             return
-        self.message.setText(f"Imported {model.name}.")
+        say(self.message, f"Imported {model.name}.")
         self.refresh()
 
     def shutdown(self) -> None:

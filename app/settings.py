@@ -36,6 +36,8 @@ class AppSettings:
     threads: int = 0  # 0: one per physical core
     model: str | None = None  # None: the embedded model
     mode: str = "chat"
+    welcome_dismissed: bool = False  # the first-run panel in an empty chat
+    text_size: int = 0  # points (View > Larger / Smaller text); 0: the system's
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""

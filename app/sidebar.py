@@ -21,10 +21,10 @@ class Sidebar(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.search = QLineEdit(placeholderText="Search conversations (Ctrl+F)")
+        self.search = QLineEdit(placeholderText="Search conversations (Ctrl+F)", accessibleName="Search conversations")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.search_changed)
-        self.list = QListWidget()
+        self.list = QListWidget(accessibleName="Conversations")
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(self._current_changed)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
                                QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
+from app.notice import say
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.generate import Done, StopReason
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
@@ -69,7 +70,7 @@ class TasksView(QWidget):
         self.context_window = 0
         self.running = False
 
-        self.list = QListWidget()
+        self.list = QListWidget(accessibleName="Templates")
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(lambda item, _prev: self.select(item.data(Qt.UserRole) if item else None))
@@ -91,9 +92,9 @@ class TasksView(QWidget):
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
         self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a long label goes above its field, not beside
         self.normalise = QCheckBox("Rank by log-likelihood per token (length-normalised)")
         self.message = QLabel(wordWrap=True)
-        self.message.setStyleSheet("color: palette(highlight)")
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("Ctrl+Enter")
         self.run_button.clicked.connect(self.run_or_stop)
@@ -106,7 +107,7 @@ class TasksView(QWidget):
         row.addWidget(notebook)
         row.addWidget(chat)
         row.addStretch(1)
-        self.output = QTextBrowser()
+        self.output = QTextBrowser(accessibleName="The model's answer")
         self.output.setPlaceholderText("The model's answer appears here.")
         self.chart = ProbabilityChart()
         right = QWidget()
@@ -183,7 +184,7 @@ class TasksView(QWidget):
         self.output.setVisible(template.kind == "generate")
         self.output.clear()  # the answer was the previous template's
         self.chart.show_scores([])
-        self.message.clear()
+        say(self.message, "")
 
     @staticmethod
     def _value(widget) -> str:
@@ -215,10 +216,10 @@ class TasksView(QWidget):
         try:
             result = render(self.template, self.values(), self.tokenizer, budget)
         except TemplateError as exc:
-            self.message.setText(str(exc))
+            say(self.message, str(exc), error=True)
             return None
-        self.message.setText(f"'{result.cut_field}' was shortened by {result.cut_tokens} tokens from its start to fit "
-                             "the model's window." if result.cut_tokens else "")
+        say(self.message, f"'{result.cut_field}' was shortened by {result.cut_tokens} tokens from its start to fit "
+                          "the model's window." if result.cut_tokens else "")
         return result
 
     def _emit_rendered(self, signal) -> None:
@@ -244,9 +245,9 @@ class TasksView(QWidget):
             settings = {"max_new_tokens": template.max_new_tokens, "stop": list(template.stop), **template.sampling}
             self.run_generate.emit(result.text, settings)
 
-    def say(self, text: str) -> None:
-        """A line above the output: why a run could not start, what was cut to fit."""
-        self.message.setText(text)
+    def say(self, text: str, error: bool = False) -> None:
+        """A line above the output: why a run could not start (an error), what was cut to fit, how it ended."""
+        say(self.message, text, error)
 
     def show_scores(self, scores: list[OptionScore]) -> None:
         self.chart.show_scores(scores)
@@ -332,7 +333,7 @@ class TasksView(QWidget):
         try:
             saved = save_user_template(path.read_text(encoding="utf-8"), self.user_folder)
         except (TemplateError, OSError, UnicodeDecodeError) as exc:
-            self.message.setText(f"{path.name} could not be imported: {exc}")
+            say(self.message, f"{path.name} could not be imported: {exc}", error=True)
             return None
         self.reload(select=saved.name)
         return saved

@@ -23,8 +23,10 @@ class TemplateEditor(QDialog):
         self.saved: Template | None = None
         mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
         self.source = QPlainTextEdit(text)
+        self.source.setAccessibleName("Template source")
         self.source.setFont(mono)
         self.preview = QPlainTextEdit(readOnly=True)
+        self.preview.setAccessibleName("Prompt preview")
         self.preview.setFont(mono)
         self.status = QLabel(wordWrap=True)
         splitter = QSplitter()

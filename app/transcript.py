@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
-from app.history import Message
+from app.history import Message, speaker
 
-SOFT_BREAK = 400  # characters in a streamed paragraph before a layout block break
+SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
+HARD_BREAK = 2000  # ... and after which the next space does (a text without sentence ends)
+SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]* ")
 
-ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
 class TranscriptView(QTextBrowser):
@@ -21,11 +25,20 @@ class TranscriptView(QTextBrowser):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.setAccessibleName("Conversation")
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(lambda url: self.action.emit(url.scheme(), int(url.path() or 0)))
         self.document().setDocumentMargin(16)
         self._stream_cursor: QTextCursor | None = None
+        self._last_char = ""  # of the streamed text so far (a sentence may end across two pieces)
+        # Following: the view is at the end and stays there as text arrives or the layout grows. Scrolling up
+        # stops it; scrolling back to the end starts it again. Nothing else moves a view the person scrolled.
+        self._follow = True
+        self._rebuilding = False
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._range_changed)
         self.setPlaceholderText("Write a message below and press Enter.")
 
     def _new_block(self, cursor: QTextCursor, first: bool) -> None:
@@ -34,12 +47,13 @@ class TranscriptView(QTextBrowser):
         cursor.setBlockFormat(QTextBlockFormat())
         cursor.setCharFormat(QTextCharFormat())
 
-    def _header(self, cursor: QTextCursor, role: str, links: str, first: bool) -> None:
+    def _header(self, cursor: QTextCursor, name: str, links: str, first: bool) -> None:
+        """A message's heading: who wrote it (You, or the model's name) and its links."""
         self._new_block(cursor, first)
         fmt = QTextBlockFormat()
         fmt.setTopMargin(0 if first else 14)
         cursor.setBlockFormat(fmt)
-        cursor.insertHtml(f"<b>{ROLE_NAMES.get(role, role)}</b>&nbsp;&nbsp;<small>{links}</small>")
+        cursor.insertHtml(f"<b>{html.escape(name)}</b>&nbsp;&nbsp;<small>{links}</small>")
         self._new_block(cursor, False)
 
     @staticmethod
@@ -65,62 +79,87 @@ class TranscriptView(QTextBrowser):
             return link("edit", "Edit") + " · " + link("copy", "Copy")
         return ""
 
-    def render(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None) -> None:
-        """Lay out a whole conversation (on switching, and once when a reply is complete)."""
+    def render(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
+               to_end: bool = False) -> None:
+        """Lay out a whole conversation (on opening it, and once when a reply is complete). `to_end`: land at
+        the end; otherwise a view the person scrolled up stays where it was."""
         versions = versions or {}
-        at_bottom = self._at_bottom()
+        follow, place = self._follow or to_end, self.verticalScrollBar().value()
         self._stream_cursor = None
+        self._rebuilding = True  # clearing moves the scroll bar to 0: not the person's doing
         self.clear()
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         for i, message in enumerate(messages):
-            self._header(cursor, message.role, self._links(message, versions.get(message.id)), first=i == 0)
+            self._header(cursor, speaker(message), self._links(message, versions.get(message.id)), first=i == 0)
             if message.role == "assistant":
                 cursor.insertMarkdown(message.content or "…")
             else:
                 cursor.insertText(message.content)
         cursor.endEditBlock()
-        if at_bottom or not messages:
+        self._rebuilding = False
+        self._follow = follow or not messages
+        if self._follow:
             self.scroll_to_end()
+        else:
+            self.verticalScrollBar().setValue(place)
 
-    def begin_stream(self, pending_user: str | None = None) -> None:
-        """Start a reply at the end; `pending_user` shows a user turn not yet re-rendered."""
+    def begin_stream(self, pending_user: str | None = None, writer: str = "Assistant") -> None:
+        """Start a reply at the end, headed by the model writing it; `pending_user` shows a user turn not yet
+        re-rendered."""
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.End)
         first = self.document().isEmpty()
         if pending_user is not None:
-            self._header(cursor, "user", "", first)
+            self._header(cursor, "You", "", first)
             cursor.insertText(pending_user)
             first = False
-        self._header(cursor, "assistant", "<i>writing…</i>", first)
+        self._header(cursor, writer, "<i>writing…</i>", first)
         self._stream_cursor = cursor
+        self._last_char = ""
         self.scroll_to_end()
 
     def append(self, text: str) -> None:
         """Add streamed text at the end: costs time in proportion to `text`, not to the transcript.
 
-        Qt lays out a whole paragraph whenever it changes, so a long streamed paragraph is cut
-        into blocks of about SOFT_BREAK characters at a space (it looks like an early line wrap);
-        the finished reply is rendered properly once.
+        Qt lays out a whole paragraph whenever it changes, so a long streamed paragraph is cut into
+        blocks: after SOFT_BREAK characters at the next sentence end (never mid-sentence), after
+        HARD_BREAK at the next space. The finished reply is rendered properly once. The view follows
+        the text only while it is at the end.
         """
         cursor = self._stream_cursor
         if cursor is None or not text:
             return
-        at_bottom = self._at_bottom()
-        space = text.find(" ")
-        if space >= 0 and cursor.block().length() > SOFT_BREAK:
-            cursor.insertText(text[:space])
-            cursor.insertBlock()
-            text = text[space + 1 :]
+        length = cursor.block().length()
+        if length > SOFT_BREAK:
+            found = SENTENCE_END.search(self._last_char + text)
+            cut = found.end() - len(self._last_char) if found else -1
+            if cut <= 0 and length > HARD_BREAK:
+                cut = text.find(" ") + 1
+            if cut > 0:
+                cursor.insertText(text[:cut - 1])
+                cursor.insertBlock()
+                text = text[cut:]
         cursor.insertText(text)
-        if at_bottom:
+        self._last_char = text[-1:] or self._last_char
+        if self._follow:
             self.scroll_to_end()
 
-    def _at_bottom(self) -> bool:
-        bar = self.verticalScrollBar()
-        return bar.value() >= bar.maximum() - 4
+    def following(self) -> bool:
+        """Whether the view stays at the end as text arrives (it is there, and was not scrolled up)."""
+        return self._follow
+
+    def _scrolled(self, value: int) -> None:
+        if not self._rebuilding:
+            self._follow = value >= self.verticalScrollBar().maximum() - 4
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        # The layout grows after text is inserted (Qt lays out large documents in steps): stay at the end.
+        if self._follow and not self._rebuilding:
+            self.verticalScrollBar().setValue(maximum)
 
     def scroll_to_end(self) -> None:
+        self._follow = True
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
 

@@ -7,18 +7,21 @@ It builds the views and wires them to the open conversation (app.conversations) 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMessageBox, QSplitter,
-                               QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
+                               QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
+from app.appearance import next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
-from app.conversations import ConversationController
+from app.conversations import ConversationController, title_from
 from app.history import History
+from app.history_io import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
 from app.requests import ActiveRequest, RequestController
@@ -33,6 +36,10 @@ from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError
 from engine.paths import user_templates_dir
+
+CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
+DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
+EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
 
 if TYPE_CHECKING:
     from engine.inference.generate import Done
@@ -54,6 +61,9 @@ class MainWindow(QMainWindow):
 
         self.requests = RequestController(self)
         self._build_widgets()
+        self.chat.set_welcome(not self.settings.welcome_dismissed)
+        if self.settings.text_size:
+            self.setFont(sized_font(self.settings.text_size))
         self._connect()
         self._build_menus()
         self._restore_layout()
@@ -87,6 +97,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.notebook)
         self.conversations = ConversationController(self.history, self.settings, self.requests, self.sidebar,
                                                     self.chat, self.notebook, self.pages, self)
+        self.pages.setMinimumWidth(CHAT_MIN_WIDTH)  # the dock and the list give way first
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 6, 6, 6)
@@ -96,6 +107,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([240, 760])
         self.tasks = TasksView(user_templates_dir())
         self.models = ModelsView()
@@ -110,7 +122,12 @@ class MainWindow(QMainWindow):
         self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
         self.settings_dock = QDockWidget("Settings", self)
         self.settings_dock.setObjectName("settings")
-        self.settings_dock.setWidget(self.settings_panel)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)  # a low window scrolls the fields
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(self.settings_panel)
+        scroll.setMinimumWidth(DOCK_WIDTH[0])
+        scroll.setMaximumWidth(DOCK_WIDTH[1])
+        self.settings_dock.setWidget(scroll)
         self.addDockWidget(Qt.RightDockWidgetArea, self.settings_dock)
         self.settings_dock.hide()
         self.status_bar = StatusBar()
@@ -140,6 +157,9 @@ class MainWindow(QMainWindow):
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
         self.chat.draft_due.connect(conversations.store_draft)
+        self.chat.count_due.connect(conversations.count_draft)
+        self.chat.models_requested.connect(lambda: self.tabs.setCurrentWidget(self.models))
+        self.chat.welcome_dismissed.connect(self._welcome_dismissed)
         self.notebook.continue_requested.connect(conversations.continue_notebook)
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
@@ -166,6 +186,10 @@ class MainWindow(QMainWindow):
         action(file_menu, "Open model folder…", self.choose_model_folder, "Ctrl+O")
         action(file_menu, "Use the embedded model", lambda: self.use_model(None))
         file_menu.addSeparator()
+        action(file_menu, "Export conversation…", self.export_conversation, "Ctrl+E")
+        action(file_menu, "Export all conversations…", self.export_all)
+        action(file_menu, "Import conversations…", self.import_conversations)
+        file_menu.addSeparator()
         action(file_menu, "Quit", self.close, "Ctrl+Q")
         conv_menu = self.menuBar().addMenu("&Conversation")
         action(conv_menu, "New chat", self.conversations.new_chat, "Ctrl+N")
@@ -179,6 +203,11 @@ class MainWindow(QMainWindow):
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
+        view_menu.addSeparator()
+        larger = action(view_menu, "Larger text", lambda: self.change_text_size(1))
+        larger.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
+        action(view_menu, "Smaller text", lambda: self.change_text_size(-1), "Ctrl+-")
+        action(view_menu, "Default text size", lambda: self.change_text_size(0), "Ctrl+0")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
         QShortcut(QKeySequence("Escape"), self, activated=self.escape)
@@ -240,7 +269,9 @@ class MainWindow(QMainWindow):
         except EngineError:
             tokenizer = None
         self.tasks.set_model(tokenizer, info.context_window)
+        self.settings_panel.set_model(info.name, info.context_window)
         self.conversations.tokenizer = tokenizer
+        self.conversations.count_draft()
         self._show_context()
         self._update_buttons()
 
@@ -257,9 +288,14 @@ class MainWindow(QMainWindow):
     def _show_context(self) -> None:
         self.status_bar.show_context(self.conversations.context_tokens())
 
+    def _welcome_dismissed(self) -> None:
+        self.settings.welcome_dismissed = True
+        self._save_settings()
+
     def _conversation_changed(self) -> None:
         self.status_bar.clear_reply()
         self._show_context()
+        self.conversations.count_draft()
 
     def _on_load_failed(self, message: str) -> None:
         wanted = self._loading or "The embedded model"
@@ -297,6 +333,53 @@ class MainWindow(QMainWindow):
         if answer == QMessageBox.Yes:
             self.conversations.delete(conv.id)
 
+    def export_conversation(self) -> None:
+        conv = self.conversations.current()
+        if conv is None:
+            self.status_bar.showMessage("No conversation is open to export.", 5000)
+            return
+        self._export(title_from(conv.title).replace("/", "-").replace("…", ""), conv.id)
+
+    def export_all(self) -> None:
+        self._export("conversations", None)
+
+    def _export(self, name: str, conversation_id: int | None) -> None:
+        """Ask where (Markdown to read, JSON to import elsewhere) and write the export there."""
+        self.conversations.store_document()
+        self.conversations.store_draft()
+        path, chosen = QFileDialog.getSaveFileName(self, "Export conversation" if conversation_id else
+                                                   "Export all conversations", str(Path.home() / f"{name}.md"),
+                                                   f"{EXPORT_MARKDOWN};;{EXPORT_JSON}")
+        self.conversations.focus_page()
+        if not path:
+            return
+        if not Path(path).suffix:
+            path += ".json" if chosen == EXPORT_JSON else ".md"
+        try:
+            count = write_export(self.history, Path(path), format_for(path), conversation_id)
+        except HistoryFileError as exc:
+            self.banner.show_message(f"Nothing was exported: {exc}")
+            return
+        self.status_bar.showMessage(f"Exported {count} conversation{'s' if count != 1 else ''} to {Path(path).name}",
+                                    8000)
+
+    def import_conversations(self) -> None:
+        """Add the conversations of an exported JSON file; nothing already here is changed."""
+        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(Path.home()), EXPORT_JSON)
+        self.conversations.focus_page()
+        if not path:
+            return
+        try:
+            added = import_file(self.history, Path(path))
+        except (HistoryFileError, sqlite3.DatabaseError) as exc:
+            self.banner.show_message(f"Nothing was imported: {exc}")
+            return
+        self.conversations.refresh()
+        if added:
+            self.conversations.open(added[-1])
+        self.status_bar.showMessage(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} "
+                                    f"from {Path(path).name}", 8000)
+
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)
         self.conversations.new_notebook()
@@ -325,7 +408,7 @@ class MainWindow(QMainWindow):
     def _ready_for_task(self) -> bool:
         problem = self.requests.why_not_ready()
         if problem:
-            self.tasks.say(problem)
+            self.tasks.say(problem, error=True)
         return problem is None
 
     # what the engine sends back
@@ -363,6 +446,7 @@ class MainWindow(QMainWindow):
             self.status_bar.show_reply(done)
         if active.kind != "task" and not active.detached:
             self._show_context()  # the same figure as when the conversation is opened again
+            self.conversations.count_draft()
         self._update_buttons()
 
     def _on_chosen(self, _request: ActiveRequest, scores: list[OptionScore]) -> None:
@@ -385,6 +469,14 @@ class MainWindow(QMainWindow):
         self.settings_panel.set_engine_editable(not generating)
 
     # settings and lifetime
+
+    def change_text_size(self, step: int) -> None:
+        """Ctrl+= / Ctrl+- make all the window's text a point larger or smaller (0: the system's size again)."""
+        self.settings.text_size = next_size(self.settings.text_size, step) if step else 0
+        self.setFont(sized_font(self.settings.text_size))
+        self._save_settings()
+        if step:
+            self.status_bar.showMessage(f"Text size {self.font().pointSize()} pt (Ctrl+0: as the system's)", 3000)
 
     def toggle_settings(self) -> None:
         self.settings_dock.setVisible(not self.settings_dock.isVisible())
@@ -413,6 +505,7 @@ class MainWindow(QMainWindow):
         """Stop a streaming reply, keep what it wrote, and end the engine thread cleanly."""
         self.conversations.store_document()
         self.conversations.keep_unsent()
+        self.chat.stop_counting()
         active = self.requests.shutdown()
         if active is not None and active.kind in ("chat", "notebook"):
             self.conversations.save_reply(active, active.text, "cancelled")

@@ -18,6 +18,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wide_model_dir(tmp_path_factory) -> Path:
+    """The tiny model with a 4,096-token window: for replies longer than tiny's 128 tokens."""
+    return make_model_folder(tmp_path_factory.mktemp("models") / "tiny-wide", **{**TINY, "n_positions": 4096})
+
+
+@pytest.fixture(scope="session")
 def model_124m_dir(tmp_path_factory) -> Path:
     return make_model_folder(tmp_path_factory.mktemp("models") / "gpt2-124M", **GPT2_124M)
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtGui import QTextCursor
 
 from app.history import History, HistoryError
 from app.settings import AppSettings
@@ -22,10 +23,13 @@ def dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def open_window(qtbot, dirs, tiny_model_dir):
+def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
+    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
+    since max new tokens is bounded by the model's window)."""
     windows = []
 
-    def make(model=str(tiny_model_dir), wait=True, **settings):
+    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
+        model = str(wide_model_dir) if wide else model
         history = History(dirs / "data" / "history.sqlite3")
         s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
         window = MainWindow(history, s, dirs / "config" / "settings.json")
@@ -54,7 +58,7 @@ def wait_idle(qtbot, window, timeout=20000):
 
 
 def test_enter_sends_and_reply_streams_in(qtbot, open_window):
-    window = open_window(max_new_tokens=400)
+    window = open_window(max_new_tokens=400, wide=True)
     sizes = []
     window.requests.tokens.connect(lambda *_: sizes.append(len(window.chat.transcript.toPlainText())))
     type_and_send(qtbot, window, "Hello there")
@@ -65,9 +69,11 @@ def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     assert messages[0].content == "Hello there"
     assert messages[1].content and messages[1].content in window.chat.transcript.toPlainText()
     assert len(sizes) > 1 and sizes == sorted(sizes), "the reply arrives in pieces, growing"
-    assert messages[1].model == "tiny" and messages[1].settings["max_new_tokens"] == 400
+    assert messages[1].model == "tiny-wide" and messages[1].settings["max_new_tokens"] == 400
+    assert messages[1].settings["precision"] == "float32" and messages[1].settings["device"] == "cpu"
+    assert "threads" in messages[1].settings
     assert window.chat.send_button.text() == "Send"
-    assert "/ 128" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
+    assert "/ 4096" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
 
 
@@ -108,7 +114,7 @@ def test_shift_enter_is_a_new_line(qtbot, open_window):
 
 
 def test_stop_keeps_the_partial_reply(qtbot, open_window):
-    window = open_window(max_new_tokens=4000)
+    window = open_window(max_new_tokens=4000, wide=True)
     type_and_send(qtbot, window, "Tell me a long story")
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
     qtbot.keyClick(window, Qt.Key_Escape)
@@ -259,7 +265,7 @@ def test_switch_conversations_rename_delete_and_search(qtbot, open_window):
 
 
 def test_a_reply_goes_on_in_the_background_when_another_conversation_is_opened(qtbot, open_window):
-    window = open_window(max_new_tokens=300)
+    window = open_window(max_new_tokens=300, wide=True)
     type_and_send(qtbot, window, "About foxes")
     wait_idle(qtbot, window)
     fox_id = window.conversations.current_id
@@ -278,7 +284,7 @@ def test_a_reply_goes_on_in_the_background_when_another_conversation_is_opened(q
 
 
 def test_a_notebook_continuation_goes_on_in_the_background_without_doubling_text(qtbot, open_window):
-    window = open_window(max_new_tokens=200)
+    window = open_window(max_new_tokens=200, wide=True)
     window.conversations.new_chat()
     chat_id = window.conversations.current_id
     window.conversations.new_notebook()
@@ -337,7 +343,7 @@ def test_conversation_is_restored_after_restart(qtbot, open_window, dirs):
 
 
 def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_window, dirs):
-    window = open_window(max_new_tokens=4000)
+    window = open_window(max_new_tokens=4000, wide=True)
     type_and_send(qtbot, window, "Go on and on")
     qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 20, timeout=10000)
     conversation = window.conversations.current_id
@@ -353,7 +359,7 @@ def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_wi
 
 
 def test_gui_event_loop_never_stalls_during_generation(qtbot, open_window, record_property):
-    window = open_window(max_new_tokens=1500)
+    window = open_window(max_new_tokens=1500, wide=True)
     gaps, last = [], [time.perf_counter()]
 
     def tick():
@@ -643,3 +649,334 @@ def test_template_opens_in_notebook(qtbot, open_window):
     assert window.tabs.currentIndex() == 0 and window.pages.currentIndex() == 1
     assert window.notebook.editor.toPlainText() == "English: hi\nFrench:"
     assert window.history.conversation(window.conversations.current_id).document == "English: hi\nFrench:"
+
+
+def test_file_menu_exports_and_imports_every_message(qtbot, open_window, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.window import EXPORT_JSON, EXPORT_MARKDOWN
+
+    window = open_window()
+    window.chat.composer.insertPlainText("Grüße, 狐 🦊")  # (keyClicks takes ASCII only)
+    qtbot.keyClick(window.chat.composer, Qt.Key_Return)
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    reply = window.history.messages(conv)[-1]
+    window.conversations.message_action("regenerate", reply.id)  # a second version of the reply
+    wait_idle(qtbot, window)
+    before = window.history.record(conv)
+    actions = {a.text(): a for a in window.menuBar().actions()[0].menu().actions()}
+    saved = tmp_path / "chat"  # no suffix: the chosen filter gives it
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(saved), EXPORT_JSON))
+    actions["Export conversation…"].trigger()
+    assert (tmp_path / "chat.json").exists() and "Exported 1 conversation" in window.status_bar.currentMessage()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(tmp_path / "all.md"), EXPORT_MARKDOWN))
+    actions["Export all conversations…"].trigger()
+    markdown = (tmp_path / "all.md").read_text(encoding="utf-8")
+    assert "Grüße, 狐 🦊" in markdown and "(version 2 of 2)" in markdown
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "chat.json"), EXPORT_JSON))
+    actions["Import conversations…"].trigger()
+    assert len(window.history.conversations()) == 2 and window.sidebar.list.count() == 2
+    imported = window.conversations.current_id  # the imported copy is open, beside the original
+    assert imported != conv
+    after = window.history.record(imported)
+    assert [(m.role, m.content, m.model, m.settings, m.stop_reason) for m in after.messages] == \
+           [(m.role, m.content, m.model, m.settings, m.stop_reason) for m in before.messages]
+    assert [m.content for m in window.history.messages(imported)] == [m.content for m in window.history.messages(conv)]
+    assert "Grüße, 狐 🦊" in window.chat.transcript.toPlainText()
+    assert window.history.record(conv) == before  # the original is untouched
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(tmp_path / "bad.json"), EXPORT_JSON))
+    actions["Import conversations…"].trigger()
+    assert "Nothing was imported" in window.banner.label.text() and len(window.history.conversations()) == 2
+
+
+def long_conversation(history, turns=12):
+    conv = history.create_conversation("Long", "chat")
+    for i in range(turns):
+        history.add_message(conv, "user", f"Question {i}: " + "tell me more " * 20)
+        history.add_message(conv, "assistant", f"Answer {i}. " + "The fox ran into the wood. " * 30, model="tiny")
+    return conv
+
+
+def at_end(view) -> bool:
+    bar = view.verticalScrollBar()
+    return bar.maximum() > 0 and bar.value() == bar.maximum()
+
+
+def test_opening_a_conversation_lands_exactly_at_its_end(qtbot, open_window, dirs):
+    history = History(dirs / "data" / "history.sqlite3")
+    long_conversation(history)
+    history.close()
+    window = open_window()  # opened at start, before the window had its size
+    qtbot.wait(50)
+    assert at_end(window.chat.transcript)
+    first, second = long_conversation(window.history), long_conversation(window.history, turns=20)
+    view = window.chat.transcript
+    for conv in (first, second, first):
+        window.conversations.open(conv)
+        qtbot.wait(50)  # let the layout finish growing: the view stays at the end meanwhile
+        assert at_end(view)
+
+
+def test_a_view_scrolled_up_stays_put_while_the_reply_streams_and_when_it_ends(qtbot, open_window):
+    window = open_window(max_new_tokens=300, wide=True)
+    window.conversations.open(long_conversation(window.history))
+    view = window.chat.transcript
+    type_and_send(qtbot, window, "And then?")
+    assert at_end(view)
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 10, timeout=20000)
+    view.verticalScrollBar().setValue(200)  # the person scrolls up to read
+    assert not view.following()
+    wait_idle(qtbot, window)
+    qtbot.wait(50)
+    assert view.verticalScrollBar().value() == 200  # not moved while streaming, nor when the reply was rendered
+    assert window.history.messages(window.conversations.current_id)[-1].role == "assistant"
+    view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())  # back at the end: it follows again
+    assert view.following()
+
+
+def test_after_stop_and_a_long_reply_the_view_is_exactly_at_the_end(qtbot, open_window):
+    window = open_window(max_new_tokens=4000, wide=True)
+    window.conversations.open(long_conversation(window.history))
+    view = window.chat.transcript
+    type_and_send(qtbot, window, "Tell me a long story")
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 3000, timeout=30000)
+    assert at_end(view)  # followed the stream
+    qtbot.keyClick(window, Qt.Key_Escape)
+    wait_idle(qtbot, window)
+    qtbot.wait(50)
+    assert at_end(view)
+    assert window.history.messages(window.conversations.current_id)[-1].stop_reason == "cancelled"
+
+
+def test_streamed_text_is_never_cut_mid_sentence(qtbot, open_window):
+    window = open_window()
+    view = window.chat.transcript
+    view.render([])
+    view.begin_stream()
+    sentence = "The fox ran far into the old dark wood"
+    for _ in range(40):
+        for word in sentence.split():
+            view.append(" " + word)
+        view.append(".")
+    blocks, block = [], view.document().begin()
+    while block.isValid():
+        blocks.append(block.text())
+        block = block.next()
+    streamed = [b for b in blocks if "fox" in b]
+    assert len(streamed) > 1  # cut into layout blocks (appending stays cheap) ...
+    assert all(b.rstrip().endswith(".") for b in streamed[:-1])  # ... only where a sentence ends
+
+
+def test_a_live_token_count_under_the_message_box_warns_before_turns_are_left_out(qtbot, open_window):
+    from engine.core.tokenizer import GPT2Tokenizer
+
+    window = open_window()
+    tokenizer = GPT2Tokenizer.from_folder(window.model_info.folder)
+    label = window.chat.count_label
+    qtbot.keyClicks(window.chat.composer, "Hello there, fox")
+    expected = len(tokenizer.encode("Hello there, fox"))
+    qtbot.waitUntil(lambda: label.text().startswith(f"{expected} tokens · conversation "), timeout=3000)
+    assert label.text().endswith(" / 128") and "left out" not in label.text()
+    window.chat.composer.insertPlainText(" and the crow" * 40)  # a long paste: over tiny's 128 tokens
+    qtbot.waitUntil(lambda: "the oldest turns will be left out" in label.text(), timeout=3000)
+    assert label.property("over") is True
+    total = int(label.text().split("conversation ")[1].split(" /")[0].replace(",", ""))
+    assert total > 128
+    window.chat.composer.clear()
+    qtbot.waitUntil(lambda: label.text() == "0 tokens · conversation 0 / 128", timeout=3000)
+
+
+def test_max_new_tokens_is_bounded_by_the_model_and_says_why(qtbot, open_window, dirs):
+    window = open_window(max_new_tokens=1000)  # more than tiny's 128-token window
+    panel = window.settings_panel
+    assert panel.max_new_tokens.maximum() == 128 and panel.max_new_tokens.value() == 128
+    assert "was 1,000" in panel.limit_note.text() and "tiny" in panel.limit_note.text()
+    assert window.settings.max_new_tokens == 128
+    window.toggle_settings()
+    box = panel.max_new_tokens
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, "99999")
+    assert box.text() == "99999"  # not cut to 999 while typing
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert box.value() == 128 and "99999 is over the limit, so it is 128" in panel.limit_note.text()
+    assert "context window" in panel.limit_note.text() and panel.limit_note.isVisibleTo(window)
+    top_k = panel.top_k
+    top_k.setFocus()
+    top_k.selectAll()
+    qtbot.keyClicks(top_k, "5000")
+    qtbot.keyClick(top_k, Qt.Key_Return)
+    assert top_k.value() == 1000 and "5000 is over the limit, so it is 1000" in panel.limit_note.text()
+
+
+def test_the_first_run_panel_says_what_the_model_is_until_dismissed(qtbot, open_window, dirs):
+    window = open_window()
+    chat = window.chat
+    assert chat.welcome_shown()
+    text = chat.welcome.label.text()
+    assert "7 million parameters" in text and "fairy tale" in text and "offline" in text
+    qtbot.mouseClick(chat.welcome.get_gpt2, Qt.LeftButton)
+    assert window.tabs.currentWidget() is window.models
+    window.tabs.setCurrentIndex(0)
+    type_and_send(qtbot, window, "Once upon a time")
+    assert not chat.welcome_shown()  # a chat with messages has no room for it
+    wait_idle(qtbot, window)
+    window.conversations.new_chat()
+    assert chat.welcome_shown()  # an empty chat again: shown until dismissed
+    qtbot.mouseClick(chat.welcome.dismiss, Qt.LeftButton)
+    assert not chat.welcome_shown() and chat.composer.hasFocus()
+    assert AppSettings.load(dirs / "config" / "settings.json").welcome_dismissed is True
+    window.close()
+    again = open_window(welcome_dismissed=True)  # as AppSettings.load gives it
+    again.conversations.new_chat()
+    assert not again.chat.welcome_shown()
+
+
+@pytest.mark.parametrize("settings_shown", [False, True])
+def test_at_800_by_500_the_chat_column_keeps_its_room(qtbot, open_window, settings_shown):
+    window = open_window()
+    window.settings_dock.setVisible(settings_shown)
+    window.resize(800, 500)
+    qtbot.waitUntil(lambda: window.width() == 800 and window.height() == 500, timeout=3000)
+    qtbot.wait(20)
+    assert window.chat.width() >= 400, window.chat.width()
+    assert window.minimumSizeHint().width() <= 800
+    if settings_shown:
+        assert window.settings_dock.width() >= 150 and window.settings_panel.max_new_tokens.isVisibleTo(window)
+    window.tabs.setCurrentWidget(window.models)
+    about = window.models.table.columnWidth(window.models.table.columnCount() - 1)
+    assert about >= 120, about  # the Models view's About column stays readable
+
+
+def test_error_messages_are_not_link_blue(qtbot, open_window):
+    window = open_window()
+    tasks = window.tasks
+    tasks.select_by_name("Multiple choice")
+    tasks.set_values({"context": "Hello", "options": ""})
+    tasks.run_or_stop()
+    assert tasks.message.property("error") is True and "highlight" not in tasks.message.styleSheet()
+    tasks.select_by_name("Summarise")
+    assert tasks.message.text() == "" and not tasks.message.property("error")
+
+
+def test_each_reply_is_headed_by_the_model_that_wrote_it(qtbot, open_window):
+    window = open_window()
+    conv = window.history.create_conversation("Old", "chat")
+    window.history.add_message(conv, "user", "Hi")
+    window.history.add_message(conv, "assistant", "Hello from before", model="openai-community/gpt2")
+    window.conversations.open(conv)
+    heads = []
+    window.requests.tokens.connect(lambda *_: heads.append(window.chat.transcript.toPlainText()))
+    type_and_send(qtbot, window, "And you?")
+    wait_idle(qtbot, window)
+    text = window.chat.transcript.toPlainText()
+    assert "openai-community/gpt2" in text and "\ntiny" in text and "Assistant" not in text
+    assert heads and "tiny" in heads[0].split("And you?")[1]  # the streaming reply is headed by its model too
+
+
+def test_notebook_marks_what_the_model_wrote_until_edited_and_ctrl_z_takes_it_back(qtbot, open_window):
+    window = open_window(max_new_tokens=30)
+    window.conversations.new_notebook()
+    book = window.conversations.current_id
+    editor = window.notebook.editor
+    qtbot.keyClicks(editor, "Once upon a time")
+    qtbot.keyClick(editor, Qt.Key_Return, Qt.ControlModifier)
+    wait_idle(qtbot, window)
+    reply = window.history.messages(book)[-1].content
+    continued = editor.toPlainText()
+    written = continued[len("Once upon a time"):]
+    assert reply.strip() and window.notebook.model_text() == written and written.startswith(reply)
+    assert window.history.conversation(book).title == "Once upon a time"  # named after its first words
+    editor.moveCursor(QTextCursor.End)
+    qtbot.keyClicks(editor, " mine")  # typed right after the model's text: the person's, not marked
+    assert window.notebook.model_text() == written and editor.toPlainText() == continued + " mine"
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)  # my typing goes first ...
+    assert editor.toPlainText() == continued
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)  # ... then the whole continuation, in one step
+    assert editor.toPlainText() == "Once upon a time"
+    window.conversations.store_document()
+    window.conversations.new_chat()
+    window.history.set_document(book, "Once upon a time" + reply)
+    window.conversations.open(book)  # marks come back from the history
+    assert window.notebook.model_text() == reply
+    editor.setTextCursor(QTextCursor(editor.document()))
+    editor.moveCursor(QTextCursor.End)
+    editor.moveCursor(QTextCursor.Left)
+    qtbot.keyClick(editor, Qt.Key_Backspace)  # an edit inside the model's text: that character is gone ...
+    window.conversations.store_document()
+    window.conversations.new_chat()
+    window.conversations.open(book)
+    assert window.notebook.model_text() == ""  # ... and the continuation no longer counts as the model's
+
+
+def test_a_new_notebook_is_named_after_its_first_words(qtbot, open_window):
+    window = open_window()
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText("The lighthouse keeper   counted the ships\nthat passed")
+    window.conversations.store_document()
+    assert window.history.conversation(window.conversations.current_id).title == \
+        "The lighthouse keeper counted the ships that pa…"
+    window.conversations.rename(window.conversations.current_id, "Mine")
+    window.notebook.editor.setPlainText("Other words")
+    window.conversations.store_document()
+    assert window.history.conversation(window.conversations.current_id).title == "Mine"  # a name given stays
+
+
+def test_every_control_has_an_accessible_name(qtbot, open_window):
+    from PySide6.QtGui import QAccessible
+    from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit,
+                                   QTextEdit, QWidget)
+
+    window = open_window()
+    window.settings_dock.show()
+    window.tasks.select_by_name("Multiple choice")  # its form's fields too
+    kinds = (QAbstractButton, QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)
+    unnamed = []
+    for widget in window.findChildren(QWidget):
+        if not isinstance(widget, kinds) or widget.objectName().startswith("qt_"):
+            continue  # Qt's own parts (the table's corner, the menu bar's overflow) are named by Qt
+        if isinstance(widget.parent(), (QAbstractSpinBox, QComboBox, QLineEdit)):
+            continue  # the inside of a spin box or combo box, a line edit's clear button: the outer one is named
+        if isinstance(widget, QComboBox):
+            name = widget.accessibleName()  # a screen reader would otherwise read only its current value
+        else:
+            name = QAccessible.queryAccessibleInterface(widget).text(QAccessible.Name)  # own, text or label
+        if not name.strip():
+            unnamed.append(f"{type(widget).__name__} in {type(widget.parent()).__name__}")
+    assert not unnamed, unnamed
+
+
+def test_ctrl_plus_and_minus_change_the_text_size_and_it_is_remembered(qtbot, open_window, dirs):
+    window = open_window()
+    base = window.font().pointSize()
+    qtbot.keyClick(window, Qt.Key_Equal, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_Equal, Qt.ControlModifier)
+    assert window.font().pointSize() == base + 2
+    assert window.chat.transcript.font().pointSize() == base + 2 and window.chat.composer.font().pointSize() == base + 2
+    qtbot.keyClick(window, Qt.Key_Minus, Qt.ControlModifier)
+    assert window.font().pointSize() == base + 1
+    assert AppSettings.load(dirs / "config" / "settings.json").text_size == base + 1
+    window.close()
+    again = open_window(text_size=base + 1)
+    assert again.font().pointSize() == base + 1
+    qtbot.keyClick(again, Qt.Key_0, Qt.ControlModifier)
+    assert again.font().pointSize() == base and again.settings.text_size == 0
+
+
+def test_the_palette_follows_the_system_light_or_dark(qapp):
+    from PySide6.QtGui import QPalette
+
+    from app.appearance import apply_color_scheme, follow_color_scheme
+
+    app = qapp
+    try:
+        follow_color_scheme(app)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)  # as when the system turns dark
+        assert app.palette().color(QPalette.Window).lightness() < 100
+        assert app.palette().color(QPalette.Text).lightness() > 200
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert app.palette().color(QPalette.Window).lightness() > 150
+    finally:
+        apply_color_scheme(app, Qt.ColorScheme.Light)

@@ -54,8 +54,9 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gpt2-desktop", description="Run GPT-2-family models locally. With no command, open the window.",
-                     epilog="Also: gpt2-desktop --version, and gpt2-desktop --self-test (open the window, write one "
-                            "short reply, exit 0 if all worked).")
+                     epilog="Also: gpt2-desktop --version; gpt2-desktop --self-test (open the window, write one "
+                            "short reply, exit 0 if all worked); and gpt2-desktop history export|import|list (the "
+                            "window's conversations as JSON or Markdown; see gpt2-desktop history --help).")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("generate", help="continue a prompt")

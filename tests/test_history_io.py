@@ -1,0 +1,143 @@
+"""Export and import of conversations: every message and version comes back, through the command line
+(`gpt2-desktop history`) and through the functions the window's File menu uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app.history import FIRST, History
+from app.history_io import from_json, to_json
+from tests.helpers import cli
+
+SETTINGS = {"temperature": 0.7, "top_k": 40, "max_new_tokens": 64, "stop": ["\nYou:"]}
+
+
+def fill(history: History) -> None:
+    """A chat with an edited question and a regenerated reply (versions), non-ASCII text, and a notebook."""
+    chat = history.create_conversation("Füchse und Krähen — 狐", "chat")
+    q1 = history.add_message(chat, "user", "Was sagt der Fuchs? 🦊")
+    r1 = history.add_message(chat, "assistant", "Ring-ding-ding «ça»", model="gpt2", settings=SETTINGS,
+                             stop_reason="eos")
+    history.add_message(chat, "user", "Und die Krähe?")
+    history.add_message(chat, "assistant", "Krah.", model="tales-7m", settings=SETTINGS, stop_reason="cancelled")
+    history.add_message(chat, "assistant", "Ein zweiter Versuch", model="gpt2", settings={**SETTINGS, "seed": 2},
+                        stop_reason="length", after=q1)  # regenerated: a second version of reply 1
+    history.add_message(chat, "user", "Edited first question ✓", after=FIRST)  # a second version of turn 1
+    history.show_version(chat, r1)  # the first version is the one shown
+    history.set_draft(chat, "ein Entwurf")
+    book = history.create_conversation("Notebook", "notebook")
+    history.add_message(book, "assistant", " und so weiter…", model="gpt2", settings=SETTINGS, stop_reason="length",
+                        document="Es war einmal und so weiter…")
+
+
+def comparable(history: History) -> list:
+    """Everything a conversation holds, with ids replaced by places (imported ones get new ids)."""
+    out = []
+    for conv in reversed(history.conversations()):
+        record = history.record(conv.id)
+        place = {m.id: i for i, m in enumerate(record.messages)}
+        out.append((conv.title, conv.mode, conv.document, conv.draft, conv.created_at, conv.updated_at,
+                    place.get(conv.leaf_id),
+                    [(m.role, m.content, m.created_at, m.model, m.settings, m.stop_reason, place.get(m.parent_id))
+                     for m in record.messages]))
+    return out
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_json_round_trip_through_the_command_line_keeps_every_message_and_version(data_dir, tmp_path,
+                                                                                  monkeypatch):
+    history = History(data_dir / "history.sqlite3")
+    fill(history)
+    expected = comparable(history)
+    thread = [m.content for m in history.messages(history.conversations()[-1].id)]
+    history.close()
+    exported = tmp_path / "all.json"
+    result = cli("history", "export", "--format", "json", "--output", str(exported))
+    assert result.returncode == 0, result.stderr
+    text = exported.read_text(encoding="utf-8")
+    assert "Füchse und Krähen — 狐" in text and "🦊" in text  # UTF-8 as written, not \u escapes
+    data = json.loads(text)
+    assert data["format"] == "gpt2-desktop-history" and data["version"] == 1
+    assert len(data["conversations"][0]["messages"]) == 6  # all versions, not only the ones shown
+
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "elsewhere"))
+    result = cli("history", "import", str(exported))
+    assert result.returncode == 0 and "Imported 2 conversations" in result.stdout, result.stderr
+    other = History(tmp_path / "elsewhere" / "history.sqlite3")
+    assert comparable(other) == expected
+    assert [m.content for m in other.messages(other.conversations()[-1].id)] == thread  # the same version shown
+    other.close()
+    assert cli("history", "import", str(exported)).returncode == 0  # again: added beside, nothing overwritten
+    other = History(tmp_path / "elsewhere" / "history.sqlite3")
+    assert sorted(map(repr, comparable(other))) == sorted(map(repr, expected + expected))
+    assert len({c.id for c in other.conversations()}) == 4
+    other.close()
+
+
+def test_markdown_export_of_one_conversation_to_standard_output(data_dir):
+    history = History(data_dir / "history.sqlite3")
+    fill(history)
+    chat = history.conversations()[-1].id
+    history.close()
+    result = subprocess.run([sys.executable, "-m", "app.main", "history", "export", "--format", "markdown",
+                             "--conversation", str(chat)], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode("utf-8")
+    assert text.startswith("# Füchse und Krähen — 狐\n")
+    assert "**You** (version 1 of 2):\n\nWas sagt der Fuchs? 🦊" in text
+    assert "**gpt2** (version 1 of 2):\n\nRing-ding-ding «ça»" in text and "**tales-7m**:\n\nKrah." in text
+    assert "Es war einmal" not in text  # only the conversation asked for
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{broken", "is not JSON"),
+    ('{"format": "something else"}', "not a gpt2-desktop history export"),
+    ('{"format": "gpt2-desktop-history", "version": 99, "conversations": []}', "version 99"),
+    ('{"format": "gpt2-desktop-history", "version": 1, "conversations": [{"messages": [{"id": 1, "role": "robot",'
+     ' "content": "x"}]}]}', "role 'robot'"),
+    ('{"format": "gpt2-desktop-history", "version": 1, "conversations": [{"messages": [{"id": 2, "parent_id": 1,'
+     ' "role": "user", "content": "x"}]}]}', "parent_id 1"),
+])
+def test_a_file_that_cannot_be_imported_is_refused_with_one_line_and_nothing_added(data_dir, tmp_path, content,
+                                                                                   says):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, encoding="utf-8")
+    result = cli("history", "import", str(bad))
+    assert result.returncode == 2 and says in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    history = History(data_dir / "history.sqlite3")
+    assert history.conversations() == []
+    history.close()
+
+
+def test_command_line_mistakes_exit_2_with_one_line(data_dir):
+    for args, says in [(["history"], "name an action"), (["history", "export", "--conversation", "7"],
+                                                          "no conversation 7"),
+                       (["history", "export", "--format", "pdf"], "invalid choice")]:
+        result = cli(*args)
+        assert result.returncode == 2 and says in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "history" in cli("--help").stdout
+
+
+def test_the_history_command_loads_neither_qt_nor_torch(data_dir):
+    code = ("import sys\nfrom app.main import main\nmain(['history', 'export'])\n"
+            "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("[]"), result.stdout[-300:] + result.stderr[-300:]
+
+
+def test_the_json_reader_takes_what_the_writer_writes(tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    fill(history)
+    records = [history.record(c.id) for c in history.conversations()]
+    assert from_json(to_json(records)) == records
+    history.close()
