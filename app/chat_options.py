@@ -41,7 +41,7 @@ class ChatOptions(QWidget):
         self._preamble_timer = QTimer(self, singleShot=True, interval=500)
         self._preamble_timer.timeout.connect(lambda: self.preamble_changed.emit(self.preamble.toPlainText()))
         self.preamble.textChanged.connect(self._preamble_timer.start)
-        self.preamble_button.toggled.connect(self.preamble.setVisible)
+        self.preamble_button.toggled.connect(self._show_preamble)
         self.model.activated.connect(lambda i: self.model_chosen.emit(self.model.itemData(i) or ""))
         self.preset.activated.connect(lambda i: self.preset_chosen.emit(self.preset.itemData(i) or ""))
         row = QHBoxLayout()
@@ -67,18 +67,26 @@ class ChatOptions(QWidget):
             self.model.addItem(name, name)
         self._select(self.model, current or "")
 
-    def show_options(self, model: str | None, preset: str | None, preamble: str) -> None:
-        """Show a conversation's options (this is not a choice: nothing is emitted)."""
+    def _show_preamble(self, shown: bool) -> None:
+        self.preamble.setVisible(shown)
+        if shown:
+            self.preamble.setFocus()
+
+    def show_options(self, model: str | None, preset: str | None, preamble: str, collapse: bool = True) -> None:
+        """Show a conversation's options (this is not a choice: nothing is emitted); `collapse`: hide the preamble
+        box (another conversation is shown)."""
         if model and self.model.findData(model) < 0:
             self.model.addItem(model, model)  # a model not on this computer (any more): still shown as chosen
         self._select(self.model, model or "")
         self._select(self.preset, preset or "")
         self._preamble_timer.stop()
-        self.preamble.blockSignals(True)
-        self.preamble.setPlainText(preamble)
-        self.preamble.blockSignals(False)
+        if self.preamble.toPlainText() != preamble:
+            self.preamble.blockSignals(True)
+            self.preamble.setPlainText(preamble)
+            self.preamble.blockSignals(False)
         self.preamble_button.setText("Preamble ✓" if preamble.strip() else "Preamble")
-        self.preamble_button.setChecked(False)
+        if collapse:
+            self.preamble_button.setChecked(False)
 
     def flush(self) -> None:
         """An edit of the preamble waiting to be kept is kept now (before another conversation opens)."""

@@ -153,9 +153,10 @@ class ChatPage(QWidget):
         """The models a conversation can be written with (their names, as the engine loads them)."""
         self.options.set_model_choices(names)
 
-    def show_options(self, model: str | None, preset: str | None, preamble: str) -> None:
-        """The open conversation's model (None: the one in use), preset (None: the panel's) and preamble."""
-        self.options.show_options(model, preset, preamble)
+    def show_options(self, model: str | None, preset: str | None, preamble: str, collapse: bool = True) -> None:
+        """The open conversation's model (None: the one in use), preset (None: the panel's) and preamble;
+        `collapse`: another conversation is shown (its preamble box closes)."""
+        self.options.show_options(model, preset, preamble, collapse)
 
     def keep_options(self) -> None:
         """An edit of the preamble not yet kept is kept now (another conversation is about to open)."""

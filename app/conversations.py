@@ -89,8 +89,9 @@ class ConversationController(QObject):
         """Refill the sidebar (what the search matches, most recent first)."""
         self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
 
-    def open(self, conversation_id: int, focus: bool = True) -> None:
-        """Show a conversation; `focus` puts the keyboard in its message box or notebook."""
+    def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
+        """Show a conversation; `focus` puts the keyboard in its message box or notebook; `collapse` closes the
+        preamble box (not when the chat is made for what is being written there)."""
         if conversation_id == self.current_id:
             return
         self.store_document()
@@ -109,7 +110,7 @@ class ConversationController(QObject):
         streaming = active is not None and active.conversation_id == conv.id
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
         self.chat.draft_kept()
-        self.chat.show_options(conv.model, conv.preset, conv.preamble)
+        self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse)
         if conv.mode == "chat":
             self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
@@ -132,17 +133,14 @@ class ConversationController(QObject):
 
     # the open chat's own model, preset and preamble
 
-    def _chat_for_options(self) -> int:
-        """The open chat, made now if none is open (choosing a model or preset starts one)."""
-        if self.current_id is None or self.current().mode != "chat":
-            self.open(self.history.create_conversation("New chat", "chat"), focus=False)
-        return self.current_id
-
     def _set_options(self, **options) -> None:
-        conversation_id = self._chat_for_options()
-        self.history.set_options(conversation_id, **options)
-        conv = self.current()
-        self.chat.show_options(conv.model, conv.preset, conv.preamble)
+        """Keep options with the open chat; with none open, a new chat is made with them (and opened)."""
+        if self.current_id is None or self.current().mode != "chat":
+            made = self.history.create_conversation("New chat", "chat")
+            self.history.set_options(made, **options)
+            self.open(made, focus=False, collapse=False)
+        else:
+            self.history.set_options(self.current_id, **options)
 
     def choose_model(self, name: str) -> None:
         """The open chat is written with `name` from now on ("": with whatever model is in use)."""

@@ -1045,3 +1045,18 @@ def test_a_conversations_model_waits_for_a_reply_being_written_elsewhere(qtbot, 
     wait_idle(qtbot, window, timeout=60000)
     assert window.history.messages(writing)[-1].stop_reason != "cancelled"  # not stopped by the switch
     qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir, timeout=20000)
+
+
+def test_the_preamble_box_stays_open_while_it_is_written_in(qtbot, open_window):
+    window = open_window()
+    options = window.chat.options
+    qtbot.mouseClick(options.preamble_button, Qt.LeftButton)
+    assert options.preamble.isVisibleTo(window) and options.preamble.hasFocus()
+    qtbot.keyClicks(options.preamble, "Be brief.")
+    qtbot.waitUntil(lambda: window.conversations.current_id is not None, timeout=3000)  # kept: a chat is made
+    qtbot.keyClicks(options.preamble, " Be kind.")
+    qtbot.waitUntil(lambda: window.history.conversation(window.conversations.current_id).preamble ==
+                    "Be brief. Be kind.", timeout=3000)
+    assert options.preamble.isVisibleTo(window) and options.preamble_button.text() == "Preamble ✓"
+    window.conversations.new_chat()
+    assert not options.preamble.isVisibleTo(window) and options.preamble.toPlainText() == ""
