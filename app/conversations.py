@@ -36,7 +36,7 @@ def title_from(text: str) -> str:
 class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
-    model_wanted = Signal(str)  # the open conversation is written with this model (its name); load it
+    model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
@@ -128,8 +128,7 @@ class ConversationController(QObject):
             self.focus_page()
         self.refresh()
         self.changed.emit()
-        if conv.model:
-            self.model_wanted.emit(conv.model)
+        self.model_wanted.emit(conv.model or "")
 
     # the open chat's own model, preset and preamble
 

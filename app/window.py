@@ -257,6 +257,9 @@ class MainWindow(QMainWindow):
     def _conversation_model(self, name: str) -> None:
         """The open conversation is written with `name`: load it unless it is the one in use. While a reply is
         being written elsewhere, it is loaded when that reply ends (switching would stop it)."""
+        if not name:  # none of its own: the model in use stays (and one waiting for another chat is not wanted)
+            self._model_after_reply = None
+            return
         wanted = None if name == "embedded" else name
         if not self._started:  # the conversation opened at start: the first model loaded is its own
             self._start_model = wanted
