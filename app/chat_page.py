@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from app.chat_options import ChatOptions
 from app.composer import Composer
 from app.history import Message
 from app.transcript import TranscriptView
@@ -18,6 +19,9 @@ class ChatPage(QWidget):
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
     count_due = Signal()  # the message box changed a moment ago: time to count its tokens
+    model_chosen = Signal(str)  # for the open conversation: a model's name ("": none of its own)
+    preset_chosen = Signal(str)  # for the open conversation: a sampling preset ("": the settings panel's values)
+    preamble_changed = Signal(str)  # the open conversation's preamble, a moment after an edit
     models_requested = Signal()  # the first-run panel's "Get GPT-2"
     welcome_dismissed = Signal()
 
@@ -28,6 +32,11 @@ class ChatPage(QWidget):
         self._generating = False
         self.transcript = TranscriptView()
         self.transcript.action.connect(self.message_action)
+        self.options = ChatOptions()
+        self.options.model_chosen.connect(self.model_chosen)
+        self.options.preset_chosen.connect(self.preset_chosen)
+        self.options.preamble_changed.connect(self.preamble_changed)
+        self.options.preamble_changed.connect(self.options.preamble_kept)
         self.welcome = WelcomePanel()
         self.welcome.models_requested.connect(self.models_requested)
         self.welcome.dismissed.connect(self._dismiss_welcome)
@@ -56,6 +65,7 @@ class ChatPage(QWidget):
         composer_row.addWidget(self.send_button, 0, Qt.AlignBottom)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.options)
         layout.addWidget(self.welcome)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_hint)
@@ -136,6 +146,21 @@ class ChatPage(QWidget):
             self.set_draft(self._set_aside, focus=False)
             self._set_aside = ""
         self.edit_hint.hide()
+
+    # the conversation's options
+
+    def set_model_choices(self, names: list[str]) -> None:
+        """The models a conversation can be written with (their names, as the engine loads them)."""
+        self.options.set_model_choices(names)
+
+    def show_options(self, model: str | None, preset: str | None, preamble: str, collapse: bool = True) -> None:
+        """The open conversation's model (None: the one in use), preset (None: the panel's) and preamble;
+        `collapse`: another conversation is shown (its preamble box closes)."""
+        self.options.show_options(model, preset, preamble, collapse)
+
+    def keep_options(self) -> None:
+        """An edit of the preamble not yet kept is kept now (another conversation is about to open)."""
+        self.options.flush()
 
     # the transcript
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QStackedWidget
 from app.chat_page import ChatPage
 from app.history import FIRST, Conversation, History, Message
 from app.notebook_page import NotebookPage
+from app.presets import sampling_for
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
@@ -35,6 +36,7 @@ def title_from(text: str) -> str:
 class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
+    model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
@@ -57,8 +59,13 @@ class ConversationController(QObject):
         messages = self.history.messages(conv.id)
         if not messages:
             return 0
-        return len(self.tokenizer.encode(format_chat([Turn(m.role, m.content) for m in messages],
-                                                     model.chat_style).text))
+        return len(self.tokenizer.encode(format_chat(self._turns(conv, messages), model.chat_style).text))
+
+    @staticmethod
+    def _turns(conv: Conversation | None, messages: list[Message]) -> list[Turn]:
+        """A conversation as turns for the prompt: its preamble (a system turn) first, if it has one."""
+        preamble = [Turn("system", conv.preamble)] if conv is not None and conv.preamble.strip() else []
+        return preamble + [Turn(m.role, m.content) for m in messages]
 
     def count_draft(self) -> None:
         """The live count under the message box: the message's tokens, and the prompt the conversation would
@@ -72,7 +79,7 @@ class ConversationController(QObject):
         if self.chat.editing_id is not None:  # an edit replaces its message and what follows
             messages = messages[:next((i for i, m in enumerate(messages) if m.id == self.chat.editing_id),
                                       len(messages))]
-        turns = [Turn(m.role, m.content) for m in messages] + ([Turn("user", draft)] if draft.strip() else [])
+        turns = self._turns(self.current(), messages) + ([Turn("user", draft)] if draft.strip() else [])
         total = len(self.tokenizer.encode(format_chat(turns, model.chat_style).text)) if turns else 0
         self.chat.show_count(len(self.tokenizer.encode(draft)), total, model.context_window)
 
@@ -82,12 +89,14 @@ class ConversationController(QObject):
         """Refill the sidebar (what the search matches, most recent first)."""
         self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
 
-    def open(self, conversation_id: int, focus: bool = True) -> None:
-        """Show a conversation; `focus` puts the keyboard in its message box or notebook."""
+    def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
+        """Show a conversation; `focus` puts the keyboard in its message box or notebook; `collapse` closes the
+        preamble box (not when the chat is made for what is being written there)."""
         if conversation_id == self.current_id:
             return
         self.store_document()
         self.store_draft()
+        self.chat.keep_options()
         active = self.requests.active
         if active is not None and active.conversation_id is not None:
             active.detached = True  # it goes on in its own conversation, unseen
@@ -101,6 +110,7 @@ class ConversationController(QObject):
         streaming = active is not None and active.conversation_id == conv.id
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
         self.chat.draft_kept()
+        self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse)
         if conv.mode == "chat":
             self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
@@ -118,6 +128,35 @@ class ConversationController(QObject):
             self.focus_page()
         self.refresh()
         self.changed.emit()
+        self.model_wanted.emit(conv.model or "")
+
+    # the open chat's own model, preset and preamble
+
+    def _set_options(self, **options) -> None:
+        """Keep options with the open chat; with none open, a new chat is made with them (and opened)."""
+        if self.current_id is None or self.current().mode != "chat":
+            made = self.history.create_conversation("New chat", "chat")
+            self.history.set_options(made, **options)
+            self.open(made, focus=False, collapse=False)
+        else:
+            self.history.set_options(self.current_id, **options)
+
+    def choose_model(self, name: str) -> None:
+        """The open chat is written with `name` from now on ("": with whatever model is in use)."""
+        self._set_options(model=name or None)
+        if name:
+            self.model_wanted.emit(name)
+
+    def choose_preset(self, name: str) -> None:
+        self._set_options(preset=name or None)
+        self.status.emit(f"This conversation samples with {name or 'the settings panel'}.", 3000)
+
+    def store_preamble(self, text: str) -> None:
+        conv = self.current()
+        if conv is None and not text.strip() or conv is not None and conv.preamble == text:
+            return
+        self._set_options(preamble=text)
+        self.count_draft()
 
     def show_mode(self, mode: str) -> None:
         """Show the chat or the notebook page (and remember which, for the next start)."""
@@ -196,10 +235,11 @@ class ConversationController(QObject):
     def _start_chat_reply(self, messages: list[Message] | None = None) -> None:
         """Write a reply after `messages` (default: the conversation as shown)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
-        prompt = format_chat([Turn(m.role, m.content) for m in messages], self.requests.model.chat_style)
+        conv = self.current()
+        prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
         self.show_messages(messages, to_end=True)
         self.chat.begin_stream(self._writer())
-        settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
+        settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
         request = self.requests.generate("chat", prompt.text, settings, self.current_id)
         request.reply_after = messages[-1].id if messages else None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -24,7 +24,10 @@ CREATE TABLE conversations (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     draft TEXT NOT NULL DEFAULT '',  -- the unsent message in its message box (version 2)
-    leaf_id INTEGER  -- the last message of the version shown; the thread is its line of parents (version 3)
+    leaf_id INTEGER,  -- the last message of the version shown; the thread is its line of parents (version 3)
+    model TEXT,  -- the model this conversation is written with (NULL: the one loaded) (version 4)
+    preset TEXT,  -- its sampling preset, a name in app.presets (NULL: the settings panel's values) (version 4)
+    preamble TEXT NOT NULL DEFAULT ''  -- text before the conversation: a system prompt (version 4)
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a regenerated reply gets a new id
@@ -54,6 +57,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE conversations SET leaf_id = (SELECT MAX(id) FROM messages WHERE conversation_id = conversations.id)",
         "CREATE INDEX messages_by_parent ON messages (parent_id)",
     ),
+    3: (  # each conversation keeps its model, sampling preset and preamble
+        "ALTER TABLE conversations ADD COLUMN model TEXT",
+        "ALTER TABLE conversations ADD COLUMN preset TEXT",
+        "ALTER TABLE conversations ADD COLUMN preamble TEXT NOT NULL DEFAULT ''",
+    ),
 }
 
 
@@ -71,9 +79,13 @@ class Conversation:
     draft: str = ""
     created_at: str = ""
     leaf_id: int | None = None  # the last message of the version shown
+    model: str | None = None  # the model it is written with (None: the one loaded)
+    preset: str | None = None  # its sampling preset (None: the settings panel's values)
+    preamble: str = ""  # text before the conversation (a system prompt)
 
 
-_CONVERSATION_COLUMNS = "id, title, mode, document, updated_at, draft, created_at, leaf_id"
+_CONVERSATION_COLUMNS = "id, title, mode, document, updated_at, draft, created_at, leaf_id, model, preset, preamble"
+OPTIONS = ("model", "preset", "preamble")  # what `History.set_options` changes
 _MESSAGE_COLUMNS = "id, conversation_id, role, content, created_at, model, settings, stop_reason, parent_id"
 
 
@@ -191,7 +203,8 @@ class History:
                 tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if version == 0 and "conversations" in tables:  # tables made, version not yet written
                     columns = {r[1] for r in probe.execute("PRAGMA table_info(conversations)")}
-                    version = 3 if "leaf_id" in columns else 2 if "draft" in columns else 1
+                    version = (4 if "preamble" in columns else 3 if "leaf_id" in columns else 2 if "draft" in columns
+                               else 1)
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
@@ -250,6 +263,15 @@ class History:
             self.db.execute(
                 "UPDATE conversations SET document = ?, updated_at = ? WHERE id = ?", (text, _now(), conversation_id)
             )
+
+    def set_options(self, conversation_id: int, **options) -> None:
+        """A conversation's own model, preset or preamble (not a change: its place in the list stays)."""
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise ValueError(f"not a conversation option: {', '.join(sorted(unknown))}")
+        with self.db:
+            for key, value in options.items():
+                self.db.execute(f"UPDATE conversations SET {key} = ? WHERE id = ?", (value, conversation_id))
 
     def set_draft(self, conversation_id: int, text: str) -> None:
         """The unsent text of a conversation's message box (not a change: its place in the list stays)."""
@@ -351,9 +373,10 @@ class History:
                 conv = record.conversation
                 created = conv.created_at or conv.updated_at or _now()
                 cur = self.db.execute(
-                    "INSERT INTO conversations (title, mode, document, created_at, updated_at, draft) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (conv.title, conv.mode, conv.document, created, conv.updated_at or created, conv.draft))
+                    "INSERT INTO conversations (title, mode, document, created_at, updated_at, draft, model, preset, "
+                    "preamble) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (conv.title, conv.mode, conv.document, created, conv.updated_at or created, conv.draft,
+                     conv.model, conv.preset, conv.preamble))
                 conversation_id, ids = cur.lastrowid, {}
                 for message in record.messages:  # a parent comes before its children (checked by the reader)
                     cur = self.db.execute(

@@ -8,6 +8,7 @@ The JSON file (FORMAT_VERSION 1), UTF-8, text as written (no escapes):
     {"format": "gpt2-desktop-history", "version": 1, "exported_at": "...", "conversations": [
         {"id": 3, "title": "...", "mode": "chat" | "notebook", "document": "...", "draft": "...",
          "created_at": "...", "updated_at": "...", "leaf_id": 12,
+         "model": "gpt2" | null, "preset": "Precise" | null, "preamble": "...",
          "messages": [{"id": 9, "parent_id": null, "role": "user" | "assistant" | "system", "content": "...",
                        "created_at": "...", "model": "gpt2" | null, "settings": {...} | null,
                        "stop_reason": "length" | "stop" | "eos" | "cancelled" | null}, ...]}]}
@@ -52,6 +53,7 @@ def _conversation_json(record: ConversationRecord) -> dict:
     c = record.conversation
     return {"id": c.id, "title": c.title, "mode": c.mode, "document": c.document, "draft": c.draft,
             "created_at": c.created_at, "updated_at": c.updated_at, "leaf_id": c.leaf_id,
+            "model": c.model, "preset": c.preset, "preamble": c.preamble,
             "messages": [{"id": m.id, "parent_id": m.parent_id, "role": m.role, "content": m.content,
                           "created_at": m.created_at, "model": m.model, "settings": m.settings,
                           "stop_reason": m.stop_reason} for m in record.messages]}
@@ -115,7 +117,8 @@ def _record(c, index: int, source: str) -> ConversationRecord:
         raise HistoryFileError(f"{where}: leaf_id {leaf} is not one of its messages.")
     conversation = Conversation(conversation_id, field(c, "title", str, "Imported") or "Imported", mode,
                                 field(c, "document", str, "") or "", field(c, "updated_at", str, "") or "",
-                                field(c, "draft", str, "") or "", field(c, "created_at", str, "") or "", leaf)
+                                field(c, "draft", str, "") or "", field(c, "created_at", str, "") or "", leaf,
+                                field(c, "model", str), field(c, "preset", str), field(c, "preamble", str, "") or "")
     return ConversationRecord(conversation, messages)
 
 

@@ -183,7 +183,7 @@ class ModelsView(QWidget):
         return super().eventFilter(watched, event)
 
     def _fit_columns(self) -> None:
-        """The Model column as wide as its names, but About keeps at least ABOUT_COLUMN (names are elided)."""
+        """The Model column as wide as its names, but About keeps at least ABOUT_COLUMN (long names wrap)."""
         self.table.resizeColumnToContents(0)
         others = sum(self.table.columnWidth(c) for c in range(1, len(COLUMNS) - 1))
         room = self.table.viewport().width() - others - ABOUT_COLUMN
@@ -268,7 +268,7 @@ class ModelsView(QWidget):
     def _on_hub_status(self, reachable: bool) -> None:
         if not reachable:
             say(self.message, f"The Hugging Face Hub ({hub.endpoint()}) cannot be reached — you seem to be "
-                                 "offline. Models on this computer keep working; downloads wait until you are online.")
+                              "offline. Models on this computer keep working; downloads wait until you are online.")
 
     def ask_remove(self) -> None:
         name = self._selected_name()

@@ -36,6 +36,7 @@ from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError
 from engine.paths import user_templates_dir
+from engine.store.local import local_models
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
 DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
@@ -59,8 +60,11 @@ class MainWindow(QMainWindow):
         self._at_start = True  # a remembered model that fails now falls back to the embedded one
         self.setWindowTitle("gpt2-desktop")
 
+        self._model_after_reply: str | None = None  # a conversation's model, loaded once the reply elsewhere ends
+        self._started = False  # the first model has been asked for
         self.requests = RequestController(self)
         self._build_widgets()
+        self._list_models()
         self.chat.set_welcome(not self.settings.welcome_dismissed)
         if self.settings.text_size:
             self.setFont(sized_font(self.settings.text_size))
@@ -68,6 +72,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._restore_layout()
         self.conversations.refresh()
+        self._start_model: str | None = self.settings.model  # the last one used, or the open conversation's own
         conversations = self.history.conversations()
         if conversations:
             self.conversations.open(conversations[0].id)
@@ -76,7 +81,8 @@ class MainWindow(QMainWindow):
             self.conversations.focus_page()  # a person opens the app and types: it lands in the message box
         if history_problem:
             self.banner.show_message(history_problem + " This session's conversations will not be saved to it.")
-        self.load_model(self.settings.model)
+        self._started = True
+        self.load_model(self._start_model)
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -158,6 +164,10 @@ class MainWindow(QMainWindow):
         self.chat.message_action.connect(conversations.message_action)
         self.chat.draft_due.connect(conversations.store_draft)
         self.chat.count_due.connect(conversations.count_draft)
+        self.chat.model_chosen.connect(conversations.choose_model)
+        self.chat.preset_chosen.connect(conversations.choose_preset)
+        self.chat.preamble_changed.connect(conversations.store_preamble)
+        conversations.model_wanted.connect(self._conversation_model)
         self.chat.models_requested.connect(lambda: self.tabs.setCurrentWidget(self.models))
         self.chat.welcome_dismissed.connect(self._welcome_dismissed)
         self.notebook.continue_requested.connect(conversations.continue_notebook)
@@ -241,7 +251,36 @@ class MainWindow(QMainWindow):
         self.use_model(name or None)
         self.tabs.setCurrentIndex(0)
 
+    def _list_models(self) -> None:
+        """The chat's model choice offers the models on this computer."""
+        try:
+            self.chat.set_model_choices([m.name for m in local_models()])
+        except (OSError, EngineError):
+            self.chat.set_model_choices([])
+
+    def _conversation_model(self, name: str) -> None:
+        """The open conversation is written with `name`: load it unless it is the one in use. While a reply is
+        being written elsewhere, it is loaded when that reply ends (switching would stop it)."""
+        if not name:  # none of its own: the model in use stays (and one waiting for another chat is not wanted)
+            self._model_after_reply = None
+            return
+        wanted = None if name == "embedded" else name
+        if not self._started:  # the conversation opened at start: the first model loaded is its own
+            self._start_model = wanted
+            return
+        if wanted == (self._loading if self.model_info is None else self._loaded):
+            self._model_after_reply = None
+            return
+        if self.active is not None:
+            self._model_after_reply = name
+            self.status_bar.showMessage(f"This conversation is written with {name}: it loads when the reply being "
+                                        "written ends.", 8000)
+            return
+        self.use_model(wanted)
+
     def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.splitter:
+            self._list_models()  # a model may have been downloaded, imported or removed meanwhile
         if self.tabs.widget(index) is self.models and not self._hub_checked:
             self._hub_checked = True
             self.models.check_hub()
@@ -448,6 +487,9 @@ class MainWindow(QMainWindow):
             self._show_context()  # the same figure as when the conversation is opened again
             self.conversations.count_draft()
         self._update_buttons()
+        if self._model_after_reply is not None and self.active is None:
+            name, self._model_after_reply = self._model_after_reply, None
+            self._conversation_model(name)
 
     def _on_chosen(self, _request: ActiveRequest, scores: list[OptionScore]) -> None:
         self.status_bar.set_busy(False)

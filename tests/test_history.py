@@ -253,6 +253,9 @@ def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
         thread = h.messages(fox.id)  # version 3: the messages, in order, are the thread shown
         assert [m.role for m in thread] == ["user", "assistant", "user", "assistant"]
         assert [h.versions(m) for m in thread] == [[m.id] for m in thread]
+        assert (fox.model, fox.preset, fox.preamble) == (None, None, "")  # version 4: its own model and so on
+        h.set_options(fox.id, model="gpt2", preset="Precise", preamble="Be brief.")
+        assert h.conversation(fox.id).preamble == "Be brief." and h.conversation(fox.id).model == "gpt2"
     finally:
         h.close()
     assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

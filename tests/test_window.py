@@ -980,3 +980,83 @@ def test_the_palette_follows_the_system_light_or_dark(qapp):
         assert app.palette().color(QPalette.Window).lightness() > 150
     finally:
         apply_color_scheme(app, Qt.ColorScheme.Light)
+
+
+def test_each_chat_keeps_its_model_preset_and_preamble(qtbot, open_window, tiny_model_dir, wide_model_dir):
+    window = open_window()
+    chat = window.chat
+    type_and_send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    first = window.conversations.current_id
+    chat.model_chosen.emit(str(wide_model_dir))  # as choosing it in the bar above the chat
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == wide_model_dir, timeout=20000)
+    chat.options.preset.setCurrentIndex(chat.options.preset.findData("Precise"))
+    chat.options.preset.activated.emit(chat.options.preset.currentIndex())
+    before = window.conversations.context_tokens()
+    chat.options.preamble_button.click()
+    chat.options.preamble.setPlainText("The assistant is a patient gardener.")
+    chat.keep_options()
+    conv = window.history.conversation(first)
+    assert (conv.model, conv.preset, conv.preamble) == (str(wide_model_dir), "Precise",
+                                                        "The assistant is a patient gardener.")
+    from engine.core.tokenizer import GPT2Tokenizer
+    from engine.inference.chat import Turn, format_chat
+
+    turns = [Turn("system", conv.preamble)] + [Turn(m.role, m.content) for m in window.history.messages(first)]
+    expected = len(GPT2Tokenizer.from_folder(wide_model_dir).encode(format_chat(turns, "transcript").text))
+    assert window.conversations.context_tokens() == expected != before  # the preamble begins the prompt
+    type_and_send(qtbot, window, "And now?")
+    wait_idle(qtbot, window)
+    reply = window.history.messages(first)[-1]
+    assert reply.model == "tiny-wide" and reply.settings["temperature"] == 0.3 and reply.settings["top_k"] == 20
+
+    window.conversations.new_chat()  # a chat of its own: the model in use, the panel's sampling, no preamble
+    assert chat.options.model.currentData() == "" and chat.options.preset.currentData() == ""
+    assert chat.options.preamble.toPlainText() == ""
+    chat.model_chosen.emit(str(tiny_model_dir))
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir, timeout=20000)
+    second = window.conversations.current_id
+    window.conversations.open(first)  # its own model comes back with it
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == wide_model_dir, timeout=20000)
+    assert chat.options.preset.currentData() == "Precise" and "gardener" in chat.options.preamble.toPlainText()
+    window.conversations.open(second)
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir, timeout=20000)
+    window.conversations.open(first)
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == wide_model_dir, timeout=20000)
+    window.close()
+    assert AppSettings.load(window.settings_path).model == str(wide_model_dir)  # the last one used ...
+    again = open_window(model=str(wide_model_dir), wait=False)
+    qtbot.waitUntil(lambda: again.model_info is not None, timeout=20000)
+    assert again.conversations.current_id == second  # ... but the chat opened at start loads its own first
+    assert again.model_info.folder == tiny_model_dir
+
+
+def test_a_conversations_model_waits_for_a_reply_being_written_elsewhere(qtbot, open_window, tiny_model_dir,
+                                                                        wide_model_dir):
+    window = open_window(max_new_tokens=2000, wide=True)
+    other = window.history.create_conversation("Tiny chat", "chat")
+    window.history.set_options(other, model=str(tiny_model_dir))
+    window.conversations.new_chat()
+    type_and_send(qtbot, window, "A long story")
+    writing = window.conversations.current_id
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 5, timeout=20000)
+    window.conversations.open(other)
+    assert window.model_info.folder == wide_model_dir and "loads when the reply" in window.status_bar.currentMessage()
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.history.messages(writing)[-1].stop_reason != "cancelled"  # not stopped by the switch
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir, timeout=20000)
+
+
+def test_the_preamble_box_stays_open_while_it_is_written_in(qtbot, open_window):
+    window = open_window()
+    options = window.chat.options
+    qtbot.mouseClick(options.preamble_button, Qt.LeftButton)
+    assert options.preamble.isVisibleTo(window) and options.preamble.hasFocus()
+    qtbot.keyClicks(options.preamble, "Be brief.")
+    qtbot.waitUntil(lambda: window.conversations.current_id is not None, timeout=3000)  # kept: a chat is made
+    qtbot.keyClicks(options.preamble, " Be kind.")
+    qtbot.waitUntil(lambda: window.history.conversation(window.conversations.current_id).preamble ==
+                    "Be brief. Be kind.", timeout=3000)
+    assert options.preamble.isVisibleTo(window) and options.preamble_button.text() == "Preamble ✓"
+    window.conversations.new_chat()
+    assert not options.preamble.isVisibleTo(window) and options.preamble.toPlainText() == ""
