@@ -1,20 +1,23 @@
-"""The Models view: what is on this computer, what the Hub offers, downloads with progress."""
+"""The Models view: what is on this computer, what the Hub offers, downloads with progress, and the models of
+remote servers the person added."""
 
 from __future__ import annotations
 
 import threading
 
 from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.notice import say
+from app.servers import parse_remote, remote_name
 from engine.errors import HubOffline
 from engine.store import hub
 from engine.store.local import import_folder, local_models, remove_model
 from engine.errors import EngineError
 
+SERVER = "server"  # the Where of a remote server's model
 COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
 MODEL_COLUMN = 200  # the Model column's widest (a longer name wraps); About takes the rest
 ABOUT_COLUMN = 180  # ... and keeps at least this much while the Model column can give way
@@ -33,6 +36,8 @@ class DownloadWorker(QObject):
     finished = Signal(str, str)  # repo id, folder
     failed = Signal(str, str, bool)  # repo id, message, hub unreachable
     hub_status = Signal(bool)
+    server_listed = Signal(str, str, list)  # the server's API address, its key, its models' ids
+    server_failed = Signal(str, str)  # the address as given, message
 
     def __init__(self):
         super().__init__()
@@ -55,6 +60,20 @@ class DownloadWorker(QObject):
             return
         self.finished.emit(repo_id, str(folder))
 
+    @Slot(str, str)
+    def list_server(self, url: str, key: str) -> None:
+        from engine.inference.remote import RemoteEngine
+
+        try:
+            address, models = RemoteEngine.list_models(url, key or None)
+        except EngineError as exc:
+            self.server_failed.emit(url, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
+            self.server_failed.emit(url, f"Unexpected error: {exc}")
+            return
+        self.server_listed.emit(address, key, models)
+
     @Slot()
     def check_hub(self) -> None:
         self.hub_status.emit(hub.hub_reachable())
@@ -62,13 +81,16 @@ class DownloadWorker(QObject):
 
 class ModelsView(QWidget):
     use_requested = Signal(str)  # a model name or folder for the engine to load
+    servers_changed = Signal(dict)  # the remote servers, as AppSettings.servers keeps them
     start_download = Signal(str)
     start_check = Signal()
+    start_list_server = Signal(str, str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.active_name: str | None = None
         self.downloading: str | None = None
+        self.servers: dict[str, dict] = {}  # address -> {"key", "models"}
         self.thread = QThread(self)
         self.thread.setObjectName("downloads")
         self.worker = DownloadWorker()
@@ -76,6 +98,9 @@ class ModelsView(QWidget):
         self.thread.finished.connect(self.worker.deleteLater)
         self.start_download.connect(self.worker.download)
         self.start_check.connect(self.worker.check_hub)
+        self.start_list_server.connect(self.worker.list_server)
+        self.worker.server_listed.connect(self._on_server_listed)
+        self.worker.server_failed.connect(lambda _url, message: say(self.message, message, error=True))
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -106,6 +131,10 @@ class ModelsView(QWidget):
         self.remove_button.clicked.connect(self.ask_remove)
         import_button = QPushButton("Import folder…")
         import_button.clicked.connect(self.ask_import)
+        server_button = QPushButton("Add server…")
+        server_button.setToolTip("Use the models of an OpenAI-compatible server: vLLM, llama.cpp's server, "
+                                 "another gpt2-desktop")
+        server_button.clicked.connect(self.ask_add_server)
         self.repo_edit = QLineEdit(placeholderText="Any GPT-2 model on the Hub, e.g. openai-community/gpt2")
         self.repo_edit.setAccessibleName("Hub repo id to download")
         self.table.setAccessibleName("Models")
@@ -113,7 +142,7 @@ class ModelsView(QWidget):
         get_button = QPushButton("Download")
         get_button.clicked.connect(lambda: self.download(self.repo_edit.text().strip()))
         actions = QHBoxLayout()
-        for button in (self.use_button, self.download_button, self.remove_button, import_button):
+        for button in (self.use_button, self.download_button, self.remove_button, import_button, server_button):
             actions.addWidget(button)
         actions.addStretch(1)
         by_id = QHBoxLayout()
@@ -157,6 +186,9 @@ class ModelsView(QWidget):
                                                      else str(m.folder))
             rows.append((m.name, where, entry.parameters if entry else "", _size(entry.download_bytes) if entry else "",
                          _size(m.size_bytes), about))
+        for url, entry in self.servers.items():
+            for model in entry["models"]:
+                rows.append((remote_name(model, url), SERVER, "", "", "", f"Served by {url}; runs there, not here."))
         for entry in hub.CATALOG:
             if entry.repo_id not in have:
                 rows.append((entry.repo_id, "on the Hub", entry.parameters, "~" + _size(entry.download_bytes), "",
@@ -274,6 +306,12 @@ class ModelsView(QWidget):
         name = self._selected_name()
         if not name:
             return
+        remote = parse_remote(name)
+        if remote is not None:
+            if QMessageBox.question(self, "Forget server", f"Forget the server {remote[1]} and its models here? "
+                                    "Nothing changes on the server.") == QMessageBox.Yes:
+                self.forget_server(remote[1])
+            return
         if QMessageBox.question(self, "Remove model", f"Remove {name} from this computer?") == QMessageBox.Yes:
             self.remove(name)
 
@@ -285,6 +323,51 @@ class ModelsView(QWidget):
             return
         say(self.message, f"Removed {model.name}.")
         self.refresh()
+
+    # remote servers
+
+    def set_servers(self, servers: dict) -> None:
+        self.servers = {url: dict(entry) for url, entry in servers.items()}
+        self.refresh()
+
+    def ask_add_server(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Add a server")
+        url = QLineEdit(placeholderText="http://127.0.0.1:8080/v1")
+        url.setAccessibleName("Server address")
+        key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="if the server needs one")
+        key.setAccessibleName("API key")
+        form = QFormLayout(dialog)
+        form.addRow(QLabel("An OpenAI-compatible server: vLLM or TGI on a GPU machine, llama.cpp's server, "
+                           "or gpt2-desktop's own.", wordWrap=True))
+        form.addRow("Address", url)
+        form.addRow("API key", key)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() == QDialog.Accepted and url.text().strip():
+            self.add_server(url.text().strip(), key.text().strip())
+
+    def add_server(self, url: str, key: str = "") -> None:
+        """Ask the server for its models (off this thread); they are listed once it answers."""
+        say(self.message, f"Asking {url} for its models…")
+        self.start_list_server.emit(url, key)
+
+    def _on_server_listed(self, url: str, key: str, models: list) -> None:
+        self.servers[url] = {"key": key, "models": list(models)}
+        self.refresh()
+        self.servers_changed.emit({u: dict(e) for u, e in self.servers.items()})
+        say(self.message, f"{url} serves {', '.join(models)}. Select one and press Use.")
+        row = self.row_of(remote_name(models[0], url))
+        if row is not None:
+            self.table.selectRow(row)
+
+    def forget_server(self, url: str) -> None:
+        self.servers.pop(url, None)
+        self.refresh()
+        self.servers_changed.emit({u: dict(e) for u, e in self.servers.items()})
+        say(self.message, f"Forgot {url}.")
 
     def ask_import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a GPT-2 model folder")

@@ -53,7 +53,7 @@ class RequestController(QObject):
     failed = Signal(object, str)  # ActiveRequest (no longer active), message
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
 
-    _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
+    _load = Signal(str, str, str, int, str)  # queued to the worker on the engine thread
     _generate = Signal(int, str, dict)
     _choose = Signal(int, str, list, bool)
 
@@ -80,12 +80,13 @@ class RequestController(QObject):
         self.worker.chosen.connect(self._on_chosen)
         self.engine_thread.start()
 
-    def load(self, model: str | None, device: str, precision: str, threads: int) -> None:
-        """Load a model (a folder or name; None for the embedded one); `loaded` or `load_failed` follows.
+    def load(self, model: str | None, device: str, precision: str, threads: int, api_key: str = "") -> None:
+        """Load a model (a folder or name; None for the embedded one; a remote model's name with its server's
+        `api_key`); `loaded` or `load_failed` follows.
         The engine keeps the current model until the new one has loaded: if it fails, `model` is the
         current one again when `load_failed` arrives."""
         self._previous, self.model = self.model or self._previous, None
-        self._load.emit(model or "", device, precision, threads)
+        self._load.emit(model or "", device, precision, threads, api_key)
 
     def why_not_ready(self) -> str | None:
         """Why a new request cannot start now, or None when it can."""

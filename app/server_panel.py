@@ -14,6 +14,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from app.servers import parse_remote
+
 DEFAULT_PORT = 8080
 
 
@@ -101,6 +103,10 @@ class ServerPanel(QWidget):
     # the process
 
     def start(self) -> None:
+        if parse_remote(self.model) is not None:
+            self._fail("The window uses a model on another server; serving needs a model on this computer "
+                       "(choose one in Models, then start again).")
+            return
         host = "0.0.0.0" if self.others.isChecked() else "127.0.0.1"
         key = self.key.text().strip()
         if host != "127.0.0.1" and not key:

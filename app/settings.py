@@ -10,9 +10,10 @@ import json
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from app.servers import clean_servers
 from engine.core import precisions
 from engine.inference.settings import SamplingSettings
 
@@ -38,6 +39,8 @@ class AppSettings:
     mode: str = "chat"
     welcome_dismissed: bool = False  # the first-run panel in an empty chat
     text_size: int = 0  # points (View > Larger / Smaller text); 0: the system's
+    # Remote servers (Models > Add server…): {address: {"key": API key or "", "models": [ids it listed]}}
+    servers: dict = field(default_factory=dict)
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""
@@ -64,6 +67,8 @@ class AppSettings:
         for key, allowed in choices.items():
             if key in values and values[key] not in allowed:
                 del values[key]
+        if "servers" in values:
+            values["servers"] = clean_servers(values["servers"])
         return cls(**values)
 
     def save(self, path: Path) -> None:
@@ -71,6 +76,8 @@ class AppSettings:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        if self.servers:  # it holds API keys: this account's alone
+            os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
 

@@ -47,8 +47,8 @@ class StatusBar(QStatusBar):
     def show_model(self, info: ModelInfo) -> None:
         self.busy.hide()
         self._set(self.model_label, info.name)
-        self.model_label.setToolTip(str(info.folder))
-        self._set(self.device_label, f"{info.device} · {info.precision}")
+        self.model_label.setToolTip(info.server or str(info.folder))
+        self._set(self.device_label, f"on {info.server}" if info.server else f"{info.device} · {info.precision}")
         self.context_window = info.context_window
         self.showMessage(f"Loaded {info.name}", 3000)
 

@@ -73,7 +73,8 @@ class TranscriptView(QTextBrowser):
     @staticmethod
     def _actions(message: Message, link) -> str:
         if message.role == "assistant":
-            stopped = " · <i>stopped</i>" if message.stop_reason == "cancelled" else ""
+            stopped = {"cancelled": " · <i>stopped</i>",
+                       "interrupted": " · <i>cut short: the server went away</i>"}.get(message.stop_reason, "")
             return link("copy", "Copy") + " · " + link("regenerate", "Regenerate") + stopped
         if message.role == "user":
             return link("edit", "Edit") + " · " + link("copy", "Copy")

@@ -31,6 +31,7 @@ from app.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks import TasksView
 from app.server_panel import ServerPanel
+from app.servers import parse_remote, remote_name
 from app.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
@@ -117,6 +118,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([240, 760])
         self.tasks = TasksView(user_templates_dir())
         self.models = ModelsView()
+        self.models.set_servers(self.settings.servers)
         self.tabs = QTabWidget(documentMode=True)
         self.tabs.addTab(self.splitter, "Conversations")
         self.tabs.addTab(self.tasks, "Tasks")
@@ -179,6 +181,7 @@ class MainWindow(QMainWindow):
         self.tasks.open_in_notebook.connect(self.notebook_from_text)
         self.tasks.use_in_chat.connect(self.chat_from_text)
         self.models.use_requested.connect(self.use_model_name)
+        self.models.servers_changed.connect(self._servers_changed)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.settings_panel.sampling_changed.connect(self._store_settings)
         self.settings_panel.device_changed.connect(self._device_changed)
@@ -235,9 +238,12 @@ class MainWindow(QMainWindow):
     # model
 
     def load_model(self, model: str | None) -> None:
-        """Load `model` (a folder or name; None: the embedded one); the settings remember it once it has loaded."""
+        """Load `model` (a folder or name; None: the embedded one; a remote model's name, app.servers); the settings
+        remember it once it has loaded."""
         self._loading = model
-        self.requests.load(self._loading, self.settings.device, self.settings.precision, self.settings.threads)
+        remote = parse_remote(model)
+        key = self.settings.servers.get(remote[1], {}).get("key", "") if remote else ""
+        self.requests.load(self._loading, self.settings.device, self.settings.precision, self.settings.threads, key)
         self._update_buttons()
 
     def use_model(self, folder: str | None) -> None:
@@ -253,10 +259,16 @@ class MainWindow(QMainWindow):
 
     def _list_models(self) -> None:
         """The chat's model choice offers the models on this computer."""
+        remote = [remote_name(model, url) for url, entry in self.settings.servers.items() for model in entry["models"]]
         try:
-            self.chat.set_model_choices([m.name for m in local_models()])
+            self.chat.set_model_choices([m.name for m in local_models()] + remote)
         except (OSError, EngineError):
-            self.chat.set_model_choices([])
+            self.chat.set_model_choices(remote)
+
+    def _servers_changed(self, servers: dict) -> None:
+        self.settings.servers = servers
+        self._save_settings()
+        self._list_models()
 
     def _conversation_model(self, name: str) -> None:
         """The open conversation is written with `name`: load it unless it is the one in use. While a reply is
@@ -303,8 +315,8 @@ class MainWindow(QMainWindow):
         self.status_bar.show_model(info)
         self.models.set_active(self._loading or "embedded")
         self.server.set_model(self._loaded, info.precision)
-        try:
-            tokenizer = GPT2Tokenizer.from_folder(info.folder)
+        try:  # a remote model's tokenizer is on its server: no token counts here
+            tokenizer = None if info.server else GPT2Tokenizer.from_folder(info.folder)
         except EngineError:
             tokenizer = None
         self.tasks.set_model(tokenizer, info.context_window)
@@ -497,7 +509,9 @@ class MainWindow(QMainWindow):
         self.tasks.show_scores(scores)
         self._update_buttons()
 
-    def _on_failed(self, _request: ActiveRequest, message: str) -> None:
+    def _on_failed(self, request: ActiveRequest, message: str) -> None:
+        if request.kind in ("chat", "notebook") and request.text.strip():
+            self.conversations.save_reply(request, request.text, "interrupted")  # what came is kept, and marked
         self.conversations.forget_failed()
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.servers import parse_remote
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
 from engine.inference.chat import chat_style
@@ -30,6 +31,7 @@ class ModelInfo:
     precision: str
     context_window: int
     chat_style: str  # how a conversation is written as a prompt (engine.inference.chat)
+    server: str = ""  # a remote model's server address ("" for a local model; device is then "remote")
 
 
 class _CancelFlag:
@@ -60,11 +62,16 @@ class EngineWorker(QObject):
         """Called directly from the GUI thread: takes effect within one token step."""
         self.cancelled_upto = max(self.cancelled_upto, request_id)
 
-    @Slot(str, str, str, int)
-    def load(self, model: str, device: str, precision: str, threads: int) -> None:
-        """Load a model; the current one stays in use until the new one has loaded, and after a failure."""
+    @Slot(str, str, str, int, str)
+    def load(self, model: str, device: str, precision: str, threads: int, api_key: str = "") -> None:
+        """Load a model, or reach a remote one (its name as app.servers writes it, with its server's key); the
+        current one stays in use until the new one is ready, and after a failure."""
         self.loading.emit(model or "embedded model")
+        remote = parse_remote(model)
         try:
+            if remote is not None:
+                self._reach(*remote, api_key)
+                return
             set_threads(threads or None)
             loaded = load_model(model or None, device=device, precision=precision)
         except EngineError as exc:
@@ -78,6 +85,15 @@ class EngineWorker(QObject):
         self.loaded.emit(ModelInfo(name=loaded.name, folder=Path(loaded.folder), device=loaded.device,
                                    precision=loaded.precision, context_window=loaded.context_window,
                                    chat_style=chat_style(loaded.name)))
+
+    def _reach(self, model: str, url: str, api_key: str) -> None:
+        from engine.inference.remote import RemoteEngine, RemoteServer
+
+        engine = RemoteEngine(RemoteServer(url, model=model, api_key=api_key or None))
+        window = engine.context_window()
+        self.generator = engine
+        self.loaded.emit(ModelInfo(name=model, folder=Path(), device="remote", precision="server",
+                                   context_window=window, chat_style=chat_style(model), server=engine.url))
 
     @Slot(int, str, dict)
     def generate(self, request_id: int, prompt: str, settings: dict) -> None:
@@ -100,6 +116,8 @@ class EngineWorker(QObject):
                     self.tokens.emit(request_id, pending, count)
                     pending, count, last_emit = "", 0, now
         except EngineError as exc:
+            if pending:  # what a remote server wrote before it went away is kept
+                self.tokens.emit(request_id, pending, count)
             self.failed.emit(request_id, str(exc))
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
@@ -113,7 +131,10 @@ class EngineWorker(QObject):
         from engine.inference.scoring import choose
 
         try:
-            scores, _best = choose(self.generator.loaded, context, list(options), normalise=normalise)
+            if isinstance(self.generator, Generator):
+                scores, _best = choose(self.generator.loaded, context, list(options), normalise=normalise)
+            else:  # a remote engine scores on its server
+                scores, _best = self.generator.choose(context, list(options), normalise=normalise)
         except EngineError as exc:
             self.failed.emit(request_id, str(exc))
             return

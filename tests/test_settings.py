@@ -74,3 +74,21 @@ def test_the_precision_box_offers_the_registry(qtbot):
         panel.load(AppSettings(precision=name))
         panel.store(settings)
         assert settings.precision == name
+
+
+def test_servers_are_kept_cleaned_and_their_keys_private(tmp_path):
+    import json
+    import stat
+
+    from app.settings import AppSettings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"servers": {
+        "http://gpu:8000/v1": {"key": "k", "models": ["gpt2", 3]},
+        "file:///etc": {"key": "", "models": []},  # not a server address: dropped
+        "http://other/v1": "not an entry"}}))
+    settings = AppSettings.load(path)
+    assert settings.servers == {"http://gpu:8000/v1": {"key": "k", "models": ["gpt2"]}}
+    settings.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds API keys
+    assert AppSettings.load(path).servers == settings.servers

@@ -49,10 +49,19 @@ class RemoteServer:
 
 
 class RemoteEngine:
-    def __init__(self, server: RemoteServer):
+    def __init__(self, server: RemoteServer, listing_only: bool = False):
         self.url = RemoteServer.base(server.url)
         self.server = server
-        self.name = server.model or self._first_model()
+        self.name = server.model or ("" if listing_only else self._first_model())
+
+    @classmethod
+    def list_models(cls, url: str, api_key: str | None = None) -> tuple[str, list[str]]:
+        """(the server's API address, the ids of the models it serves); RemoteError if it cannot say."""
+        engine = cls(RemoteServer(url, api_key=api_key), listing_only=True)
+        models = engine.models()
+        if not models:
+            raise RemoteError(f"{engine.url} answers but lists no models.")
+        return engine.url, models
 
     # HTTP
 
@@ -106,6 +115,18 @@ class RemoteEngine:
     def models(self) -> list[str]:
         with self._open("/models") as response:
             return [m["id"] for m in _json(response.read(), self.url).get("data", []) if "id" in m]
+
+    def context_window(self, default: int = 1024) -> int:
+        """The model's window as the server lists it (vLLM's and ours: `max_model_len`), else `default`;
+        names the model if the server does not list it."""
+        with self._open("/models") as response:
+            cards = [m for m in _json(response.read(), self.url).get("data", []) if isinstance(m, dict)]
+        card = next((m for m in cards if m.get("id") == self.name), None)
+        if card is None:
+            listed = ", ".join(str(m.get("id")) for m in cards) or "none"
+            raise RemoteError(f"{self.url} does not serve '{self.name}' (it lists: {listed}).")
+        value = card.get("max_model_len") or card.get("context_length")
+        return value if isinstance(value, int) and value > 0 else default
 
     # generation
 
