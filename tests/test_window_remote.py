@@ -11,7 +11,7 @@ from tests.helpers import running_server
 from tests.test_window import open_window, dirs, type_and_send, wait_idle  # noqa: F401 - fixtures
 
 
-def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wide_model_dir, tmp_path):
+def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wide_model_dir, tmp_path):  # noqa: F811
     with running_server(wide_model_dir, tmp_path, "--slide") as server:
         window = open_window(wide=True)
         window.models.add_server("http://127.0.0.1:9/v1")  # nothing listens there
