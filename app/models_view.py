@@ -14,13 +14,20 @@ from app.notice import say
 from app.servers import parse_remote, remote_name
 from engine.errors import HubOffline
 from engine.store import hub
-from engine.store.local import import_folder, local_models, remove_model
+from engine.store.local import (embedded_model_folder, import_folder, local_models, parameter_count, prepared_copies,
+                                remove_model)
 from engine.errors import EngineError
 
 SERVER = "server"  # the Where of a remote server's model
 COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
 MODEL_COLUMN = 200  # the Model column's widest (a longer name wraps); About takes the rest
 ABOUT_COLUMN = 180  # ... and keeps at least this much while the Model column can give way
+
+
+def _parameters(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
 def _size(n: int | None) -> str:
@@ -182,10 +189,12 @@ class ModelsView(QWidget):
             entry = catalog.get(m.name)
             where = {"embedded": "built in", "downloaded": "downloaded", "converted": "converted",
                      "imported": "imported folder"}[m.kind]
-            about = entry.description if entry else ("The app's own small model." if m.kind == "embedded"
-                                                     else str(m.folder))
-            rows.append((m.name, where, entry.parameters if entry else "", _size(entry.download_bytes) if entry else "",
-                         _size(m.size_bytes), about))
+            about = entry.description if entry else ("The app's own small model: it writes like an old fairy tale, "
+                                                     "offline." if m.kind == "embedded" else str(m.folder))
+            prepared = sum(p.stat().st_size for p in prepared_copies(m) if p.exists())
+            on_disk = _size(m.size_bytes) + (f" + {_size(prepared)} prepared" if prepared else "")
+            rows.append((m.name, where, entry.parameters if entry else _parameters(parameter_count(m.folder)),
+                         _size(entry.download_bytes) if entry else "", on_disk, about))
         for url, entry in self.servers.items():
             for model in entry["models"]:
                 rows.append((remote_name(model, url), SERVER, "", "", "", f"Served by {url}; runs there, not here."))
@@ -196,7 +205,8 @@ class ModelsView(QWidget):
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
-                item = QTableWidgetItem(text)
+                item = QTableWidgetItem(self._shown(row) if c == 0 else text)
+                item.setData(Qt.UserRole, text)  # the name the engine loads it by
                 if c == 0 and row[0] == self.active_name:
                     font = item.font()
                     font.setBold(True)
@@ -222,15 +232,22 @@ class ModelsView(QWidget):
         self.table.setColumnWidth(0, max(90, min(self.table.columnWidth(0), MODEL_COLUMN, room)))
         self.table.resizeRowsToContents()  # About wraps: all of it shows
 
+    def _shown(self, row: tuple) -> str:
+        """A row's model as it is shown: the embedded model by its own name."""
+        if row[1] == "built in":
+            folder = embedded_model_folder()
+            return folder.name if folder is not None else row[0]
+        return row[0]
+
     def row_of(self, name: str) -> int | None:
         for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).text() == name:
+            if self.table.item(r, 0).data(Qt.UserRole) == name:
                 return r
         return None
 
     def _selected_name(self) -> str | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
-        return self.table.item(rows[0].row(), 0).text() if rows else None
+        return self.table.item(rows[0].row(), 0).data(Qt.UserRole) if rows else None
 
     def _selected_where(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()
@@ -256,6 +273,7 @@ class ModelsView(QWidget):
     def download(self, repo_id: str | None) -> None:
         if not repo_id or self.downloading is not None:
             return
+        repo_id = hub.resolve_repo_id(repo_id)  # "gpt2" is openai-community/gpt2
         if repo_id.count("/") != 1:
             say(self.message, f"“{repo_id}” is not a Hub repo id; they look like owner/name.", error=True)
             return
@@ -312,7 +330,18 @@ class ModelsView(QWidget):
                                     "Nothing changes on the server.") == QMessageBox.Yes:
                 self.forget_server(remote[1])
             return
-        if QMessageBox.question(self, "Remove model", f"Remove {name} from this computer?") == QMessageBox.Yes:
+        model = next((m for m in local_models() if m.name == name), None)
+        if model is None:
+            return
+        prepared = sum(p.stat().st_size for p in prepared_copies(model) if p.exists())
+        copies = f" and its prepared reduced-precision copies ({_size(prepared)})" if prepared else ""
+        if model.kind == "imported":
+            title, question = "Forget folder", (f"Forget {name}? Its folder stays where it is ({model.folder}); "
+                                                 f"it is only taken off this list{copies and ', and' + copies + ' are deleted'}.")
+        else:
+            title, question = "Remove model", (f"Delete {name} from this computer? Its files ({_size(model.size_bytes)})"
+                                                f"{copies} are deleted; you can download it again.")
+        if QMessageBox.question(self, title, question) == QMessageBox.Yes:
             self.remove(name)
 
     def remove(self, name: str) -> None:
@@ -321,7 +350,8 @@ class ModelsView(QWidget):
         except EngineError as exc:
             say(self.message, str(exc), error=True)
             return
-        say(self.message, f"Removed {model.name}.")
+        say(self.message, f"Forgot {model.name}; its folder is untouched." if model.kind == "imported"
+            else f"Deleted {model.name}.")
         self.refresh()
 
     # remote servers

@@ -232,3 +232,36 @@ def test_gui_says_when_the_hub_is_unreachable(qtbot, unreachable_hub, tmp_path, 
     qtbot.waitUntil(lambda: window.models.downloading is None, timeout=30000)
     assert "cannot be reached" in window.models.message.text()
     window.close()
+
+
+def test_models_list_says_what_each_is_and_remove_takes_its_prepared_copies(qtbot, tmp_path, monkeypatch,
+                                                                             tiny_model_dir, tiny_hf):
+    """Issue 14 item 11: parameters for every model, the embedded model by its name, short names, what Remove does."""
+    import shutil
+
+    from app.models_view import ModelsView
+    from engine.core.config import load_config
+    from engine.core.prepared_names import copies_of
+    from engine.store.hub import resolve_repo_id
+
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    assert load_config(tiny_model_dir).parameters == sum(p.numel() for p in tiny_hf.parameters())
+    assert resolve_repo_id("gpt2") == "openai-community/gpt2"
+    assert resolve_repo_id("dialogpt-medium") == "microsoft/DialoGPT-medium"
+    assert resolve_repo_id("someone/else") == "someone/else"
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "mine")
+    import_folder(folder)
+    load_model(folder, device="cpu", precision="int8")  # prepares a reduced copy in the data folder
+    assert len(copies_of(folder)) == 1
+    view = ModelsView()
+    qtbot.addWidget(view)
+    embedded = view.row_of("embedded")
+    assert view.table.item(embedded, 0).text() == "tales-7m" and view.table.item(embedded, 2).text() == "7M"
+    mine = view.row_of("mine")
+    assert view.table.item(mine, 2).text() == "2M" and "prepared" in view.table.item(mine, 4).text()
+    view.remove("mine")
+    assert copies_of(folder) == [] and (folder / "config.json").exists()  # forgotten; its files stay
+    assert "folder is untouched" in view.message.text()
+    view.shutdown()

@@ -28,6 +28,14 @@ class GPTConfig:
     eos_token_id: int | None = 50256
 
     @property
+    def parameters(self) -> int:
+        """How many weights the model has (the tied head counted once)."""
+        C, inner = self.n_embd, self.n_inner or 4 * self.n_embd
+        block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * inner + inner) + (inner * C + C)
+        head = 0 if self.tie_word_embeddings else self.vocab_size * C
+        return self.vocab_size * C + self.n_positions * C + self.n_layer * block + 2 * C + head
+
+    @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,21 +22,11 @@ from safetensors.torch import save_file
 from engine.core.checkpoint import check_state, read_state_dict
 from engine.core.config import GPTConfig
 from engine.errors import ModelLoadError
-from engine.paths import data_dir
 from engine.core.forms import prepare_state, stored_is_tied
+from engine.core.prepared_names import model_stem as _model_stem
+from engine.core.prepared_names import prepared_dir
 
 FORMAT = "2"  # bump when prepare_state's output changes
-
-
-def prepared_dir() -> Path:
-    return data_dir() / "prepared"
-
-
-def _model_stem(folder: Path, mode: str) -> str:
-    """What every copy of one model folder in one mode is named with: `<name>-<folder hash>-<mode>`."""
-    name = re.sub(r"[^A-Za-z0-9._]+", "_", folder.name).strip("_.") or "model"
-    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-    return f"{name}-{where}-{mode}"
 
 
 def _source_key(folder: Path, files: list[Path]) -> str:
@@ -103,3 +92,4 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
         return Prepared(config, tensors, None, built=True)
     del tensors
     return Prepared(config, _read(path), path, built=True)
+

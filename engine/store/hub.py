@@ -51,6 +51,16 @@ CATALOG = (
 )
 
 
+def resolve_repo_id(name: str) -> str:
+    """A catalog model's short name ("gpt2", "DialoGPT-medium") as its repo id; anything else as it is."""
+    name = name.strip()
+    if "/" not in name:
+        for entry in CATALOG:
+            if entry.repo_id.split("/")[1].lower() == name.lower():
+                return entry.repo_id
+    return name
+
+
 @dataclass(frozen=True)
 class DownloadProgress:
     filename: str
@@ -162,6 +172,7 @@ def download_model(repo_id: str, progress: Callable[[DownloadProgress], None] | 
     """
     from huggingface_hub import hf_hub_download
 
+    repo_id = resolve_repo_id(repo_id)
     files = remote_files(repo_id)
     wanted = files_to_fetch(repo_id, files)
     total = sum(files[f] for f in wanted)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from engine.core.config import load_config
+from engine.core.prepared_names import copies_of
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import HubError, ModelLoadError
 from engine.paths import data_dir
@@ -151,19 +152,35 @@ def import_folder(path: Path) -> LocalModel:
     return LocalModel(folder.name, "imported", folder, folder_size(folder))
 
 
+def prepared_copies(model: LocalModel) -> list[Path]:
+    """The reduced-precision copies prepared from a model (engine.core.prepared)."""
+    return copies_of(model.folder)
+
+
+def parameter_count(folder: Path) -> int | None:
+    try:
+        return load_config(folder).parameters
+    except (ModelLoadError, OSError):
+        return None
+
+
 def remove_model(name: str) -> LocalModel:
-    """Delete a downloaded or converted model, or forget an imported folder (its files are left alone)."""
+    """Delete a downloaded or converted model, or forget an imported folder (its files are left alone); either
+    way its prepared reduced-precision copies are deleted."""
     model = find_local(name)
     if model is None:
         raise HubError(f"No model named {name!r} on this computer (see: gpt2-desktop models list).")
     if model.kind == "embedded":
         raise HubError("The embedded model is part of the app and cannot be removed.")
+    copies = prepared_copies(model)  # named after the folder's path: found before the folder goes
     if model.kind == "downloaded":
         shutil.rmtree(cache_dir() / cache_folder_name(name))
     elif model.kind == "converted":
         shutil.rmtree(model.folder)
     else:
         _registry().write_text(json.dumps([str(p) for p in _imported() if p != model.folder], indent=2))
+    for copy in copies:
+        copy.unlink(missing_ok=True)
     return model
 
 
