@@ -18,9 +18,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False, adapter: bool = True) -> None:
     p.add_argument("--model", required=model_required,
-                   help="model folder or a downloaded model's name (default: the embedded model)")
+                   help="model folder or a downloaded model's name (default: the embedded model, or with --adapter "
+                        "the base it was trained on)")
+    if adapter:
+        p.add_argument("--adapter", type=Path, default=None, metavar="FOLDER",
+                       help="a LoRA adapter in PEFT's format (or a `train --lora` run folder), merged into the model "
+                            "once and kept in the data folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", dest="precision", default=precisions.AUTO, choices=precisions.CHOICES,
                    help=f"weight precision (default: {precisions.default_for('cpu')} on the CPU, "
@@ -96,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
-    _add_model_args(b, model_required=True)
+    _add_model_args(b, model_required=True, adapter=False)
     b.add_argument("--against", choices=["none", "transformers"], default="transformers")
     b.add_argument("--prompt-tokens", type=int, default=32)
     b.add_argument("--new-tokens", type=int, default=128)
@@ -118,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
                        ("weight-decay", float), ("eval-every", int), ("eval-batches", int),
                        ("checkpoint-every", int), ("seed", int)]:
         t.add_argument(f"--{name}", type=kind, default=None, **({"dest": "context_window"} if name == "context" else {}))
+    t.add_argument("--lora", type=int, default=None, metavar="RANK",
+                   help="train low-rank adapters of this rank (8 is usual) on the --init model, which stays frozen; "
+                        "writes RUN/adapter/ in PEFT's format")
+    t.add_argument("--lora-alpha", type=float, default=None, metavar="A",
+                   help="the adapters' scale is alpha / rank (default: twice the rank)")
+    t.add_argument("--lora-dropout", type=float, default=None, metavar="P", help="dropout on the adapters' input (0)")
+    t.add_argument("--lora-targets", default=None, metavar="attn,mlp",
+                   help="which projections get adapters: attn (c_attn, c_proj), mlp (c_fc, c_proj) or both (default)")
     return parser
 
 
@@ -132,7 +145,7 @@ def _load(args):
     from engine.core.device import set_threads
 
     set_threads(args.threads)
-    return load_model(args.model, device=args.device, precision=args.precision)
+    return load_model(args.model, device=args.device, precision=args.precision, adapter=args.adapter)
 
 
 def _print_json(obj) -> None:
@@ -405,7 +418,8 @@ def cmd_train(args) -> int:
     set_threads(args.threads)
     chosen = {k: v for k, v in vars(args).items() if v is not None and k in TrainSettings.__dataclass_fields__}
     if args.init and "lr" not in chosen:  # fine-tuning: gentler defaults, under what was given
-        gentle = {"lr": 3e-4, "min_lr": 3e-5, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
+        lr = 1e-3 if args.lora is not None else 3e-4  # adapters start at zero and learn faster
+        gentle = {"lr": lr, "min_lr": lr / 10, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
         chosen = {**gentle, **chosen}
     if not args.resume and not args.data:
         raise UsageError("gpt2-desktop train: --data is required (or --resume to continue a run)")
