@@ -46,22 +46,12 @@ def load_model(model: str | Path | None = None, device: str = "auto", precision:
     `adapter`: a LoRA adapter folder in PEFT's format (or a training run holding adapter/), merged into
     the model's weights. With no model named, the base is the one the adapter was trained on."""
     from engine.core.loader import load_folder
-    from engine.store.local import resolve_model
+    from engine.store.local import resolve_base, resolve_model
 
     if adapter is None:
         folder, name = resolve_model(model)
         return load_folder(folder, name, device=device, precision=precision)
-    from engine.core.adapters import read_adapter
-    from engine.errors import ModelLoadError
-
-    base = read_adapter(Path(adapter)).config.base_model if model is None else None
-    try:
-        folder, name = resolve_model(base or model)
-    except ModelLoadError as exc:
-        if not base:
-            raise
-        raise ModelLoadError(f"The adapter's base model {base} (base_model_name_or_path in its adapter_config.json) "
-                             f"is not on this computer ({exc}); pass --model with the base it was trained on.") from None
+    folder, name = resolve_base(model, Path(adapter))
     return load_folder(folder, name, device=device, precision=precision, adapter=Path(adapter))
 
 

@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a text to measure each reduced precision of the embedded model against float32 on")
     b.add_argument("--json", action="store_true")
 
+    e = sub.add_parser("export", help="write a model (with a LoRA adapter merged in) as a Hugging Face folder or "
+                                      "a GGUF file for llama.cpp, LM Studio and Ollama")
+    e.add_argument("--model", help="model folder or a downloaded model's name (default: the embedded model, or with "
+                                   "--adapter the base it was trained on)")
+    e.add_argument("--adapter", type=Path, default=None, metavar="FOLDER", help="a LoRA adapter to merge in")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, metavar="DIR", help="write a Hugging Face GPT-2 folder")
+    where.add_argument("--gguf", type=Path, metavar="FILE", help="write one GGUF file")
+    e.add_argument("--type", dest="gguf_type", default="f16", choices=["f16", "q8_0"],
+                   help="the GGUF file's matrices: f16 (default) or q8_0 (8-bit blocks, about half the size)")
+
     t = sub.add_parser("train", help="pre-train a small GPT-2 on text, or fine-tune a model on your text")
     t.add_argument("--out", required=True, type=Path, help="run folder: data, checkpoint, log and model/")
     t.add_argument("--data", help="a folder of .txt books (Project Gutenberg headers are stripped) or one text file")
@@ -411,6 +422,24 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def cmd_export(args) -> int:
+    from engine.tooling.export import export_gguf, export_model, load_for_export
+
+    if args.out is not None and args.gguf_type != "f16":
+        raise UsageError("gpt2-desktop export: --type is for --gguf")
+    target = args.out if args.out is not None else args.gguf
+    if target.exists() and (args.out is None or not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"gpt2-desktop export: {target} already exists; remove it or choose another name")
+    model, tokenizer, name = load_for_export(args.model, args.adapter)
+    if args.out is not None:
+        card = f"# {args.out.name}\n\n{name}, exported by `gpt2-desktop export`.\n"
+        export_model(model, tokenizer, args.out, card=card)
+    else:
+        export_gguf(model, tokenizer, args.gguf, args.gguf_type, name=name)
+    print(f"wrote {target} ({name})")
+    return 0
+
+
 def cmd_train(args) -> int:
     from engine.core.device import set_threads
     from engine.tooling.train import TrainSettings, train
@@ -438,7 +467,7 @@ def cmd_train(args) -> int:
 
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "analyse": cmd_analyse,
             "bench": cmd_bench, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
-            "models": cmd_models}
+            "models": cmd_models, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, analyse, templates, models, "
-                             "bench or train (see --help)")
+                             "bench, train or export (see --help)")
         return COMMANDS[args.command](args)
     except EngineError as exc:
         print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
