@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,27 +273,28 @@ def merge_into(state: dict[str, torch.Tensor], adapter: Adapter) -> dict[str, to
 
 def write_adapter(folder: Path, config: LoraConfig, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
                   base: GPTConfig, card: str | None = None) -> Path:
-    """Write an adapter folder in PEFT's format. Each file is written beside its final name and moved in,
-    so an interruption never leaves a half-written file under the final name."""
+    """Write an adapter folder in PEFT's format. The folder is written beside its final place and moved in
+    when complete, so an interruption or a full disk never leaves a half-written adapter behind."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.partial")
     tensors = {}
     for module, (a, b) in pairs.items():
         tensors[peft_name(f"{module}.lora_A")] = a.detach().to("cpu", torch.float32).contiguous()
         tensors[peft_name(f"{module}.lora_B")] = b.detach().to("cpu", torch.float32).contiguous()
     metadata = {"format": "pt", "gpt2_desktop.base": json.dumps({name: getattr(base, name) for name in BASE_FIELDS})}
-    _atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    text = json.dumps(config.to_peft(), indent=2) + "\n"
-    _atomic(folder / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    if card:
-        _atomic(folder / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
-    return folder
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_peft(), indent=2) + "\n", encoding="utf-8")
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        old = folder.with_name(f"{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -30,7 +30,7 @@ from engine.core.config import GPTConfig, load_config
 from engine.core.lora import add_lora, lora_pairs
 from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
-from engine.errors import SettingsError
+from engine.errors import SettingsError, TrainingError
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
@@ -229,19 +229,35 @@ def make_optimizer(model: GPT, s: TrainSettings) -> torch.optim.AdamW:
 
 
 def save_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer, state: TrainState) -> None:
+    """Write the checkpoint beside the last one and swap it in: a full disk or a crash mid-write
+    leaves the last good checkpoint in place, and the run resumes from it."""
     tmp = run.folder / "checkpoint.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    # A LoRA run keeps only its adapters: the frozen base is the --init model's own files.
-    trained = trained_parameters(model)
-    save_file({n: t.detach().cpu().contiguous() for n, t in trained.items()}, tmp / "model.safetensors")
-    moments = {}
-    for name, p in trained.items():
-        for key, value in opt.state.get(p, {}).items():
-            moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
-    save_file(moments, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
-    replace_folder(tmp, run.checkpoint)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        # A LoRA run keeps only its adapters: the frozen base is the --init model's own files.
+        trained = trained_parameters(model)
+        save_file({n: t.detach().cpu().contiguous() for n, t in trained.items()}, tmp / "model.safetensors")
+        moments = {}
+        for name, p in trained.items():
+            for key, value in opt.state.get(p, {}).items():
+                moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
+        save_file(moments, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
+        replace_folder(tmp, run.checkpoint)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingError(f"Cannot write a checkpoint at step {state.step} in {run.folder} "
+                            f"({exc.strerror or exc}); {_last_good(run)}: free some space and continue with "
+                            "--resume.") from None
+
+
+def _last_good(run: Run) -> str:
+    try:
+        step = json.loads((run.checkpoint / "state.json").read_text())["step"]
+        return f"the last good checkpoint (step {step}) is kept"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was saved yet"
 
 
 def load_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer) -> TrainState:
@@ -399,16 +415,21 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     model.eval()
     result = (f"{state.tokens_seen:,} tokens seen in {state.elapsed_s / 60:.1f} minutes; "
               f"validation loss {state.val_loss:.4f} nats/token ({state.val_bpb:.4f} bits/byte).\n")
-    if s.lora is not None:
-        config = s.lora_config(base_model_name(s))
-        card = (f"# {run.folder.name}\n\nA LoRA adapter (PEFT format) trained by `gpt2-desktop train` on "
-                f"{config.base_model}: rank {config.rank}, alpha {config.alpha:g}, on {', '.join(config.targets)}; "
-                + result)
-        write_adapter(run.adapter, config, lora_pairs(model), model.config, card=card)
-        say(f"wrote the adapter to {run.adapter}")
-        return run.adapter
-    card = f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, " + result
-    export_model(model, tokenizer, run.model, card=card)
+    try:
+        if s.lora is not None:
+            config = s.lora_config(base_model_name(s))
+            card = (f"# {run.folder.name}\n\nA LoRA adapter (PEFT format) trained by `gpt2-desktop train` on "
+                    f"{config.base_model}: rank {config.rank}, alpha {config.alpha:g}, on "
+                    f"{', '.join(config.targets)}; " + result)
+            write_adapter(run.adapter, config, lora_pairs(model), model.config, card=card)
+            say(f"wrote the adapter to {run.adapter}")
+            return run.adapter
+        card = f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, " + result
+        export_model(model, tokenizer, run.model, card=card)
+    except OSError as exc:
+        shutil.rmtree(run.folder / "model.partial", ignore_errors=True)
+        raise TrainingError(f"Cannot write the result in {run.folder} ({exc.strerror or exc}); {_last_good(run)}: "
+                            "free some space and run the same command with --resume to write it.") from None
     say(f"exported {run.model}")
     return run.model
 
