@@ -140,6 +140,8 @@ def merged_folder(folder: Path, files: list[Path], adapter: Adapter) -> Path:
                   metadata={"format": "pt", "base": str(folder), "adapter": str(adapter.folder)})
         os.replace(tmp, path)
     except OSError as exc:
+        if (path / "model.safetensors").is_file():  # another process made the same copy first
+            return path
         raise ModelLoadError(f"Cannot write the merged copy of {folder.name} with the adapter {adapter.name} "
                              f"in {root} ({exc.strerror or exc}); free some space there.") from None
     finally:

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("weight-decay", float), ("eval-every", int), ("eval-batches", int),
                        ("checkpoint-every", int), ("seed", int)]:
         t.add_argument(f"--{name}", type=kind, default=None, **({"dest": "context_window"} if name == "context" else {}))
+    t.add_argument("--autocast", default=None, choices=["auto", "bfloat16", "off"],
+                   help="run the products in bfloat16 (weights and optimiser stay float32); auto (default): where "
+                        "the CPU multiplies bfloat16 in hardware")
     t.add_argument("--lora", type=int, default=None, metavar="RANK",
                    help="train low-rank adapters of this rank (8 is usual) on the --init model, which stays frozen; "
                         "writes RUN/adapter/ in PEFT's format")

@@ -112,13 +112,13 @@ def gguf_tensors(model: GPT) -> dict[str, torch.Tensor]:
 
 
 def _vocabulary(tokenizer: GPT2Tokenizer, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
-    """Tokens by id (padded to the model's vocab_size, as convert_hf_to_gguf.py pads), their GGUF token
-    types, and the BPE merges as "a b" strings."""
+    """Tokens by id (padded to the model's vocab_size), their GGUF token types (added special tokens are
+    CONTROL, other added ones USER_DEFINED), as convert_hf_to_gguf.py does, and the merges as "a b"."""
     import gguf
 
     backend = tokenizer.backend
     by_id = {i: t for t, i in backend.get_vocab(with_added_tokens=True).items()}
-    special = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
+    added = {t.content: t.special for t in backend.get_added_tokens_decoder().values()}
     tokens, types = [], []
     for i in range(vocab_size):
         token = by_id.get(i)
@@ -127,7 +127,10 @@ def _vocabulary(tokenizer: GPT2Tokenizer, vocab_size: int) -> tuple[list[str], l
             types.append(gguf.TokenType.UNUSED)
         else:
             tokens.append(token)
-            types.append(gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL)
+            if token not in added:
+                types.append(gguf.TokenType.NORMAL)
+            else:
+                types.append(gguf.TokenType.CONTROL if added[token] else gguf.TokenType.USER_DEFINED)
     merges = json.loads(backend.to_str())["model"].get("merges") or []
     return tokens, types, [m if isinstance(m, str) else " ".join(m) for m in merges]
 

@@ -30,11 +30,15 @@ from engine.core.config import GPTConfig, load_config
 from engine.core.lora import add_lora, lora_pairs
 from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
+from engine.core.forms import BF16_MATMUL
 from engine.errors import SettingsError, TrainingError
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.store.local import resolve_model
+
+
+AUTOCAST = ("auto", "bfloat16", "off")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class TrainSettings:
     lora_alpha: float | None = None  # the adapters' scale is alpha / rank; None: twice the rank
     lora_dropout: float = 0.0
     lora_targets: str = "attn,mlp"  # which projections get adapters
+    # Products in bfloat16 ("bfloat16"; weights, gradients and optimiser stay float32), in float32 ("off"), or
+    # "auto": bfloat16 on a CPU that multiplies it in hardware (AVX512-BF16 or AMX), else float32.
+    autocast: str = "auto"
 
     def validate(self) -> "TrainSettings":
         for f in fields(self):
@@ -74,6 +81,8 @@ class TrainSettings:
             raise SettingsError(f"n-embd ({self.n_embd}) must be divisible by n-head ({self.n_head}).")
         if self.min_lr > self.lr:
             raise SettingsError("min-lr cannot be larger than lr.")
+        if self.autocast not in AUTOCAST:
+            raise SettingsError(f"--autocast takes {', '.join(AUTOCAST)}; got {self.autocast!r}.")
         if self.weight_decay < 0:
             raise SettingsError(f"weight-decay cannot be negative, got {self.weight_decay}.")
         if self.lora is not None:
@@ -109,6 +118,13 @@ class TrainState:
     last_loss: float = float("nan")
     val_loss: float = float("nan")
     val_bpb: float = float("nan")
+
+
+def uses_bfloat16(s: TrainSettings, device: str) -> bool:
+    """Whether the forward pass runs under bfloat16 autocast (see TrainSettings.autocast)."""
+    if s.autocast == "auto":
+        return device == "cpu" and BF16_MATMUL
+    return s.autocast == "bfloat16"
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -374,6 +390,9 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
         trained = sum(p.numel() for p in trained_parameters(model).values())
         say(f"LoRA: rank {s.lora} on {len(lora_pairs(model))} projections ({s.lora_targets}), "
             f"{trained / 1e6:.3f}M trained parameters; the base stays frozen")
+    bfloat16 = uses_bfloat16(s, device)
+    if bfloat16:
+        say("products in bfloat16 (autocast; weights, gradients and optimiser in float32); --autocast off for float32")
 
     progress = Progress(s.steps)
     tok_s = 0.0
@@ -384,7 +403,9 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
                 group["lr"] = lr_at(state.step, s)
             x, y = batch_at(train_ids, state.step, s)
             x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bfloat16):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained_parameters(model).values(), s.grad_clip)
             opt.step()
