@@ -70,9 +70,10 @@ def child(args) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
+    vocab = json.loads((Path(args.model) / "config.json").read_text())["vocab_size"]
     times, losses = [], []
     for step in range(args.steps + 1):  # the first step warms up
-        x = torch.randint(0, 50000, (args.batch, args.context + 1), generator=gen)
+        x = torch.randint(0, vocab, (args.batch, args.context + 1), generator=gen)
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             logits = forward(x[:, :-1])

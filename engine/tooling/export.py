@@ -150,6 +150,7 @@ def export_gguf(model: GPT, tokenizer: GPT2Tokenizer, path: Path, kind: str = "f
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind]
     writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.GPT2])
     try:
+        writer.add_type("model")
         writer.add_name(name)
         writer.add_context_length(config.n_positions)
         writer.add_embedding_length(config.n_embd)
