@@ -38,14 +38,21 @@ _PUBLIC = {
 __all__ = [*_PUBLIC, "load_model"]
 
 
-def load_model(model: str | Path | None = None, device: str = "auto", precision: str = "auto") -> LoadedModel:
+def load_model(model: str | Path | None = None, device: str = "auto", precision: str = "auto",
+               adapter: str | Path | None = None) -> LoadedModel:
     """Load a model — a folder, a downloaded model's name, or None for the embedded model — onto a
-    device ("auto", "cpu", "cuda") in a precision (see engine.core.precisions), ready to generate."""
-    from engine.core.loader import load_folder
-    from engine.store.local import resolve_model
+    device ("auto", "cpu", "cuda") in a precision (see engine.core.precisions), ready to generate.
 
-    folder, name = resolve_model(model)
-    return load_folder(folder, name, device=device, precision=precision)
+    `adapter`: a LoRA adapter folder in PEFT's format (or a training run holding adapter/), merged into
+    the model's weights. With no model named, the base is the one the adapter was trained on."""
+    from engine.core.loader import load_folder
+    from engine.store.local import resolve_base, resolve_model
+
+    if adapter is None:
+        folder, name = resolve_model(model)
+        return load_folder(folder, name, device=device, precision=precision)
+    folder, name = resolve_base(model, Path(adapter))
+    return load_folder(folder, name, device=device, precision=precision, adapter=Path(adapter))
 
 
 def __getattr__(name: str):

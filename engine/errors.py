@@ -24,6 +24,10 @@ class TemplateError(SettingsError):
     """A template file is malformed, or the values given for it do not fit."""
 
 
+class TrainingError(EngineError):
+    """Training cannot go on (a checkpoint or the result cannot be written); what was saved is kept."""
+
+
 class HubError(EngineError):
     """A download, import or removal that cannot be done, said plainly."""
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import torch
 
 from engine.core import native, precisions
+from engine.core.adapters import read_adapter
 from engine.core.checkpoint import build_model, read_state_dict, transposed_copies, weight_files
 from engine.core.config import GPTConfig, load_config, read_json
 from engine.core.device import resolve_device
 from engine.core.forms import build_reduced_model, projection_names, use_row_layout, use_transposed_head
 from engine.core.model import GPT
-from engine.core.prepared import load_prepared
+from engine.core.prepared import load_prepared, merged_folder
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import ModelLoadError
 
@@ -34,6 +35,7 @@ class LoadedModel:
     precision: str = "float32"  # of the weights: a name from engine.core.precisions
     prepared_path: Path | None = None  # the saved reduced-precision copy it was read from
     prepared_now: bool = False  # that copy was made during this load
+    adapter: Path | None = None  # the LoRA adapter merged into the base's weights
 
     @property
     def context_window(self) -> int:
@@ -60,8 +62,17 @@ def _float32_rows(config: GPTConfig, files: list[Path]) -> GPT:
     return use_row_layout(net, rows)
 
 
-def load_folder(folder: Path, name: str | None = None, device: str = "auto", precision: str = "auto") -> LoadedModel:
-    """Load a GPT-2 model folder onto a device in a weight precision, ready to generate."""
+def load_folder(folder: Path, name: str | None = None, device: str = "auto", precision: str = "auto",
+                adapter: Path | None = None) -> LoadedModel:
+    """Load a GPT-2 model folder onto a device in a weight precision, ready to generate; with a LoRA
+    adapter (a folder in PEFT's format), from the base's merged copy (see prepared.merged_folder)."""
+    if adapter is not None:
+        lora = read_adapter(adapter)
+        load_config(folder)  # a broken base is named as such, before the adapter is checked against it
+        merged = merged_folder(folder, weight_files(folder), lora)
+        loaded = load_folder(merged, f"{name or folder.name} + {lora.name}", device, precision)
+        loaded.folder, loaded.adapter = folder, lora.folder
+        return loaded
     config = load_config(folder)
     tokenizer = GPT2Tokenizer.from_folder(folder)
     if tokenizer.vocab_size > config.vocab_size:

@@ -5,12 +5,18 @@ the result is saved as safetensors in `<data dir>/prepared/` and memory-mapped o
 A copy is named after its source: the folder, and the size and modification time of its config and
 weight files, so it is rebuilt when any of them changes, and older copies of the same model in the
 same mode are removed then. Only safetensors are written and read: nothing here is pickled.
+
+A model with a LoRA adapter is prepared the same way, one step earlier: the adapter is merged into a
+float32 copy of the base, kept as a model folder in `<data dir>/prepared/merged/` and named after the
+base (as above) and the adapter (a hash of its files); every precision is then made from that folder,
+merged first and quantised after, and decoding runs as fast as without an adapter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +25,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from engine.core.adapters import Adapter, check_adapter, merge_into
 from engine.core.checkpoint import check_state, read_state_dict
-from engine.core.config import GPTConfig
+from engine.core.config import GPTConfig, load_config
 from engine.errors import ModelLoadError
 from engine.core.forms import prepare_state, stored_is_tied
 from engine.core.prepared_names import model_stem as _model_stem
@@ -93,3 +100,44 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
     del tensors
     return Prepared(config, _read(path), path, built=True)
 
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "generation_config.json", "config.json")
+
+
+def merged_folder(folder: Path, files: list[Path], adapter: Adapter) -> Path:
+    """A model folder with the adapter merged into the base's weights (float32): made once, kept in
+    `<data dir>/prepared/merged/`, and made again when the base's files change."""
+    root = prepared_dir() / "merged"
+    stem = f"{_model_stem(folder, 'lora')}-{adapter.digest[:12]}"
+    path = root / f"{stem}-{_source_key(folder, files)}"
+    if (path / "model.safetensors").is_file():
+        return path
+    config = load_config(folder)
+    check_adapter(adapter, config, folder.name)
+    config, state = check_state(config, read_state_dict(files))
+    merged = merge_into(state, adapter)
+    tensors = {("lm_head.weight" if name == "lm_head" else f"transformer.{name}"): t.contiguous()
+               for name, t in merged.items()}
+    tmp = root / f"{path.name}.{os.getpid()}.partial"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in TOKENIZER_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, tmp / name)
+        save_file(tensors, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt", "base": str(folder), "adapter": str(adapter.folder)})
+        os.replace(tmp, path)
+    except OSError as exc:
+        if (path / "model.safetensors").is_file():  # another process made the same copy first
+            return path
+        raise ModelLoadError(f"Cannot write the merged copy of {folder.name} with the adapter {adapter.name} "
+                             f"in {root} ({exc.strerror or exc}); free some space there.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in root.glob(f"{stem}-*"):  # the same base and adapter, older base files
+        if old != path and not old.name.endswith(".partial"):
+            for copy in prepared_dir().glob(f"{_model_stem(old, '*')}-*.safetensors"):
+                copy.unlink(missing_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -207,3 +207,20 @@ def resolve_model(model: str | Path | None) -> tuple[Path, str]:
         if repo_id:
             return folder, repo_id
     return folder, folder.name
+
+
+def resolve_base(model: str | Path | None, adapter: Path) -> tuple[Path, str]:
+    """The base model for a LoRA adapter: `model` when given, else the one its adapter_config.json names
+    (base_model_name_or_path), else the embedded model. A named base that is not here is said so."""
+    from engine.core.adapters import read_adapter  # imports torch, which listing models does not need
+
+    if model is not None:
+        return resolve_model(model)
+    base = read_adapter(adapter).config.base_model
+    try:
+        return resolve_model(base or None)
+    except ModelLoadError as exc:
+        if not base:
+            raise
+        raise ModelLoadError(f"The adapter's base model {base} (base_model_name_or_path in its adapter_config.json) "
+                             f"is not on this computer ({exc}); pass --model with the base it was trained on.") from None

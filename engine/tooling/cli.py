@@ -19,9 +19,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+def _add_model_args(p: argparse.ArgumentParser, model_required: bool = False, adapter: bool = True) -> None:
     p.add_argument("--model", required=model_required,
-                   help="model folder or a downloaded model's name (default: the embedded model)")
+                   help="model folder or a downloaded model's name (default: the embedded model, or with --adapter "
+                        "the base it was trained on)")
+    if adapter:
+        p.add_argument("--adapter", type=Path, default=None, metavar="FOLDER",
+                       help="a LoRA adapter in PEFT's format (or a `train --lora` run folder), merged into the model "
+                            "once and kept in the data folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", dest="precision", default=precisions.AUTO, choices=precisions.CHOICES,
                    help=f"weight precision (default: {precisions.default_for('cpu')} on the CPU, "
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one JSON line per answered request: client, method, path, status, milliseconds")
 
     b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
-    _add_model_args(b, model_required=True)
+    _add_model_args(b, model_required=True, adapter=False)
     b.add_argument("--against", choices=["none", "transformers"], default="transformers")
     b.add_argument("--prompt-tokens", type=int, default=32)
     b.add_argument("--new-tokens", type=int, default=128)
@@ -139,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--llama-cpp", type=Path, default=None, metavar="DIR",
                    help="also measure llama.cpp built in DIR (make bench-llama) on the same weights, interleaved")
     b.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("export", help="write a model (with a LoRA adapter merged in) as a Hugging Face folder or "
+                                      "a GGUF file for llama.cpp, LM Studio and Ollama")
+    e.add_argument("--model", help="model folder or a downloaded model's name (default: the embedded model, or with "
+                                   "--adapter the base it was trained on)")
+    e.add_argument("--adapter", type=Path, default=None, metavar="FOLDER", help="a LoRA adapter to merge in")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, metavar="DIR", help="write a Hugging Face GPT-2 folder")
+    where.add_argument("--gguf", type=Path, metavar="FILE", help="write one GGUF file")
+    e.add_argument("--type", dest="gguf_type", default="f16", choices=["f16", "q8_0"],
+                   help="the GGUF file's matrices: f16 (default) or q8_0 (8-bit blocks, about half the size)")
 
     t = sub.add_parser("train", help="pre-train a small GPT-2 on text, or fine-tune a model on your text")
     t.add_argument("--out", required=True, type=Path, help="run folder: data, checkpoint, log and model/")
@@ -152,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
                        ("weight-decay", float), ("eval-every", int), ("eval-batches", int),
                        ("checkpoint-every", int), ("seed", int)]:
         t.add_argument(f"--{name}", type=kind, default=None, **({"dest": "context_window"} if name == "context" else {}))
+    t.add_argument("--autocast", default=None, choices=["auto", "bfloat16", "off"],
+                   help="run the products in bfloat16 (weights and optimiser stay float32); auto (default): where "
+                        "the CPU multiplies bfloat16 in hardware")
+    t.add_argument("--lora", type=int, default=None, metavar="RANK",
+                   help="train low-rank adapters of this rank (8 is usual) on the --init model, which stays frozen; "
+                        "writes RUN/adapter/ in PEFT's format")
+    t.add_argument("--lora-alpha", type=float, default=None, metavar="A",
+                   help="the adapters' scale is alpha / rank (default: twice the rank)")
+    t.add_argument("--lora-dropout", type=float, default=None, metavar="P", help="dropout on the adapters' input (0)")
+    t.add_argument("--lora-targets", default=None, metavar="attn,mlp",
+                   help="which projections get adapters: attn (c_attn, c_proj), mlp (c_fc, c_proj) or both (default)")
     return parser
 
 
@@ -171,7 +198,7 @@ def _load(args):
     from engine.core.device import set_threads
 
     set_threads(args.threads)
-    return load_model(args.model, device=args.device, precision=args.precision)
+    return load_model(args.model, device=args.device, precision=args.precision, adapter=args.adapter)
 
 
 def _remote(args):
@@ -491,6 +518,24 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def cmd_export(args) -> int:
+    from engine.tooling.export import export_gguf, export_model, load_for_export
+
+    if args.out is not None and args.gguf_type != "f16":
+        raise UsageError("gpt2-desktop export: --type is for --gguf")
+    target = args.out if args.out is not None else args.gguf
+    if target.exists() and (args.out is None or not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"gpt2-desktop export: {target} already exists; remove it or choose another name")
+    model, tokenizer, name = load_for_export(args.model, args.adapter)
+    if args.out is not None:
+        card = f"# {args.out.name}\n\n{name}, exported by `gpt2-desktop export`.\n"
+        export_model(model, tokenizer, args.out, card=card)
+    else:
+        export_gguf(model, tokenizer, args.gguf, args.gguf_type, name=name)
+    print(f"wrote {target} ({name})")
+    return 0
+
+
 def cmd_train(args) -> int:
     from engine.core.device import set_threads
     from engine.tooling.train import TrainSettings, train
@@ -498,7 +543,8 @@ def cmd_train(args) -> int:
     set_threads(args.threads)
     chosen = {k: v for k, v in vars(args).items() if v is not None and k in TrainSettings.__dataclass_fields__}
     if args.init and "lr" not in chosen:  # fine-tuning: gentler defaults, under what was given
-        gentle = {"lr": 3e-4, "min_lr": 3e-5, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
+        lr = 1e-3 if args.lora is not None else 3e-4  # adapters start at zero and learn faster
+        gentle = {"lr": lr, "min_lr": lr / 10, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
         chosen = {**gentle, **chosen}
     if not args.resume and not args.data:
         raise UsageError("gpt2-desktop train: --data is required (or --resume to continue a run)")
@@ -517,7 +563,7 @@ def cmd_train(args) -> int:
 
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "analyse": cmd_analyse,
             "bench": cmd_bench, "serve": cmd_serve, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
-            "models": cmd_models}
+            "models": cmd_models, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, analyse, templates, models, "
-                             "serve, bench or train (see --help)")
+                             "serve, bench, train or export (see --help)")
         return COMMANDS[args.command](args)
     except EngineError as exc:
         print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)

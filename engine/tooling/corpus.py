@@ -42,16 +42,30 @@ def strip_gutenberg(text: str) -> str:
     return text
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def read_text_file(path: Path) -> str:
-    """A UTF-8 text file (with or without a byte-order mark), or a SettingsError that says what is wrong."""
+    """A UTF-8 text file (with or without a byte-order mark), or a SettingsError that says what is wrong
+    and where: a binary file and a byte that is not UTF-8 are named with their byte offset."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SettingsError(f"No such file: {path}") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{path} is not UTF-8 text.") from None
+    except IsADirectoryError:
+        raise SettingsError(f"{path} is a folder, not a text file.") from None
     except OSError as exc:
         raise SettingsError(f"Cannot read {path}: {exc.strerror}.") from None
+    start = len(BOM) if data.startswith(BOM) else 0
+    zero = data.find(b"\0", start)
+    if zero >= 0:
+        raise SettingsError(f"{path} looks like a binary file, not text: it has a zero byte at offset {zero}.")
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        raise SettingsError(f"{path} is not UTF-8 text: byte 0x{data[offset]:02x} at offset {offset} is not "
+                            "valid UTF-8; save the file as UTF-8 and try again.") from None
 
 
 def load_documents(source: Path) -> list[Document]:
@@ -65,9 +79,11 @@ def load_documents(source: Path) -> list[Document]:
     else:
         raise SettingsError(f"No training text at {source}.")
     docs = [Document(f.stem, normalise(strip_gutenberg(read_text_file(f)))) for f in files]
-    docs = [d for d in docs if d.text]
-    if not docs:
-        raise SettingsError(f"The training text in {source} is empty.")
+    empty = [f for f, d in zip(files, docs) if not d.text]
+    if empty:
+        shown = ", ".join(str(f) for f in empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise SettingsError(f"{shown} {'has' if len(empty) == 1 else 'have'} no text (empty, or only blank lines or "
+                            "a Project Gutenberg header); remove or fill it.")
     return docs
 
 

@@ -1,15 +1,18 @@
 """`gpt2-desktop train`: next-token pre-training of a small GPT-2 on a text corpus, and
-fine-tuning an existing model folder on a user's own text (the two stages of GPT).
+fine-tuning an existing model on a user's own text (the two stages of GPT): every weight, or
+low-rank adapters (LoRA, `--lora RANK`) beside the frozen base.
 
 Everything lives in one run folder: the prepared data, a checkpoint that survives
 interruption (`--resume` continues from it with the same data order), a log, and the
-exported model. Nothing is pickled: tensors go to safetensors, the rest to JSON.
+result: the exported model (`model/`), or the adapter in PEFT's format (`adapter/`).
+Nothing is pickled: tensors go to safetensors, the rest to JSON.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -21,14 +24,21 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from engine.tooling.bpe import train_bpe
+from engine.core.adapters import LoraConfig, target_projections, write_adapter
 from engine.core.checkpoint import build_model, read_state_dict, weight_files
 from engine.core.config import GPTConfig, load_config
+from engine.core.lora import add_lora, lora_pairs
 from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
-from engine.errors import SettingsError
+from engine.core.forms import BF16_MATMUL
+from engine.errors import SettingsError, TrainingError
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
+from engine.store.local import resolve_model
+
+
+AUTOCAST = ("auto", "bfloat16", "off")
 
 
 @dataclass(frozen=True)
@@ -51,18 +61,53 @@ class TrainSettings:
     eval_batches: int = 8
     checkpoint_every: int = 50
     seed: int = 1337
+    lora: int | None = None  # the adapters' rank; None fine-tunes (or trains) every weight
+    lora_alpha: float | None = None  # the adapters' scale is alpha / rank; None: twice the rank
+    lora_dropout: float = 0.0
+    lora_targets: str = "attn,mlp"  # which projections get adapters
+    # Products in bfloat16 ("bfloat16"; weights, gradients and optimiser stay float32), in float32 ("off"), or
+    # "auto": bfloat16 on a CPU that multiplies it in hardware (AVX512-BF16 or AMX), else float32.
+    autocast: str = "auto"
 
     def validate(self) -> "TrainSettings":
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and f.name != "weight_decay":
+            if f.name in ("weight_decay", "lora", "lora_alpha", "lora_dropout"):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 flag = "context" if f.name == "context_window" else f.name.replace("_", "-")
                 raise SettingsError(f"{flag} must be positive, got {value}.")
         if self.n_embd % self.n_head:
             raise SettingsError(f"n-embd ({self.n_embd}) must be divisible by n-head ({self.n_head}).")
         if self.min_lr > self.lr:
             raise SettingsError("min-lr cannot be larger than lr.")
+        if self.autocast not in AUTOCAST:
+            raise SettingsError(f"--autocast takes {', '.join(AUTOCAST)}; got {self.autocast!r}.")
+        if self.weight_decay < 0:
+            raise SettingsError(f"weight-decay cannot be negative, got {self.weight_decay}.")
+        if self.lora is not None:
+            if self.lora < 1:
+                raise SettingsError(f"--lora takes the adapters' rank, 1 or more (8 is usual); got {self.lora}.")
+            if not self.init:
+                raise SettingsError("--lora trains adapters for an existing model: give it with --init MODEL.")
+            if self.lora_alpha is not None and not self.lora_alpha > 0:
+                raise SettingsError(f"--lora-alpha must be positive (the adapters' scale is alpha / rank); "
+                                    f"got {self.lora_alpha}.")
+            if not 0 <= self.lora_dropout < 1:
+                raise SettingsError(f"--lora-dropout is a probability from 0 up to (not including) 1; "
+                                    f"got {self.lora_dropout}.")
+            try:
+                target_projections(self.lora_targets)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
         return self
+
+    def lora_config(self, base_model: str | None) -> LoraConfig | None:
+        if self.lora is None:
+            return None
+        alpha = self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora
+        return LoraConfig(rank=self.lora, alpha=alpha, dropout=self.lora_dropout,
+                          targets=target_projections(self.lora_targets), base_model=base_model)
 
 
 @dataclass
@@ -73,6 +118,13 @@ class TrainState:
     last_loss: float = float("nan")
     val_loss: float = float("nan")
     val_bpb: float = float("nan")
+
+
+def uses_bfloat16(s: TrainSettings, device: str) -> bool:
+    """Whether the forward pass runs under bfloat16 autocast (see TrainSettings.autocast)."""
+    if s.autocast == "auto":
+        return device == "cpu" and BF16_MATMUL
+    return s.autocast == "bfloat16"
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -92,13 +144,14 @@ def batch_at(ids: torch.Tensor, step: int, s: TrainSettings) -> tuple[torch.Tens
 
 
 class Run:
-    """A run folder: data/, checkpoint/, model/, settings.json, log.jsonl."""
+    """A run folder: data/, checkpoint/, model/ (or adapter/), settings.json, log.jsonl."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.data = self.folder / "data"
         self.checkpoint = self.folder / "checkpoint"
         self.model = self.folder / "model"
+        self.adapter = self.folder / "adapter"
         self.log = self.folder / "log.jsonl"
         self.settings_file = self.folder / "settings.json"
 
@@ -119,19 +172,20 @@ def prepare_data(run: Run, s: TrainSettings, say) -> None:
     docs = load_documents(Path(s.data))
     train_docs, val_docs = split_documents(docs)
     if s.init:
-        tokenizer = GPT2Tokenizer.from_folder(Path(s.init))
+        tokenizer = GPT2Tokenizer.from_folder(init_folder(s))
     else:
         say(f"training a {s.vocab_size}-token byte-level BPE on {len(train_docs)} training documents")
         tokenizer = train_bpe((d.text for d in train_docs), s.vocab_size)
-    tmp = run.folder / "data.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     train_ids, val_ids = _encode_documents(tokenizer, train_docs), _encode_documents(tokenizer, val_docs)
     if len(train_ids) < s.context_window + 2 or len(val_ids) < 2:
         raise SettingsError(
-            f"Too little text to train with a {s.context_window}-token context ({len(train_ids)} training tokens); "
-            "give more text or a smaller --context."
+            f"Too little text to train with a {s.context_window}-token context: {s.data} gives "
+            f"{len(train_ids)} training and {len(val_ids)} validation tokens, and one training row needs "
+            f"{s.context_window + 1}; give more text or a smaller --context."
         )
+    tmp = run.folder / "data.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     save_file({"ids": train_ids}, tmp / "train.safetensors")
     save_file({"ids": val_ids}, tmp / "val.safetensors")
     tokenizer.backend.save(str(tmp / "tokenizer.json"))
@@ -149,11 +203,25 @@ def prepare_data(run: Run, s: TrainSettings, say) -> None:
     say(f"data: {stats['train_tokens']:,} training and {stats['validation_tokens']:,} validation tokens")
 
 
+def init_folder(s: TrainSettings) -> Path:
+    """The folder of the model --init names (a folder, or a downloaded or imported model's name)."""
+    return resolve_model(s.init)[0]
+
+
+def base_model_name(s: TrainSettings) -> str:
+    """What an adapter records as its base (PEFT's base_model_name_or_path): a Hub model's repo id, or
+    the base folder's absolute path."""
+    folder, name = resolve_model(s.init)
+    return name if name != folder.name else str(folder.resolve())
+
+
 def new_model(s: TrainSettings, tokenizer: GPT2Tokenizer, device: str) -> GPT:
     if s.init:
-        folder = Path(s.init)
+        folder = init_folder(s)
         config = load_config(folder)
         model = build_model(config, read_state_dict(weight_files(folder)), torch.float32, device)
+        if s.lora is not None:
+            return add_lora(model, s.lora_config(None), seed=s.seed)
         return model.requires_grad_(True)
     eos = tokenizer.eos_id
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=s.context_window, n_embd=s.n_embd, n_layer=s.n_layer,
@@ -163,32 +231,61 @@ def new_model(s: TrainSettings, tokenizer: GPT2Tokenizer, device: str) -> GPT:
     return model.to(device)
 
 
+def trained_parameters(model: GPT) -> dict[str, torch.nn.Parameter]:
+    """What training changes: every weight, or only the adapters' (the base stays frozen)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def make_optimizer(model: GPT, s: TrainSettings) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    trained = trained_parameters(model).values()
+    decay = [p for p in trained if p.dim() >= 2]
+    no_decay = [p for p in trained if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 def save_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer, state: TrainState) -> None:
+    """Write the checkpoint beside the last one and swap it in: a full disk or a crash mid-write
+    leaves the last good checkpoint in place, and the run resumes from it."""
     tmp = run.folder / "checkpoint.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}, tmp / "model.safetensors")
-    moments = {}
-    for name, p in model.named_parameters():
-        for key, value in opt.state.get(p, {}).items():
-            moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
-    save_file(moments, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
-    replace_folder(tmp, run.checkpoint)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        # A LoRA run keeps only its adapters: the frozen base is the --init model's own files.
+        trained = trained_parameters(model)
+        save_file({n: t.detach().cpu().contiguous() for n, t in trained.items()}, tmp / "model.safetensors")
+        moments = {}
+        for name, p in trained.items():
+            for key, value in opt.state.get(p, {}).items():
+                moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
+        save_file(moments, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
+        replace_folder(tmp, run.checkpoint)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingError(f"Cannot write a checkpoint at step {state.step} in {run.folder} "
+                            f"({exc.strerror or exc}); {_last_good(run)}: free some space and continue with "
+                            "--resume.") from None
+
+
+def _last_good(run: Run) -> str:
+    try:
+        step = json.loads((run.checkpoint / "state.json").read_text())["step"]
+        return f"the last good checkpoint (step {step}) is kept"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was saved yet"
 
 
 def load_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer) -> TrainState:
     device = next(model.parameters()).device
     weights = load_file(run.checkpoint / "model.safetensors")
-    model.load_state_dict({n: t.to(device) for n, t in weights.items()})
-    params = dict(model.named_parameters())
+    params = trained_parameters(model)
+    if set(weights) != set(params):
+        raise SettingsError(f"The checkpoint in {run.checkpoint} does not match this run's model; "
+                            "start a new run with another --out.")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
     for key, value in load_file(run.checkpoint / "optimizer.safetensors").items():
         name, slot = key.split("::")
         opt.state[params[name]][slot] = value if slot == "step" else value.to(device)
@@ -258,13 +355,20 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
             raise SettingsError("Training needs --data.")
         if run.checkpoint.exists():
             raise SettingsError(f"{run.folder} already holds a run; pass --resume to continue it, or another --out.")
-    if settings.init:
-        settings = replace(settings, context_window=min(settings.context_window,
-                                                          load_config(Path(settings.init)).n_positions))
     s = settings.validate()
+    if s.init:
+        s = replace(s, context_window=min(s.context_window, load_config(init_folder(s)).n_positions))
+    created = not run.folder.exists()
     run.folder.mkdir(parents=True, exist_ok=True)
-    run.settings_file.write_text(json.dumps(asdict(s), indent=2))
-    prepare_data(run, s, say)
+    try:
+        prepare_data(run, s, say)
+    except BaseException:
+        # Refused text (or an interruption) leaves nothing behind: no half-made run to trip over.
+        shutil.rmtree(run.folder / "data.partial", ignore_errors=True)
+        if created and not resume:
+            shutil.rmtree(run.folder, ignore_errors=True)
+        raise
+    _write_atomically(run.settings_file, json.dumps(asdict(s), indent=2))
     device = resolve_device(device)
     tokenizer = GPT2Tokenizer.from_folder(run.data)
     train_ids = load_file(run.data / "train.safetensors")["ids"]
@@ -282,6 +386,13 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     params = sum(p.numel() for p in model.parameters())
     say(f"model: {params / 1e6:.2f}M parameters, {model.config.n_layer} layers, {model.config.n_embd} wide, "
         f"context {s.context_window}; {s.steps} steps of {s.batch_size}x{s.context_window} tokens on {device}")
+    if s.lora is not None:
+        trained = sum(p.numel() for p in trained_parameters(model).values())
+        say(f"LoRA: rank {s.lora} on {len(lora_pairs(model))} projections ({s.lora_targets}), "
+            f"{trained / 1e6:.3f}M trained parameters; the base stays frozen")
+    bfloat16 = uses_bfloat16(s, device)
+    if bfloat16:
+        say("products in bfloat16 (autocast; weights, gradients and optimiser in float32); --autocast off for float32")
 
     progress = Progress(s.steps)
     tok_s = 0.0
@@ -292,9 +403,11 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
                 group["lr"] = lr_at(state.step, s)
             x, y = batch_at(train_ids, state.step, s)
             x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bfloat16):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained_parameters(model).values(), s.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
@@ -321,9 +434,28 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     if progress.tty:
         sys.stderr.write("\n")
     model.eval()
-    card = (f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, "
-            f"{state.tokens_seen:,} tokens seen in {state.elapsed_s / 60:.1f} minutes; "
-            f"validation loss {state.val_loss:.4f} nats/token ({state.val_bpb:.4f} bits/byte).\n")
-    export_model(model, tokenizer, run.model, card=card)
+    result = (f"{state.tokens_seen:,} tokens seen in {state.elapsed_s / 60:.1f} minutes; "
+              f"validation loss {state.val_loss:.4f} nats/token ({state.val_bpb:.4f} bits/byte).\n")
+    try:
+        if s.lora is not None:
+            config = s.lora_config(base_model_name(s))
+            card = (f"# {run.folder.name}\n\nA LoRA adapter (PEFT format) trained by `gpt2-desktop train` on "
+                    f"{config.base_model}: rank {config.rank}, alpha {config.alpha:g}, on "
+                    f"{', '.join(config.targets)}; " + result)
+            write_adapter(run.adapter, config, lora_pairs(model), model.config, card=card)
+            say(f"wrote the adapter to {run.adapter}")
+            return run.adapter
+        card = f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, " + result
+        export_model(model, tokenizer, run.model, card=card)
+    except OSError as exc:
+        shutil.rmtree(run.folder / "model.partial", ignore_errors=True)
+        raise TrainingError(f"Cannot write the result in {run.folder} ({exc.strerror or exc}); {_last_good(run)}: "
+                            "free some space and run the same command with --resume to write it.") from None
     say(f"exported {run.model}")
     return run.model
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
