@@ -26,7 +26,7 @@ def server(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
 
 
 def raw(server, path: str, body: bytes | None = None, method: str | None = None, headers=None):
@@ -208,7 +208,7 @@ def test_eight_requests_at_once_and_health_while_busy(client, server):
     status, health = raw(server, "/health")  # answered while the engine works through the queue
     assert status == 200
     for t in threads:
-        t.join(60)
+        t.join(300)
     assert all(r is not None and r.usage.completion_tokens == 40 for r in results)
 
 
