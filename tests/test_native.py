@@ -167,6 +167,26 @@ def test_generation_through_the_step_equals_pytorch_generation(mode, tiny_model_
         assert same >= len(b.token_ids) // 2, (a.token_ids, b.token_ids)
 
 
+def test_float32_logits_are_the_same_bits_with_any_thread_count():
+    # Threads share a product chunk by chunk, and whichever thread computes a chunk runs the same code on
+    # the same numbers: the logits do not depend on the thread count, nor on which thread did what.
+    loaded = load_model(None, device="cpu", precision="float32")
+    decoder = native.NativeDecoder.for_model(loaded.model)
+    ids = list(range(500, 520))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 2):
+            torch.set_num_threads(threads)
+            cache = loaded.model.new_cache(1, 64)
+            with torch.inference_mode():
+                results.append(torch.stack([decoder.step(t, pos, cache) for pos, t in enumerate(ids)]))
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        assert torch.equal(other, results[0])
+
+
 def test_window_slides_through_the_step(tiny_model_dir):
     # 128-position window: generating past it rebuilds the cache with PyTorch, then decodes on.
     loaded = load_model(tiny_model_dir, device="cpu")

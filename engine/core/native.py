@@ -1,9 +1,10 @@
 """The compiled decoding step (engine/core/csrc/gpt2_step.c): one call per token on the CPU, batch 1.
 
 The library is plain C, built by `python -m engine.core.native build` (which `make` runs) into
-engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. It must be
-loaded after torch: it asks for the same OpenMP runtime (libgomp.so.1) that torch already loaded,
-so both share one thread pool instead of fighting over the cores.
+engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. The step runs
+on the calling thread and torch.get_num_threads()-1 helper threads of the library's own, which share
+the work chunk by chunk rather than meeting at barriers, so a core taken by another program costs its
+share of the work and no more (the OpenMP barriers it used before waited a time slice each).
 
 Where the library is missing, cannot load, was built from a gpt2_step.c that this file does not match
 (its ABI version, or its structs' sizes and offsets, which it reports), or the CPU lacks AVX2/FMA/F16C,
@@ -30,8 +31,8 @@ from engine.core.model import Conv1D
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
-CFLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 2  # gpt2_step.c's GPT2_ABI_VERSION
+CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
+ABI_VERSION = 3  # gpt2_step.c's GPT2_ABI_VERSION
 
 F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, I8_ROWS = range(5)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
@@ -132,6 +133,8 @@ def library() -> ctypes.CDLL | None:
     lib.gpt2_step.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                               ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.gpt2_workspace_floats.restype = ctypes.c_longlong
+    lib.gpt2_wait_idle.restype = None
+    lib.gpt2_wait_idle.argtypes = []
     lib.gpt2_workspace_floats.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int]
     return lib
 
@@ -291,6 +294,10 @@ class NativeDecoder:
         self.vocab = vocab
         self._work: torch.Tensor | None = None
         self._work_key: tuple[int, int] | None = None
+        # The caches and workspace of the last step: a helper thread of the step that the OS took off its
+        # core may still read them after the step returns (see gpt2_step), so they are kept alive here
+        # and let go only after gpt2_wait_idle.
+        self._held: tuple[torch.Tensor, ...] = ()
 
     @classmethod
     def for_model(cls, model: nn.Module) -> NativeDecoder | None:
@@ -303,6 +310,10 @@ class NativeDecoder:
         except _Unsupported:
             return None
 
+    def __del__(self):
+        if getattr(self, "_held", ()):
+            self.lib.gpt2_wait_idle()  # before the model's tensors, caches and workspace can be freed
+
     def step(self, token: int, pos: int, cache) -> torch.Tensor:
         """Logits [vocab] (float32) for `token` at `pos`, given a cache holding positions 0..pos-1."""
         k, v = cache.k, cache.v
@@ -312,8 +323,13 @@ class NativeDecoder:
         key = (threads, cache.length)
         if self._work_key != key:
             floats = self.lib.gpt2_workspace_floats(ctypes.byref(self.desc), threads, cache.length)
+            self.lib.gpt2_wait_idle()
             self._work = torch.empty(floats, dtype=torch.float32)
             self._work_key = key
+        held = (k, v, self._work)
+        if any(a is not b for a, b in zip(held, self._held)):
+            self.lib.gpt2_wait_idle()
+        self._held = held
         logits = torch.empty(self.vocab, dtype=torch.float32)
         rc = self.lib.gpt2_step(ctypes.byref(self.desc), token, pos, k.data_ptr(), v.data_ptr(), cache.length,
                                 logits.data_ptr(), self._work.data_ptr(), threads)
