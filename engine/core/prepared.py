@@ -26,7 +26,7 @@ from engine.errors import ModelLoadError
 from engine.paths import data_dir
 from engine.core.forms import prepare_state, stored_is_tied
 
-FORMAT = "2"  # bump when prepare_state's output changes
+FORMAT = "3"  # bump when prepare_state's output changes (3: int8 in blocks of 32)
 
 
 def prepared_dir() -> Path:

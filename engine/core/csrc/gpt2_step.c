@@ -10,10 +10,14 @@
  *   F32_ROWS  float32 [n_out, n_in]
  *   F16_ROWS  float16 [n_out, n_in]
  *   BF16_ROWS bfloat16 [n_out, n_in]
- *   I8_ROWS   int8 [n_out, n_in] with one float32 scale per output row
+ *   Q8_BLOCKS int8 [n_out, nb * 32] with one float16 scale per block of 32 weights [n_out, nb],
+ *             nb = ceil(n_in / 32), rows padded with zeros (llama.cpp's q8_0, in two arrays)
  *
- * A matrix may ask for its input rounded to bfloat16 first (int8 and bfloat16 modes do, so that
- * decoding computes what their batched PyTorch path computes). Accumulation is float32 throughout.
+ * A float matrix may ask for its input rounded to bfloat16 first (the bfloat16 mode does, so that
+ * decoding computes what its batched PyTorch path computes). A Q8_BLOCKS matrix quantises its input
+ * the same way as its weights, per block of 32 (d = max|x| / 127, q = round(x / d)), and multiplies
+ * with integer instructions: each block's dot product is an exact int32, scaled by the two blocks'
+ * scales into a float32 sum. Accumulation is float32 throughout.
  *
  * Threads never wait for each other at barriers: each product is cut into chunks of output rows that
  * any thread may claim, and a thread that the OS takes off its core (another program wants the core)
@@ -53,9 +57,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 3
+#define GPT2_ABI_VERSION 4
 
-enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, I8_ROWS = 4 };
+enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4 };
+enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS */
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
 enum { LINE_FLOATS = 16 }; /* floats in a 64-byte cache line */
@@ -67,12 +72,12 @@ static inline long long whole_lines(long long n) { return (n + LINE_FLOATS - 1) 
 
 /* One matrix product y = x W (+ bias), x of n_in floats, y of n_out. */
 typedef struct {
-    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or I8_ROWS
+    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or Q8_BLOCKS
     int32_t n_in;       // input width
     int32_t n_out;      // output width
-    int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0
-    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS
-    const float *scale; // (n_out,) for I8_ROWS: one per output row; else NULL
+    int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0 (float kinds only)
+    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, or (n_out, nb * 32) for Q8_BLOCKS
+    const void *scale;  // (n_out, nb) float16 for Q8_BLOCKS: one per block of 32 weights; else NULL
     const float *bias;  // (n_out,) or NULL
 } Mat;
 
@@ -183,8 +188,6 @@ static void layer_norm(const float *x, const float *w, const float *b, float *y,
 #define LOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define SCALAR_BF16(v) bf16_to_f32(v)
-#define LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-#define SCALAR_I8(v) ((float)(v))
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -213,7 +216,96 @@ static inline float bf16_to_f32(uint16_t h) {
 DEFINE_DOT(dot_f32, float, LOAD_F32, SCALAR_F32)
 DEFINE_DOT(dot_f16, uint16_t, LOAD_F16, SCALAR_F16)
 DEFINE_DOT(dot_bf16, uint16_t, LOAD_BF16, SCALAR_BF16)
-DEFINE_DOT(dot_i8, int8_t, LOAD_I8, SCALAR_I8)
+
+/* ---- int8 blocks of 32 (Q8_BLOCKS) ---- */
+
+/* A product's input, quantised per block of 32 as the weights are. */
+typedef struct {
+    int8_t *q;   // (nb * 32,) round(x / d), zero past n_in
+    uint8_t *a;  // (nb * 32,) |q|: maddubs multiplies unsigned bytes by signed ones
+    float *d;    // (nb,) max |x| / 127 of each block
+} QInput;
+
+static void quantize_input(const float *x, int n, QInput *in) {
+    const int nb = (n + QBLOCK - 1) / QBLOCK;
+    for (int b = 0; b < nb; b++) {
+        const int i0 = b * QBLOCK, i1 = i0 + QBLOCK < n ? i0 + QBLOCK : n;
+        float amax = 0.0f;
+        for (int i = i0; i < i1; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        const float d = amax / 127.0f;
+        in->d[b] = d;
+        for (int i = i0; i < i0 + QBLOCK; i++) {
+            float v = i < i1 && d > 0.0f ? rintf(x[i] / d) : 0.0f; /* rintf: to nearest even, as torch.round */
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            in->q[i] = (int8_t)v;
+            in->a[i] = (uint8_t)(v < 0 ? -v : v);
+        }
+    }
+}
+
+/* The reference: one row of weights (nb blocks) with the quantised input, in plain C. */
+static float dot_q8_ref(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        int32_t dot = 0;
+        for (int i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) dot += (int32_t)w[i] * in->q[i];
+        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
+    }
+    return sum;
+}
+
+/* AVX2: |x| times w with x's sign (so that maddubs's unsigned-by-signed products are x times w, and no
+ * pair of them overflows int16: 2 * 127 * 127 < 32767), pairs of int16 summed to int32 by madd. */
+static inline __m256i block_dot_avx2(__m256i w, __m256i q, __m256i a) {
+    const __m256i pairs = _mm256_maddubs_epi16(a, _mm256_sign_epi8(w, q));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+static float dot_q8_avx2(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        __m256i d1 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
+    }
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- kernel sets: the integer dot products for each instruction set, chosen at run time ---- */
+
+typedef float (*DotQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb);
+
+typedef struct {
+    const char *name; // what gpt2_use_kernels and GPT2_DESKTOP_CPU call it
+    int (*supported)(void);
+    DotQ8 dot_q8;
+} KernelSet;
+
+static int always(void) { return 1; }
+
+/* Best first: "auto" takes the first this CPU supports. */
+static const KernelSet KERNEL_SETS[] = {
+    {"avx2", always, dot_q8_avx2},
+    {"reference", always, dot_q8_ref},
+};
+enum { N_KERNEL_SETS = sizeof KERNEL_SETS / sizeof KERNEL_SETS[0] };
+
+static const KernelSet *kernels = &KERNEL_SETS[0];
+#define dot_q8 (kernels->dot_q8)
 
 /* acc[0 : c1-c0] = x @ W[:, c0:c1] for W [n_in, n_out], four input rows at a time (four streams). */
 static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0, int c1, float *acc) {
@@ -252,7 +344,11 @@ static void embed(const Model *m, int token, int pos, float *x) {
         case F32_ROWS: v = ((const float *)e->w)[(size_t)token * n + i]; break;
         case F16_ROWS: v = _cvtsh_ss(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
         case BF16_ROWS: v = bf16_to_f32(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
-        default: v = (float)((const int8_t *)e->w)[(size_t)token * n + i] * e->scale[token]; break;
+        default: {
+            const int nb = (n + QBLOCK - 1) / QBLOCK;
+            v = (float)((const int8_t *)e->w)[(size_t)token * nb * QBLOCK + i] *
+                _cvtsh_ss(((const uint16_t *)e->scale)[(size_t)token * nb + i / QBLOCK]);
+        }
         }
         x[i] = v + wpe[i];
     }
@@ -310,6 +406,8 @@ typedef struct {
     float *qkv;              // (3C,) the new token's query, key and value
     float *hid;              // (n_inner,) the MLP's hidden activations
     float *xin;              // (max_in,) the current product's input rounded to bfloat16, where it asks
+    QInput xq;               // the current Q8_BLOCKS product's input quantised: (max_in padded to 32) bytes
+                             // q and a, (max_in / 32) scales d
     /* Each thread's own scratch. These are thread 0's; thread t's are these plus t * thread_stride. */
     float *acc;              // (max_out,) one chunk's outputs, or one head's attention output
     float *s;                // (cache_len,) one head's attention weights
@@ -337,6 +435,10 @@ static long long workspace_layout(const Model *m, int threads, int cache_len, fl
     w->qkv = take(base, &used, 3LL * C);
     w->hid = take(base, &used, m->n_inner);
     w->xin = take(base, &used, max_in(m));
+    const long long padded = (max_in(m) + QBLOCK - 1) / QBLOCK * QBLOCK;
+    w->xq.q = (int8_t *)take(base, &used, padded / 4);
+    w->xq.a = (uint8_t *)take(base, &used, padded / 4);
+    w->xq.d = take(base, &used, padded / QBLOCK);
     const long long shared = used;
     w->acc = take(base, &used, max_out(m));
     w->s = take(base, &used, cache_len);
@@ -427,10 +529,16 @@ static void open_phase_serial(const Step *st, int k, const Phase *ph) {
         layer_norm(w->x, m->layers[ph->layer].ln2_w, m->layers[ph->layer].ln2_b, w->xn, m->n_embd, m->eps);
     if (ph->mat && ph->mat->round_bf16)
         for (int i = 0; i < ph->mat->n_in; i++) w->xin[i] = bf16_round(ph->in[i]);
+    if (ph->mat && ph->mat->kind == Q8_BLOCKS) {
+        QInput xq = w->xq;
+        quantize_input(ph->in, ph->mat->n_in, &xq);
+    }
 }
 
-/* Rows [r0, r1) of y = m(x) [+ bias] [then the activation] into acc[0 : r1-r0]. */
-static void matvec_rows(const Mat *m, const float *x, int r0, int r1, int mode, int activation, float *acc) {
+/* Rows [r0, r1) of y = m(x) [+ bias] [then the activation] into acc[0 : r1-r0]; `xq` is x quantised
+ * (quantize_input) where m is Q8_BLOCKS. */
+static void matvec_rows(const Mat *m, const float *x, const QInput *xq, int r0, int r1, int mode, int activation,
+                        float *acc) {
     const int n = m->n_in;
     switch (m->kind) {
     case F32_COLS:
@@ -445,9 +553,13 @@ static void matvec_rows(const Mat *m, const float *x, int r0, int r1, int mode, 
     case BF16_ROWS:
         for (int r = r0; r < r1; r++) acc[r - r0] = dot_bf16((const uint16_t *)m->w + (size_t)r * n, x, n);
         break;
-    case I8_ROWS:
-        for (int r = r0; r < r1; r++) acc[r - r0] = dot_i8((const int8_t *)m->w + (size_t)r * n, x, n) * m->scale[r];
+    case Q8_BLOCKS: {
+        const int nb = (n + QBLOCK - 1) / QBLOCK;
+        for (int r = r0; r < r1; r++)
+            acc[r - r0] = dot_q8((const int8_t *)m->w + (size_t)r * nb * QBLOCK, (const uint16_t *)m->scale + (size_t)r * nb,
+                                 xq, nb);
         break;
+    }
     }
     int width = r1 - r0;
     if (m->bias)
@@ -462,7 +574,7 @@ static void compute_chunk(const Step *st, const Phase *ph, int i, float *acc, fl
     if (ph->mat) {
         int r1 = r0 + ph->rows < ph->mat->n_out ? r0 + ph->rows : ph->mat->n_out;
         const float *x = ph->mat->round_bf16 ? st->w.xin : ph->in;
-        matvec_rows(ph->mat, x, r0, r1, ph->mode, m->activation, acc);
+        matvec_rows(ph->mat, x, &st->w.xq, r0, r1, ph->mode, m->activation, acc);
         return;
     }
     const int C = m->n_embd, H = m->n_head, D = C / H;
@@ -721,6 +833,33 @@ void gpt2_wait_idle(void) {
     wait_out(p, 0);
     wait_out(p, 1);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* Chooses the kernel set: "auto" (the best this CPU runs) or a name of KERNEL_SETS. Returns 0, or -1
+ * for a name it does not know or a set this CPU cannot run (the set in use stays). */
+int gpt2_use_kernels(const char *name) {
+    const KernelSet *chosen = NULL;
+    for (int i = 0; i < N_KERNEL_SETS && !chosen; i++)
+        if (KERNEL_SETS[i].supported() && (!strcmp(name, "auto") || !strcmp(name, KERNEL_SETS[i].name)))
+            chosen = &KERNEL_SETS[i];
+    if (!chosen) return -1;
+    pthread_mutex_lock(&pool.lock);
+    kernels = chosen;
+    pthread_mutex_unlock(&pool.lock);
+    return 0;
+}
+
+/* The name of the kernel set in use. */
+const char *gpt2_kernels(void) { return kernels->name; }
+
+/* The names of the kernel sets this CPU can run, best first, separated by spaces, into out (size n). */
+void gpt2_kernel_sets(char *out, int n) {
+    out[0] = 0;
+    for (int i = 0; i < N_KERNEL_SETS; i++) {
+        if (!KERNEL_SETS[i].supported()) continue;
+        if (out[0]) strncat(out, " ", n - strlen(out) - 1);
+        strncat(out, KERNEL_SETS[i].name, n - strlen(out) - 1);
+    }
 }
 
 /* The version of this interface; native.py refuses a library whose version is not its ABI_VERSION. */
