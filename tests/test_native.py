@@ -3,6 +3,7 @@ it writes, whole generations, and every weight form, shape and activation the en
 
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 
@@ -180,6 +181,24 @@ def test_the_kernel_sets_give_nearly_the_same_logits():
     reference = logits.pop("reference")
     for name, got in logits.items():
         assert float((got - reference).abs().max() / reference.std()) < 1e-3, name
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump")
+def test_one_build_runs_on_any_avx2_cpu():
+    # AVX-512 instructions (zmm registers, mask registers, the upper 16 vector registers) appear only in
+    # the kernels chosen at run time by what the CPU reports, never in code every CPU runs.
+    import re
+
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(native.LIBRARY)], capture_output=True,
+                             text=True, check=True).stdout
+    function, users = None, set()
+    for line in listing.splitlines():
+        header = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if header:
+            function = header.group(1)
+        elif re.search(r"zmm|%k[0-7]|[xy]mm(1[6-9]|2[0-9]|3[01])\b", line):
+            users.add(function)
+    assert users and all("avx512" in name for name in users), users
 
 
 def test_an_environment_variable_forces_a_kernel_set():

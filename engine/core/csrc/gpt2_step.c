@@ -39,8 +39,11 @@
  *   - A helper thread may still be reading a step's memory (never writing it) after gpt2_step has
  *     returned: the caller keeps the model, the caches and the workspace of its last step alive,
  *     and calls gpt2_wait_idle before it frees or replaces any of them.
- *   - Linux x86-64, built with AVX2, FMA and F16C (no AVX-512); native.py checks the CPU before
- *     calling anything.
+ *   - Linux x86-64, built with AVX2, FMA and F16C, so one build runs on any x86-64 CPU with AVX2
+ *     (native.py checks the CPU before calling anything). Kernels for wider instruction sets are
+ *     compiled as functions of their own (__attribute__((target(...)))) and chosen at run time by
+ *     what the CPU reports (__builtin_cpu_supports): see KERNEL_SETS. gpt2_use_kernels picks one by
+ *     name ("auto" = the best this CPU runs; native.py passes GPT2_DESKTOP_CPU).
  */
 
 #define _GNU_SOURCE
@@ -285,6 +288,45 @@ static float dot_q8_avx2(const int8_t *w, const uint16_t *scale, const QInput *i
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+/* AVX-512 VNNI: two blocks per 512-bit register. AVX-512 has no sign_epi8, so w is negated under the
+ * mask of q's negative bytes; dpbusd then sums |q| * (w with q's sign) four bytes at a time into int32.
+ * Lanes 0-7 hold even blocks and lanes 8-15 odd ones, the AVX2 kernel's acc0 and acc1: the same float
+ * operations in the same order, so the same result to the bit. */
+#define TARGET_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+TARGET_AVX512VNNI static inline __m512i block_dot2_vnni(__m512i w, __m512i q, __m512i a) {
+    const __m512i signed_w = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(q), _mm512_setzero_si512(), w);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, signed_w);
+}
+
+TARGET_AVX512VNNI static float dot_q8_avx512vnni(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m512i d = block_dot2_vnni(_mm512_loadu_si512(w + i), _mm512_loadu_si512(in->q + i), _mm512_loadu_si512(in->a + i));
+        __m512 s = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(_cvtsh_ss(scale[b]) * in->d[b])),
+                                                       _mm256_castps_pd(_mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1])), 1));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc);
+    }
+    __m256 acc0 = _mm512_castps512_ps256(acc), acc1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i));
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i));
+        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
+        __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+static int has_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
 /* ---- kernel sets: the integer dot products for each instruction set, chosen at run time ---- */
 
 typedef float (*DotQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb);
@@ -299,6 +341,7 @@ static int always(void) { return 1; }
 
 /* Best first: "auto" takes the first this CPU supports. */
 static const KernelSet KERNEL_SETS[] = {
+    {"avx512vnni", has_avx512vnni, dot_q8_avx512vnni},
     {"avx2", always, dot_q8_avx2},
     {"reference", always, dot_q8_ref},
 };
