@@ -14,6 +14,8 @@ position embeddings stay float32, and so do the activations between products.
 - bfloat16: bfloat16 weights; each product rounds its input row to bfloat16.
 - int8: int8 weights with one float16 scale per block of 32 weights of a row (llama.cpp's q8_0); each
   product quantises its input the same way, per block of 32 (see Int8Linear).
+- int4: the projections' weights in 4 bits with one float16 scale per block of 32 (llama.cpp's q4_0),
+  the token embedding and output head as int8; inputs quantised to 8 bits per block of 32 (Int4Linear).
 
 The modules here compute a batch of rows (a prompt) with PyTorch. Decoding one token goes through
 engine.core.native's compiled step where it is built, which reads these modules' tensors as they are.
@@ -74,6 +76,26 @@ def quantize_input(x: torch.Tensor) -> torch.Tensor:
     return (_round_blocks(blocks, d) * d.unsqueeze(-1)).flatten(-2)
 
 
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of `weight` [out, in] in 4-bit blocks of 32 as llama.cpp's q4_0: per block, d = the weight of largest
+    magnitude / -8 (float16) and q = round(w / d) + 8 in [0, 15]; byte j of a block holds q[j] in its low
+    nibble and q[j + 16] in its high one. Returns uint8 [out, nb * 16] and the scales [out, nb]."""
+    blocks = _blocks(weight)
+    extreme = blocks.gather(-1, blocks.abs().argmax(dim=-1, keepdim=True)).squeeze(-1)
+    scale = (extreme / -8).to(torch.float16)
+    d = scale.float().unsqueeze(-1)
+    q = (torch.where(d != 0, torch.round(blocks / torch.where(d != 0, d, 1)), 0) + 8).clamp(0, 15).to(torch.uint8)
+    packed = q[..., : QBLOCK // 2] | (q[..., QBLOCK // 2 :] << 4)
+    return packed.reshape(weight.shape[0], -1).contiguous(), scale.contiguous()
+
+
+def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """4-bit blocks [rows, nb * 16] (see quantize_int4) and their scales [rows, nb] as float32 [rows, nb * 32]."""
+    blocks = packed.view(packed.shape[0], -1, QBLOCK // 2)
+    q = torch.cat([blocks & 15, blocks >> 4], dim=-1).float() - 8
+    return (q * scale.float().unsqueeze(-1)).view(packed.shape[0], -1)
+
+
 def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """int8 blocks [rows, nb * 32] and their scales [rows, nb] as float32 [rows, nb * 32]."""
     return (q.float().view(q.shape[0], -1, QBLOCK) * scale.float().unsqueeze(-1)).view(q.shape[0], -1)
@@ -89,7 +111,7 @@ def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) 
         if name in projections:  # Conv1D weights are [in, out]
             out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor.t()))
         elif name in ("wte.weight", "lm_head"):
-            out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor))
+            out.update(_stored(FORMS[mode].for_vocab(), name.removesuffix(".weight"), tensor))
         else:
             out[name] = tensor.float().contiguous()
     return out
@@ -124,6 +146,23 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = quantize_input(x.reshape(-1, x.shape[-1]))
         y = F.linear(rows, dequantize_int8(self.qweight, self.scale), self.bias)
+        return y.view(*x.shape[:-1], -1)
+
+
+class Int4Linear(nn.Module):
+    """4-bit weights in blocks of 32 [out, nb * 16] with one float16 scale per block [out, nb] (see
+    quantize_int4); the input is quantised to 8 bits per block of 32 (quantize_input), as for Int8Linear."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.qweight = qweight
+        self.scale = scale
+        self.bias = bias
+        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = quantize_input(x.reshape(-1, x.shape[-1]))
+        y = F.linear(rows, dequantize_int4(self.qweight, self.scale), self.bias)
         return y.view(*x.shape[:-1], -1)
 
 
@@ -229,8 +268,9 @@ def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], m
             model = GPT(config)
         for name in projections:
             model.set_submodule(name, form.linear(_entries(stored, name), stored[f"{name}.bias"]))
-        model.wte = form.embedding(_entries(stored, "wte"), config.n_embd)
-        model.head = form.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
+        vocab = form.for_vocab()
+        model.wte = vocab.embedding(_entries(stored, "wte"), config.n_embd)
+        model.head = vocab.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
         model.lm_head = None
         matrices = {*projections, "wte", "lm_head"}
         rest = {name: stored[name] for name in stored
@@ -268,12 +308,25 @@ class Form:
     store: Callable[[torch.Tensor], dict[str, torch.Tensor]]
     linear: Callable[[Mapping[str, torch.Tensor], torch.Tensor | None], nn.Module]
     embedding: Callable[[Mapping[str, torch.Tensor], int], nn.Module]  # (stored, n_embd)
+    vocab: Form | None = None  # the token embedding's and output head's form, where it is another
+
+    def for_vocab(self) -> Form:
+        return self.vocab or self
 
 
 def _int8_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     q, scale = quantize_int8(weight)
     return {"qweight": q, "scale": scale}
 
+
+def _int4_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    q, scale = quantize_int4(weight)
+    return {"qweight4": q, "scale": scale}
+
+
+INT8 = Form(store=_int8_store,
+            linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
+            embedding=lambda s, width: RowEmbedding(s["qweight"], s["scale"], width))
 
 FORMS: dict[str, Form] = {
     "float16": Form(store=lambda w: {"weight16": w.to(torch.float16).contiguous()},
@@ -282,9 +335,12 @@ FORMS: dict[str, Form] = {
     "bfloat16": Form(store=lambda w: {"weight16": w.to(torch.bfloat16).contiguous()},
                      linear=lambda s, bias: BFloat16Linear(s["weight16"], bias),
                      embedding=lambda s, width: RowEmbedding(s["weight16"])),
-    "int8": Form(store=_int8_store,
-                 linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
-                 embedding=lambda s, width: RowEmbedding(s["qweight"], s["scale"], width)),
+    "int8": INT8,
+    # The tied embedding and head stay 8-bit: they are a third of the 124M model's weights, and every
+    # logit goes through the head.
+    "int4": Form(store=_int4_store,
+                 linear=lambda s, bias: Int4Linear(s["qweight4"], s["scale"], bias),
+                 embedding=INT8.embedding, vocab=INT8),
 }
 if set(FORMS) != set(precisions.PREPARED):
     raise ImportError("engine.core.forms.FORMS must have a Form for every prepared mode in engine.core.precisions")

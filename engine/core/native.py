@@ -33,9 +33,9 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
 CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 4  # gpt2_step.c's GPT2_ABI_VERSION
+ABI_VERSION = 5  # gpt2_step.c's GPT2_ABI_VERSION
 
-F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS = range(5)
+F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS, Q4_BLOCKS = range(6)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
 
 
@@ -45,12 +45,12 @@ class Mat(ctypes.Structure):
     """One product y = x W (+ bias), n_in floats to n_out."""
 
     _fields_ = [
-        ("kind", ctypes.c_int32),  # how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or Q8_BLOCKS
+        ("kind", ctypes.c_int32),  # how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS or Q4_BLOCKS
         ("n_in", ctypes.c_int32),  # input width
         ("n_out", ctypes.c_int32),  # output width
         ("round_bf16", ctypes.c_int32),  # 1: round the input to bfloat16 before multiplying, else 0
         ("w", ctypes.c_void_p),  # (n_out, n_in) rows, (n_in, n_out) for F32_COLS, (n_out, nb * 32) int8 for Q8_BLOCKS
-        ("scale", ctypes.c_void_p),  # (n_out, nb) float16 for Q8_BLOCKS, one per block of 32; else None
+        ("scale", ctypes.c_void_p),  # (n_out, nb) float16 for Q8_BLOCKS and Q4_BLOCKS, one per block of 32; else None
         ("bias", ctypes.c_void_p),  # (n_out,) float32, or None
     ]
 
@@ -270,6 +270,10 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
         kind, w, round_bf16 = BF16_ROWS, _checked(module.weight, torch.bfloat16, (n_out, n_in)), 1
     elif isinstance(module, forms.Int8Linear):
         kind, w, scale = Q8_BLOCKS, *_q8_blocks(module.qweight, module.scale, n_out, n_in)
+    elif isinstance(module, forms.Int4Linear):
+        blocks = -(-n_in // forms.QBLOCK)
+        kind, w = Q4_BLOCKS, _checked(module.qweight, torch.uint8, (n_out, blocks * forms.QBLOCK // 2))
+        scale = _checked(module.scale, torch.float16, (n_out, blocks))
     else:
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]

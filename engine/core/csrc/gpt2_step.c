@@ -12,6 +12,9 @@
  *   BF16_ROWS bfloat16 [n_out, n_in]
  *   Q8_BLOCKS int8 [n_out, nb * 32] with one float16 scale per block of 32 weights [n_out, nb],
  *             nb = ceil(n_in / 32), rows padded with zeros (llama.cpp's q8_0, in two arrays)
+ *   Q4_BLOCKS 4-bit [n_out, nb * 16] bytes with one float16 scale per block of 32 [n_out, nb]: byte j of
+ *             a block holds weight j in its low nibble and weight j + 16 in its high one, each
+ *             stored + 8 (llama.cpp's q4_0, in two arrays); its input is quantised as Q8_BLOCKS'
  *
  * A float matrix may ask for its input rounded to bfloat16 first (the bfloat16 mode does, so that
  * decoding computes what its batched PyTorch path computes). A Q8_BLOCKS matrix quantises its input
@@ -60,9 +63,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 4
+#define GPT2_ABI_VERSION 5
 
-enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4 };
+enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4, Q4_BLOCKS = 5 };
 enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS */
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
@@ -75,12 +78,13 @@ static inline long long whole_lines(long long n) { return (n + LINE_FLOATS - 1) 
 
 /* One matrix product y = x W (+ bias), x of n_in floats, y of n_out. */
 typedef struct {
-    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or Q8_BLOCKS
+    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS or Q4_BLOCKS
     int32_t n_in;       // input width
     int32_t n_out;      // output width
     int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0 (float kinds only)
-    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, or (n_out, nb * 32) for Q8_BLOCKS
-    const void *scale;  // (n_out, nb) float16 for Q8_BLOCKS: one per block of 32 weights; else NULL
+    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, (n_out, nb * 32) for Q8_BLOCKS,
+                        // (n_out, nb * 16) for Q4_BLOCKS
+    const void *scale;  // (n_out, nb) float16 for Q8_BLOCKS and Q4_BLOCKS: one per block of 32 weights; else NULL
     const float *bias;  // (n_out,) or NULL
 } Mat;
 
@@ -327,28 +331,90 @@ static int has_avx512vnni(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
+/* ---- 4-bit blocks of 32 (Q4_BLOCKS), multiplied by the input quantised to 8 bits ---- */
+
+static float dot_q4_ref(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        int32_t dot = 0;
+        for (int j = 0; j < QBLOCK / 2; j++) {
+            const uint8_t byte = w[b * QBLOCK / 2 + j];
+            dot += ((int32_t)(byte & 15) - 8) * in->q[b * QBLOCK + j];
+            dot += ((int32_t)(byte >> 4) - 8) * in->q[b * QBLOCK + j + QBLOCK / 2];
+        }
+        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
+    }
+    return sum;
+}
+
+/* 16 bytes of a block as its 32 weights, int8 in [-8, 7]. */
+static inline __m256i unpack_q4(const uint8_t *p) {
+    const __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+}
+
+static float dot_q4_avx2(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        __m256i d1 = block_dot_avx2(unpack_q4(w + i / 2 + QBLOCK / 2),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
+    }
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* AVX-512 VNNI, one block per 256-bit dpbusd: the AVX2 kernel's operations otherwise, the same bits. */
+TARGET_AVX512VNNI static float dot_q4_avx512vnni(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        const int i = b * QBLOCK;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i)), wv = unpack_q4(w + i / 2);
+        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
+        __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
+        /* the AVX2 kernel's tail block (odd nb) goes to acc0 too */
+        acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc[b & 1]);
+    }
+    return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
 /* ---- kernel sets: the integer dot products for each instruction set, chosen at run time ---- */
 
 typedef float (*DotQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb);
+typedef float (*DotQ4)(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb);
 
 typedef struct {
     const char *name; // what gpt2_use_kernels and GPT2_DESKTOP_CPU call it
     int (*supported)(void);
     DotQ8 dot_q8;
+    DotQ4 dot_q4;
 } KernelSet;
 
 static int always(void) { return 1; }
 
 /* Best first: "auto" takes the first this CPU supports. */
 static const KernelSet KERNEL_SETS[] = {
-    {"avx512vnni", has_avx512vnni, dot_q8_avx512vnni},
-    {"avx2", always, dot_q8_avx2},
-    {"reference", always, dot_q8_ref},
+    {"avx512vnni", has_avx512vnni, dot_q8_avx512vnni, dot_q4_avx512vnni},
+    {"avx2", always, dot_q8_avx2, dot_q4_avx2},
+    {"reference", always, dot_q8_ref, dot_q4_ref},
 };
 enum { N_KERNEL_SETS = sizeof KERNEL_SETS / sizeof KERNEL_SETS[0] };
 
 static const KernelSet *kernels = &KERNEL_SETS[0];
 #define dot_q8 (kernels->dot_q8)
+#define dot_q4 (kernels->dot_q4)
 
 /* acc[0 : c1-c0] = x @ W[:, c0:c1] for W [n_in, n_out], four input rows at a time (four streams). */
 static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0, int c1, float *acc) {
@@ -572,7 +638,7 @@ static void open_phase_serial(const Step *st, int k, const Phase *ph) {
         layer_norm(w->x, m->layers[ph->layer].ln2_w, m->layers[ph->layer].ln2_b, w->xn, m->n_embd, m->eps);
     if (ph->mat && ph->mat->round_bf16)
         for (int i = 0; i < ph->mat->n_in; i++) w->xin[i] = bf16_round(ph->in[i]);
-    if (ph->mat && ph->mat->kind == Q8_BLOCKS) {
+    if (ph->mat && (ph->mat->kind == Q8_BLOCKS || ph->mat->kind == Q4_BLOCKS)) {
         QInput xq = w->xq;
         quantize_input(ph->in, ph->mat->n_in, &xq);
     }
@@ -601,6 +667,13 @@ static void matvec_rows(const Mat *m, const float *x, const QInput *xq, int r0, 
         for (int r = r0; r < r1; r++)
             acc[r - r0] = dot_q8((const int8_t *)m->w + (size_t)r * nb * QBLOCK, (const uint16_t *)m->scale + (size_t)r * nb,
                                  xq, nb);
+        break;
+    }
+    case Q4_BLOCKS: {
+        const int nb = (n + QBLOCK - 1) / QBLOCK;
+        for (int r = r0; r < r1; r++)
+            acc[r - r0] = dot_q4((const uint8_t *)m->w + (size_t)r * nb * (QBLOCK / 2),
+                                 (const uint16_t *)m->scale + (size_t)r * nb, xq, nb);
         break;
     }
     }
