@@ -19,8 +19,8 @@ from engine.core.precisions import NAMES as MODES, PREPARED as REDUCED
 
 # Documented error against float32 on the embedded model over its model card's text:
 # the largest logit difference in units of the logits' standard deviation, and top-1 agreement.
-MAX_ERROR = {"float16": 0.01, "bfloat16": 0.15, "int8": 0.3}
-MIN_AGREEMENT = {"float16": 0.995, "bfloat16": 0.96, "int8": 0.95}
+MAX_ERROR = {"float16": 0.01, "bfloat16": 0.15, "int8": 0.3, "int4": 0.8}
+MIN_AGREEMENT = {"float16": 0.995, "bfloat16": 0.96, "int8": 0.95, "int4": 0.9}
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +60,7 @@ def test_reduced_precisions_read_fewer_weight_bytes(tiny_model_dir):
     sizes = {m: decode_weight_bytes(load_model(tiny_model_dir, device="cpu", precision=m).model) for m in MODES}
     assert sizes["float16"] == sizes["bfloat16"] == sizes["float32"] // 2
     assert sizes["int8"] < sizes["float32"] // 3
+    assert sizes["int4"] < sizes["int8"]
 
 
 def test_prepared_copy_is_reused_then_rebuilt_when_the_source_changes(tmp_path, tiny_model_dir, data_dir):
@@ -106,7 +107,7 @@ def test_int8_on_cuda_and_unknown_precisions_are_refused():
 
         resolve("int8", "cuda")
     with pytest.raises(SettingsError, match="Unknown dtype"):
-        resolve("int4", "cpu")
+        resolve("int3", "cpu")
 
 
 def test_threads_default_to_physical_cores():

@@ -22,7 +22,7 @@ def test_defaults_are_the_engines():
 
 @pytest.mark.parametrize("bad", [
     {"seed": "7"}, {"seed": 7.5}, {"top_k": "40"}, {"top_k": True}, {"temperature": "hot"},
-    {"max_new_tokens": None}, {"model": 3}, {"precision": "int4"}, {"device": "tpu"}, {"mode": 1},
+    {"max_new_tokens": None}, {"model": 3}, {"precision": "int3"}, {"device": "tpu"}, {"mode": 1},
     {"threads": [2]}, {"window_state": None},
 ])
 def test_a_value_of_the_wrong_type_or_an_unknown_choice_gives_its_default(tmp_path, qtbot, bad):

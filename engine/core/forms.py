@@ -12,8 +12,10 @@ position embeddings stay float32, and so do the activations between products.
   F.linear over [vocab, in], and the tied embedding reads its columns, so nothing is stored twice.
 - float16: half-precision weights, float32 activations.
 - bfloat16: bfloat16 weights; each product rounds its input row to bfloat16.
-- int8: symmetric per-output-channel int8 weights with float32 scales; each product rounds its
-  input row to bfloat16 (see Int8Linear).
+- int8: int8 weights with one float16 scale per block of 32 weights of a row (llama.cpp's q8_0); each
+  product quantises its input the same way, per block of 32 (see Int8Linear).
+- int4: the projections' weights in 4 bits with one float16 scale per block of 32 (llama.cpp's q4_0),
+  the token embedding and output head as int8; inputs quantised to 8 bits per block of 32 (Int4Linear).
 
 The modules here compute a batch of rows (a prompt) with PyTorch. Decoding one token goes through
 engine.core.native's compiled step where it is built, which reads these modules' tensors as they are.
@@ -40,12 +42,63 @@ def projection_names(config: GPTConfig) -> list[str]:
     return [f"h.{i}.{p}" for i in range(config.n_layer) for p in PROJECTIONS]
 
 
+QBLOCK = 32  # values per scale in the int8 form, weights and inputs alike
+
+
+def _blocks(x: torch.Tensor) -> torch.Tensor:
+    """x [..., n] as [..., ceil(n / 32), 32] float32, zeros after the last value."""
+    x = x.float()
+    n = x.shape[-1]
+    padded = -(-n // QBLOCK) * QBLOCK
+    return F.pad(x, (0, padded - n)).view(*x.shape[:-1], padded // QBLOCK, QBLOCK)
+
+
+def _round_blocks(blocks: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """round(x / d) in [-127, 127] for blocks [..., nb, 32] and their scales d [..., nb]; 0 where d is 0."""
+    d = d.unsqueeze(-1)
+    return torch.where(d > 0, torch.round(blocks / torch.where(d > 0, d, 1)), 0).clamp(-127, 127)
+
+
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of `weight` [out, in] as int8 in [-127, 127] and one float32 scale per row."""
-    weight = weight.float()
-    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q.contiguous(), scale.contiguous()
+    """Rows of `weight` [out, in] in blocks of 32: int8 [out, nb * 32] in [-127, 127] (zeros past `in`) and one
+    float16 scale per block [out, nb], nb = ceil(in / 32); a weight is q * scale."""
+    blocks = _blocks(weight)
+    scale = (blocks.abs().amax(dim=-1) / 127).to(torch.float16)
+    q = _round_blocks(blocks, scale.float()).to(torch.int8)
+    return q.reshape(weight.shape[0], -1).contiguous(), scale.contiguous()
+
+
+def quantize_input(x: torch.Tensor) -> torch.Tensor:
+    """Rows of activations [..., n] quantised as the compiled step does before an int8 product, and
+    dequantised: per block of 32, d = max|x| / 127 and x -> round(x / d) * d; [..., nb * 32]."""
+    blocks = _blocks(x)
+    d = blocks.abs().amax(dim=-1) / 127
+    return (_round_blocks(blocks, d) * d.unsqueeze(-1)).flatten(-2)
+
+
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of `weight` [out, in] in 4-bit blocks of 32 as llama.cpp's q4_0: per block, d = the weight of largest
+    magnitude / -8 (float16) and q = round(w / d) + 8 in [0, 15]; byte j of a block holds q[j] in its low
+    nibble and q[j + 16] in its high one. Returns uint8 [out, nb * 16] and the scales [out, nb]."""
+    blocks = _blocks(weight)
+    extreme = blocks.gather(-1, blocks.abs().argmax(dim=-1, keepdim=True)).squeeze(-1)
+    scale = (extreme / -8).to(torch.float16)
+    d = scale.float().unsqueeze(-1)
+    q = (torch.where(d != 0, torch.round(blocks / torch.where(d != 0, d, 1)), 0) + 8).clamp(0, 15).to(torch.uint8)
+    packed = q[..., : QBLOCK // 2] | (q[..., QBLOCK // 2 :] << 4)
+    return packed.reshape(weight.shape[0], -1).contiguous(), scale.contiguous()
+
+
+def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """4-bit blocks [rows, nb * 16] (see quantize_int4) and their scales [rows, nb] as float32 [rows, nb * 32]."""
+    blocks = packed.view(packed.shape[0], -1, QBLOCK // 2)
+    q = torch.cat([blocks & 15, blocks >> 4], dim=-1).float() - 8
+    return (q * scale.float().unsqueeze(-1)).view(packed.shape[0], -1)
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 blocks [rows, nb * 32] and their scales [rows, nb] as float32 [rows, nb * 32]."""
+    return (q.float().view(q.shape[0], -1, QBLOCK) * scale.float().unsqueeze(-1)).view(q.shape[0], -1)
 
 
 def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) -> dict[str, torch.Tensor]:
@@ -58,26 +111,10 @@ def prepare_state(config: GPTConfig, state: dict[str, torch.Tensor], mode: str) 
         if name in projections:  # Conv1D weights are [in, out]
             out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor.t()))
         elif name in ("wte.weight", "lm_head"):
-            out.update(_stored(FORMS[mode], name.removesuffix(".weight"), tensor))
+            out.update(_stored(FORMS[mode].for_vocab(), name.removesuffix(".weight"), tensor))
         else:
             out[name] = tensor.float().contiguous()
     return out
-
-
-def _native_bf16() -> bool:
-    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), as Linux reports it."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-# Batched int8 products run as bfloat16 matrix products where the CPU has them (integers up to 256
-# are exact in bfloat16, so only the input row is rounded), else as float32 products of the same
-# rounded values: the same numbers either way, and the same ones the compiled decoding step uses.
-BF16_MATMUL = _native_bf16()
 
 
 class RowLinear(nn.Module):
@@ -92,27 +129,40 @@ class RowLinear(nn.Module):
 
 
 class Int8Linear(nn.Module):
-    """int8 weights [out, in] with one float32 scale per output row; the input is rounded to bfloat16.
+    """int8 weights in blocks of 32 [out, nb * 32] with one float16 scale per block [out, nb] (see
+    quantize_int8). The input is quantised per block of 32 too (quantize_input): the compiled decoding
+    step multiplies the two with integer instructions; here the same values are multiplied in float32.
 
-    Rows of activations are rounded to bfloat16, not quantised to 8 bits: GPT-2's activations have a
-    few channels hundreds of times larger than the rest, which 8-bit activations lose."""
+    A block holds its own scale, so GPT-2's few activation channels hundreds of times larger than the
+    rest cost precision only in the block of 32 they sit in."""
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.qweight = qweight
         self.scale = scale
         self.bias = bias
-        self.weight_bytes = qweight.numel() + scale.numel() * 4  # what one product reads
+        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if BF16_MATMUL:
-            y = F.linear(rows, self.qweight.to(torch.bfloat16)).float()
-        else:
-            y = F.linear(rows.float(), self.qweight.float())
-        y = y * self.scale
-        if self.bias is not None:
-            y = y + self.bias
+        rows = quantize_input(x.reshape(-1, x.shape[-1]))
+        y = F.linear(rows, dequantize_int8(self.qweight, self.scale), self.bias)
+        return y.view(*x.shape[:-1], -1)
+
+
+class Int4Linear(nn.Module):
+    """4-bit weights in blocks of 32 [out, nb * 16] with one float16 scale per block [out, nb] (see
+    quantize_int4); the input is quantised to 8 bits per block of 32 (quantize_input), as for Int8Linear."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.qweight = qweight
+        self.scale = scale
+        self.bias = bias
+        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = quantize_input(x.reshape(-1, x.shape[-1]))
+        y = F.linear(rows, dequantize_int4(self.qweight, self.scale), self.bias)
         return y.view(*x.shape[:-1], -1)
 
 
@@ -137,16 +187,20 @@ class BFloat16Linear(RowLinear):
 
 
 class RowEmbedding(nn.Module):
-    """Token embedding from a reduced matrix [vocab, n_embd] (and per-row scales for int8)."""
+    """Token embedding from a reduced matrix [vocab, n_embd] (int8: blocks [vocab, nb * 32] and their
+    scales [vocab, nb], see quantize_int8)."""
 
-    def __init__(self, weight: torch.Tensor, scale: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor | None = None, width: int | None = None):
         super().__init__()
         self.weight = weight
         self.scale = scale
+        self.width = weight.shape[1] if width is None else width  # n_embd
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        rows = self.weight[idx].float()
-        return rows * self.scale[idx].unsqueeze(-1) if self.scale is not None else rows
+        flat = idx.reshape(-1)
+        rows = self.weight[flat]
+        rows = dequantize_int8(rows, self.scale[flat]) if self.scale is not None else rows.float()
+        return rows[:, : self.width].reshape(*idx.shape, self.width)
 
 
 class TransposedHead(nn.Module):
@@ -214,8 +268,9 @@ def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], m
             model = GPT(config)
         for name in projections:
             model.set_submodule(name, form.linear(_entries(stored, name), stored[f"{name}.bias"]))
-        model.wte = form.embedding(_entries(stored, "wte"))
-        model.head = form.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
+        vocab = form.for_vocab()
+        model.wte = vocab.embedding(_entries(stored, "wte"), config.n_embd)
+        model.head = vocab.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
         model.lm_head = None
         matrices = {*projections, "wte", "lm_head"}
         rest = {name: stored[name] for name in stored
@@ -252,7 +307,11 @@ def decode_weight_bytes(model: GPT) -> int:
 class Form:
     store: Callable[[torch.Tensor], dict[str, torch.Tensor]]
     linear: Callable[[Mapping[str, torch.Tensor], torch.Tensor | None], nn.Module]
-    embedding: Callable[[Mapping[str, torch.Tensor]], nn.Module]
+    embedding: Callable[[Mapping[str, torch.Tensor], int], nn.Module]  # (stored, n_embd)
+    vocab: Form | None = None  # the token embedding's and output head's form, where it is another
+
+    def for_vocab(self) -> Form:
+        return self.vocab or self
 
 
 def _int8_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -260,16 +319,28 @@ def _int8_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"qweight": q, "scale": scale}
 
 
+def _int4_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    q, scale = quantize_int4(weight)
+    return {"qweight4": q, "scale": scale}
+
+
+INT8 = Form(store=_int8_store,
+            linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
+            embedding=lambda s, width: RowEmbedding(s["qweight"], s["scale"], width))
+
 FORMS: dict[str, Form] = {
     "float16": Form(store=lambda w: {"weight16": w.to(torch.float16).contiguous()},
                     linear=lambda s, bias: Float16Linear(s["weight16"], bias),
-                    embedding=lambda s: RowEmbedding(s["weight16"])),
+                    embedding=lambda s, width: RowEmbedding(s["weight16"])),
     "bfloat16": Form(store=lambda w: {"weight16": w.to(torch.bfloat16).contiguous()},
                      linear=lambda s, bias: BFloat16Linear(s["weight16"], bias),
-                     embedding=lambda s: RowEmbedding(s["weight16"])),
-    "int8": Form(store=_int8_store,
-                 linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
-                 embedding=lambda s: RowEmbedding(s["qweight"], s["scale"])),
+                     embedding=lambda s, width: RowEmbedding(s["weight16"])),
+    "int8": INT8,
+    # The tied embedding and head stay 8-bit: they are a third of the 124M model's weights, and every
+    # logit goes through the head.
+    "int4": Form(store=_int4_store,
+                 linear=lambda s, bias: Int4Linear(s["qweight4"], s["scale"], bias),
+                 embedding=INT8.embedding, vocab=INT8),
 }
 if set(FORMS) != set(precisions.PREPARED):
     raise ImportError("engine.core.forms.FORMS must have a Form for every prepared mode in engine.core.precisions")

@@ -1,14 +1,16 @@
 """The compiled decoding step (engine/core/csrc/gpt2_step.c): one call per token on the CPU, batch 1.
 
 The library is plain C, built by `python -m engine.core.native build` (which `make` runs) into
-engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. It must be
-loaded after torch: it asks for the same OpenMP runtime (libgomp.so.1) that torch already loaded,
-so both share one thread pool instead of fighting over the cores.
+engine/core/_gpt2_step.so and loaded through ctypes, which releases the GIL for the call. The step runs
+on the calling thread and torch.get_num_threads()-1 helper threads of the library's own, which share
+the work chunk by chunk rather than meeting at barriers, so a core taken by another program costs its
+share of the work and no more (the OpenMP barriers it used before waited a time slice each).
 
 Where the library is missing, cannot load, was built from a gpt2_step.c that this file does not match
 (its ABI version, or its structs' sizes and offsets, which it reports), or the CPU lacks AVX2/FMA/F16C,
 `NativeDecoder.for_model` returns None and decoding stays in PyTorch: same results, slower.
-GPT2_DESKTOP_NATIVE=0 forces that.
+GPT2_DESKTOP_NATIVE=0 forces that. The integer kernels are chosen at run time by what the CPU has;
+GPT2_DESKTOP_CPU=avx2 (or another name of kernel_sets()) forces a set.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from engine.core.model import Conv1D
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
-CFLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 2  # gpt2_step.c's GPT2_ABI_VERSION
+CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
+ABI_VERSION = 5  # gpt2_step.c's GPT2_ABI_VERSION
 
-F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, I8_ROWS = range(5)
+F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS, Q4_BLOCKS = range(6)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
 
 
@@ -43,12 +45,12 @@ class Mat(ctypes.Structure):
     """One product y = x W (+ bias), n_in floats to n_out."""
 
     _fields_ = [
-        ("kind", ctypes.c_int32),  # how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or I8_ROWS
+        ("kind", ctypes.c_int32),  # how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS or Q4_BLOCKS
         ("n_in", ctypes.c_int32),  # input width
         ("n_out", ctypes.c_int32),  # output width
         ("round_bf16", ctypes.c_int32),  # 1: round the input to bfloat16 before multiplying, else 0
-        ("w", ctypes.c_void_p),  # (n_out, n_in) rows, or (n_in, n_out) for F32_COLS
-        ("scale", ctypes.c_void_p),  # (n_out,) float32 for I8_ROWS, one per output row; else None
+        ("w", ctypes.c_void_p),  # (n_out, n_in) rows, (n_in, n_out) for F32_COLS, (n_out, nb * 32) int8 for Q8_BLOCKS
+        ("scale", ctypes.c_void_p),  # (n_out, nb) float16 for Q8_BLOCKS and Q4_BLOCKS, one per block of 32; else None
         ("bias", ctypes.c_void_p),  # (n_out,) float32, or None
     ]
 
@@ -133,7 +135,47 @@ def library() -> ctypes.CDLL | None:
                               ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.gpt2_workspace_floats.restype = ctypes.c_longlong
     lib.gpt2_workspace_floats.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int]
+    lib.gpt2_wait_idle.restype = None
+    lib.gpt2_wait_idle.argtypes = []
+    lib.gpt2_use_kernels.restype = ctypes.c_int
+    lib.gpt2_use_kernels.argtypes = [ctypes.c_char_p]
+    lib.gpt2_kernels.restype = ctypes.c_char_p
+    lib.gpt2_kernels.argtypes = []
+    lib.gpt2_kernel_sets.restype = None
+    lib.gpt2_kernel_sets.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    wanted = os.environ.get("GPT2_DESKTOP_CPU", "auto")
+    if lib.gpt2_use_kernels(wanted.encode()) != 0:
+        lib.gpt2_use_kernels(b"auto")
+        print(f"gpt2-desktop: GPT2_DESKTOP_CPU={wanted} is not one of this CPU's kernel sets "
+              f"({', '.join(_kernel_sets(lib))}); using {lib.gpt2_kernels().decode()}", file=sys.stderr)
     return lib
+
+
+def _kernel_sets(lib: ctypes.CDLL) -> list[str]:
+    out = ctypes.create_string_buffer(256)
+    lib.gpt2_kernel_sets(out, len(out))
+    return out.value.decode().split()
+
+
+def kernel_sets() -> list[str]:
+    """The compiled step's kernel sets this CPU can run, best first (the integer dot products of the int8
+    mode per instruction set, and "reference": plain C); [] without the library."""
+    lib = library()
+    return _kernel_sets(lib) if lib is not None else []
+
+
+def use_kernels(name: str) -> None:
+    """Decode with the kernel set `name` from now on ("auto": the best this CPU runs; GPT2_DESKTOP_CPU
+    sets it at load)."""
+    lib = library()
+    if lib is None or lib.gpt2_use_kernels(name.encode()) != 0:
+        raise ValueError(f"no kernel set {name!r} on this CPU; it has {', '.join(kernel_sets()) or 'none'}")
+
+
+def kernels() -> str | None:
+    """The kernel set in use, or None without the library."""
+    lib = library()
+    return lib.gpt2_kernels().decode() if lib is not None else None
 
 
 def _refuse(path: Path, why: str) -> None:
@@ -203,6 +245,12 @@ def _checked(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...] | None 
     return t
 
 
+def _q8_blocks(q: torch.Tensor, scale: torch.Tensor, n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    blocks = -(-n_in // forms.QBLOCK)
+    return (_checked(q, torch.int8, (n_out, blocks * forms.QBLOCK)),
+            _checked(scale, torch.float16, (n_out, blocks)))
+
+
 def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat:
     """The Mat for one product module of engine.core.model or engine.core.forms (hidden [n_in] -> [n_out])."""
     bias = getattr(module, "bias", None)
@@ -221,8 +269,11 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
     elif isinstance(module, forms.BFloat16Linear):
         kind, w, round_bf16 = BF16_ROWS, _checked(module.weight, torch.bfloat16, (n_out, n_in)), 1
     elif isinstance(module, forms.Int8Linear):
-        kind, w, round_bf16 = I8_ROWS, _checked(module.qweight, torch.int8, (n_out, n_in)), 1
-        scale = _checked(module.scale, torch.float32, (n_out,))
+        kind, w, scale = Q8_BLOCKS, *_q8_blocks(module.qweight, module.scale, n_out, n_in)
+    elif isinstance(module, forms.Int4Linear):
+        blocks = -(-n_in // forms.QBLOCK)
+        kind, w = Q4_BLOCKS, _checked(module.qweight, torch.uint8, (n_out, blocks * forms.QBLOCK // 2))
+        scale = _checked(module.scale, torch.float16, (n_out, blocks))
     else:
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]
@@ -239,12 +290,13 @@ def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -
         kind, w = F32_ROWS, _checked(module.weight, torch.float32, (vocab, n_embd))
     elif isinstance(module, forms.RowEmbedding):
         w = module.weight
-        kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: I8_ROWS}.get(w.dtype)
+        kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: Q8_BLOCKS}.get(w.dtype)
         if kind is None:
             raise _Unsupported(f"embedding of {w.dtype}")
-        _checked(w, w.dtype, (vocab, n_embd))
-        if kind == I8_ROWS:
-            scale = _checked(module.scale, torch.float32, (vocab,))
+        if kind == Q8_BLOCKS:
+            w, scale = _q8_blocks(w, module.scale, vocab, n_embd)
+        else:
+            _checked(w, w.dtype, (vocab, n_embd))
     else:
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]
@@ -291,6 +343,10 @@ class NativeDecoder:
         self.vocab = vocab
         self._work: torch.Tensor | None = None
         self._work_key: tuple[int, int] | None = None
+        # The caches and workspace of the last step: a helper thread of the step that the OS took off its
+        # core may still read them after the step returns (see gpt2_step), so they are kept alive here
+        # and let go only after gpt2_wait_idle.
+        self._held: tuple[torch.Tensor, ...] = ()
 
     @classmethod
     def for_model(cls, model: nn.Module) -> NativeDecoder | None:
@@ -303,6 +359,10 @@ class NativeDecoder:
         except _Unsupported:
             return None
 
+    def __del__(self):
+        if getattr(self, "_held", ()):
+            self.lib.gpt2_wait_idle()  # before the model's tensors, caches and workspace can be freed
+
     def step(self, token: int, pos: int, cache) -> torch.Tensor:
         """Logits [vocab] (float32) for `token` at `pos`, given a cache holding positions 0..pos-1."""
         k, v = cache.k, cache.v
@@ -312,8 +372,13 @@ class NativeDecoder:
         key = (threads, cache.length)
         if self._work_key != key:
             floats = self.lib.gpt2_workspace_floats(ctypes.byref(self.desc), threads, cache.length)
+            self.lib.gpt2_wait_idle()
             self._work = torch.empty(floats, dtype=torch.float32)
             self._work_key = key
+        held = (k, v, self._work)
+        if any(a is not b for a, b in zip(held, self._held)):
+            self.lib.gpt2_wait_idle()
+        self._held = held
         logits = torch.empty(self.vocab, dtype=torch.float32)
         rc = self.lib.gpt2_step(ctypes.byref(self.desc), token, pos, k.data_ptr(), v.data_ptr(), cache.length,
                                 logits.data_ptr(), self._work.data_ptr(), threads)

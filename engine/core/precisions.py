@@ -35,8 +35,11 @@ PRECISIONS: tuple[Precision, ...] = (
               ("avx2", "fma", "f16c"), True, "float16"),
     Precision("bfloat16", 2, "half the bytes; inputs rounded to bfloat16", ("cpu", "cuda"), ("avx2", "fma"), True,
               "bfloat16"),
-    Precision("int8", 1 + 4 / 768, "a quarter of the bytes, one scale per row; CPU only", ("cpu",),
-              ("avx2", "fma"), True, None),
+    Precision("int8", 1 + 2 / 32, "a quarter of the bytes; weights and inputs in 8-bit blocks of 32, integer "
+              "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None),
+    Precision("int4", 0.5 + 2 / 32, "an eighth of the bytes for the projections: 4-bit blocks of 32 (the "
+              "embedding and head 8-bit), integer dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"),
+              True, None),
 )
 
 NAMES: tuple[str, ...] = tuple(p.name for p in PRECISIONS)

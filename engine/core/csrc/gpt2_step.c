@@ -2,18 +2,32 @@
  *
  * Decoding reads every weight once per token, so its speed is how fast the weights stream from
  * memory. PyTorch pays for that step in ~250 small operator calls and a thread fork/join for each
- * product; here the whole step is one OpenMP parallel region (the OpenMP runtime PyTorch itself
- * loaded, so the two share one thread pool), separated by barriers, and every matrix is multiplied
- * by a kernel written for its storage:
+ * product; here the whole step is one call, run by the caller's thread and threads-1 helper threads
+ * that this library keeps between calls, and every matrix is multiplied by a kernel written for its
+ * storage:
  *
  *   F32_COLS  float32 [n_in, n_out] (GPT-2's Conv1D layout; the float32 head is stored this way too)
  *   F32_ROWS  float32 [n_out, n_in]
  *   F16_ROWS  float16 [n_out, n_in]
  *   BF16_ROWS bfloat16 [n_out, n_in]
- *   I8_ROWS   int8 [n_out, n_in] with one float32 scale per output row
+ *   Q8_BLOCKS int8 [n_out, nb * 32] with one float16 scale per block of 32 weights [n_out, nb],
+ *             nb = ceil(n_in / 32), rows padded with zeros (llama.cpp's q8_0, in two arrays)
+ *   Q4_BLOCKS 4-bit [n_out, nb * 16] bytes with one float16 scale per block of 32 [n_out, nb]: byte j of
+ *             a block holds weight j in its low nibble and weight j + 16 in its high one, each
+ *             stored + 8 (llama.cpp's q4_0, in two arrays); its input is quantised as Q8_BLOCKS'
  *
- * A matrix may ask for its input rounded to bfloat16 first (int8 and bfloat16 modes do, so that
- * decoding computes what their batched PyTorch path computes). Accumulation is float32 throughout.
+ * A float matrix may ask for its input rounded to bfloat16 first (the bfloat16 mode does, so that
+ * decoding computes what its batched PyTorch path computes). A Q8_BLOCKS matrix quantises its input
+ * the same way as its weights, per block of 32 (d = max|x| / 127, q = round(x / d)), and multiplies
+ * with integer instructions: each block's dot product is an exact int32, scaled by the two blocks'
+ * scales into a float32 sum. Accumulation is float32 throughout.
+ *
+ * Threads never wait for each other at barriers: each product is cut into chunks of output rows that
+ * any thread may claim, and a thread that the OS takes off its core (another program wants the core)
+ * has its chunk computed again by the others (see "the step as a list of phases" below). So a busy
+ * CPU slows the step by the share of the cores it takes, not by a time slice per barrier. Every
+ * output is computed by the same code whichever thread computes it: the thread count never changes
+ * the logits.
  *
  * The contract with engine/core/native.py, which loads this file's library through ctypes:
  *   - Mat, Layer and Model below are mirrored there as ctypes structures. gpt2_struct_layout reports
@@ -23,20 +37,36 @@
  *   - gpt2_workspace_floats says how many floats of scratch memory gpt2_step needs for a thread
  *     count and a cache length; the caller allocates them (64-byte aligned is best, see take())
  *     and passes them to every gpt2_step with that thread count and cache length.
- *   - Nothing here allocates memory or keeps state between calls. The weights are read in place.
- *   - Built with AVX2, FMA and F16C (no AVX-512); native.py checks the CPU before calling anything.
+ *   - Nothing here allocates memory; the weights are read in place. The only state kept between
+ *     calls is the helper threads (started on first use, asleep when idle) and their bookkeeping.
+ *   - A helper thread may still be reading a step's memory (never writing it) after gpt2_step has
+ *     returned: the caller keeps the model, the caches and the workspace of its last step alive,
+ *     and calls gpt2_wait_idle before it frees or replaces any of them.
+ *   - Linux x86-64, built with AVX2, FMA and F16C, so one build runs on any x86-64 CPU with AVX2
+ *     (native.py checks the CPU before calling anything). Kernels for wider instruction sets are
+ *     compiled as functions of their own (__attribute__((target(...)))) and chosen at run time by
+ *     what the CPU reports (__builtin_cpu_supports): see KERNEL_SETS. gpt2_use_kernels picks one by
+ *     name ("auto" = the best this CPU runs; native.py passes GPT2_DESKTOP_CPU).
  */
 
+#define _GNU_SOURCE
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <math.h>
-#include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 2
+#define GPT2_ABI_VERSION 5
 
-enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, I8_ROWS = 4 };
+enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4, Q4_BLOCKS = 5 };
+enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS */
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
 enum { LINE_FLOATS = 16 }; /* floats in a 64-byte cache line */
@@ -48,12 +78,13 @@ static inline long long whole_lines(long long n) { return (n + LINE_FLOATS - 1) 
 
 /* One matrix product y = x W (+ bias), x of n_in floats, y of n_out. */
 typedef struct {
-    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS or I8_ROWS
+    int32_t kind;       // how w is stored: F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS or Q4_BLOCKS
     int32_t n_in;       // input width
     int32_t n_out;      // output width
-    int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0
-    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS
-    const float *scale; // (n_out,) for I8_ROWS: one per output row; else NULL
+    int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0 (float kinds only)
+    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, (n_out, nb * 32) for Q8_BLOCKS,
+                        // (n_out, nb * 16) for Q4_BLOCKS
+    const void *scale;  // (n_out, nb) float16 for Q8_BLOCKS and Q4_BLOCKS: one per block of 32 weights; else NULL
     const float *bias;  // (n_out,) or NULL
 } Mat;
 
@@ -164,8 +195,6 @@ static void layer_norm(const float *x, const float *w, const float *b, float *y,
 #define LOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define SCALAR_BF16(v) bf16_to_f32(v)
-#define LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-#define SCALAR_I8(v) ((float)(v))
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -194,7 +223,198 @@ static inline float bf16_to_f32(uint16_t h) {
 DEFINE_DOT(dot_f32, float, LOAD_F32, SCALAR_F32)
 DEFINE_DOT(dot_f16, uint16_t, LOAD_F16, SCALAR_F16)
 DEFINE_DOT(dot_bf16, uint16_t, LOAD_BF16, SCALAR_BF16)
-DEFINE_DOT(dot_i8, int8_t, LOAD_I8, SCALAR_I8)
+
+/* ---- int8 blocks of 32 (Q8_BLOCKS) ---- */
+
+/* A product's input, quantised per block of 32 as the weights are. */
+typedef struct {
+    int8_t *q;   // (nb * 32,) round(x / d), zero past n_in
+    uint8_t *a;  // (nb * 32,) |q|: maddubs multiplies unsigned bytes by signed ones
+    float *d;    // (nb,) max |x| / 127 of each block
+} QInput;
+
+static void quantize_input(const float *x, int n, QInput *in) {
+    const int nb = (n + QBLOCK - 1) / QBLOCK;
+    for (int b = 0; b < nb; b++) {
+        const int i0 = b * QBLOCK, i1 = i0 + QBLOCK < n ? i0 + QBLOCK : n;
+        float amax = 0.0f;
+        for (int i = i0; i < i1; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        const float d = amax / 127.0f;
+        in->d[b] = d;
+        for (int i = i0; i < i0 + QBLOCK; i++) {
+            float v = i < i1 && d > 0.0f ? rintf(x[i] / d) : 0.0f; /* rintf: to nearest even, as torch.round */
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            in->q[i] = (int8_t)v;
+            in->a[i] = (uint8_t)(v < 0 ? -v : v);
+        }
+    }
+}
+
+/* The reference: one row of weights (nb blocks) with the quantised input, in plain C. */
+static float dot_q8_ref(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        int32_t dot = 0;
+        for (int i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) dot += (int32_t)w[i] * in->q[i];
+        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
+    }
+    return sum;
+}
+
+/* AVX2: |x| times w with x's sign (so that maddubs's unsigned-by-signed products are x times w, and no
+ * pair of them overflows int16: 2 * 127 * 127 < 32767), pairs of int16 summed to int32 by madd. */
+static inline __m256i block_dot_avx2(__m256i w, __m256i q, __m256i a) {
+    const __m256i pairs = _mm256_maddubs_epi16(a, _mm256_sign_epi8(w, q));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+static float dot_q8_avx2(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        __m256i d1 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
+    }
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* AVX-512 VNNI: two blocks per 512-bit register. AVX-512 has no sign_epi8, so w is negated under the
+ * mask of q's negative bytes; dpbusd then sums |q| * (w with q's sign) four bytes at a time into int32.
+ * Lanes 0-7 hold even blocks and lanes 8-15 odd ones, the AVX2 kernel's acc0 and acc1: the same float
+ * operations in the same order, so the same result to the bit. */
+#define TARGET_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+TARGET_AVX512VNNI static inline __m512i block_dot2_vnni(__m512i w, __m512i q, __m512i a) {
+    const __m512i signed_w = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(q), _mm512_setzero_si512(), w);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, signed_w);
+}
+
+TARGET_AVX512VNNI static float dot_q8_avx512vnni(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m512i d = block_dot2_vnni(_mm512_loadu_si512(w + i), _mm512_loadu_si512(in->q + i), _mm512_loadu_si512(in->a + i));
+        __m512 s = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(_cvtsh_ss(scale[b]) * in->d[b])),
+                                                       _mm256_castps_pd(_mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1])), 1));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc);
+    }
+    __m256 acc0 = _mm512_castps512_ps256(acc), acc1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i));
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i));
+        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
+        __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+static int has_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+/* ---- 4-bit blocks of 32 (Q4_BLOCKS), multiplied by the input quantised to 8 bits ---- */
+
+static float dot_q4_ref(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        int32_t dot = 0;
+        for (int j = 0; j < QBLOCK / 2; j++) {
+            const uint8_t byte = w[b * QBLOCK / 2 + j];
+            dot += ((int32_t)(byte & 15) - 8) * in->q[b * QBLOCK + j];
+            dot += ((int32_t)(byte >> 4) - 8) * in->q[b * QBLOCK + j + QBLOCK / 2];
+        }
+        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
+    }
+    return sum;
+}
+
+/* 16 bytes of a block as its 32 weights, int8 in [-8, 7]. */
+static inline __m256i unpack_q4(const uint8_t *p) {
+    const __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+}
+
+static float dot_q4_avx2(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        __m256i d1 = block_dot_avx2(unpack_q4(w + i / 2 + QBLOCK / 2),
+                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
+    }
+    for (; b < nb; b++) {
+        const int i = b * QBLOCK;
+        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
+                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* AVX-512 VNNI, one block per 256-bit dpbusd: the AVX2 kernel's operations otherwise, the same bits. */
+TARGET_AVX512VNNI static float dot_q4_avx512vnni(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        const int i = b * QBLOCK;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i)), wv = unpack_q4(w + i / 2);
+        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
+        __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
+        /* the AVX2 kernel's tail block (odd nb) goes to acc0 too */
+        acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc[b & 1]);
+    }
+    return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* ---- kernel sets: the integer dot products for each instruction set, chosen at run time ---- */
+
+typedef float (*DotQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb);
+typedef float (*DotQ4)(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb);
+
+typedef struct {
+    const char *name; // what gpt2_use_kernels and GPT2_DESKTOP_CPU call it
+    int (*supported)(void);
+    DotQ8 dot_q8;
+    DotQ4 dot_q4;
+} KernelSet;
+
+static int always(void) { return 1; }
+
+/* Best first: "auto" takes the first this CPU supports. */
+static const KernelSet KERNEL_SETS[] = {
+    {"avx512vnni", has_avx512vnni, dot_q8_avx512vnni, dot_q4_avx512vnni},
+    {"avx2", always, dot_q8_avx2, dot_q4_avx2},
+    {"reference", always, dot_q8_ref, dot_q4_ref},
+};
+enum { N_KERNEL_SETS = sizeof KERNEL_SETS / sizeof KERNEL_SETS[0] };
+
+static const KernelSet *kernels = &KERNEL_SETS[0];
+#define dot_q8 (kernels->dot_q8)
+#define dot_q4 (kernels->dot_q4)
 
 /* acc[0 : c1-c0] = x @ W[:, c0:c1] for W [n_in, n_out], four input rows at a time (four streams). */
 static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0, int c1, float *acc) {
@@ -222,47 +442,6 @@ static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0
     }
 }
 
-/* y = m(x) [+ bias], combined into out by `mode`, for this thread's share of the outputs.
- * `xr` and `acc` are this thread's scratch (n_in and n_out floats). Callers put a barrier after. */
-static void matvec(const Mat *m, const float *x, float *out, int mode, int activation, float *xr, float *acc,
-                   int t, int nt) {
-    /* Whole cache lines of outputs per thread, so that no two threads write one line of `out`. */
-    int per = (int)whole_lines((m->n_out + nt - 1) / nt);
-    int c0 = t * per, c1 = c0 + per < m->n_out ? c0 + per : m->n_out;
-    if (c0 >= c1) return;
-    if (m->round_bf16) {
-        for (int i = 0; i < m->n_in; i++) xr[i] = bf16_round(x[i]);
-        x = xr;
-    }
-    const int n = m->n_in;
-    switch (m->kind) {
-    case F32_COLS:
-        cols_f32((const float *)m->w, n, m->n_out, x, c0, c1, acc);
-        break;
-    case F32_ROWS:
-        for (int r = c0; r < c1; r++) acc[r - c0] = dot_f32((const float *)m->w + (size_t)r * n, x, n);
-        break;
-    case F16_ROWS:
-        for (int r = c0; r < c1; r++) acc[r - c0] = dot_f16((const uint16_t *)m->w + (size_t)r * n, x, n);
-        break;
-    case BF16_ROWS:
-        for (int r = c0; r < c1; r++) acc[r - c0] = dot_bf16((const uint16_t *)m->w + (size_t)r * n, x, n);
-        break;
-    case I8_ROWS:
-        for (int r = c0; r < c1; r++) acc[r - c0] = dot_i8((const int8_t *)m->w + (size_t)r * n, x, n) * m->scale[r];
-        break;
-    }
-    int width = c1 - c0;
-    if (m->bias)
-        for (int c = 0; c < width; c++) acc[c] += m->bias[c0 + c];
-    if (mode == OUT_ADD) {
-        for (int c = 0; c < width; c++) out[c0 + c] += acc[c];
-    } else {
-        memcpy(out + c0, acc, sizeof(float) * width);
-        if (mode == OUT_ACT) activate(out + c0, width, activation);
-    }
-}
-
 static void embed(const Model *m, int token, int pos, float *x) {
     const Mat *e = &m->wte;
     int n = m->n_embd;
@@ -274,22 +453,25 @@ static void embed(const Model *m, int token, int pos, float *x) {
         case F32_ROWS: v = ((const float *)e->w)[(size_t)token * n + i]; break;
         case F16_ROWS: v = _cvtsh_ss(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
         case BF16_ROWS: v = bf16_to_f32(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
-        default: v = (float)((const int8_t *)e->w)[(size_t)token * n + i] * e->scale[token]; break;
+        default: {
+            const int nb = (n + QBLOCK - 1) / QBLOCK;
+            v = (float)((const int8_t *)e->w)[(size_t)token * nb * QBLOCK + i] *
+                _cvtsh_ss(((const uint16_t *)e->scale)[(size_t)token * nb + i / QBLOCK]);
+        }
         }
         x[i] = v + wpe[i];
     }
 }
 
-/* One head's attention for the new token at `pos`: its key and value go into the cache, then it
- * attends to positions 0..pos. K and V are that head's [cache_len, d] slices; `s` is scratch. */
-static void attend(const float *q, const float *k_new, const float *v_new, float *K, float *V, int pos, int d,
-                   float scale, float *s, float *out) {
-    memcpy(K + (size_t)pos * d, k_new, sizeof(float) * d);
-    memcpy(V + (size_t)pos * d, v_new, sizeof(float) * d);
+/* One head's attention for the new token at `pos`, into `out` (d floats): its query q attends to the
+ * cached keys and values of positions 0..pos-1 (K and V are that head's [cache_len, d] slices) and to
+ * its own k_new and v_new, which the caller writes into the cache afterwards. `s` is scratch. */
+static void attend(const float *q, const float *k_new, const float *v_new, const float *K, const float *V, int pos,
+                   int d, float scale, float *s, float *out) {
     int n = pos + 1;
     float top = -INFINITY;
     for (int t = 0; t < n; t++) {
-        s[t] = dot_f32(K + (size_t)t * d, q, d) * scale;
+        s[t] = dot_f32(t < pos ? K + (size_t)t * d : k_new, q, d) * scale;
         top = s[t] > top ? s[t] : top;
     }
     __m256 sum8 = _mm256_setzero_ps(), top8 = _mm256_set1_ps(top);
@@ -307,7 +489,7 @@ static void attend(const float *q, const float *k_new, const float *v_new, float
     float inv = 1.0f / sum;
     for (int j = 0; j < d; j++) out[j] = 0.0f;
     for (t = 0; t < n; t++) {
-        const float *v = V + (size_t)t * d;
+        const float *v = t < pos ? V + (size_t)t * d : v_new;
         float p = s[t] * inv;
         int j = 0;
         __m256 p8 = _mm256_set1_ps(p);
@@ -332,17 +514,19 @@ typedef struct {
     float *att;              // (C,) the attention's output, (H, D) heads side by side
     float *qkv;              // (3C,) the new token's query, key and value
     float *hid;              // (n_inner,) the MLP's hidden activations
+    float *xin;              // (max_in,) the current product's input rounded to bfloat16, where it asks
+    QInput xq;               // the current Q8_BLOCKS product's input quantised: (max_in padded to 32) bytes
+                             // q and a, (max_in / 32) scales d
     /* Each thread's own scratch. These are thread 0's; thread t's are these plus t * thread_stride. */
-    float *xr;               // (max_in,) a product's input rounded to bfloat16
-    float *acc;              // (max_out,) a product's outputs, this thread's share of them
+    float *acc;              // (max_out,) one chunk's outputs, or one head's attention output
     float *s;                // (cache_len,) one head's attention weights
     long long thread_stride; // floats from one thread's scratch to the next
 } Workspace;
 
 /* Hands out the next n floats of the buffer at `base`, or NULL where base is NULL (sizing only).
  * Every array takes whole cache lines, so each starts on a line of its own in a 64-byte-aligned
- * buffer (as torch's CPU allocator gives): threads writing neighbouring arrays, or their shares of
- * one array (see matvec), never write the same line. An unaligned buffer is still correct. */
+ * buffer (as torch's CPU allocator gives): threads writing neighbouring arrays, or their chunks of
+ * one array (see matvec_rows), never write the same line. An unaligned buffer is still correct. */
 static float *take(float *base, long long *used, long long n) {
     float *p = base ? base + *used : NULL;
     *used += whole_lines(n);
@@ -359,8 +543,12 @@ static long long workspace_layout(const Model *m, int threads, int cache_len, fl
     w->att = take(base, &used, C);
     w->qkv = take(base, &used, 3LL * C);
     w->hid = take(base, &used, m->n_inner);
+    w->xin = take(base, &used, max_in(m));
+    const long long padded = (max_in(m) + QBLOCK - 1) / QBLOCK * QBLOCK;
+    w->xq.q = (int8_t *)take(base, &used, padded / 4);
+    w->xq.a = (uint8_t *)take(base, &used, padded / 4);
+    w->xq.d = take(base, &used, padded / QBLOCK);
     const long long shared = used;
-    w->xr = take(base, &used, max_in(m));
     w->acc = take(base, &used, max_out(m));
     w->s = take(base, &used, cache_len);
     w->thread_stride = used - shared;
@@ -373,56 +561,421 @@ long long gpt2_workspace_floats(const Model *m, int threads, int cache_len) {
     return workspace_layout(m, threads, cache_len, NULL, &w);
 }
 
+/* ---- the step as a list of phases, each a list of chunks ----
+ *
+ * A token's step is 5 phases per layer (qkv, attention, attn_proj, fc, mlp_proj) and the head. A phase's
+ * chunks are independent (a run of output rows, or a head) and any thread may compute any of them: a
+ * thread claims the next unclaimed chunk, computes it into its own scratch, then commits it (copies or
+ * adds it into the shared output) under a compare-and-swap, so each chunk is committed exactly once.
+ * A thread with nothing left to claim that has waited a while for a chunk another thread holds computes
+ * that chunk too, and whichever finishes first commits it: a thread the OS has taken off its core (another
+ * program wants it) delays nobody. The thread that commits a phase's last chunk opens the next phase: its
+ * serial part first (a layer norm, rounding the input), then its chunks. */
+
+enum { PH_QKV = 0, PH_ATTEND = 1, PH_ATTN_PROJ = 2, PH_FC = 3, PH_MLP_PROJ = 4, PHASES_PER_LAYER = 5 };
+enum { MAX_CHUNKS = 64, MIN_CHUNK_ROWS = 16 };
+
+typedef struct {
+    int kind;         // PH_QKV .. PH_MLP_PROJ, or PH_QKV with layer == n_layer for the head
+    int layer;        // which layer, n_layer for the head
+    const Mat *mat;   // the product, NULL for PH_ATTEND
+    const float *in;  // the product's input
+    float *out;       // where its chunks are committed
+    int mode;         // OUT_STORE, OUT_ADD or OUT_ACT
+    int rows;         // output rows (or heads) per chunk
+    int n_chunks;     // <= MAX_CHUNKS
+} Phase;
+
+/* What one step computes: written by the thread that calls gpt2_step before any phase opens, read-only
+ * afterwards. */
+typedef struct {
+    const Model *m;
+    int token, pos, cache_len, threads;
+    float *k_cache, *v_cache; // (L, 1, H, cache_len, D)
+    float *logits;            // (V,)
+    Workspace w;
+    int n_phases;             // 5 L + 1
+    uint32_t first_serial;    // the serial number of phase 0; phase k's is first_serial + k
+    uint32_t seq;             // the step's number (Pool.step_seq)
+} Step;
+
+static void describe_phase(const Step *st, int k, Phase *ph) {
+    const Model *m = st->m;
+    const Workspace *w = &st->w;
+    ph->layer = k / PHASES_PER_LAYER;
+    ph->kind = k % PHASES_PER_LAYER;
+    ph->mode = OUT_STORE;
+    if (ph->layer == m->n_layer) { /* the head */
+        ph->kind = PH_QKV, ph->mat = &m->head, ph->in = w->xn, ph->out = st->logits;
+    } else {
+        const Layer *L = &m->layers[ph->layer];
+        switch (ph->kind) {
+        case PH_QKV: ph->mat = &L->qkv, ph->in = w->xn, ph->out = w->qkv; break;
+        case PH_ATTEND: ph->mat = NULL, ph->in = w->qkv, ph->out = w->att; break;
+        case PH_ATTN_PROJ: ph->mat = &L->attn_proj, ph->in = w->att, ph->out = w->x, ph->mode = OUT_ADD; break;
+        case PH_FC: ph->mat = &L->fc, ph->in = w->xn, ph->out = w->hid, ph->mode = OUT_ACT; break;
+        default: ph->mat = &L->mlp_proj, ph->in = w->hid, ph->out = w->x, ph->mode = OUT_ADD; break;
+        }
+    }
+    int n = ph->mat ? ph->mat->n_out : m->n_head;
+    int chunks = ph->mat ? (n + MIN_CHUNK_ROWS - 1) / MIN_CHUNK_ROWS : n;
+    chunks = chunks > MAX_CHUNKS ? MAX_CHUNKS : chunks;
+    ph->rows = (n + chunks - 1) / chunks;
+    if (ph->mat) ph->rows = (int)whole_lines(ph->rows); /* no two chunks write one cache line */
+    ph->n_chunks = (n + ph->rows - 1) / ph->rows;
+}
+
+/* The serial part before phase k's chunks: the layer norm that makes its input, and the input's
+ * rounding to bfloat16 where the product asks for it. Phase 0's layer norm follows the embedding. */
+static void open_phase_serial(const Step *st, int k, const Phase *ph) {
+    const Model *m = st->m;
+    const Workspace *w = &st->w;
+    if (ph->layer == m->n_layer)
+        layer_norm(w->x, m->lnf_w, m->lnf_b, w->xn, m->n_embd, m->eps);
+    else if (ph->kind == PH_QKV && k > 0)
+        layer_norm(w->x, m->layers[ph->layer].ln1_w, m->layers[ph->layer].ln1_b, w->xn, m->n_embd, m->eps);
+    else if (ph->kind == PH_FC)
+        layer_norm(w->x, m->layers[ph->layer].ln2_w, m->layers[ph->layer].ln2_b, w->xn, m->n_embd, m->eps);
+    if (ph->mat && ph->mat->round_bf16)
+        for (int i = 0; i < ph->mat->n_in; i++) w->xin[i] = bf16_round(ph->in[i]);
+    if (ph->mat && (ph->mat->kind == Q8_BLOCKS || ph->mat->kind == Q4_BLOCKS)) {
+        QInput xq = w->xq;
+        quantize_input(ph->in, ph->mat->n_in, &xq);
+    }
+}
+
+/* Rows [r0, r1) of y = m(x) [+ bias] [then the activation] into acc[0 : r1-r0]; `xq` is x quantised
+ * (quantize_input) where m is Q8_BLOCKS. */
+static void matvec_rows(const Mat *m, const float *x, const QInput *xq, int r0, int r1, int mode, int activation,
+                        float *acc) {
+    const int n = m->n_in;
+    switch (m->kind) {
+    case F32_COLS:
+        cols_f32((const float *)m->w, n, m->n_out, x, r0, r1, acc);
+        break;
+    case F32_ROWS:
+        for (int r = r0; r < r1; r++) acc[r - r0] = dot_f32((const float *)m->w + (size_t)r * n, x, n);
+        break;
+    case F16_ROWS:
+        for (int r = r0; r < r1; r++) acc[r - r0] = dot_f16((const uint16_t *)m->w + (size_t)r * n, x, n);
+        break;
+    case BF16_ROWS:
+        for (int r = r0; r < r1; r++) acc[r - r0] = dot_bf16((const uint16_t *)m->w + (size_t)r * n, x, n);
+        break;
+    case Q8_BLOCKS: {
+        const int nb = (n + QBLOCK - 1) / QBLOCK;
+        for (int r = r0; r < r1; r++)
+            acc[r - r0] = dot_q8((const int8_t *)m->w + (size_t)r * nb * QBLOCK, (const uint16_t *)m->scale + (size_t)r * nb,
+                                 xq, nb);
+        break;
+    }
+    case Q4_BLOCKS: {
+        const int nb = (n + QBLOCK - 1) / QBLOCK;
+        for (int r = r0; r < r1; r++)
+            acc[r - r0] = dot_q4((const uint8_t *)m->w + (size_t)r * nb * (QBLOCK / 2),
+                                 (const uint16_t *)m->scale + (size_t)r * nb, xq, nb);
+        break;
+    }
+    }
+    int width = r1 - r0;
+    if (m->bias)
+        for (int c = 0; c < width; c++) acc[c] += m->bias[r0 + c];
+    if (mode == OUT_ACT) activate(acc, width, activation);
+}
+
+/* Computes chunk `i` of phase `ph` into this thread's scratch `acc` (and `s`). */
+static void compute_chunk(const Step *st, const Phase *ph, int i, float *acc, float *s) {
+    const Model *m = st->m;
+    int r0 = i * ph->rows;
+    if (ph->mat) {
+        int r1 = r0 + ph->rows < ph->mat->n_out ? r0 + ph->rows : ph->mat->n_out;
+        const float *x = ph->mat->round_bf16 ? st->w.xin : ph->in;
+        matvec_rows(ph->mat, x, &st->w.xq, r0, r1, ph->mode, m->activation, acc);
+        return;
+    }
+    const int C = m->n_embd, H = m->n_head, D = C / H;
+    const float *qkv = ph->in;
+    for (int h = r0; h < r0 + ph->rows && h < H; h++) {
+        size_t at = ((size_t)ph->layer * H + h) * st->cache_len * D;
+        attend(qkv + h * D, qkv + C + h * D, qkv + 2 * C + h * D, st->k_cache + at, st->v_cache + at, st->pos, D,
+               m->layers[ph->layer].attn_scale, s, acc + (size_t)(h - r0) * D);
+    }
+}
+
+/* Writes a computed chunk into the phase's output; run once per chunk, by the thread that won its commit. */
+static void commit_chunk(const Step *st, const Phase *ph, int i, const float *acc) {
+    int r0 = i * ph->rows;
+    if (ph->mat) {
+        int width = (r0 + ph->rows < ph->mat->n_out ? r0 + ph->rows : ph->mat->n_out) - r0;
+        if (ph->mode == OUT_ADD)
+            for (int c = 0; c < width; c++) ph->out[r0 + c] += acc[c];
+        else
+            memcpy(ph->out + r0, acc, sizeof(float) * width);
+        return;
+    }
+    const Model *m = st->m;
+    const int C = m->n_embd, H = m->n_head, D = C / H;
+    for (int h = r0; h < r0 + ph->rows && h < H; h++) {
+        size_t at = (((size_t)ph->layer * H + h) * st->cache_len + st->pos) * D;
+        memcpy(st->k_cache + at, ph->in + C + h * D, sizeof(float) * D);
+        memcpy(st->v_cache + at, ph->in + 2 * C + h * D, sizeof(float) * D);
+        memcpy(ph->out + h * D, acc + (size_t)(h - r0) * D, sizeof(float) * D);
+    }
+}
+
+/* ---- the thread pool: the caller's thread and threads-1 helpers, kept between steps ---- */
+
+enum { MAX_THREADS = 64 };
+enum { CHUNK_FREE = 0, CHUNK_COMMITTING = 1, CHUNK_DONE = 2 }; /* the low 2 bits of a chunk's state */
+
+/* How long to spin before sleeping or stealing, in nanoseconds. */
+enum { IDLE_SPIN_NS = 100000, STEAL_AFTER_NS = 20000, YIELD_AFTER_NS = 200000 };
+
+typedef struct {
+    pthread_mutex_t lock;            // one step at a time
+    int helpers;                     // helper threads started (thread ids 1..helpers)
+    Step steps[2];                   // the step in progress and the one before: step seq is steps[seq & 1]
+    _Atomic uint32_t step_seq;       // futex word: bumped when a step starts; helpers sleep on it
+    _Atomic uint32_t step_done;      // = step_seq once the step's last phase is committed
+    _Atomic uint64_t cursor;         // serial << 32 | the next chunk to claim
+    _Atomic uint64_t done;           // serial << 32 | chunks committed
+    _Atomic uint64_t state[MAX_CHUNKS]; // serial << 2 | CHUNK_*: each chunk of the current phase
+    _Atomic uint32_t busy[2];        // futex words: helpers inside steps[i] (reading the caller's memory)
+    _Atomic int sleepers;            // helpers asleep on step_seq
+    _Atomic int caller_waiting;      // a caller sleeps on busy
+    uint32_t next_serial;            // the first phase serial of the next step
+} Pool;
+
+static Pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static inline long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t expected) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* Opens phase k of the step (or ends the step when k is past the last): its serial part, then its
+ * chunks, published by one store of the cursor. Run by one thread: the caller for phase 0, else the
+ * thread that committed phase k-1's last chunk. */
+static void open_phase(Pool *p, const Step *st, int k) {
+    if (k == st->n_phases) {
+        atomic_store(&p->step_done, st->seq);
+        return;
+    }
+    Phase ph;
+    describe_phase(st, k, &ph);
+    open_phase_serial(st, k, &ph);
+    uint32_t serial = st->first_serial + (uint32_t)k;
+    for (int i = 0; i < ph.n_chunks; i++) atomic_store(&p->state[i], (uint64_t)serial << 2 | CHUNK_FREE);
+    atomic_store(&p->done, (uint64_t)serial << 32);
+    atomic_store(&p->cursor, (uint64_t)serial << 32);
+}
+
+/* Computes chunk i of phase k (serial `serial`) and commits it unless another thread already has.
+ * Returns the nanoseconds the computation took. */
+static long long run_chunk(Pool *p, const Step *st, int k, const Phase *ph, uint32_t serial, int i, int tid) {
+    long long t0 = now_ns();
+    float *acc = st->w.acc + st->w.thread_stride * tid, *s = st->w.s + st->w.thread_stride * tid;
+    compute_chunk(st, ph, i, acc, s);
+    long long took = now_ns() - t0;
+    uint64_t free_state = (uint64_t)serial << 2 | CHUNK_FREE;
+    if (!atomic_compare_exchange_strong(&p->state[i], &free_state, (uint64_t)serial << 2 | CHUNK_COMMITTING))
+        return took; /* committed by another thread, or the phase is over: this computation is not needed */
+    commit_chunk(st, ph, i, acc);
+    atomic_store(&p->state[i], (uint64_t)serial << 2 | CHUNK_DONE);
+    uint64_t done = atomic_fetch_add(&p->done, 1) + 1;
+    if ((uint32_t)done == (uint32_t)ph->n_chunks) open_phase(p, st, k + 1);
+    return took;
+}
+
+/* Takes part in the step `seq` until its last phase is committed. */
+static void work(Pool *p, const Step *st, int tid) {
+    const uint32_t seq = st->seq;
+    Phase ph;
+    int described = -1;
+    long long chunk_ns = 0, waiting_since = 0;
+    while ((int32_t)(atomic_load(&p->step_done) - seq) < 0) {
+        uint64_t cursor = atomic_load(&p->cursor);
+        uint32_t serial = (uint32_t)(cursor >> 32), next = (uint32_t)cursor;
+        uint32_t k = serial - st->first_serial;
+        if (k >= (uint32_t)st->n_phases) { /* the step's first phase is not open yet */
+            _mm_pause();
+            continue;
+        }
+        if ((int)k != described) describe_phase(st, (int)k, &ph), described = (int)k;
+        if (next < (uint32_t)ph.n_chunks) {
+            if (atomic_compare_exchange_strong(&p->cursor, &cursor, cursor + 1))
+                chunk_ns = run_chunk(p, st, (int)k, &ph, serial, (int)next, tid);
+            waiting_since = 0;
+            continue;
+        }
+        /* Every chunk is claimed: wait for the phase to end, and take over a chunk whose thread is late. */
+        _mm_pause();
+        if (atomic_load(&p->done) == ((uint64_t)serial << 32 | (uint32_t)ph.n_chunks)) continue;
+        long long now = now_ns();
+        if (waiting_since == 0) waiting_since = now;
+        if (now - waiting_since < STEAL_AFTER_NS + 2 * chunk_ns) continue;
+        int stolen = 0;
+        for (int i = 0; i < ph.n_chunks && !stolen; i++) {
+            if (atomic_load(&p->state[i]) == ((uint64_t)serial << 2 | CHUNK_FREE)) {
+                run_chunk(p, st, (int)k, &ph, serial, i, tid);
+                stolen = 1;
+            }
+        }
+        if (stolen) waiting_since = 0;
+        else if (now - waiting_since > YIELD_AFTER_NS)
+            sched_yield(); /* a commit or a serial part is late */
+    }
+}
+
+static void *helper_main(void *arg) {
+    const int tid = (int)(intptr_t)arg;
+    Pool *p = &pool;
+    uint32_t seen = atomic_load(&p->step_seq);
+    for (;;) {
+        /* Wait for the next step: spin a little (the next token's step follows soon), then sleep. */
+        long long since = now_ns();
+        uint32_t seq;
+        while ((seq = atomic_load(&p->step_seq)) == seen) {
+            if (now_ns() - since < IDLE_SPIN_NS) {
+                for (int i = 0; i < 32; i++) _mm_pause();
+                continue;
+            }
+            atomic_fetch_add(&p->sleepers, 1);
+            if (atomic_load(&p->step_seq) == seen) futex_wait(&p->step_seq, seen);
+            atomic_fetch_sub(&p->sleepers, 1);
+        }
+        seen = seq;
+        _Atomic uint32_t *busy = &p->busy[seq & 1];
+        atomic_fetch_add(busy, 1);
+        /* The step may have ended before this thread woke: then its memory may be gone, and its Step
+         * rewritten by the step after next, so touch nothing. */
+        const Step *st = &p->steps[seq & 1];
+        if ((int32_t)(atomic_load(&p->step_done) - seq) < 0 && tid < st->threads) work(p, st, tid);
+        if (atomic_fetch_sub(busy, 1) == 1 && atomic_load(&p->caller_waiting)) futex_wake(busy);
+    }
+    return NULL;
+}
+
+/* After fork() only the calling thread exists in the child: start helpers again when needed. */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pool.helpers = 0;
+    atomic_store(&pool.busy[0], 0);
+    atomic_store(&pool.busy[1], 0);
+    atomic_store(&pool.sleepers, 0);
+}
+
+static void start_helpers(Pool *p, int threads) {
+    static int registered = 0;
+    if (!registered) {
+        pthread_atfork(NULL, NULL, pool_after_fork);
+        registered = 1;
+    }
+    while (p->helpers < threads - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        int rc = pthread_create(&thread, &attr, helper_main, (void *)(intptr_t)(p->helpers + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break; /* fewer helpers: the caller's thread does their chunks */
+        p->helpers++;
+    }
+}
+
+/* Waits until no helper is inside steps[slot] (one taken off its core in the middle of a chunk). */
+static void wait_out(Pool *p, int slot) {
+    long long since = now_ns();
+    uint32_t busy;
+    while ((busy = atomic_load(&p->busy[slot])) != 0) {
+        if (now_ns() - since < STEAL_AFTER_NS) {
+            _mm_pause();
+            continue;
+        }
+        atomic_store(&p->caller_waiting, 1);
+        if ((busy = atomic_load(&p->busy[slot])) != 0) futex_wait(&p->busy[slot], busy);
+        atomic_store(&p->caller_waiting, 0);
+    }
+}
+
 /* Logits for `token` at position `pos`; writes that position's keys and values into the caches
  * ([n_layer, 1, n_head, cache_len, head_dim], float32). `work` holds gpt2_workspace_floats(m, threads,
- * cache_len) floats. Returns 0, or -1 for arguments out of range. */
+ * cache_len) floats. Returns 0, or -1 for arguments out of range.
+ *
+ * It returns once the logits are written, without waiting for a helper thread that the OS took off its
+ * core in the middle of a chunk it no longer needs to finish: that thread may still read this step's
+ * memory (the model, the caches, the workspace) for a while, and writes none of it. Call
+ * gpt2_wait_idle before freeing or changing any of that memory other than through gpt2_step. */
 int gpt2_step(const Model *m, int token, int pos, float *k_cache, float *v_cache, int cache_len, float *logits,
-              float *work, int threads) {
+              float *work_buffer, int threads) {
     if (token < 0 || token >= m->vocab || pos < 0 || pos >= cache_len || threads < 1) return -1;
-    const int C = m->n_embd, H = m->n_head, D = C / H;
-    Workspace w;
-    workspace_layout(m, threads, cache_len, work, &w);
-    float *x = w.x, *xn = w.xn, *att = w.att, *qkv = w.qkv, *hid = w.hid;
-
-#pragma omp parallel num_threads(threads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const long long own = w.thread_stride * t;
-        float *xr = w.xr + own, *acc = w.acc + own, *s = w.s + own;
-#pragma omp single
-        {
-            embed(m, token, pos, x);
-            layer_norm(x, m->layers[0].ln1_w, m->layers[0].ln1_b, xn, C, m->eps);
-        }
-        for (int l = 0; l < m->n_layer; l++) {
-            const Layer *L = &m->layers[l];
-            matvec(&L->qkv, xn, qkv, OUT_STORE, 0, xr, acc, t, nt);
-#pragma omp barrier
-            for (int h = t; h < H; h += nt) {
-                size_t at = ((size_t)l * H + h) * cache_len * D;
-                attend(qkv + h * D, qkv + C + h * D, qkv + 2 * C + h * D, k_cache + at, v_cache + at, pos, D,
-                       L->attn_scale, s, att + h * D);
-            }
-#pragma omp barrier
-            matvec(&L->attn_proj, att, x, OUT_ADD, 0, xr, acc, t, nt);
-#pragma omp barrier
-#pragma omp single
-            layer_norm(x, L->ln2_w, L->ln2_b, xn, C, m->eps);
-            matvec(&L->fc, xn, hid, OUT_ACT, m->activation, xr, acc, t, nt);
-#pragma omp barrier
-            matvec(&L->mlp_proj, hid, x, OUT_ADD, 0, xr, acc, t, nt);
-#pragma omp barrier
-#pragma omp single
-            {
-                if (l + 1 < m->n_layer)
-                    layer_norm(x, m->layers[l + 1].ln1_w, m->layers[l + 1].ln1_b, xn, C, m->eps);
-                else
-                    layer_norm(x, m->lnf_w, m->lnf_b, xn, C, m->eps);
-            }
-        }
-        matvec(&m->head, xn, logits, OUT_STORE, 0, xr, acc, t, nt);
-    }
+    threads = threads > MAX_THREADS ? MAX_THREADS : threads;
+    Pool *p = &pool;
+    pthread_mutex_lock(&p->lock);
+    start_helpers(p, threads);
+    const uint32_t seq = atomic_load(&p->step_seq) + 1;
+    wait_out(p, seq & 1); /* the step before the last one used this Step */
+    Step *st = &p->steps[seq & 1];
+    *st = (Step){.m = m, .token = token, .pos = pos, .cache_len = cache_len, .threads = threads,
+                 .k_cache = k_cache, .v_cache = v_cache, .logits = logits,
+                 .n_phases = PHASES_PER_LAYER * m->n_layer + 1, .first_serial = p->next_serial, .seq = seq};
+    workspace_layout(m, threads, cache_len, work_buffer, &st->w);
+    p->next_serial += (uint32_t)st->n_phases;
+    embed(m, token, pos, st->w.x);
+    layer_norm(st->w.x, m->layers[0].ln1_w, m->layers[0].ln1_b, st->w.xn, m->n_embd, m->eps);
+    open_phase(p, st, 0);
+    atomic_store(&p->step_seq, seq);
+    if (threads > 1 && atomic_load(&p->sleepers) > 0) futex_wake(&p->step_seq);
+    work(p, st, 0);
+    pthread_mutex_unlock(&p->lock);
     return 0;
+}
+
+/* Returns once no helper thread reads the memory of an earlier gpt2_step: call it before freeing or
+ * reusing a cache, a workspace or a model that a step has read. */
+void gpt2_wait_idle(void) {
+    Pool *p = &pool;
+    pthread_mutex_lock(&p->lock);
+    wait_out(p, 0);
+    wait_out(p, 1);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Chooses the kernel set: "auto" (the best this CPU runs) or a name of KERNEL_SETS. Returns 0, or -1
+ * for a name it does not know or a set this CPU cannot run (the set in use stays). */
+int gpt2_use_kernels(const char *name) {
+    const KernelSet *chosen = NULL;
+    for (int i = 0; i < N_KERNEL_SETS && !chosen; i++)
+        if (KERNEL_SETS[i].supported() && (!strcmp(name, "auto") || !strcmp(name, KERNEL_SETS[i].name)))
+            chosen = &KERNEL_SETS[i];
+    if (!chosen) return -1;
+    pthread_mutex_lock(&pool.lock);
+    kernels = chosen;
+    pthread_mutex_unlock(&pool.lock);
+    return 0;
+}
+
+/* The name of the kernel set in use. */
+const char *gpt2_kernels(void) { return kernels->name; }
+
+/* The names of the kernel sets this CPU can run, best first, separated by spaces, into out (size n). */
+void gpt2_kernel_sets(char *out, int n) {
+    out[0] = 0;
+    for (int i = 0; i < N_KERNEL_SETS; i++) {
+        if (!KERNEL_SETS[i].supported()) continue;
+        if (out[0]) strncat(out, " ", n - strlen(out) - 1);
+        strncat(out, KERNEL_SETS[i].name, n - strlen(out) - 1);
+    }
 }
 
 /* The version of this interface; native.py refuses a library whose version is not its ABI_VERSION. */
