@@ -18,6 +18,7 @@ from app.notebook_page import NotebookPage
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
+from app.token_data import TOP
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 
@@ -200,7 +201,7 @@ class ConversationController(QObject):
         self.show_messages(messages, to_end=True)
         self.chat.begin_stream(self._writer())
         settings = {**self.settings.sampling(), "stop": list(prompt.stop)}
-        request = self.requests.generate("chat", prompt.text, settings, self.current_id)
+        request = self.requests.generate("chat", prompt.text, settings, self.current_id, top_logprobs=TOP)
         request.reply_after = messages[-1].id if messages else None
 
     def _writer(self) -> str:
@@ -295,12 +296,18 @@ class ConversationController(QObject):
         self.store_document()
         self.notebook.begin_continuation()
         settings = {**self.settings.sampling(), "stop": []}
-        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id)
+        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
     # what a request wrote
 
     def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
-        """Save a finished or stopped chat reply or notebook continuation (one transaction)."""
+        """Save a finished or stopped chat reply or notebook continuation (one transaction), with what the model
+        predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any)."""
+        text = active.prefix + text
+        data = active.token_data
+        if data is not None and active.prefix_tokens is not None:
+            data = active.prefix_tokens + data
+        tokens = data.encode() if data is not None and data.text() == text else None
         loaded = self.requests.model
         model = loaded.name if loaded else None
         # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
@@ -313,7 +320,7 @@ class ConversationController(QObject):
             if content or stop_reason != "cancelled":
                 self.history.add_message(active.conversation_id, "assistant", content, model=model,
                                          settings=settings, stop_reason=stop_reason,
-                                         after=active.reply_after or FIRST)
+                                         after=active.reply_after or FIRST, tokens=tokens)
             if not active.detached and self.current_id == active.conversation_id:
                 self.show_messages(self.history.messages(active.conversation_id))
         else:
@@ -323,7 +330,7 @@ class ConversationController(QObject):
                 self.notebook.end_continuation()
                 document = self.notebook.document()
             self.history.add_message(active.conversation_id, "assistant", text, model=model,
-                                     settings=settings, stop_reason=stop_reason, document=document)
+                                     settings=settings, stop_reason=stop_reason, document=document, tokens=tokens)
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.worker import EngineWorker, ModelInfo
 
 if TYPE_CHECKING:
+    from app.token_data import ReplyTokens
     from engine.inference.generate import Done
     from engine.inference.scoring import OptionScore
 
@@ -36,6 +37,10 @@ class ActiveRequest:
     tokens: int = 0  # written so far
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None  # when the first arrived (time.monotonic)
+    token_data: ReplyTokens | None = None  # what the model predicted at each token (chat and notebook), at the end
+    prefix: str = ""  # text put before what the engine writes (an alternative picked in a reply), not in `text`
+    prefix_tokens: ReplyTokens | None = None  # ... and its tokens
+    replaces: int | None = None  # the reply (or continuation) this one is a new version of
 
     def tokens_per_second(self) -> float:
         """The speed so far: the tokens after the first, over the time since the first arrived."""
@@ -54,7 +59,7 @@ class RequestController(QObject):
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
 
     _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
-    _generate = Signal(int, str, dict)
+    _generate = Signal(int, str, dict, dict)
     _choose = Signal(int, str, list, bool)
 
     def __init__(self, parent: QObject | None = None):
@@ -76,6 +81,7 @@ class RequestController(QObject):
         self.worker.load_failed.connect(self._on_load_failed)
         self.worker.tokens.connect(self._on_tokens)
         self.worker.finished.connect(self._on_finished)
+        self.worker.details.connect(self._on_details)
         self.worker.failed.connect(self._on_failed)
         self.worker.chosen.connect(self._on_chosen)
         self.engine_thread.start()
@@ -95,10 +101,15 @@ class RequestController(QObject):
             return "The model is still writing; stop it first (Esc)."
         return None
 
-    def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None) -> ActiveRequest:
-        """Start writing after `prompt`; `tokens` follow, then `finished` or `failed`."""
+    def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None,
+                 top_logprobs: int = 0, prefix: ReplyTokens | None = None) -> ActiveRequest:
+        """Start writing after `prompt` (and the tokens of `prefix`, as if already written); `tokens` follow,
+        then `finished` or `failed`. With `top_logprobs`, the request's `token_data` is set before `finished`."""
         request = self._begin(kind, settings, conversation_id)
-        self._generate.emit(request.request_id, prompt, settings)
+        if prefix is not None:
+            request.prefix, request.prefix_tokens = prefix.text(), prefix
+        options = {"top_logprobs": top_logprobs, "prefix_ids": [t.token for t in prefix.tokens] if prefix else []}
+        self._generate.emit(request.request_id, prompt, settings, options)
         return request
 
     def choose(self, context: str, options: list[str], normalise: bool) -> ActiveRequest:
@@ -156,6 +167,10 @@ class RequestController(QObject):
     def _on_finished(self, request_id: int, done: Done) -> None:
         if (active := self._take(request_id)) is not None:
             self.finished.emit(active, done)
+
+    def _on_details(self, request_id: int, data: ReplyTokens) -> None:
+        if self.active is not None and self.active.request_id == request_id:
+            self.active.token_data = data
 
     def _on_failed(self, request_id: int, message: str) -> None:
         if (active := self._take(request_id)) is not None:
