@@ -305,9 +305,7 @@ class ConversationController(QObject):
         predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any)."""
         text = active.prefix + text
         data = active.token_data
-        if data is not None and active.prefix_tokens is not None:
-            data = active.prefix_tokens + data
-        tokens = data.encode() if data is not None and data.text() == text else None
+        tokens = active.token_blob if data is not None and data.text() == text else None
         loaded = self.requests.model
         model = loaded.name if loaded else None
         # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.

@@ -38,8 +38,8 @@ class ActiveRequest:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None  # when the first arrived (time.monotonic)
     token_data: ReplyTokens | None = None  # what the model predicted at each token (chat and notebook), at the end
+    token_blob: bytes | None = None  # ... as stored (encoded on the engine thread)
     prefix: str = ""  # text put before what the engine writes (an alternative picked in a reply), not in `text`
-    prefix_tokens: ReplyTokens | None = None  # ... and its tokens
     replaces: int | None = None  # the reply (or continuation) this one is a new version of
 
     def tokens_per_second(self) -> float:
@@ -59,7 +59,7 @@ class RequestController(QObject):
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
 
     _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
-    _generate = Signal(int, str, dict, dict)
+    _generate = Signal(int, str, dict, object)
     _choose = Signal(int, str, list, bool)
 
     def __init__(self, parent: QObject | None = None):
@@ -104,11 +104,12 @@ class RequestController(QObject):
     def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None,
                  top_logprobs: int = 0, prefix: ReplyTokens | None = None) -> ActiveRequest:
         """Start writing after `prompt` (and the tokens of `prefix`, as if already written); `tokens` follow,
-        then `finished` or `failed`. With `top_logprobs`, the request's `token_data` is set before `finished`."""
+        then `finished` or `failed`. With `top_logprobs`, the request's `token_data` (the prefix's tokens, then
+        the ones written) is set before `finished`."""
         request = self._begin(kind, settings, conversation_id)
         if prefix is not None:
-            request.prefix, request.prefix_tokens = prefix.text(), prefix
-        options = {"top_logprobs": top_logprobs, "prefix_ids": [t.token for t in prefix.tokens] if prefix else []}
+            request.prefix = prefix.text()
+        options = {"top_logprobs": top_logprobs, "prefix": prefix}
         self._generate.emit(request.request_id, prompt, settings, options)
         return request
 
@@ -168,9 +169,9 @@ class RequestController(QObject):
         if (active := self._take(request_id)) is not None:
             self.finished.emit(active, done)
 
-    def _on_details(self, request_id: int, data: ReplyTokens) -> None:
+    def _on_details(self, request_id: int, data: ReplyTokens, blob: bytes) -> None:
         if self.active is not None and self.active.request_id == request_id:
-            self.active.token_data = data
+            self.active.token_data, self.active.token_blob = data, blob
 
     def _on_failed(self, request_id: int, message: str) -> None:
         if (active := self._take(request_id)) is not None:

@@ -62,55 +62,104 @@ class TokenInfo:
         return bucket_of(self.rank)
 
 
-@dataclass(frozen=True)
 class ReplyTokens:
-    tokens: tuple[TokenInfo, ...]
+    """The tokens of one reply, kept as columns (a reply of 2,000 tokens has 20,000 alternatives: building an
+    object for each would cost the window more than it needs). `token(i)` gives one as a TokenInfo."""
+
+    def __init__(self, ids=(), pieces=(), logprobs=(), ranks=(), top_ids=(), top_lp=(), k: int = TOP,
+                 texts: dict[int, str] | None = None):
+        self.ids, self.pieces = array("i", ids), list(pieces)
+        self.logprobs, self.ranks = array("f", logprobs), array("I", ranks)
+        self.k = k
+        self.top_ids, self.top_lp = array("i", top_ids), array("f", top_lp)  # n * k, -1 where none
+        self.texts = dict(texts or {})  # the text of each token id among the alternatives
+
+    @classmethod
+    def of(cls, tokens) -> ReplyTokens:
+        """From TokenInfos (or anything with token, piece, logprob, rank and top)."""
+        out = cls()
+        for t in tokens:
+            out.add(t.token, t.piece, t.logprob, t.rank, [(c.token, c.text, c.logprob) for c in t.top])
+        return out
+
+    def add(self, token: int, piece: str, logprob: float, rank: int, top) -> None:
+        """One more token; `top`: (id, text, log-probability) of its alternatives, likeliest first."""
+        self.ids.append(token)
+        self.pieces.append(piece)
+        self.logprobs.append(logprob)
+        self.ranks.append(max(0, rank or 0))
+        top = list(top)[: self.k]
+        for token_id, text, lp in top:
+            self.top_ids.append(token_id)
+            self.top_lp.append(lp)
+            if token_id >= 0 and token_id not in self.texts:
+                self.texts[token_id] = text
+        for _ in range(self.k - len(top)):
+            self.top_ids.append(-1)
+            self.top_lp.append(0.0)
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.ids)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ReplyTokens) and all(getattr(self, name) == getattr(other, name) for name in
+                                                      ("ids", "pieces", "logprobs", "ranks", "k", "top_ids"))
 
     def text(self) -> str:
-        return "".join(t.piece for t in self.tokens)
+        return "".join(self.pieces)
+
+    def prob(self, i: int) -> float:
+        return math.exp(self.logprobs[i])
+
+    def bucket(self, i: int) -> int:
+        return bucket_of(self.ranks[i])
+
+    def token(self, i: int) -> TokenInfo:
+        k = self.k
+        top = tuple(Choice(self.top_ids[j], self.texts.get(self.top_ids[j], ""), self.top_lp[j])
+                    for j in range(i * k, i * k + k) if self.top_ids[j] >= 0)
+        return TokenInfo(self.ids[i], self.pieces[i], self.logprobs[i], self.ranks[i], top)
+
+    @property
+    def tokens(self) -> tuple[TokenInfo, ...]:
+        return tuple(self.token(i) for i in range(len(self)))
 
     def counts(self) -> tuple[int, int, int, int]:
         """How many tokens fall in each of GLTR's four rank buckets."""
         out = [0, 0, 0, 0]
-        for t in self.tokens:
-            out[t.bucket] += 1
+        for rank in self.ranks:
+            out[bucket_of(rank)] += 1
         return tuple(out)
 
     def prefix(self, n: int) -> ReplyTokens:
-        return ReplyTokens(self.tokens[:n])
+        k = self.k
+        return ReplyTokens(self.ids[:n], self.pieces[:n], self.logprobs[:n], self.ranks[:n], self.top_ids[:n * k],
+                           self.top_lp[:n * k], k, self.texts)
 
     def __add__(self, other: ReplyTokens) -> ReplyTokens:
-        return ReplyTokens(self.tokens + other.tokens)
+        if other.k != self.k:
+            return ReplyTokens.of(self.tokens + other.tokens)
+        return ReplyTokens(self.ids + other.ids, self.pieces + other.pieces, self.logprobs + other.logprobs,
+                           self.ranks + other.ranks, self.top_ids + other.top_ids, self.top_lp + other.top_lp,
+                           self.k, {**self.texts, **other.texts})
 
-    def alternative_at(self, index: int, choice: Choice) -> TokenInfo:
-        """The token `choice` in the place of token `index`: the same prediction, another pick."""
-        old = self.tokens[index]
+    def alternative_at(self, index: int, choice: Choice) -> ReplyTokens:
+        """The reply up to token `index`, with `choice` in its place: the same prediction, another pick."""
+        old = self.token(index)
         rank = next((i + 1 for i, c in enumerate(old.top) if c.token == choice.token), old.rank)
-        return TokenInfo(choice.token, choice.text, choice.logprob, rank, old.top)
+        picked = ReplyTokens(k=self.k)
+        picked.add(choice.token, choice.text, choice.logprob, rank, [(c.token, c.text, c.logprob) for c in old.top])
+        return self.prefix(index) + picked
 
     # the stored form
 
     def encode(self) -> bytes:
-        n, k = len(self.tokens), max((len(t.top) for t in self.tokens), default=0)
-        texts: dict[int, str] = {}
-        ids, ranks, pieces = array("i"), array("I"), []
-        logprobs, top_ids, top_lp = array("f"), array("i", [-1] * (n * k)), array("h", [0] * (n * k))
-        for i, t in enumerate(self.tokens):
-            ids.append(t.token)
-            ranks.append(max(0, t.rank))
-            logprobs.append(t.logprob)
-            pieces.append(t.piece)
-            for j, c in enumerate(t.top):
-                top_ids[i * k + j] = c.token
-                top_lp[i * k + j] = _milli(c.logprob)
-                if c.token >= 0:
-                    texts.setdefault(c.token, c.text)
-        table = json.dumps({"texts": {str(key): value for key, value in texts.items()}, "pieces": pieces},
+        n, k = len(self), self.k
+        texts = {token_id: self.texts[token_id] for token_id in set(self.top_ids) if token_id in self.texts}
+        table = json.dumps({"texts": {str(key): value for key, value in texts.items()}, "pieces": self.pieces},
                            ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        body = b"".join(a.tobytes() for a in (ids, ranks, logprobs, top_ids, top_lp)) + table
+        top_lp = array("h", [_milli(lp) for lp in self.top_lp])
+        body = b"".join(a.tobytes() for a in (self.ids, self.ranks, self.logprobs, self.top_ids, top_lp)) + table
         return _HEADER.pack(_MAGIC, FORMAT, k, n, len(table)) + zlib.compress(body, 6)
 
     @staticmethod
@@ -130,13 +179,10 @@ class ReplyTokens:
                 at += size
             ids, ranks, logprobs, top_ids, top_lp = arrays
             table = json.loads(body[at:at + table_len].decode("utf-8"))
-            texts, pieces = {int(key): value for key, value in table["texts"].items()}, table["pieces"]
-            tokens = []
-            for i in range(n):
-                top = tuple(Choice(top_ids[i * k + j], texts.get(top_ids[i * k + j], ""), top_lp[i * k + j] / 1000)
-                            for j in range(k) if top_ids[i * k + j] >= 0)
-                tokens.append(TokenInfo(ids[i], pieces[i], logprobs[i], ranks[i], top))
-            return ReplyTokens(tuple(tokens))
+            if len(table["pieces"]) != n:
+                return None
+            texts = {int(key): value for key, value in table["texts"].items()}
+            return ReplyTokens(ids, table["pieces"], logprobs, ranks, top_ids, [lp / 1000 for lp in top_lp], k, texts)
         except (struct.error, zlib.error, ValueError, KeyError, IndexError, TypeError):
             return None
 

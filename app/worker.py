@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
-from app.token_data import Choice, ReplyTokens, TokenInfo
+from app.token_data import ReplyTokens
 from engine.inference.chat import chat_style
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
@@ -50,7 +50,7 @@ class EngineWorker(QObject):
     load_failed = Signal(str)
     tokens = Signal(int, str, int)  # request id, text, how many tokens it holds
     finished = Signal(int, object)  # request id, the engine's Done
-    details = Signal(int, object)  # request id, ReplyTokens (just before `finished`, when asked for)
+    details = Signal(int, object, bytes)  # request id, ReplyTokens and its stored form (just before `finished`)
     failed = Signal(int, str)
     chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
 
@@ -82,30 +82,33 @@ class EngineWorker(QObject):
                                    precision=loaded.precision, context_window=loaded.context_window,
                                    chat_style=chat_style(loaded.name)))
 
-    @Slot(int, str, dict, dict)
+    @Slot(int, str, dict, object)
     def generate(self, request_id: int, prompt: str, settings: dict, options: dict) -> None:
         """Write after `prompt`. `options`: `top_logprobs` (each token's rank and that many alternatives, sent
-        as ReplyTokens with the end), `prefix_ids` (tokens put after the prompt, as if already written)."""
+        as ReplyTokens with the end, encoded here: not on the GUI thread), `prefix` (ReplyTokens put after the
+        prompt, as if already written; they begin the ReplyTokens sent)."""
         if self.generator is None:
             self.failed.emit(request_id, "No model is loaded.")
             return
         try:
             sampling = SamplingSettings(**settings).validate()
             top = int(options.get("top_logprobs", 0))
-            if options.get("prefix_ids"):
-                prompt = self.generator.encode_prompt(prompt) + list(options["prefix_ids"])
-            pending, count, last_emit, infos = "", 0, time.monotonic(), []
+            prefix = options.get("prefix")
+            if prefix is not None and len(prefix):
+                prompt = self.generator.encode_prompt(prompt) + list(prefix.ids)
+            data = ReplyTokens(k=top) + prefix if prefix is not None else ReplyTokens(k=top)
+            pending, count, last_emit = "", 0, time.monotonic()
             for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id), top_logprobs=top):
                 if isinstance(event, Done):
                     if pending:
                         self.tokens.emit(request_id, pending, count)
                     if top:
-                        self.details.emit(request_id, ReplyTokens(tuple(infos)))
+                        self.details.emit(request_id, data, data.encode())
                     self.finished.emit(request_id, event)
                     return
                 if top:
-                    infos.append(TokenInfo(event.token, event.text, event.logprob, event.rank,
-                                           tuple(Choice(a.token, a.text, a.logprob) for a in event.top)))
+                    data.add(event.token, event.text, event.logprob, event.rank,
+                             [(a.token, a.text, a.logprob) for a in event.top])
                 pending += event.text
                 count += 1
                 now = time.monotonic()
