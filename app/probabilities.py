@@ -37,11 +37,11 @@ class Colouring:
     by: str = RANKS
     palette: str = GLTR
 
-    def colour(self, token: TokenInfo) -> QColor:
+    def colour(self, data: ReplyTokens, index: int) -> QColor:
         if self.by == PROBABILITY:
-            colour = _gradient(GRADIENT[self.palette], token.prob)
+            colour = _gradient(GRADIENT[self.palette], data.prob(index))
         else:
-            colour = QColor(BUCKET_COLOURS[self.palette][token.bucket])
+            colour = QColor(BUCKET_COLOURS[self.palette][data.bucket(index)])
         colour.setAlpha(ALPHA)
         return colour
 
@@ -77,11 +77,11 @@ def spans(data: ReplyTokens, strip: bool = False) -> list[tuple[int, int, int]]:
     raw = data.text()
     lead, end = (len(raw) - len(raw.lstrip()), len(raw.rstrip())) if strip else (0, len(raw))
     out, at = [], 0
-    for i, token in enumerate(data.tokens):
-        start, stop = max(at, lead), min(at + len(token.piece), end)
+    for i, piece in enumerate(data.pieces):
+        start, stop = max(at, lead), min(at + len(piece), end)
         if stop > start:
             out.append((i, start - lead, stop - lead))
-        at += len(token.piece)
+        at += len(piece)
     return out
 
 
@@ -180,7 +180,8 @@ class TokenCard(QFrame):
 
     def show_token(self, message_id: int, index: int, token: TokenInfo, pickable: bool) -> None:
         self.key = (message_id, index)
-        self.title.setText(f"<b>{_escape(shown(token.piece or token.top[0].text if token.top else token.piece))}</b>"
+        text = next((c.text for c in token.top if c.token == token.token), token.piece)
+        self.title.setText(f"<b>{_escape(shown(text))}</b>"
                            f"&nbsp; p = {token.prob:.2%} · rank {token.rank:,} · {BUCKET_NAMES[token.bucket]}")
         for row in self.rows:
             row.deleteLater()
@@ -266,7 +267,7 @@ class TokenHover(QObject):
         self._hide_timer.stop()
         message_id, index, rect = found
         if self.card.key != (message_id, index) or not self.card.isVisible():
-            self.card.show_token(message_id, index, data.tokens[index], self.pickable(message_id))
+            self.card.show_token(message_id, index, data.token(index), self.pickable(message_id))
             self._place(rect)
             self.card.show()
             self.card.raise_()

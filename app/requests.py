@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from engine.inference.generate import Done
     from engine.inference.scoring import OptionScore
 
-Kind = Literal["chat", "notebook", "task", "choice"]
+Kind = Literal["chat", "notebook", "task", "choice", "analysis"]
 
 
 @dataclass
@@ -57,10 +57,13 @@ class RequestController(QObject):
     finished = Signal(object, object)  # ActiveRequest (no longer active), the engine's Done
     failed = Signal(object, str)  # ActiveRequest (no longer active), message
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
+    progress = Signal(object, int, int)  # ActiveRequest (an analysis), tokens done, tokens in all
+    analysed = Signal(object, object)  # ActiveRequest (no longer active), ReplyTokens (None: cancelled)
 
     _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
     _generate = Signal(int, str, dict, object)
     _choose = Signal(int, str, list, bool)
+    _analyse = Signal(int, str)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -76,6 +79,7 @@ class RequestController(QObject):
         self._load.connect(self.worker.load)
         self._generate.connect(self.worker.generate)
         self._choose.connect(self.worker.choose)
+        self._analyse.connect(self.worker.analyse)
         self.worker.loading.connect(self.loading)
         self.worker.loaded.connect(self._on_loaded)
         self.worker.load_failed.connect(self._on_load_failed)
@@ -84,6 +88,8 @@ class RequestController(QObject):
         self.worker.details.connect(self._on_details)
         self.worker.failed.connect(self._on_failed)
         self.worker.chosen.connect(self._on_chosen)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.analysed.connect(self._on_analysed)
         self.engine_thread.start()
 
     def load(self, model: str | None, device: str, precision: str, threads: int) -> None:
@@ -117,6 +123,12 @@ class RequestController(QObject):
         """Score each option after `context`; `chosen` or `failed` follows."""
         request = self._begin("choice", {"normalise": normalise})
         self._choose.emit(request.request_id, context, list(options), normalise)
+        return request
+
+    def analyse(self, text: str) -> ActiveRequest:
+        """Score every token of `text`; `progress` follows, then `analysed` or `failed`."""
+        request = self._begin("analysis", {})
+        self._analyse.emit(request.request_id, text)
         return request
 
     def stop(self) -> None:
@@ -180,3 +192,11 @@ class RequestController(QObject):
     def _on_chosen(self, request_id: int, scores: list[OptionScore]) -> None:
         if (active := self._take(request_id)) is not None:
             self.chosen.emit(active, scores)
+
+    def _on_progress(self, request_id: int, done: int, total: int) -> None:
+        if self.active is not None and self.active.request_id == request_id:
+            self.progress.emit(self.active, done, total)
+
+    def _on_analysed(self, request_id: int, data: ReplyTokens | None) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.analysed.emit(active, data)

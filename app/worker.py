@@ -53,6 +53,8 @@ class EngineWorker(QObject):
     details = Signal(int, object, bytes)  # request id, ReplyTokens and its stored form (just before `finished`)
     failed = Signal(int, str)
     chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
+    progress = Signal(int, int, int)  # request id, tokens analysed so far, tokens in all
+    analysed = Signal(int, object)  # request id, the text's ReplyTokens (None: cancelled)
 
     def __init__(self):
         super().__init__()
@@ -138,3 +140,41 @@ class EngineWorker(QObject):
             self.failed.emit(request_id, f"Unexpected error while scoring: {exc}")
             return
         self.chosen.emit(request_id, scores)
+
+    @Slot(int, str)
+    def analyse(self, request_id: int, text: str) -> None:
+        """Score every token of `text` (window by window, `progress` after each) with its rank and top
+        alternatives, as GLTR does; `analysed` with its ReplyTokens, or None once the window cancelled it."""
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        from engine.core.tokenizer import StreamDecoder
+        from engine.inference.scoring import score_ids
+
+        try:
+            loaded, cancel = self.generator.loaded, _CancelFlag(self, request_id)
+            ids = loaded.tokenizer.encode(text)
+            if not ids:
+                self.failed.emit(request_id, "There is no text to analyse.")
+                return
+            data, decoder, done = ReplyTokens(), StreamDecoder(loaded.tokenizer), 0
+            self.progress.emit(request_id, 0, len(ids))
+            for batch in score_ids(loaded, ids, top_logprobs=data.k):
+                if cancel.is_set():
+                    self.analysed.emit(request_id, None)
+                    return
+                for score in batch:
+                    data.add(score.token, decoder.push(score.token), score.logprob, score.rank,
+                             [(a.token, a.text, a.logprob) for a in score.top])
+                done += len(batch)
+                self.progress.emit(request_id, done, len(ids))
+            if data.pieces:
+                data.pieces[-1] += decoder.flush()
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error while analysing: {exc}")
+            return
+        self.analysed.emit(request_id, data)

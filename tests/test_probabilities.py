@@ -35,3 +35,201 @@ def test_each_reply_and_continuation_keeps_its_tokens_ranks_and_alternatives(qtb
     data = stored_tokens(window, continuation.id)
     assert data is not None and data.text() == continuation.content
     assert window.notebook.document() == "Once upon a time" + continuation.content
+
+
+def fragments(view, message_id=None):
+    """(position, text, token index, background) of each token fragment of a text view's document."""
+    from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE
+
+    out, block = [], view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if fmt.property(TOKEN_MESSAGE) is not None and message_id in (None, fmt.property(TOKEN_MESSAGE)):
+                out.append((fragment.position(), fragment.text(), fmt.property(TOKEN_INDEX),
+                            fmt.background().color().name() if fmt.background().style() else None))
+            it += 1
+        block = block.next()
+    return out
+
+
+def hover_token(qtbot, view, position):
+    """Move the mouse over the character at `position` of a text view; the hover's card."""
+    from PySide6.QtGui import QTextCursor
+
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(position)
+    rect = view.cursorRect(cursor)
+    qtbot.mouseMove(view.viewport(), QPoint(rect.x() + 2, rect.center().y()))
+    return view.hover.card if hasattr(view, "hover") else None
+
+
+def test_probabilities_colour_each_reply_token_by_rank_and_hover_shows_its_alternatives(qtbot, open_window):
+    from app.probabilities import BUCKET_COLOURS, GLTR
+
+    window = open_window(max_new_tokens=30, temperature=1.0, seed=3)
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    reply = window.history.messages(window.conversations.current_id)[-1]
+    assert not fragments(window.chat.transcript)  # off by default: Markdown as before
+    qtbot.keyClick(window, Qt.Key_P, Qt.ControlModifier | Qt.ShiftModifier)
+    assert window.settings.probabilities and window.chat.legend.isVisibleTo(window)
+    assert "top 10" in window.chat.legend.text() and "beyond" in window.chat.legend.text()
+    data = stored_tokens(window, reply.id)
+    shown = fragments(window.chat.transcript, reply.id)
+    assert "".join(text for _, text, _, _ in shown) == reply.content
+    expected = {i: BUCKET_COLOURS[GLTR][data.bucket(i)] for i in range(len(data))}
+    assert all(colour == expected[index] for _, _, index, colour in shown)
+    assert len({data.bucket(i) for i in range(len(data))}) > 1  # sampled: not every token is a top-10 one
+    position, text, index, _ = next(f for f in shown if f[2] >= 3 and f[1].strip())
+    card = window.chat.transcript.hover.card
+    hover_token(qtbot, window.chat.transcript, position)
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    assert card.key == (reply.id, index) and len(card.rows) == TOP
+    assert f"rank {data.ranks[index]:,}" in card.title.text()
+    assert [row.choice.token for row in card.rows] == [c.token for c in data.token(index).top]
+    assert sum(row.chosen for row in card.rows) == (1 if data.ranks[index] <= TOP else 0)
+    window.by_probability_action.trigger()  # the gradient instead of the buckets; and the colour-blind palette
+    window.colour_blind_action.trigger()
+    assert window.settings.colour_by == "probability" and window.settings.colour_palette == "colour-blind"
+    assert {c for *_, c in fragments(window.chat.transcript, reply.id)} != {c for *_, c in shown}
+    qtbot.keyClick(window, Qt.Key_P, Qt.ControlModifier | Qt.ShiftModifier)
+    assert not fragments(window.chat.transcript) and not window.chat.legend.isVisibleTo(window)
+
+
+def test_clicking_an_alternative_continues_from_it_and_keeps_the_old_reply_as_a_version(qtbot, open_window):
+    window = open_window(max_new_tokens=20, probabilities=True)
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    old = window.history.messages(conv)[-1]
+    data = stored_tokens(window, old.id)
+    position, _text, index, _ = [f for f in fragments(window.chat.transcript, old.id) if f[1].strip()][4]
+    card = hover_token(qtbot, window.chat.transcript, position)
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    row = card.rows[1]  # greedy chose the likeliest: take the second instead
+    assert not row.chosen
+    qtbot.mouseClick(row, Qt.LeftButton)
+    assert window.active is not None and not card.isVisible()
+    wait_idle(qtbot, window)
+    thread = window.history.messages(conv)
+    new = thread[-1]
+    assert new.id != old.id and window.history.versions(new) == [old.id, new.id]  # the old reply is kept
+    assert new.content.startswith((data.text()[: sum(map(len, data.pieces[:index]))] + row.choice.text).strip())
+    new_data = stored_tokens(window, new.id)
+    assert list(new_data.ids[:index]) == list(data.ids[:index]) and new_data.ids[index] == row.choice.token
+    assert new_data.ranks[index] == 2 and len(new_data) == index + 1 + 20
+    assert "‹ 2/2 ›" in window.chat.transcript.toPlainText().replace("\xa0", " ")
+    assert fragments(window.chat.transcript, new.id)  # the new version is coloured too
+    window.conversations.message_action("older", new.id)
+    assert window.history.messages(conv)[-1].id == old.id and old.content in window.chat.transcript.toPlainText()
+
+
+def test_reopening_shows_the_same_colours_without_recomputing(qtbot, open_window, monkeypatch):
+    window = open_window(max_new_tokens=25, temperature=1.0, seed=5, probabilities=True)
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    before = fragments(window.chat.transcript)
+    window.close()
+    from app.worker import EngineWorker
+
+    def no(*_args):
+        raise AssertionError("nothing is recomputed to show the colours")
+
+    monkeypatch.setattr(EngineWorker, "generate", no)
+    again = open_window(probabilities=True)
+    assert fragments(again.chat.transcript) == before and again.requests._last_id == 0
+
+
+def notebook_colours(window):
+    """The backgrounds the notebook's highlighter gives (display only), as colour names."""
+    colours, block = set(), window.notebook.editor.document().begin()
+    while block.isValid():
+        colours |= {r.format.background().color().name() for r in block.layout().formats() if r.format.background().style()}
+        block = block.next()
+    return colours
+
+
+def test_notebook_continuations_are_coloured_and_an_alternative_continues_from_the_cut(qtbot, open_window):
+    window = open_window(max_new_tokens=20)
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText("Once upon a time")
+    window.conversations.continue_notebook()
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    old = window.history.messages(conv)[-1]
+    undo_before = window.notebook.editor.document().availableUndoSteps()
+    window.set_probabilities(True)
+    assert window.notebook.legend.isVisibleTo(window) and notebook_colours(window)
+    assert window.notebook.editor.document().availableUndoSteps() == undo_before  # colours are not an edit
+    assert window.history.conversation(conv).document == window.notebook.document()
+    tokens = fragments(window.notebook.editor, old.id)
+    assert "".join(t for _, t, _, _ in tokens) == old.content
+    position, _text, index, _ = [f for f in tokens if f[1].strip()][3]
+    card = hover_token(qtbot, window.notebook.editor, position)
+    card = window.notebook.hover.card
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    assert card.key == (old.id, index)
+    row = card.rows[2]
+    qtbot.mouseClick(row, Qt.LeftButton)
+    wait_idle(qtbot, window)
+    document = window.notebook.document()
+    assert document.startswith("Once upon a time" + old.content[: position - len("Once upon a time")] + row.choice.text)
+    new = window.history.messages(conv)[-1]
+    assert window.history.versions(new) == [old.id, new.id]  # the old continuation is kept, as a version
+    assert window.history.conversation(conv).document == document
+    assert stored_tokens(window, new.id).ids[0] == row.choice.token and fragments(window.notebook.editor, new.id)
+    qtbot.keyClick(window.notebook.editor, Qt.Key_Z, Qt.ControlModifier)  # the new continuation taken back
+    qtbot.keyClick(window.notebook.editor, Qt.Key_Z, Qt.ControlModifier)  # ... and the cut: the old text again
+    assert window.notebook.document() == "Once upon a time" + old.content
+
+
+TEXT = ("The lighthouse keeper counted the ships that passed in the night. Some were late, and some never came; "
+        "he wrote each one into a book that nobody read. ")
+
+
+def test_analyse_colours_every_token_and_shows_the_buckets_bits_per_byte_and_the_limits(qtbot, open_window, tiny):
+    from engine.inference.analysis import LIMITS, analyse
+
+    window = open_window()
+    window.tabs.setCurrentWidget(window.analysis)
+    view = window.analysis
+    view.set_text(TEXT * 3)
+    qtbot.keyClick(view.input, Qt.Key_Return, Qt.ControlModifier)
+    assert window.active is not None and window.active.kind == "analysis"
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: not view.writing(), timeout=5000)
+    assert view.result.toPlainText() == TEXT * 3
+    expected = analyse(tiny, TEXT * 3)  # the engine's own analysis: the same buckets and bits per byte
+    assert view.chart.counts == expected.buckets
+    assert f"{expected.bits_per_byte:.2f} bits per byte" in view.summary.text()
+    assert view.limits.text() == LIMITS and "cannot prove" in LIMITS
+    assert len(fragments(view.result)) == expected.tokens
+    position, *_ = fragments(view.result)[5]
+    hover_token(qtbot, view.result, position)
+    card = view.hover.card
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    assert len(card.rows) == TOP and not any(row.isEnabled() for row in card.rows)  # nothing to continue here
+
+
+def test_the_notebooks_analyse_scores_its_text_with_edits_and_a_long_analysis_can_be_cancelled(qtbot, open_window):
+    window = open_window()
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText(TEXT)
+    window.notebook.analyse_button.click()
+    assert window.tabs.currentWidget() is window.analysis and window.analysis.input.toPlainText() == TEXT
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.analysis.result.toPlainText() == TEXT, timeout=5000)
+    view = window.analysis
+    view.set_text(TEXT * 300)  # about 10,000 tokens
+    seen = []
+    window.requests.progress.connect(lambda _r, done, total: seen.append((done, total)))
+    view.analyse_button.click()
+    qtbot.waitUntil(lambda: len(seen) > 2 and view.progress.isVisible(), timeout=20000)
+    assert view.cancel_button.isVisible() and seen[-1][1] > 9000
+    view.cancel_button.click()
+    wait_idle(qtbot, window)
+    assert not view.running and "cancelled" in view.message.text() and not view.progress.isVisible()
+    assert view.result.toPlainText() == TEXT  # the previous analysis stays
