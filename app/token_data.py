@@ -20,7 +20,7 @@ TOP = 10  # alternatives kept per token
 FORMAT = 1  # of the blob
 BUCKETS = (10, 100, 1000)  # GLTR's: a rank up to 10, 100, 1000, beyond (as engine.inference.analysis)
 BUCKET_NAMES = ("top 10", "top 100", "top 1000", "beyond")
-_HEADER = struct.Struct("<4sBBII")  # magic, format, alternatives per token, tokens, length of the text table
+_HEADER = struct.Struct("<4sBBII")  # magic, format, alternatives per token, tokens, length of the pieces (JSON)
 _MAGIC = b"GTOK"
 _FLOOR = -32.767  # alternatives' log-probabilities are kept in thousandths of a nat (16 bits), down to here
 
@@ -72,7 +72,17 @@ class ReplyTokens:
         self.logprobs, self.ranks = array("f", logprobs), array("I", ranks)
         self.k = k
         self.top_ids, self.top_lp = array("i", top_ids), array("f", top_lp)  # n * k, -1 where none
-        self.texts = dict(texts or {})  # the text of each token id among the alternatives
+        self._texts = dict(texts) if texts is not None else None
+        self._texts_json: bytes | None = None  # read into `texts` only when an alternative's text is wanted
+
+    @property
+    def texts(self) -> dict[int, str]:
+        """The text of each token id among the alternatives."""
+        if self._texts is None:
+            table = json.loads(self._texts_json.decode("utf-8")) if self._texts_json else {"ids": [], "texts": []}
+            self._texts = dict(zip(table["ids"], table["texts"]))
+            self._texts_json = None
+        return self._texts
 
     @classmethod
     def of(cls, tokens) -> ReplyTokens:
@@ -155,18 +165,19 @@ class ReplyTokens:
 
     def encode(self) -> bytes:
         n, k = len(self), self.k
-        texts = {token_id: self.texts[token_id] for token_id in set(self.top_ids) if token_id in self.texts}
-        table = json.dumps({"texts": {str(key): value for key, value in texts.items()}, "pieces": self.pieces},
-                           ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        used = sorted(token_id for token_id in set(self.top_ids) if token_id in self.texts)
+        pieces = json.dumps(self.pieces, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        texts = json.dumps({"ids": used, "texts": [self.texts[i] for i in used]}, ensure_ascii=False,
+                           separators=(",", ":")).encode("utf-8")
         top_lp = array("h", [_milli(lp) for lp in self.top_lp])
-        body = b"".join(a.tobytes() for a in (self.ids, self.ranks, self.logprobs, self.top_ids, top_lp)) + table
-        return _HEADER.pack(_MAGIC, FORMAT, k, n, len(table)) + zlib.compress(body, 6)
+        body = b"".join(a.tobytes() for a in (self.ids, self.ranks, self.logprobs, self.top_ids, top_lp))
+        return _HEADER.pack(_MAGIC, FORMAT, k, n, len(pieces)) + zlib.compress(body + pieces + texts, 6)
 
     @staticmethod
     def decode(blob: bytes) -> ReplyTokens | None:
         """The tokens of a stored blob; None for one this version cannot read (kept, never an error)."""
         try:
-            magic, version, k, n, table_len = _HEADER.unpack_from(blob)
+            magic, version, k, n, pieces_len = _HEADER.unpack_from(blob)
             if magic != _MAGIC or version != FORMAT:
                 return None
             body = zlib.decompress(blob[_HEADER.size:])
@@ -178,12 +189,13 @@ class ReplyTokens:
                 arrays.append(a)
                 at += size
             ids, ranks, logprobs, top_ids, top_lp = arrays
-            table = json.loads(body[at:at + table_len].decode("utf-8"))
-            if len(table["pieces"]) != n:
+            pieces = json.loads(body[at:at + pieces_len].decode("utf-8"))
+            if len(pieces) != n:
                 return None
-            texts = {int(key): value for key, value in table["texts"].items()}
-            return ReplyTokens(ids, table["pieces"], logprobs, ranks, top_ids, [lp / 1000 for lp in top_lp], k, texts)
-        except (struct.error, zlib.error, ValueError, KeyError, IndexError, TypeError):
+            out = ReplyTokens(ids, pieces, logprobs, ranks, top_ids, [lp / 1000 for lp in top_lp], k)
+            out._texts_json = body[at + pieces_len:]
+            return out
+        except (struct.error, zlib.error, ValueError, KeyError, IndexError, TypeError):  # JSON errors are ValueErrors
             return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
@@ -16,6 +16,7 @@ from app.token_data import ReplyTokens
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
 HARD_BREAK = 2000  # ... and after which the next space does (a text without sentence ends)
 SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]* ")
+PAINT_SLICE = 150  # tokens coloured per turn of the event loop (a long reply never holds the window up)
 
 
 
@@ -49,6 +50,9 @@ class TranscriptView(QTextBrowser):
         self.pickable = True  # whether an alternative can be picked now (not while the model writes)
         self.hover = TokenHover(self, self.token_data.get, lambda _message_id: self.pickable, self)
         self.hover.card.picked.connect(self.alternative_picked)
+        self._to_paint: list[tuple[int, int, ReplyTokens, list[tuple[int, int, int]]]] = []  # id, start, data, places
+        self._painter = QTimer(self, interval=0)
+        self._painter.timeout.connect(self._paint_slice)
 
     def set_colouring(self, colouring: Colouring | None) -> None:
         """Colour replies by what the model predicted (None: plain Markdown); takes effect at the next render."""
@@ -100,6 +104,8 @@ class TranscriptView(QTextBrowser):
         replies, shown coloured while there is a colouring."""
         versions = versions or {}
         self.hover.hide()
+        self._painter.stop()
+        self._to_paint.clear()
         self.token_data.clear()
         if self.colouring is not None and token_data:
             self.token_data.update(token_data)
@@ -119,6 +125,7 @@ class TranscriptView(QTextBrowser):
             else:
                 cursor.insertText(message.content)
         cursor.endEditBlock()
+        self._paint_slice()
         self._rebuilding = False
         self._follow = follow or not messages
         if self._follow:
@@ -127,17 +134,44 @@ class TranscriptView(QTextBrowser):
             self.verticalScrollBar().setValue(place)
 
     def _insert_tokens(self, cursor: QTextCursor, message: Message, data: ReplyTokens) -> bool:
-        """A reply as its tokens, each coloured and marked with its place (for the hover card); False, writing
-        nothing, if the kept tokens are not this text."""
+        """A reply as plain text whose tokens are then coloured and marked with their places (for the hover
+        card), a slice at a time; False, writing nothing, if the kept tokens are not this text."""
         content = message.content
         places = spans(data, strip=True)
         if not places or places[-1][2] != len(content) or data.text().strip() != content:
             self.token_data.pop(message.id, None)
             return False
-        colour = self.colouring.colour
-        for index, start, end in places:
-            cursor.insertText(content[start:end], token_format(message.id, index, colour(data, index)))
+        self._to_paint.append((message.id, cursor.position(), data, places))
+        cursor.insertText(content)
         return True
+
+    def _paint_slice(self) -> None:
+        """Colour the next PAINT_SLICE tokens waiting to be coloured; the rest at the next turns of the loop."""
+        budget, colour = PAINT_SLICE, self.colouring.colour if self.colouring else None
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        while self._to_paint and budget > 0 and colour is not None:
+            message_id, at, data, places = self._to_paint[0]
+            done, rest = places[:budget], places[budget:]
+            for index, start, end in done:
+                cursor.setPosition(at + start)
+                cursor.setPosition(at + end, QTextCursor.KeepAnchor)
+                cursor.setCharFormat(token_format(message_id, index, colour(data, index)))
+            budget -= len(done)
+            if rest:
+                self._to_paint[0] = (message_id, at, data, rest)
+            else:
+                self._to_paint.pop(0)
+        cursor.endEditBlock()
+        if self._to_paint and colour is not None:
+            self._painter.start()
+        else:
+            self._painter.stop()
+            self._to_paint.clear()
+
+    def painting(self) -> bool:
+        """Whether tokens are still waiting to be coloured."""
+        return bool(self._to_paint)
 
     def begin_stream(self, pending_user: str | None = None, writer: str = "Assistant") -> None:
         """Start a reply at the end, headed by the model writing it; `pending_user` shows a user turn not yet

@@ -233,3 +233,85 @@ def test_the_notebooks_analyse_scores_its_text_with_edits_and_a_long_analysis_ca
     wait_idle(qtbot, window)
     assert not view.running and "cancelled" in view.message.text() and not view.progress.isVisible()
     assert view.result.toPlainText() == TEXT  # the previous analysis stays
+
+
+def long_reply(n=2000, seed=0):
+    """A reply of `n` tokens with its kept data, as a model would write it: sentences, paragraphs, ranks from
+    1 to beyond 1000, ten alternatives each."""
+    import random
+
+    rng = random.Random(seed)
+    words = [" the", " keeper", " light", " ship", " night", " sea", " wrote", " and", " of", " book", " storm"]
+    data = ReplyTokens()
+    for i in range(n):
+        piece = "." if i % 15 == 14 else rng.choice(words)
+        if i % 120 == 119:
+            piece = ".\n\n"
+        top = [(rng.randrange(50000), rng.choice(words), -0.3 * j - rng.random()) for j in range(TOP)]
+        data.add(top[0][0], piece, -rng.random() * 8, rng.choice((1, 2, 5, 30, 400, 5000)), top)
+    return data
+
+
+def measure_gaps(qtbot, steps, interval_ms=15):
+    """Run `steps` one per event-loop turn, `interval_ms` apart, while a 5 ms timer notes how long the event
+    loop went without turning; the worst gap in ms."""
+    gaps, last, took = [], [time.perf_counter()], []
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer(interval=5)
+    timer.timeout.connect(tick)
+    pending = list(steps)
+
+    def next_step():
+        if pending:
+            started = time.perf_counter()
+            step = pending.pop(0)
+            step()
+            took.append(((time.perf_counter() - started) * 1000, len(took)))
+            QTimer.singleShot(interval_ms, next_step)
+
+    timer.start()
+    last[0] = time.perf_counter()
+    QTimer.singleShot(interval_ms, next_step)
+    qtbot.waitUntil(lambda: not pending, timeout=60000)
+    qtbot.wait(100)
+    timer.stop()
+    import os
+    if os.environ.get("GAPS_DEBUG"):
+        print(sorted(took)[-5:], sorted(g * 1000 for g in gaps)[-8:])
+    return max(gaps) * 1000, statistics.median(gaps) * 1000
+
+
+def test_colouring_hovering_and_scrolling_a_2000_token_reply_keep_the_event_loop_turning(qtbot, open_window,
+                                                                                         record_property):
+    window = open_window()
+    data = long_reply()
+    conv = window.history.create_conversation("long", "chat")
+    window.history.add_message(conv, "user", "Tell me about the keeper")
+    reply = window.history.add_message(conv, "assistant", data.text().strip(), tokens=data.encode())
+    window.conversations.open(conv)
+    view = window.chat.transcript
+    bar = view.verticalScrollBar()
+    steps = [lambda: window.set_probabilities(True)]
+    for k in range(40):  # hover over token after token, scrolling as a person reads
+        steps.append(lambda k=k: bar.setValue(bar.maximum() * k // 40))
+        steps.append(lambda k=k: qtbot.mouseMove(view.viewport(), QPoint(40 + 17 * k % 500, 30 + 9 * k % 200)))
+    steps.append(lambda: window.set_probabilities(False))
+    steps.append(lambda: window.set_probabilities(True))
+    worst, median = measure_gaps(qtbot, steps)
+    qtbot.waitUntil(lambda: not view.painting(), timeout=5000)
+    assert len(fragments(view, reply)) == len(spans_of(data))
+    record_property("worst_event_loop_gap_ms", worst)
+    print(f"\ncolouring, hovering and scrolling a 2,000-token reply: worst event-loop gap {worst:.1f} ms "
+          f"(median {median:.1f} ms)")
+    assert worst < 50
+
+
+def spans_of(data):
+    from app.probabilities import spans
+
+    return spans(data, strip=True)
