@@ -8,6 +8,7 @@ time, so that a text of 20,000 tokens never holds the window up.
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -17,11 +18,11 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit,
                                QSplitter, QVBoxLayout, QWidget)
 
 from app.notice import say
-from app.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, spans, token_format
-from app.token_data import BUCKET_NAMES, ReplyTokens
+from app.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
+from app.token_data import BUCKET_NAMES, TextAnalysis
 from engine.inference.analysis import LIMITS
 
-SLICE = 300  # tokens written per turn of the event loop
+SLICE = 150  # tokens written per turn of the event loop
 
 
 class BucketChart(QWidget):
@@ -60,12 +61,12 @@ class AnalysisView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.data: ReplyTokens | None = None
+        self.analysis: TextAnalysis | None = None
         self.colouring = Colouring()
-        self._places: list[tuple[int, int, int]] = []
         self._written = 0
         self._text = ""
         self.running = False
+        self._collector_paused = False
         self.input = QPlainTextEdit(accessibleName="Text to analyse")
         self.input.setPlaceholderText("Paste a text here (or open a file), then Analyse (Ctrl+Enter): every token is "
                                       "coloured by how likely the model found it.")
@@ -80,7 +81,8 @@ class AnalysisView(QWidget):
         self.cancel_button.hide()
         self.result = QPlainTextEdit(accessibleName="Analysed text", readOnly=True)
         self.result.setPlaceholderText("The analysed text appears here, each token coloured by its rank.")
-        self.hover = TokenHover(self.result, lambda key: self.data if key == ANALYSIS else None, lambda _key: False, self)
+        self.hover = TokenHover(self.result, lambda key: self.analysis.data if key == ANALYSIS and self.analysis else None,
+                                lambda _key: False, self)
         self.hover.set_enabled(True)
         self.legend = Legend()
         self.legend.show_for(self.colouring)
@@ -125,8 +127,8 @@ class AnalysisView(QWidget):
         """The window's colours (an analysis is always coloured: by GLTR's buckets when Probabilities is off)."""
         self.colouring = colouring or Colouring()
         self.legend.show_for(self.colouring)
-        if self.data is not None and not self.running:
-            self.show_analysis(self.data)
+        if self.analysis is not None and not self.running:
+            self.show_analysis(self.analysis)
 
     # the text
 
@@ -161,6 +163,7 @@ class AnalysisView(QWidget):
 
     def set_running(self, running: bool, text: str = "") -> None:
         self.running = running
+        self._pause_collector(running)
         self.analyse_button.setText("Cancel" if running else "Analyse")
         self.cancel_button.setVisible(running)
         self.progress.setVisible(running)
@@ -179,25 +182,25 @@ class AnalysisView(QWidget):
         self.set_running(False)
         self.say("The analysis was cancelled.")
 
-    def show_analysis(self, data: ReplyTokens) -> None:
-        """Show an analysed text: the figures at once, the coloured tokens a slice at a time."""
+    def show_analysis(self, analysis: TextAnalysis) -> None:
+        """Show an analysed text: the figures at once, the coloured tokens a slice at a time (a paragraph longer
+        than a few sentences is shown broken at its sentence ends: Qt lays out a whole paragraph at each change)."""
         self.set_running(False)
-        self.data = data
-        counts = data.counts()
+        self.analysis = analysis
+        data, counts = analysis.data, analysis.counts
         self.chart.set_counts(counts, BUCKET_COLOURS[self.colouring.palette])
-        size = len(data.text().encode("utf-8"))
-        nll = -sum(data.logprobs)
-        bpb = nll / math.log(2) / size if size else float("nan")
         top10 = counts[0] / len(data) if len(data) else 0.0
-        self.summary.setText(f"<b>{len(data):,} tokens</b>, {size:,} bytes · <b>{bpb:.2f} bits per byte</b> · "
-                             f"perplexity {math.exp(nll / len(data)):,.1f} · {top10:.0%} of the tokens were among "
-                             "the model's 10 likeliest")
+        self.summary.setText(f"<b>{len(data):,} tokens</b>, {analysis.bytes:,} bytes · "
+                             f"<b>{analysis.bits_per_byte:.2f} bits per byte</b> · perplexity "
+                             f"{math.exp(analysis.nll / max(1, len(data))):,.1f} · {top10:.0%} of the tokens were "
+                             "among the model's 10 likeliest")
         self.hover.hide()
         self.result.clear()
-        self._places = spans(data)
-        self._written = 0
+        self._text = data.text()
+        self._written, self._cut = 0, 0
+        self._pause_collector(True)
         self._write_slice()
-        if self._written < len(self._places):
+        if self._written < len(analysis.places):
             self._writer.start()
 
     def writing(self) -> bool:
@@ -205,16 +208,41 @@ class AnalysisView(QWidget):
         return self._writer.isActive()
 
     def _write_slice(self) -> None:
-        data, places = self.data, self._places
-        text = data.text()
+        analysis, text = self.analysis, self._text
+        data, places, cuts = analysis.data, analysis.places, analysis.cuts
         cursor = QTextCursor(self.result.document())
         cursor.movePosition(QTextCursor.End)
         cursor.beginEditBlock()
         end = min(len(places), self._written + SLICE)
         colour = self.colouring.colour
         for index, start, stop in places[self._written:end]:
+            while self._cut < len(cuts) and cuts[self._cut] < stop:  # a new block begins inside (or at) this token
+                cut = max(cuts[self._cut], start)
+                if cut > start:
+                    cursor.insertText(text[start:cut], token_format(ANALYSIS, index, colour(data, index)))
+                cursor.insertBlock()
+                start = cut
+                self._cut += 1
             cursor.insertText(text[start:stop], token_format(ANALYSIS, index, colour(data, index)))
         cursor.endEditBlock()
         self._written = end
         if end >= len(places):
             self._writer.stop()
+            self._pause_collector(False)
+
+    def shutdown(self) -> None:
+        """The window is closing: stop writing, and let the collector run again."""
+        self._writer.stop()
+        self.running = False
+        self._pause_collector(False)
+
+    def _pause_collector(self, pause: bool) -> None:
+        """Python's cycle collector is held back while an analysis runs and is written: its full passes over the
+        hundreds of thousands of objects a long text's scores make would stop every thread, the GUI's too, for
+        a tenth of a second at a time. Whatever it would have found waits until the text is shown."""
+        if pause and not self._collector_paused and gc.isenabled():
+            gc.disable()
+            self._collector_paused = True
+        elif not pause and self._collector_paused and not self.running and not self.writing():
+            self._collector_paused = False
+            gc.enable()

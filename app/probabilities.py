@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPalette, QTextCharFormat, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QAbstractButton, QFrame, QLabel, QVBoxLayout, QWidget
 
-from app.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo
+from app.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo, soft_breaks, spans  # noqa: F401
 
 TOKEN_MESSAGE = QTextFormat.UserProperty + 2  # a char format property: the message (or analysis) the token is of
 TOKEN_INDEX = QTextFormat.UserProperty + 3  # ... and its index there
@@ -60,6 +60,25 @@ def _gradient(stops: tuple[str, ...], p: float) -> QColor:
                   round(a.blue() + (b.blue() - a.blue()) * t))
 
 
+def block_positions(at: int, cuts: list[int]):
+    """Maps an offset in a text written at `at` with a new block begun at each of `cuts` to its position in the
+    document: (start of a character, end of a span)."""
+    from bisect import bisect_left, bisect_right
+
+    return (lambda offset: at + offset + bisect_right(cuts, offset)), (lambda offset: at + offset + bisect_left(cuts, offset))
+
+
+def write_broken(cursor: QTextCursor, text: str, cuts: list[int]) -> None:
+    """Insert `text` with a new block at each of `cuts` (Qt lays a whole paragraph out at each change: a long
+    one is shown broken at its sentence ends, so that colouring it a slice at a time stays cheap)."""
+    previous = 0
+    for cut in cuts:
+        cursor.insertText(text[previous:cut])
+        cursor.insertBlock()
+        previous = cut
+    cursor.insertText(text[previous:])
+
+
 def token_format(message_id: int, index: int, colour: QColor | None = None,
                  base: QTextCharFormat | None = None) -> QTextCharFormat:
     """The character format of one token: which it is, and its colour (None: uncoloured)."""
@@ -69,20 +88,6 @@ def token_format(message_id: int, index: int, colour: QColor | None = None,
     if colour is not None:
         fmt.setBackground(colour)
     return fmt
-
-
-def spans(data: ReplyTokens, strip: bool = False) -> list[tuple[int, int, int]]:
-    """(index, start, end) of each token that shows text, in the reply's text (`strip`: in the text with its
-    leading and trailing white space stripped, as a chat reply is kept)."""
-    raw = data.text()
-    lead, end = (len(raw) - len(raw.lstrip()), len(raw.rstrip())) if strip else (0, len(raw))
-    out, at = [], 0
-    for i, piece in enumerate(data.pieces):
-        start, stop = max(at, lead), min(at + len(piece), end)
-        if stop > start:
-            out.append((i, start - lead, stop - lead))
-        at += len(piece)
-    return out
 
 
 def shown(text: str) -> str:

@@ -58,7 +58,7 @@ class RequestController(QObject):
     failed = Signal(object, str)  # ActiveRequest (no longer active), message
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
     progress = Signal(object, int, int)  # ActiveRequest (an analysis), tokens done, tokens in all
-    analysed = Signal(object, object)  # ActiveRequest (no longer active), ReplyTokens (None: cancelled)
+    analysed = Signal(object, object)  # ActiveRequest (no longer active), TextAnalysis (None: cancelled)
 
     _load = Signal(str, str, str, int)  # queued to the worker on the engine thread
     _generate = Signal(int, str, dict, object)
@@ -197,6 +197,6 @@ class RequestController(QObject):
         if self.active is not None and self.active.request_id == request_id:
             self.progress.emit(self.active, done, total)
 
-    def _on_analysed(self, request_id: int, data: ReplyTokens | None) -> None:
+    def _on_analysed(self, request_id: int, analysis) -> None:
         if (active := self._take(request_id)) is not None:
-            self.analysed.emit(active, data)
+            self.analysed.emit(active, analysis)

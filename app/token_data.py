@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import zlib
 from array import array
@@ -23,6 +24,11 @@ BUCKET_NAMES = ("top 10", "top 100", "top 1000", "beyond")
 _HEADER = struct.Struct("<4sBBII")  # magic, format, alternatives per token, tokens, length of the pieces (JSON)
 _MAGIC = b"GTOK"
 _FLOOR = -32.767  # alternatives' log-probabilities are kept in thousandths of a nat (16 bits), down to here
+
+
+SOFT_BREAK = 400  # characters of a paragraph after which a view breaks it at the next sentence end
+HARD_BREAK = 1500  # ... or at the next space, without one
+_SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]*(?= )")
 
 
 def bucket_of(rank: int) -> int:
@@ -136,10 +142,8 @@ class ReplyTokens:
 
     def counts(self) -> tuple[int, int, int, int]:
         """How many tokens fall in each of GLTR's four rank buckets."""
-        out = [0, 0, 0, 0]
-        for rank in self.ranks:
-            out[bucket_of(rank)] += 1
-        return tuple(out)
+        within = [sum(1 for rank in self.ranks if rank <= limit) for limit in BUCKETS]
+        return (within[0], within[1] - within[0], within[2] - within[1], len(self.ranks) - within[2])
 
     def prefix(self, n: int) -> ReplyTokens:
         k = self.k
@@ -201,3 +205,66 @@ class ReplyTokens:
 
 def _milli(logprob: float) -> int:
     return int(round(max(_FLOOR, logprob) * 1000)) if logprob > -math.inf else int(_FLOOR * 1000)
+
+
+def spans(data: ReplyTokens, strip: bool = False) -> list[tuple[int, int, int]]:
+    """(index, start, end) of each token that shows text, in the reply's text (`strip`: in the text with its
+    leading and trailing white space stripped, as a chat reply is kept)."""
+    raw = data.text()
+    lead, end = (len(raw) - len(raw.lstrip()), len(raw.rstrip())) if strip else (0, len(raw))
+    out, at = [], 0
+    for i, piece in enumerate(data.pieces):
+        start, stop = max(at, lead), min(at + len(piece), end)
+        if stop > start:
+            out.append((i, start - lead, stop - lead))
+        at += len(piece)
+    return out
+
+
+def soft_breaks(text: str) -> list[int]:
+    """Where a view begins a new block in `text` (before a space that follows a sentence end, once the
+    paragraph is SOFT_BREAK characters long; at a space after HARD_BREAK without one)."""
+    cuts, block = [], 0
+    for paragraph in re.finditer(r"[^\n]+", text):
+        block = paragraph.start()
+        if paragraph.end() - block <= SOFT_BREAK:
+            continue
+        for found in _SENTENCE_END.finditer(text, paragraph.start(), paragraph.end()):
+            while found.end() - block > HARD_BREAK:
+                space = text.find(" ", block + HARD_BREAK, found.end())
+                if space < 0:
+                    break
+                cuts.append(space)
+                block = space
+            if found.end() - block > SOFT_BREAK:
+                cuts.append(found.end())
+                block = found.end()
+        while paragraph.end() - block > HARD_BREAK:
+            space = text.find(" ", block + HARD_BREAK, paragraph.end())
+            if space < 0:
+                break
+            cuts.append(space)
+            block = space
+    return cuts
+
+
+@dataclass(frozen=True)
+class TextAnalysis:
+    """An analysed text (the Analyse view's), with everything the window shows worked out beforehand, off the
+    GUI thread."""
+
+    data: ReplyTokens
+    counts: tuple[int, int, int, int]  # tokens in each of GLTR's rank buckets
+    bytes: int
+    nll: float  # nats, over every token
+    places: list[tuple[int, int, int]]  # spans(data)
+    cuts: list[int]  # soft_breaks(data.text())
+
+    @classmethod
+    def of(cls, data: ReplyTokens) -> TextAnalysis:
+        text = data.text()
+        return cls(data, data.counts(), len(text.encode("utf-8")), -sum(data.logprobs), spans(data), soft_breaks(text))
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll / math.log(2) / self.bytes if self.bytes else float("nan")

@@ -10,7 +10,7 @@ from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
 from app.history import Message, speaker
-from app.probabilities import Colouring, TokenHover, spans, token_format
+from app.probabilities import Colouring, TokenHover, block_positions, soft_breaks, spans, token_format, write_broken
 from app.token_data import ReplyTokens
 
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
@@ -50,7 +50,7 @@ class TranscriptView(QTextBrowser):
         self.pickable = True  # whether an alternative can be picked now (not while the model writes)
         self.hover = TokenHover(self, self.token_data.get, lambda _message_id: self.pickable, self)
         self.hover.card.picked.connect(self.alternative_picked)
-        self._to_paint: list[tuple[int, int, ReplyTokens, list[tuple[int, int, int]]]] = []  # id, start, data, places
+        self._to_paint: list[tuple] = []  # (message id, ReplyTokens, its places left, start→position, end→position)
         self._painter = QTimer(self, interval=0)
         self._painter.timeout.connect(self._paint_slice)
 
@@ -141,8 +141,9 @@ class TranscriptView(QTextBrowser):
         if not places or places[-1][2] != len(content) or data.text().strip() != content:
             self.token_data.pop(message.id, None)
             return False
-        self._to_paint.append((message.id, cursor.position(), data, places))
-        cursor.insertText(content)
+        cuts = soft_breaks(content)
+        self._to_paint.append((message.id, data, places, *block_positions(cursor.position(), cuts)))
+        write_broken(cursor, content, cuts)
         return True
 
     def _paint_slice(self) -> None:
@@ -151,15 +152,15 @@ class TranscriptView(QTextBrowser):
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         while self._to_paint and budget > 0 and colour is not None:
-            message_id, at, data, places = self._to_paint[0]
+            message_id, data, places, first, last = self._to_paint[0]
             done, rest = places[:budget], places[budget:]
             for index, start, end in done:
-                cursor.setPosition(at + start)
-                cursor.setPosition(at + end, QTextCursor.KeepAnchor)
+                cursor.setPosition(first(start))
+                cursor.setPosition(last(end), QTextCursor.KeepAnchor)
                 cursor.setCharFormat(token_format(message_id, index, colour(data, index)))
             budget -= len(done)
             if rest:
-                self._to_paint[0] = (message_id, at, data, rest)
+                self._to_paint[0] = (message_id, data, rest, first, last)
             else:
                 self._to_paint.pop(0)
         cursor.endEditBlock()

@@ -449,12 +449,12 @@ class MainWindow(QMainWindow):
         self.analysis.set_running(True, text)
         self.requests.analyse(text)
 
-    def _on_analysed(self, _request: ActiveRequest, data) -> None:
+    def _on_analysed(self, _request: ActiveRequest, analysis) -> None:
         self.status_bar.set_busy(False)
-        if data is None:
+        if analysis is None:
             self.analysis.show_cancelled()
         else:
-            self.analysis.show_analysis(data)
+            self.analysis.show_analysis(analysis)
         self._update_buttons()
 
     # what the engine sends back
@@ -587,4 +587,5 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.models.shutdown()
         self.server.shutdown()
+        self.analysis.shutdown()
         super().closeEvent(event)

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
-from app.token_data import ReplyTokens
+from app.token_data import ReplyTokens, TextAnalysis
 from engine.inference.chat import chat_style
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
@@ -54,7 +54,7 @@ class EngineWorker(QObject):
     failed = Signal(int, str)
     chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
     progress = Signal(int, int, int)  # request id, tokens analysed so far, tokens in all
-    analysed = Signal(int, object)  # request id, the text's ReplyTokens (None: cancelled)
+    analysed = Signal(int, object)  # request id, the text's TextAnalysis (None: cancelled)
 
     def __init__(self):
         super().__init__()
@@ -144,7 +144,8 @@ class EngineWorker(QObject):
     @Slot(int, str)
     def analyse(self, request_id: int, text: str) -> None:
         """Score every token of `text` (window by window, `progress` after each) with its rank and top
-        alternatives, as GLTR does; `analysed` with its ReplyTokens, or None once the window cancelled it."""
+        alternatives, as GLTR does; `analysed` with its TextAnalysis (worked out here, not on the GUI thread), or
+        None once the window cancelled it."""
         if self.generator is None:
             self.failed.emit(request_id, "No model is loaded.")
             return
@@ -153,7 +154,7 @@ class EngineWorker(QObject):
 
         try:
             loaded, cancel = self.generator.loaded, _CancelFlag(self, request_id)
-            ids = loaded.tokenizer.encode(text)
+            ids = _encode_in_pieces(loaded.tokenizer, text)
             if not ids:
                 self.failed.emit(request_id, "There is no text to analyse.")
                 return
@@ -170,6 +171,7 @@ class EngineWorker(QObject):
                 self.progress.emit(request_id, done, len(ids))
             if data.pieces:
                 data.pieces[-1] += decoder.flush()
+            analysis = TextAnalysis.of(data)
         except EngineError as exc:
             self.failed.emit(request_id, str(exc))
             return
@@ -177,4 +179,22 @@ class EngineWorker(QObject):
             traceback.print_exc()
             self.failed.emit(request_id, f"Unexpected error while analysing: {exc}")
             return
-        self.analysed.emit(request_id, data)
+        self.analysed.emit(request_id, analysis)
+
+
+ENCODE_PIECE = 2000  # characters: the tokenizer holds the interpreter while it encodes (the GUI thread waits)
+
+
+def _encode_in_pieces(tokenizer, text: str) -> list[int]:
+    """`tokenizer.encode(text)`, a piece at a time so that the GUI thread gets its turns. Each piece ends before
+    a space that follows a non-space and precedes one: GPT-2's pre-tokenizer always begins a new word there,
+    so the ids are the same as in one go."""
+    ids, start = [], 0
+    while start < len(text):
+        end = start + ENCODE_PIECE
+        while end < len(text) and not (text[end] == " " and not text[end - 1].isspace()
+                                        and end + 1 < len(text) and not text[end + 1].isspace()):
+            end += 1
+        ids += tokenizer.encode(text[start:end])
+        start = end
+    return ids
