@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHighlighter, QTextCharFormat, QTextCursor,
                            QTextFormat)
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenHover, spans, token_format
 from app.token_data import ReplyTokens
@@ -58,6 +58,7 @@ class NotebookPage(QWidget):
     autosave_due = Signal()  # the user stopped editing a moment ago: time to save the document
     alternative_picked = Signal(int, int, object)  # a continuation's id, a token's index, the Choice instead
     analyse_requested = Signal(str)  # Analyse: the whole text, scored token by token (also after edits)
+    suggest_requested = Signal(str)  # Ctrl+Space: the text before the cursor, to continue in a few words
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -82,6 +83,12 @@ class NotebookPage(QWidget):
         self.continue_button.setToolTip("Ctrl+Enter")
         self.continue_button.clicked.connect(self._continue_or_stop)
         QShortcut(QKeySequence("Ctrl+Return"), self.editor, activated=self._continue_or_stop)
+        QShortcut(QKeySequence("Ctrl+Space"), self.editor, activated=self._ask_suggestions)
+        self.suggestions = QListWidget(self.editor.viewport())  # Ctrl+Space's: Up/Down, Enter picks, Esc dismisses
+        self.suggestions.setAccessibleName("Suggestions")
+        self.suggestions.hide()
+        self.suggestions.installEventFilter(self)
+        self.suggestions.itemActivated.connect(lambda item: self.use_suggestion(item.text()))
         self.analyse_button = QPushButton("Analyse")
         self.analyse_button.setToolTip("Score every token of this text, edits included (Analyse tab)")
         self.analyse_button.clicked.connect(lambda: self.analyse_requested.emit(self.document()))
@@ -220,7 +227,56 @@ class NotebookPage(QWidget):
     def eventFilter(self, watched, event) -> bool:
         if watched is self.editor and event.type() == QEvent.KeyPress:
             self._type_plain()
+        listing = getattr(self, "suggestions", None)  # events come before the list is made
+        if listing is not None and watched is listing and event.type() == QEvent.ShortcutOverride \
+                and event.key() == Qt.Key_Escape:
+            event.accept()  # Esc is the list's (to dismiss it), not the window's Stop
+            return True
+        if listing is not None and watched is listing and event.type() == QEvent.KeyPress:
+            if event.key() == Qt.Key_Escape:
+                self.dismiss_suggestions()
+                return True
+            if event.key() in (Qt.Key_Return, Qt.Key_Enter) and self.suggestions.currentItem() is not None:
+                self.use_suggestion(self.suggestions.currentItem().text())
+                return True
+        if listing is not None and watched is listing and event.type() == QEvent.FocusOut:
+            self.suggestions.hide()
         return super().eventFilter(watched, event)
+
+    # suggestions (Ctrl+Space)
+
+    def _ask_suggestions(self) -> None:
+        if not self._generating and not self.editor.isReadOnly():
+            self.suggest_requested.emit(self.document()[:self.editor.textCursor().position()])
+
+    def show_suggestions(self, texts: list[str]) -> None:
+        """A list under the cursor: Up/Down choose, Enter writes the one chosen at the cursor, Esc dismisses."""
+        self.suggestions.clear()
+        if not texts:
+            return
+        self.suggestions.addItems(texts)
+        self.suggestions.setCurrentRow(0)
+        rect = self.editor.cursorRect()
+        row = self.suggestions.sizeHintForRow(0)
+        width = min(self.editor.viewport().width() - 8,
+                    max(200, max(self.suggestions.fontMetrics().horizontalAdvance(t) for t in texts) + 30))
+        x = min(rect.x(), self.editor.viewport().width() - width - 4)
+        height = row * len(texts) + 6
+        y = rect.bottom() + 2 if rect.bottom() + 2 + height < self.editor.viewport().height() else rect.top() - height - 2
+        self.suggestions.setGeometry(max(0, x), max(0, y), width, height)
+        self.suggestions.show()
+        self.suggestions.raise_()
+        self.suggestions.setFocus()
+
+    def use_suggestion(self, text: str) -> None:
+        """Write a suggestion at the cursor, marked as the model's (one undo step)."""
+        self.suggestions.hide()
+        self.editor.textCursor().insertText(text, model_format(self.palette()))
+        self.editor.setFocus()
+
+    def dismiss_suggestions(self) -> None:
+        self.suggestions.hide()
+        self.editor.setFocus()
 
     def _type_plain(self) -> None:
         cursor = self.editor.textCursor()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from engine.inference.generate import Done
     from engine.inference.scoring import OptionScore
 
-Kind = Literal["chat", "notebook", "task", "choice", "analysis"]
+Kind = Literal["chat", "notebook", "task", "choice", "analysis", "suggest"]
 
 
 @dataclass
@@ -57,6 +57,7 @@ class RequestController(QObject):
     finished = Signal(object, object)  # ActiveRequest (no longer active), the engine's Done
     failed = Signal(object, str)  # ActiveRequest (no longer active), message
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
+    suggested = Signal(object, list)  # ActiveRequest (no longer active), short continuations
     progress = Signal(object, int, int)  # ActiveRequest (an analysis), tokens done, tokens in all
     analysed = Signal(object, object)  # ActiveRequest (no longer active), TextAnalysis (None: cancelled)
 
@@ -64,6 +65,7 @@ class RequestController(QObject):
     _generate = Signal(int, str, dict, object)
     _choose = Signal(int, str, list, bool)
     _analyse = Signal(int, str)
+    _suggest = Signal(int, str, dict, int)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -80,6 +82,7 @@ class RequestController(QObject):
         self._generate.connect(self.worker.generate)
         self._choose.connect(self.worker.choose)
         self._analyse.connect(self.worker.analyse)
+        self._suggest.connect(self.worker.suggest)
         self.worker.loading.connect(self.loading)
         self.worker.loaded.connect(self._on_loaded)
         self.worker.load_failed.connect(self._on_load_failed)
@@ -89,6 +92,7 @@ class RequestController(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.chosen.connect(self._on_chosen)
         self.worker.progress.connect(self._on_progress)
+        self.worker.suggested.connect(self._on_suggested)
         self.worker.analysed.connect(self._on_analysed)
         self.engine_thread.start()
 
@@ -129,6 +133,12 @@ class RequestController(QObject):
         """Score every token of `text`; `progress` follows, then `analysed` or `failed`."""
         request = self._begin("analysis", {})
         self._analyse.emit(request.request_id, text)
+        return request
+
+    def suggest(self, prompt: str, settings: dict, count: int = 3) -> ActiveRequest:
+        """`count` short sampled continuations of `prompt`; `suggested` or `failed` follows."""
+        request = self._begin("suggest", settings)
+        self._suggest.emit(request.request_id, prompt, settings, count)
         return request
 
     def stop(self) -> None:
@@ -200,3 +210,7 @@ class RequestController(QObject):
     def _on_analysed(self, request_id: int, analysis) -> None:
         if (active := self._take(request_id)) is not None:
             self.analysed.emit(active, analysis)
+
+    def _on_suggested(self, request_id: int, texts: list) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.suggested.emit(active, texts)

@@ -173,6 +173,8 @@ class MainWindow(QMainWindow):
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
         self.notebook.analyse_requested.connect(self.analyse_text)
+        self.notebook.suggest_requested.connect(self._suggest)
+        requests.suggested.connect(self._on_suggested)
         self.analysis.analyse_requested.connect(self._run_analysis)
         self.analysis.cancel_requested.connect(requests.stop)
         self.tasks.run_generate.connect(self._run_task)
@@ -432,6 +434,25 @@ class MainWindow(QMainWindow):
         if problem:
             self.tasks.say(problem, error=True)
         return problem is None
+
+    # suggestions
+
+    def _suggest(self, prompt: str) -> None:
+        """Ctrl+Space in the notebook: three short sampled continuations from the cursor."""
+        problem = self.requests.why_not_ready()
+        if problem:
+            self.status_bar.showMessage(problem, 5000)
+            return
+        self.status_bar.showMessage("Suggesting…", 3000)
+        self.requests.suggest(prompt or "\n", {**self.settings.sampling(), "stop": []})
+
+    def _on_suggested(self, _request: ActiveRequest, texts: list) -> None:
+        self.status_bar.set_busy(False)
+        self._update_buttons()
+        if texts:
+            self.notebook.show_suggestions(texts)
+        else:
+            self.status_bar.showMessage("The model had nothing to suggest here.", 5000)
 
     # analysis
 

@@ -53,6 +53,7 @@ class EngineWorker(QObject):
     details = Signal(int, object, bytes)  # request id, ReplyTokens and its stored form (just before `finished`)
     failed = Signal(int, str)
     chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
+    suggested = Signal(int, list)  # request id, short continuations
     progress = Signal(int, int, int)  # request id, tokens analysed so far, tokens in all
     analysed = Signal(int, object)  # request id, the text's TextAnalysis (None: cancelled)
 
@@ -141,6 +142,38 @@ class EngineWorker(QObject):
             return
         self.chosen.emit(request_id, scores)
 
+    @Slot(int, str, dict, int)
+    def suggest(self, request_id: int, prompt: str, settings: dict, count: int) -> None:
+        """`count` short sampled continuations of `prompt` (the prompt is prefilled once: the others reuse its
+        cache), different ones first; `suggested` with them."""
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        try:
+            seed = settings.get("seed")
+            base = seed if seed is not None else int(time.time() * 1000) % 2**31
+            texts: list[str] = []
+            for i in range(count * 2):  # a few more tries if two come out the same
+                sampling = SamplingSettings(**{**settings, "max_new_tokens": SUGGESTION_TOKENS, "stop": ["\n"],
+                                               "temperature": max(settings.get("temperature", 1.0),
+                                                                  SUGGESTION_TEMPERATURE),
+                                               "seed": base + i}).validate()
+                done = [e for e in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id))][-1]
+                if done.stop_reason == "cancelled":
+                    break
+                if done.text.strip() and done.text not in texts:
+                    texts.append(done.text)
+                if len(texts) == count:
+                    break
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error while suggesting: {exc}")
+            return
+        self.suggested.emit(request_id, texts)
+
     @Slot(int, str)
     def analyse(self, request_id: int, text: str) -> None:
         """Score every token of `text` (window by window, `progress` after each) with its rank and top
@@ -180,6 +213,10 @@ class EngineWorker(QObject):
             self.failed.emit(request_id, f"Unexpected error while analysing: {exc}")
             return
         self.analysed.emit(request_id, analysis)
+
+
+SUGGESTION_TOKENS = 8  # a suggestion is a few words: up to a new line or this many tokens
+SUGGESTION_TEMPERATURE = 0.7  # at least: three suggestions at temperature 0 would be one
 
 
 ENCODE_PIECE = 2000  # characters: the tokenizer holds the interpreter while it encodes (the GUI thread waits)

@@ -380,3 +380,33 @@ def test_a_long_text_is_encoded_in_pieces_to_the_same_tokens(tiny):
 
     text = ("Don't  stop — it's 3.14 or 42!\n\n  Indented line.\tTab  and  double spaces 🦊 end. " * 120)
     assert _encode_in_pieces(tiny.tokenizer, text) == tiny.tokenizer.encode(text)
+
+
+def test_ctrl_space_suggests_three_continuations_from_the_cursor_arrows_and_enter_pick_esc_dismisses(qtbot,
+                                                                                                      open_window):
+    window = open_window(temperature=1.0, seed=None)
+    window.conversations.new_notebook()
+    editor = window.notebook.editor
+    editor.setPlainText("The fox ran. And then the crow")
+    cursor = editor.textCursor()
+    cursor.setPosition(len("The fox ran."))  # mid-text: suggestions continue from the cursor
+    editor.setTextCursor(cursor)
+    editor.setFocus()
+    qtbot.keyClick(editor, Qt.Key_Space, Qt.ControlModifier)
+    assert window.active is not None and window.active.kind == "suggest"
+    wait_idle(qtbot, window)
+    listing = window.notebook.suggestions
+    qtbot.waitUntil(listing.isVisible, timeout=2000)
+    texts = [listing.item(i).text() for i in range(listing.count())]
+    assert 2 <= len(texts) <= 3 and len(set(texts)) == len(texts) and all("\n" not in t for t in texts)
+    qtbot.keyClick(listing, Qt.Key_Down)
+    qtbot.keyClick(listing, Qt.Key_Return)
+    assert not listing.isVisible()
+    assert editor.toPlainText() == "The fox ran." + texts[1] + " And then the crow"
+    assert texts[1] in window.notebook.model_text()  # marked as the model's, like a continuation
+    qtbot.keyClick(editor, Qt.Key_Space, Qt.ControlModifier)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(listing.isVisible, timeout=2000)
+    qtbot.keyClick(listing, Qt.Key_Escape)
+    assert not listing.isVisible() and editor.hasFocus()
+    assert editor.toPlainText() == "The fox ran." + texts[1] + " And then the crow"
