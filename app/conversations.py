@@ -15,10 +15,10 @@ from PySide6.QtWidgets import QStackedWidget
 from app.chat_page import ChatPage
 from app.history import FIRST, Conversation, History, Message
 from app.notebook_page import NotebookPage
+from app.probabilities import Colouring
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
-from app.probabilities import Colouring
 from app.token_data import TOP, Choice, ReplyTokens
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
