@@ -339,6 +339,7 @@ def test_analysing_20000_tokens_keeps_the_event_loop_turning_with_progress(qtbot
     view = window.analysis
     window.tabs.setCurrentWidget(view)
     view.set_text(TEXT * 620)  # about 20,000 tokens, in one paragraph
+    qtbot.wait(500)  # Qt lays the pasted 120 KB paragraph out in the input field once (~100 ms): not the analysis
     seen = []
     window.requests.progress.connect(lambda _r, done, total: seen.append((done, total)))
     gaps, last = [], [time.perf_counter()]  # (gap, whether the analysis had begun to report progress)
@@ -372,7 +373,7 @@ def test_analysing_20000_tokens_keeps_the_event_loop_turning_with_progress(qtbot
     assert sum(view.chart.counts) == total and view.result.toPlainText().replace("\n", "") == TEXT * 620
     assert len(fragments(view.result)) == total
     assert worst < 50
-    assert start < 250  # sending the text and starting take one longer turn, not yet found why (see the report)
+    assert start < 150  # starting takes one longer turn (40-90 ms measured under load): not yet under 50 ms
 
 
 def test_a_long_text_is_encoded_in_pieces_to_the_same_tokens(tiny):
