@@ -4,7 +4,7 @@ A reply's `ReplyTokens` holds, per token, its id, the text it made visible (the 
 reply as written, before stripping), its log-probability, its rank under the model's own distribution
 (1 = the likeliest) and its top alternatives. It is stored with the reply in the history as one small
 blob (`encode` / `decode`): a header, the arrays packed as fixed-size numbers, a table of the texts of
-the token ids it uses, all compressed. About 40 bytes a token with ten alternatives.
+the token ids it uses, all compressed: about 60 bytes a token with ten alternatives (measured on 128-token replies).
 """
 
 from __future__ import annotations
