@@ -9,6 +9,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from app.chat_options import ChatOptions
 from app.composer import Composer
 from app.history import Message
+from app.probabilities import Colouring, Legend
+from app.token_data import ReplyTokens
 from app.transcript import TranscriptView
 from app.welcome import WelcomePanel
 
@@ -17,6 +19,7 @@ class ChatPage(QWidget):
     send_requested = Signal()  # Enter in the message box, or Send
     stop_requested = Signal()  # Stop, while a reply is being written
     message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
+    alternative_picked = Signal(int, int, object)  # a reply's id, a token's index, the Choice to continue from
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
     count_due = Signal()  # the message box changed a moment ago: time to count its tokens
     model_chosen = Signal(str)  # for the open conversation: a model's name ("": none of its own)
@@ -37,6 +40,8 @@ class ChatPage(QWidget):
         self.options.preset_chosen.connect(self.preset_chosen)
         self.options.preamble_changed.connect(self.preamble_changed)
         self.options.preamble_changed.connect(self.options.preamble_kept)
+        self.transcript.alternative_picked.connect(self.alternative_picked)
+        self.legend = Legend()
         self.welcome = WelcomePanel()
         self.welcome.models_requested.connect(self.models_requested)
         self.welcome.dismissed.connect(self._dismiss_welcome)
@@ -67,6 +72,7 @@ class ChatPage(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.options)
         layout.addWidget(self.welcome)
+        layout.addWidget(self.legend)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
@@ -78,6 +84,7 @@ class ChatPage(QWidget):
     def set_state(self, generating: bool, ready: bool) -> None:
         """`generating`: the engine is busy (the button stops it); `ready`: a model is loaded."""
         self._generating = generating
+        self.transcript.pickable = not generating
         self.send_button.setText("Stop" if generating else "Send")
         self.send_button.setToolTip("Esc" if generating else "Enter")
         self.send_button.setEnabled(generating or ready)
@@ -165,10 +172,11 @@ class ChatPage(QWidget):
     # the transcript
 
     def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
-                      to_end: bool = False) -> None:
+                      to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None) -> None:
         """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
-        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is."""
-        self.transcript.render(messages, versions or {}, to_end)
+        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is.
+        `token_data`: the kept tokens of replies, coloured while the colouring is on."""
+        self.transcript.render(messages, versions or {}, to_end, token_data)
         self.welcome.setVisible(self._welcome_wanted and not messages)
 
     def set_welcome(self, wanted: bool) -> None:
@@ -183,6 +191,11 @@ class ChatPage(QWidget):
         self.set_welcome(False)
         self.welcome_dismissed.emit()
         self.composer.setFocus()
+
+    def set_colouring(self, colouring: Colouring | None) -> None:
+        """Colour replies by what the model predicted, with a legend (None: plain); shown at the next render."""
+        self.transcript.set_colouring(colouring)
+        self.legend.show_for(colouring)
 
     def begin_stream(self, writer: str) -> None:
         """A reply starts at the end, headed by `writer` (the model's name)."""

@@ -16,9 +16,11 @@ from app.chat_page import ChatPage
 from app.history import FIRST, Conversation, History, Message
 from app.notebook_page import NotebookPage
 from app.presets import sampling_for
+from app.probabilities import Colouring
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
+from app.token_data import TOP, Choice, ReplyTokens
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 
@@ -45,6 +47,8 @@ class ConversationController(QObject):
         self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages
         self.current_id: int | None = None
         self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
+        self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
+        self._decoded: dict[int, ReplyTokens | None] = {}  # kept tokens read from the history, by message id
 
     def current(self) -> Conversation | None:
         return self.history.conversation(self.current_id) if self.current_id is not None else None
@@ -115,11 +119,13 @@ class ConversationController(QObject):
             self.show_messages(self.history.messages(conv.id), to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream(self._writer())
-                self.chat.append(active.text)
+                self.chat.append((active.prefix + active.text).lstrip())
         else:
+            replies = [m for m in self.history.messages(conv.id) if m.role == "assistant"]
+            kept = self.token_data([m.id for m in replies])
             self.notebook.set_document(conv.document + (active.text if streaming else ""),
-                                       [m.content for m in self.history.messages(conv.id) if m.role == "assistant"]
-                                       + ([active.text] if streaming else []))
+                                       [m.content for m in replies] + ([active.text] if streaming else []),
+                                       [(m.id, kept.get(m.id)) for m in replies])
             if streaming:
                 self.notebook.begin_continuation()
         if streaming:
@@ -232,24 +238,63 @@ class ConversationController(QObject):
         self.refresh()
         self._start_chat_reply()
 
-    def _start_chat_reply(self, messages: list[Message] | None = None) -> None:
-        """Write a reply after `messages` (default: the conversation as shown)."""
+    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None) -> None:
+        """Write a reply after `messages` (default: the conversation as shown), starting with the tokens of
+        `prefix` if given (an alternative picked in an earlier version)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
         conv = self.current()
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
         self.show_messages(messages, to_end=True)
         self.chat.begin_stream(self._writer())
         settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
-        request = self.requests.generate("chat", prompt.text, settings, self.current_id)
+        request = self.requests.generate("chat", prompt.text, settings, self.current_id, top_logprobs=TOP,
+                                         prefix=prefix)
         request.reply_after = messages[-1].id if messages else None
+        if prefix is not None:
+            self.chat.append(prefix.text().lstrip())
 
     def _writer(self) -> str:
         """The name of the model writing the reply (the loaded one)."""
         return self.requests.model.name if self.requests.model else "Assistant"
 
     def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
-        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end)."""
-        self.chat.show_messages(messages, self.history.version_places(messages), to_end)
+        """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end), its replies
+        coloured by their kept tokens while the colouring is on (read once, never recomputed)."""
+        data = self.token_data([m.id for m in messages if m.role == "assistant"]) if self.colouring else None
+        self.chat.show_messages(messages, self.history.version_places(messages), to_end, data)
+
+    def token_data(self, message_ids: list[int]) -> dict[int, ReplyTokens]:
+        """The kept tokens of those messages that have them (decoded once per message)."""
+        missing = [i for i in message_ids if i not in self._decoded]
+        if missing:
+            blobs = self.history.tokens(missing)
+            for message_id in missing:
+                self._decoded[message_id] = ReplyTokens.decode(blobs[message_id]) if message_id in blobs else None
+        return {i: self._decoded[i] for i in message_ids if self._decoded.get(i) is not None}
+
+    def set_colouring(self, colouring: Colouring | None) -> None:
+        """Colour replies and continuations by what the model predicted (None: as before), and show it now."""
+        self.colouring = colouring
+        self.chat.set_colouring(colouring)
+        self.notebook.set_colouring(colouring)
+        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE and not self._streaming_here():
+            self.show_messages(self.history.messages(self.current_id))
+
+    def _streaming_here(self) -> bool:
+        active = self.requests.active
+        return active is not None and active.conversation_id == self.current_id and active.kind == "chat"
+
+    def pick_alternative(self, message_id: int, index: int, choice: Choice) -> None:
+        """A token's alternative was clicked: the reply is cut there, the alternative put in its place, and the
+        model goes on from it. The result is a new version of the reply; the old one is kept."""
+        if not self._ready() or self.current_id is None:
+            return
+        messages = self.history.messages(self.current_id)
+        at = next((i for i, m in enumerate(messages) if m.id == message_id), None)
+        data = self.token_data([message_id]).get(message_id)
+        if at is None or data is None or messages[at].role != "assistant":
+            return
+        self._start_chat_reply(messages[:at], prefix=data.alternative_at(index, choice))
 
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
@@ -335,12 +380,37 @@ class ConversationController(QObject):
         self.store_document()
         self.notebook.begin_continuation()
         settings = {**self.settings.sampling(), "stop": []}
-        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id)
+        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
+
+    def pick_notebook_alternative(self, message_id: int, index: int, choice: Choice) -> None:
+        """A continuation's token's alternative was clicked: the text is cut at that token, the alternative put
+        in its place and the model continues from it. The new continuation is saved as a version of the old
+        one (kept in the history); Ctrl+Z brings the old text back."""
+        if not self._ready() or self.current_id is None:
+            return
+        data = self.token_data([message_id]).get(message_id)
+        position = self.notebook.token_position(message_id, index)
+        if data is None or position is None:
+            return
+        old = next((m for m in self.history.messages(self.current_id) if m.id == message_id), None)
+        picked = ReplyTokens.of([data.alternative_at(index, choice).token(index)])
+        head = self.notebook.document()[:position]
+        self.notebook.replace_from(position, choice.text)
+        self.history.set_document(self.current_id, head)  # what the continuation is written after
+        self.notebook.begin_continuation(start=position)
+        settings = {**self.settings.sampling(), "stop": []}
+        request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
+                                         prefix=picked)
+        request.replaces = old.id if old is not None else None
 
     # what a request wrote
 
     def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
-        """Save a finished or stopped chat reply or notebook continuation (one transaction)."""
+        """Save a finished or stopped chat reply or notebook continuation (one transaction), with what the model
+        predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any)."""
+        text = active.prefix + text
+        data = active.token_data
+        tokens = active.token_blob if data is not None and data.text() == text else None
         loaded = self.requests.model
         model = loaded.name if loaded else None
         # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
@@ -351,9 +421,11 @@ class ConversationController(QObject):
         if active.kind == "chat":
             content = text.strip()
             if content or stop_reason != "cancelled":
-                self.history.add_message(active.conversation_id, "assistant", content, model=model,
-                                         settings=settings, stop_reason=stop_reason,
-                                         after=active.reply_after or FIRST)
+                message_id = self.history.add_message(active.conversation_id, "assistant", content, model=model,
+                                                      settings=settings, stop_reason=stop_reason,
+                                                      after=active.reply_after or FIRST, tokens=tokens)
+                if tokens is not None:
+                    self._decoded[message_id] = data
             if not active.detached and self.current_id == active.conversation_id:
                 self.show_messages(self.history.messages(active.conversation_id))
         else:
@@ -362,8 +434,16 @@ class ConversationController(QObject):
             else:
                 self.notebook.end_continuation()
                 document = self.notebook.document()
-            self.history.add_message(active.conversation_id, "assistant", text, model=model,
-                                     settings=settings, stop_reason=stop_reason, document=document)
+            replaced = next((m for m in self.history.messages(active.conversation_id) if m.id == active.replaces),
+                            None) if active.replaces is not None else None
+            message_id = self.history.add_message(active.conversation_id, "assistant", text, model=model,
+                                                  settings=settings, stop_reason=stop_reason, document=document,
+                                                  tokens=tokens,
+                                                  after=(replaced.parent_id or FIRST) if replaced else None)
+            if tokens is not None:
+                self._decoded[message_id] = data
+                if not active.detached:
+                    self.notebook.mark_continuation(message_id, data)
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +38,8 @@ CREATE TABLE messages (
     model TEXT,
     settings TEXT,
     stop_reason TEXT,
-    parent_id INTEGER REFERENCES messages(id)  -- the message before it; its siblings are its versions (version 3)
+    parent_id INTEGER REFERENCES messages(id),  -- the message before it; its siblings are its versions (version 3)
+    tokens BLOB  -- a reply's tokens, their probabilities, ranks and alternatives (app.token_data; version 5)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
 CREATE INDEX messages_by_parent ON messages (parent_id);
@@ -62,6 +63,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE conversations ADD COLUMN preset TEXT",
         "ALTER TABLE conversations ADD COLUMN preamble TEXT NOT NULL DEFAULT ''",
     ),
+    4: ("ALTER TABLE messages ADD COLUMN tokens BLOB",),  # what the model predicted at each token of a reply
 }
 
 
@@ -203,8 +205,9 @@ class History:
                 tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if version == 0 and "conversations" in tables:  # tables made, version not yet written
                     columns = {r[1] for r in probe.execute("PRAGMA table_info(conversations)")}
-                    version = (4 if "preamble" in columns else 3 if "leaf_id" in columns else 2 if "draft" in columns
-                               else 1)
+                    message_columns = {r[1] for r in probe.execute("PRAGMA table_info(messages)")}
+                    version = (5 if "tokens" in message_columns else 4 if "preamble" in columns
+                               else 3 if "leaf_id" in columns else 2 if "draft" in columns else 1)
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
@@ -328,10 +331,11 @@ class History:
 
     def add_message(self, conversation_id: int, role: str, content: str, model: str | None = None,
                     settings: dict | None = None, stop_reason: str | None = None,
-                    document: str | None = None, after: int | None = None) -> int:
+                    document: str | None = None, after: int | None = None, tokens: bytes | None = None) -> int:
         """Insert one message (and, for a notebook, its new document) in a single transaction and show it:
         after the last message shown, or `after` another (FIRST: as the first message). A message put where
-        one already was becomes a new version of that turn; the old one is kept."""
+        one already was becomes a new version of that turn; the old one is kept. `tokens`: a reply's token
+        data (app.token_data), read back with `tokens`."""
         with self.db:
             now = _now()
             if after is None:
@@ -341,9 +345,9 @@ class History:
                 after = None
             cur = self.db.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at, model, settings, stop_reason, "
-                "parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "parent_id, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, role, content, now, model, json.dumps(settings) if settings else None, stop_reason,
-                 after),
+                 after, tokens),
             )
             if document is None:
                 self.db.execute("UPDATE conversations SET updated_at = ?, leaf_id = ? WHERE id = ?",
@@ -352,6 +356,16 @@ class History:
                 self.db.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?, document = ? WHERE id = ?",
                                 (now, cur.lastrowid, document, conversation_id))
         return cur.lastrowid
+
+    def tokens(self, message_ids: list[int]) -> dict[int, bytes]:
+        """The stored token data of those messages that have it (kept apart from `messages`, which is read
+        often and needs none of it)."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" * len(message_ids))
+        rows = self.db.execute(f"SELECT id, tokens FROM messages WHERE id IN ({marks}) AND tokens IS NOT NULL",
+                               list(message_ids)).fetchall()
+        return {message_id: bytes(blob) for message_id, blob in rows}
 
     # whole conversations (export and import)
 

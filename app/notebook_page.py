@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QTimer, Signal
-from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut, QTextCharFormat, QTextCursor, QTextFormat
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHighlighter, QTextCharFormat, QTextCursor,
+                           QTextFormat)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenHover, spans, token_format
+from app.token_data import ReplyTokens
 
 AUTOSAVE_DELAY_MS = 400
 MODEL_WROTE = QTextFormat.UserProperty + 1  # a char format property: this text came from the model
@@ -20,10 +24,41 @@ def model_format(palette: QPalette) -> QTextCharFormat:
     return fmt
 
 
+class TokenHighlighter(QSyntaxHighlighter):
+    """Colours the tokens the model wrote by what it predicted, for display only: the document (and its undo
+    history) is untouched. Attached while the colouring is on."""
+
+    def __init__(self, page: NotebookPage):
+        super().__init__(page)
+        self.page = page
+
+    def highlightBlock(self, _text: str) -> None:
+        colouring, lookup = self.page.colouring, self.page.token_data.get
+        if colouring is None:
+            return
+        block = self.currentBlock()
+        base, it = block.position(), block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            message_id = fmt.property(TOKEN_MESSAGE)
+            if message_id is not None and fmt.boolProperty(MODEL_WROTE):
+                data = lookup(int(message_id))
+                index = int(fmt.property(TOKEN_INDEX))
+                if data is not None and 0 <= index < len(data):
+                    coloured = QTextCharFormat()
+                    coloured.setBackground(colouring.colour(data, index))
+                    self.setFormat(fragment.position() - base, fragment.length(), coloured)
+            it += 1
+
+
 class NotebookPage(QWidget):
     continue_requested = Signal()  # Continue, or Ctrl+Enter
     stop_requested = Signal()  # the same, while the engine is busy
     autosave_due = Signal()  # the user stopped editing a moment ago: time to save the document
+    alternative_picked = Signal(int, int, object)  # a continuation's id, a token's index, the Choice instead
+    analyse_requested = Signal(str)  # Analyse: the whole text, scored token by token (also after edits)
+    suggest_requested = Signal(str)  # Ctrl+Space: the text before the cursor, to continue in a few words
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -37,15 +72,33 @@ class NotebookPage(QWidget):
         self.editor.cursorPositionChanged.connect(self._type_plain)
         self.editor.installEventFilter(self)
         self._first_piece = False  # the next piece of a continuation starts its undo step
+        self._start = 0  # where the continuation being written began
+        self.colouring: Colouring | None = None
+        self.token_data: dict[int, ReplyTokens] = {}  # the kept tokens of the continuations shown, by message id
+        self.highlighter = TokenHighlighter(self)
+        self.hover = TokenHover(self.editor, self.token_data.get, lambda _message_id: not self._generating, self)
+        self.hover.card.picked.connect(self.alternative_picked)
+        self.legend = Legend()
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Ctrl+Enter")
         self.continue_button.clicked.connect(self._continue_or_stop)
         QShortcut(QKeySequence("Ctrl+Return"), self.editor, activated=self._continue_or_stop)
+        QShortcut(QKeySequence("Ctrl+Space"), self.editor, activated=self._ask_suggestions)
+        self.suggestions = QListWidget(self.editor.viewport())  # Ctrl+Space's: Up/Down, Enter picks, Esc dismisses
+        self.suggestions.setAccessibleName("Suggestions")
+        self.suggestions.hide()
+        self.suggestions.installEventFilter(self)
+        self.suggestions.itemActivated.connect(lambda item: self.use_suggestion(item.text()))
+        self.analyse_button = QPushButton("Analyse")
+        self.analyse_button.setToolTip("Score every token of this text, edits included (Analyse tab)")
+        self.analyse_button.clicked.connect(lambda: self.analyse_requested.emit(self.document()))
         row = QHBoxLayout()
         row.addWidget(QLabel("Edit anything, then let the model continue from the end."), 1)
+        row.addWidget(self.analyse_button)
         row.addWidget(self.continue_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.legend)
         layout.addWidget(self.editor, 1)
         layout.addLayout(row)
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
@@ -71,24 +124,92 @@ class NotebookPage(QWidget):
     def document(self) -> str:
         return self.editor.toPlainText()
 
-    def set_document(self, text: str, model_wrote: list[str] = ()) -> None:
+    def set_document(self, text: str, model_wrote: list[str] = (),
+                     tokens: list[tuple[int, ReplyTokens | None]] = ()) -> None:
         """Show another document, the cursor at its end (this is not an edit: nothing is autosaved).
-        `model_wrote`: the continuations, in order; each found unedited in the text is marked as the model's."""
+        `model_wrote`: the continuations, in order; each found unedited in the text is marked as the model's.
+        `tokens`: beside each, its message id and kept tokens (if any), so that its tokens can be coloured."""
+        self.hover.hide()
+        self.token_data.clear()
         self.editor.blockSignals(True)
         self.editor.setPlainText(text)
         document = self.editor.document()
         document.setUndoRedoEnabled(False)  # marking is not an edit to take back
         cursor, start, fmt = QTextCursor(document), 0, model_format(self.palette())
-        for piece in model_wrote:
+        for i, piece in enumerate(model_wrote):
             at = text.find(piece, start) if piece else -1
             if at >= 0:
                 cursor.setPosition(at)
                 cursor.setPosition(at + len(piece), QTextCursor.KeepAnchor)
                 cursor.mergeCharFormat(fmt)
+                message_id, data = tokens[i] if i < len(tokens) else (None, None)
+                if data is not None and data.text() == piece:
+                    self._mark_tokens(cursor, at, message_id, data)
                 start = at + len(piece)
         document.setUndoRedoEnabled(True)
         self.editor.blockSignals(False)
         self.editor.moveCursor(QTextCursor.End)
+
+    def _mark_tokens(self, cursor: QTextCursor, at: int, message_id: int, data: ReplyTokens) -> None:
+        """Mark each token of a continuation written at `at` with its place (for colours and the hover card)."""
+        self.token_data[message_id] = data
+        fmt = model_format(self.palette())
+        for index, start, end in spans(data):
+            cursor.setPosition(at + start)
+            cursor.setPosition(at + end, QTextCursor.KeepAnchor)
+            cursor.setCharFormat(token_format(message_id, index, None, fmt))
+
+    def mark_continuation(self, message_id: int, data: ReplyTokens) -> None:
+        """The continuation just written was saved as `message_id` with these tokens: mark them (part of the
+        continuation's undo step)."""
+        document = self.editor.document()
+        if data.text() != document.toPlainText()[self._start:]:
+            return
+        cursor = QTextCursor(document)
+        cursor.joinPreviousEditBlock()
+        self.editor.blockSignals(True)
+        self._mark_tokens(cursor, self._start, message_id, data)
+        self.editor.blockSignals(False)
+        cursor.endEditBlock()
+        if self.colouring is not None:
+            self.highlighter.rehighlight()
+
+    def token_position(self, message_id: int, index: int) -> int | None:
+        """Where a continuation's token begins in the document (None if it is no longer there)."""
+        block = self.editor.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fmt = it.fragment().charFormat()
+                if fmt.property(TOKEN_MESSAGE) == message_id and fmt.property(TOKEN_INDEX) == index:
+                    return it.fragment().position()
+                it += 1
+            block = block.next()
+        return None
+
+    def replace_from(self, position: int, text: str) -> None:
+        """Cut the document at `position` and write `text`, as the model's, in place of what followed (one
+        undo step: Ctrl+Z brings the old text back)."""
+        cursor = QTextCursor(self.editor.document())
+        cursor.setPosition(position)
+        cursor.movePosition(QTextCursor.End, QTextCursor.KeepAnchor)
+        cursor.beginEditBlock()
+        cursor.removeSelectedText()
+        cursor.insertText(text, model_format(self.palette()))
+        cursor.endEditBlock()
+        self.cancel_autosave()
+
+    def set_colouring(self, colouring: Colouring | None) -> None:
+        """Colour the continuations' tokens by what the model predicted (None: the faint tint only)."""
+        was, self.colouring = self.colouring, colouring
+        self.legend.show_for(colouring)
+        self.hover.set_enabled(colouring is not None)
+        if colouring is not None or was is not None:
+            self.editor.blockSignals(True)  # colours are not an edit: nothing to save
+            self.highlighter.setDocument(self.editor.document() if colouring is not None else None)
+            if colouring is not None:
+                self.highlighter.rehighlight()
+            self.editor.blockSignals(False)
 
     def model_text(self) -> str:
         """The text still marked as the model's (what it wrote, less what the person has edited)."""
@@ -106,7 +227,56 @@ class NotebookPage(QWidget):
     def eventFilter(self, watched, event) -> bool:
         if watched is self.editor and event.type() == QEvent.KeyPress:
             self._type_plain()
+        listing = getattr(self, "suggestions", None)  # events come before the list is made
+        if listing is not None and watched is listing and event.type() == QEvent.ShortcutOverride \
+                and event.key() == Qt.Key_Escape:
+            event.accept()  # Esc is the list's (to dismiss it), not the window's Stop
+            return True
+        if listing is not None and watched is listing and event.type() == QEvent.KeyPress:
+            if event.key() == Qt.Key_Escape:
+                self.dismiss_suggestions()
+                return True
+            if event.key() in (Qt.Key_Return, Qt.Key_Enter) and self.suggestions.currentItem() is not None:
+                self.use_suggestion(self.suggestions.currentItem().text())
+                return True
+        if listing is not None and watched is listing and event.type() == QEvent.FocusOut:
+            self.suggestions.hide()
         return super().eventFilter(watched, event)
+
+    # suggestions (Ctrl+Space)
+
+    def _ask_suggestions(self) -> None:
+        if not self._generating and not self.editor.isReadOnly():
+            self.suggest_requested.emit(self.document()[:self.editor.textCursor().position()])
+
+    def show_suggestions(self, texts: list[str]) -> None:
+        """A list under the cursor: Up/Down choose, Enter writes the one chosen at the cursor, Esc dismisses."""
+        self.suggestions.clear()
+        if not texts:
+            return
+        self.suggestions.addItems(texts)
+        self.suggestions.setCurrentRow(0)
+        rect = self.editor.cursorRect()
+        row = self.suggestions.sizeHintForRow(0)
+        width = min(self.editor.viewport().width() - 8,
+                    max(200, max(self.suggestions.fontMetrics().horizontalAdvance(t) for t in texts) + 30))
+        x = min(rect.x(), self.editor.viewport().width() - width - 4)
+        height = row * len(texts) + 6
+        y = rect.bottom() + 2 if rect.bottom() + 2 + height < self.editor.viewport().height() else rect.top() - height - 2
+        self.suggestions.setGeometry(max(0, x), max(0, y), width, height)
+        self.suggestions.show()
+        self.suggestions.raise_()
+        self.suggestions.setFocus()
+
+    def use_suggestion(self, text: str) -> None:
+        """Write a suggestion at the cursor, marked as the model's (one undo step)."""
+        self.suggestions.hide()
+        self.editor.textCursor().insertText(text, model_format(self.palette()))
+        self.editor.setFocus()
+
+    def dismiss_suggestions(self) -> None:
+        self.suggestions.hide()
+        self.editor.setFocus()
 
     def _type_plain(self) -> None:
         cursor = self.editor.textCursor()
@@ -116,11 +286,14 @@ class NotebookPage(QWidget):
     def focus_editor(self) -> None:
         self.editor.setFocus()
 
-    def begin_continuation(self) -> None:
-        """The document turns read-only; `append` writes at its end until `end_continuation`."""
+    def begin_continuation(self, start: int | None = None) -> None:
+        """The document turns read-only; `append` writes at its end until `end_continuation`. `start`: where the
+        continuation began, if before the end (an alternative already written)."""
+        self.hover.hide()
         self.editor.setReadOnly(True)
         self._cursor = QTextCursor(self.editor.document())
         self._cursor.movePosition(QTextCursor.End)
+        self._start = self._cursor.position() if start is None else start
         self._first_piece = True
 
     def append(self, text: str) -> None:

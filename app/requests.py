@@ -16,10 +16,11 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.worker import EngineWorker, ModelInfo
 
 if TYPE_CHECKING:
+    from app.token_data import ReplyTokens
     from engine.inference.generate import Done
     from engine.inference.scoring import OptionScore
 
-Kind = Literal["chat", "notebook", "task", "choice"]
+Kind = Literal["chat", "notebook", "task", "choice", "analysis", "suggest"]
 
 
 @dataclass
@@ -36,6 +37,10 @@ class ActiveRequest:
     tokens: int = 0  # written so far
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None  # when the first arrived (time.monotonic)
+    token_data: ReplyTokens | None = None  # what the model predicted at each token (chat and notebook), at the end
+    token_blob: bytes | None = None  # ... as stored (encoded on the engine thread)
+    prefix: str = ""  # text put before what the engine writes (an alternative picked in a reply), not in `text`
+    replaces: int | None = None  # the reply (or continuation) this one is a new version of
 
     def tokens_per_second(self) -> float:
         """The speed so far: the tokens after the first, over the time since the first arrived."""
@@ -52,10 +57,15 @@ class RequestController(QObject):
     finished = Signal(object, object)  # ActiveRequest (no longer active), the engine's Done
     failed = Signal(object, str)  # ActiveRequest (no longer active), message
     chosen = Signal(object, object)  # ActiveRequest (no longer active), list of the engine's OptionScores
+    suggested = Signal(object, list)  # ActiveRequest (no longer active), short continuations
+    progress = Signal(object, int, int)  # ActiveRequest (an analysis), tokens done, tokens in all
+    analysed = Signal(object, object)  # ActiveRequest (no longer active), TextAnalysis (None: cancelled)
 
     _load = Signal(str, str, str, int, str)  # queued to the worker on the engine thread
-    _generate = Signal(int, str, dict)
+    _generate = Signal(int, str, dict, object)
     _choose = Signal(int, str, list, bool)
+    _analyse = Signal(int, str)
+    _suggest = Signal(int, str, dict, int)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -71,13 +81,19 @@ class RequestController(QObject):
         self._load.connect(self.worker.load)
         self._generate.connect(self.worker.generate)
         self._choose.connect(self.worker.choose)
+        self._analyse.connect(self.worker.analyse)
+        self._suggest.connect(self.worker.suggest)
         self.worker.loading.connect(self.loading)
         self.worker.loaded.connect(self._on_loaded)
         self.worker.load_failed.connect(self._on_load_failed)
         self.worker.tokens.connect(self._on_tokens)
         self.worker.finished.connect(self._on_finished)
+        self.worker.details.connect(self._on_details)
         self.worker.failed.connect(self._on_failed)
         self.worker.chosen.connect(self._on_chosen)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.suggested.connect(self._on_suggested)
+        self.worker.analysed.connect(self._on_analysed)
         self.engine_thread.start()
 
     def load(self, model: str | None, device: str, precision: str, threads: int, api_key: str = "") -> None:
@@ -96,16 +112,34 @@ class RequestController(QObject):
             return "The model is still writing; stop it first (Esc)."
         return None
 
-    def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None) -> ActiveRequest:
-        """Start writing after `prompt`; `tokens` follow, then `finished` or `failed`."""
+    def generate(self, kind: Kind, prompt: str, settings: dict, conversation_id: int | None = None,
+                 top_logprobs: int = 0, prefix: ReplyTokens | None = None) -> ActiveRequest:
+        """Start writing after `prompt` (and the tokens of `prefix`, as if already written); `tokens` follow,
+        then `finished` or `failed`. With `top_logprobs`, the request's `token_data` (the prefix's tokens, then
+        the ones written) is set before `finished`."""
         request = self._begin(kind, settings, conversation_id)
-        self._generate.emit(request.request_id, prompt, settings)
+        if prefix is not None:
+            request.prefix = prefix.text()
+        options = {"top_logprobs": top_logprobs, "prefix": prefix}
+        self._generate.emit(request.request_id, prompt, settings, options)
         return request
 
     def choose(self, context: str, options: list[str], normalise: bool) -> ActiveRequest:
         """Score each option after `context`; `chosen` or `failed` follows."""
         request = self._begin("choice", {"normalise": normalise})
         self._choose.emit(request.request_id, context, list(options), normalise)
+        return request
+
+    def analyse(self, text: str) -> ActiveRequest:
+        """Score every token of `text`; `progress` follows, then `analysed` or `failed`."""
+        request = self._begin("analysis", {})
+        self._analyse.emit(request.request_id, text)
+        return request
+
+    def suggest(self, prompt: str, settings: dict, count: int = 3) -> ActiveRequest:
+        """`count` short sampled continuations of `prompt`; `suggested` or `failed` follows."""
+        request = self._begin("suggest", settings)
+        self._suggest.emit(request.request_id, prompt, settings, count)
         return request
 
     def stop(self) -> None:
@@ -158,6 +192,10 @@ class RequestController(QObject):
         if (active := self._take(request_id)) is not None:
             self.finished.emit(active, done)
 
+    def _on_details(self, request_id: int, data: ReplyTokens, blob: bytes) -> None:
+        if self.active is not None and self.active.request_id == request_id:
+            self.active.token_data, self.active.token_blob = data, blob
+
     def _on_failed(self, request_id: int, message: str) -> None:
         if (active := self._take(request_id)) is not None:
             self.failed.emit(active, message)
@@ -165,3 +203,15 @@ class RequestController(QObject):
     def _on_chosen(self, request_id: int, scores: list[OptionScore]) -> None:
         if (active := self._take(request_id)) is not None:
             self.chosen.emit(active, scores)
+
+    def _on_progress(self, request_id: int, done: int, total: int) -> None:
+        if self.active is not None and self.active.request_id == request_id:
+            self.progress.emit(self.active, done, total)
+
+    def _on_analysed(self, request_id: int, analysis) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.analysed.emit(active, analysis)
+
+    def _on_suggested(self, request_id: int, texts: list) -> None:
+        if (active := self._take(request_id)) is not None:
+            self.suggested.emit(active, texts)

@@ -41,6 +41,9 @@ class AppSettings:
     text_size: int = 0  # points (View > Larger / Smaller text); 0: the system's
     # Remote servers (Models > Add server…): {address: {"key": API key or "", "models": [ids it listed]}}
     servers: dict = field(default_factory=dict)
+    probabilities: bool = False  # View > Probabilities: replies coloured by what the model predicted
+    colour_by: str = "ranks"  # ... by GLTR's rank buckets, or "probability"
+    colour_palette: str = "gltr"  # ... in GLTR's colours, or "colour-blind"
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""
@@ -63,7 +66,8 @@ class AppSettings:
                 raw.setdefault(new, raw.pop(old))
         hints = typing.get_type_hints(cls)
         values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw and _fits(raw[f.name], hints[f.name])}
-        choices = {"precision": precisions.CHOICES, "device": DEVICES, "mode": MODES}
+        choices = {"precision": precisions.CHOICES, "device": DEVICES, "mode": MODES,
+                   "colour_by": ("ranks", "probability"), "colour_palette": ("gltr", "colour-blind")}
         for key, allowed in choices.items():
             if key in values and values[key] not in allowed:
                 del values[key]

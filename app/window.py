@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
+from app.analysis_view import AnalysisView
 from app.appearance import next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
@@ -24,6 +25,7 @@ from app.history import History
 from app.history_io import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
+from app.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
@@ -72,6 +74,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._build_menus()
         self._restore_layout()
+        self._colouring_changed(save=False)
         self.conversations.refresh()
         self._start_model: str | None = self.settings.model  # the last one used, or the open conversation's own
         conversations = self.history.conversations()
@@ -125,6 +128,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.models, "Models")
         self.server = ServerPanel()
         self.tabs.addTab(self.server, "Server")
+        self.analysis = AnalysisView()
+        self.tabs.addTab(self.analysis, "Analyse")
         self.setCentralWidget(self.tabs)
 
         self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
@@ -151,6 +156,8 @@ class MainWindow(QMainWindow):
         requests.finished.connect(self._on_finished)
         requests.failed.connect(self._on_failed)
         requests.chosen.connect(self._on_chosen)
+        requests.progress.connect(lambda _request, done, total: self.analysis.show_progress(done, total))
+        requests.analysed.connect(self._on_analysed)
         conversations.status.connect(self.status_bar.showMessage)
         conversations.changed.connect(self._conversation_changed)
         self.sidebar.selected.connect(self._selected_in_list)
@@ -164,6 +171,8 @@ class MainWindow(QMainWindow):
         self.chat.send_requested.connect(conversations.send)
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
+        self.chat.alternative_picked.connect(conversations.pick_alternative)
+        self.notebook.alternative_picked.connect(conversations.pick_notebook_alternative)
         self.chat.draft_due.connect(conversations.store_draft)
         self.chat.count_due.connect(conversations.count_draft)
         self.chat.model_chosen.connect(conversations.choose_model)
@@ -175,6 +184,11 @@ class MainWindow(QMainWindow):
         self.notebook.continue_requested.connect(conversations.continue_notebook)
         self.notebook.stop_requested.connect(requests.stop)
         self.notebook.autosave_due.connect(conversations.store_document)
+        self.notebook.analyse_requested.connect(self.analyse_text)
+        self.notebook.suggest_requested.connect(self._suggest)
+        requests.suggested.connect(self._on_suggested)
+        self.analysis.analyse_requested.connect(self._run_analysis)
+        self.analysis.cancel_requested.connect(requests.stop)
         self.tasks.run_generate.connect(self._run_task)
         self.tasks.run_choose.connect(self._run_choice)
         self.tasks.stop_requested.connect(requests.stop)
@@ -215,12 +229,22 @@ class MainWindow(QMainWindow):
         action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
+        action(view_menu, "Analyse text", lambda: self.tabs.setCurrentWidget(self.analysis), "Ctrl+5")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         view_menu.addSeparator()
         larger = action(view_menu, "Larger text", lambda: self.change_text_size(1))
         larger.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
         action(view_menu, "Smaller text", lambda: self.change_text_size(-1), "Ctrl+-")
         action(view_menu, "Default text size", lambda: self.change_text_size(0), "Ctrl+0")
+        view_menu.addSeparator()
+        self.probabilities_action = action(view_menu, "Probabilities", self._colouring_changed, "Ctrl+Shift+P")
+        self.by_probability_action = action(view_menu, "Colour by probability (not rank)", self._colouring_changed)
+        self.colour_blind_action = action(view_menu, "Colour-blind-safe colours", self._colouring_changed)
+        for act, on in ((self.probabilities_action, self.settings.probabilities),
+                        (self.by_probability_action, self.settings.colour_by == PROBABILITY),
+                        (self.colour_blind_action, self.settings.colour_palette == COLOUR_BLIND)):
+            act.setCheckable(True)
+            act.setChecked(on)
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "About gpt2-desktop", self.show_about)
         QShortcut(QKeySequence("Escape"), self, activated=self.escape)
@@ -462,6 +486,49 @@ class MainWindow(QMainWindow):
             self.tasks.say(problem, error=True)
         return problem is None
 
+    # suggestions
+
+    def _suggest(self, prompt: str) -> None:
+        """Ctrl+Space in the notebook: three short sampled continuations from the cursor."""
+        problem = self.requests.why_not_ready()
+        if problem:
+            self.status_bar.showMessage(problem, 5000)
+            return
+        self.status_bar.showMessage("Suggesting…", 3000)
+        self.requests.suggest(prompt or "\n", {**self.settings.sampling(), "stop": []})
+
+    def _on_suggested(self, _request: ActiveRequest, texts: list) -> None:
+        self.status_bar.set_busy(False)
+        self._update_buttons()
+        if texts:
+            self.notebook.show_suggestions(texts)
+        else:
+            self.status_bar.showMessage("The model had nothing to suggest here.", 5000)
+
+    # analysis
+
+    def analyse_text(self, text: str) -> None:
+        """Open the Analyse tab on `text` and analyse it (the notebook's Analyse)."""
+        self.tabs.setCurrentWidget(self.analysis)
+        self.analysis.set_text(text)
+        self._run_analysis(text)
+
+    def _run_analysis(self, text: str) -> None:
+        problem = self.requests.why_not_ready()
+        if problem:
+            self.analysis.say(problem, error=True)
+            return
+        self.analysis.set_running(True, text)
+        self.requests.analyse(text)
+
+    def _on_analysed(self, _request: ActiveRequest, analysis) -> None:
+        self.status_bar.set_busy(False)
+        if analysis is None:
+            self.analysis.show_cancelled()
+        else:
+            self.analysis.show_analysis(analysis)
+        self._update_buttons()
+
     # what the engine sends back
 
     def _on_started(self, _request: ActiveRequest) -> None:
@@ -510,6 +577,12 @@ class MainWindow(QMainWindow):
         self._update_buttons()
 
     def _on_failed(self, request: ActiveRequest, message: str) -> None:
+        if request.kind == "analysis":
+            self.analysis.set_running(False)
+            self.analysis.say(message, error=True)
+            self.status_bar.set_busy(False)
+            self._update_buttons()
+            return
         if request.kind in ("chat", "notebook") and request.text.strip():
             self.conversations.save_reply(request, request.text, "interrupted")  # what came is kept, and marked
         self.conversations.forget_failed()
@@ -522,6 +595,7 @@ class MainWindow(QMainWindow):
         generating, ready = self.active is not None, self.model_info is not None
         self.chat.set_state(generating, ready)
         self.notebook.set_state(generating, ready)
+        self.notebook.analyse_button.setEnabled(ready and not generating)
         self.settings_panel.set_engine_editable(not generating)
 
     # settings and lifetime
@@ -533,6 +607,25 @@ class MainWindow(QMainWindow):
         self._save_settings()
         if step:
             self.status_bar.showMessage(f"Text size {self.font().pointSize()} pt (Ctrl+0: as the system's)", 3000)
+
+    def set_probabilities(self, on: bool, by: str | None = None, palette: str | None = None) -> None:
+        """View > Probabilities (Ctrl+Shift+P): colour replies and continuations by what the model predicted."""
+        self.probabilities_action.setChecked(on)
+        if by is not None:
+            self.by_probability_action.setChecked(by == PROBABILITY)
+        if palette is not None:
+            self.colour_blind_action.setChecked(palette == COLOUR_BLIND)
+        self._colouring_changed()
+
+    def _colouring_changed(self, _checked: bool = False, save: bool = True) -> None:
+        self.settings.probabilities = self.probabilities_action.isChecked()
+        self.settings.colour_by = PROBABILITY if self.by_probability_action.isChecked() else RANKS
+        self.settings.colour_palette = COLOUR_BLIND if self.colour_blind_action.isChecked() else GLTR
+        colouring = Colouring(self.settings.colour_by, self.settings.colour_palette)
+        self.conversations.set_colouring(colouring if self.settings.probabilities else None)
+        self.analysis.set_colouring(colouring)
+        if save:
+            self._save_settings()
 
     def toggle_settings(self) -> None:
         self.settings_dock.setVisible(not self.settings_dock.isVisible())
@@ -571,4 +664,5 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.models.shutdown()
         self.server.shutdown()
+        self.analysis.shutdown()
         super().closeEvent(event)

@@ -1,7 +1,8 @@
 """The engine's Qt adapter: a QObject that lives on its own QThread and talks only through signals.
 
 What it sends back are frozen dataclasses: a `ModelInfo` once a model is loaded, the engine's own
-`Done` at the end of a generation and its `OptionScore`s for a choice.
+`Done` at the end of a generation (after it, with `top_logprobs`, the reply's `ReplyTokens`: each
+token's probability, rank and alternatives) and its `OptionScore`s for a choice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from app.servers import parse_remote
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
+from app.token_data import ReplyTokens, TextAnalysis
 from engine.inference.chat import chat_style
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread
@@ -50,8 +52,12 @@ class EngineWorker(QObject):
     load_failed = Signal(str)
     tokens = Signal(int, str, int)  # request id, text, how many tokens it holds
     finished = Signal(int, object)  # request id, the engine's Done
+    details = Signal(int, object, bytes)  # request id, ReplyTokens and its stored form (just before `finished`)
     failed = Signal(int, str)
     chosen = Signal(int, object)  # request id, the engine's OptionScores in option order
+    suggested = Signal(int, list)  # request id, short continuations
+    progress = Signal(int, int, int)  # request id, tokens analysed so far, tokens in all
+    analysed = Signal(int, object)  # request id, the text's TextAnalysis (None: cancelled)
 
     def __init__(self):
         super().__init__()
@@ -95,20 +101,38 @@ class EngineWorker(QObject):
         self.loaded.emit(ModelInfo(name=model, folder=Path(), device="remote", precision="server",
                                    context_window=window, chat_style=chat_style(model), server=engine.url))
 
-    @Slot(int, str, dict)
-    def generate(self, request_id: int, prompt: str, settings: dict) -> None:
+    @Slot(int, str, dict, object)
+    def generate(self, request_id: int, prompt: str, settings: dict, options: dict) -> None:
+        """Write after `prompt`. `options`: `top_logprobs` (each token's rank and that many alternatives, sent
+        as ReplyTokens with the end, encoded here: not on the GUI thread), `prefix` (ReplyTokens put after the
+        prompt, as if already written; they begin the ReplyTokens sent)."""
         if self.generator is None:
             self.failed.emit(request_id, "No model is loaded.")
             return
+        pending, count = "", 0
+        remote = not isinstance(self.generator, Generator)
         try:
             sampling = SamplingSettings(**settings).validate()
+            # A remote server's tokens come without ids: no probability view for them.
+            top = 0 if remote else int(options.get("top_logprobs", 0))
+            prefix = options.get("prefix")
+            if remote and prefix is not None:
+                raise EngineError("Continuing from an alternative needs a model on this computer.")
+            if prefix is not None and len(prefix):
+                prompt = self.generator.encode_prompt(prompt) + list(prefix.ids)
+            data = ReplyTokens(k=top) + prefix if prefix is not None else ReplyTokens(k=top)
             pending, count, last_emit = "", 0, time.monotonic()
-            for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id)):
+            for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id), top_logprobs=top):
                 if isinstance(event, Done):
                     if pending:
                         self.tokens.emit(request_id, pending, count)
+                    if top:
+                        self.details.emit(request_id, data, data.encode())
                     self.finished.emit(request_id, event)
                     return
+                if top:
+                    data.add(event.token, event.text, event.logprob, event.rank,
+                             [(a.token, a.text, a.logprob) for a in event.top])
                 pending += event.text
                 count += 1
                 now = time.monotonic()
@@ -143,3 +167,100 @@ class EngineWorker(QObject):
             self.failed.emit(request_id, f"Unexpected error while scoring: {exc}")
             return
         self.chosen.emit(request_id, scores)
+
+    @Slot(int, str, dict, int)
+    def suggest(self, request_id: int, prompt: str, settings: dict, count: int) -> None:
+        """`count` short sampled continuations of `prompt` (the prompt is prefilled once: the others reuse its
+        cache), different ones first; `suggested` with them."""
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        if not isinstance(self.generator, Generator):
+            self.failed.emit(request_id, "Suggestions need a model on this computer.")
+            return
+        try:
+            seed = settings.get("seed")
+            base = seed if seed is not None else int(time.time() * 1000) % 2**31
+            texts: list[str] = []
+            for i in range(count * 2):  # a few more tries if two come out the same
+                sampling = SamplingSettings(**{**settings, "max_new_tokens": SUGGESTION_TOKENS, "stop": ["\n"],
+                                               "temperature": max(settings.get("temperature", 1.0),
+                                                                  SUGGESTION_TEMPERATURE),
+                                               "seed": base + i}).validate()
+                done = [e for e in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id))][-1]
+                if done.stop_reason == "cancelled":
+                    break
+                if done.text.strip() and done.text not in texts:
+                    texts.append(done.text)
+                if len(texts) == count:
+                    break
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error while suggesting: {exc}")
+            return
+        self.suggested.emit(request_id, texts)
+
+    @Slot(int, str)
+    def analyse(self, request_id: int, text: str) -> None:
+        """Score every token of `text` (window by window, `progress` after each) with its rank and top
+        alternatives, as GLTR does; `analysed` with its TextAnalysis (worked out here, not on the GUI thread), or
+        None once the window cancelled it."""
+        if self.generator is None:
+            self.failed.emit(request_id, "No model is loaded.")
+            return
+        from engine.core.tokenizer import StreamDecoder
+        from engine.inference.scoring import score_ids
+
+        try:
+            loaded, cancel = self.generator.loaded, _CancelFlag(self, request_id)
+            ids = _encode_in_pieces(loaded.tokenizer, text)
+            if not ids:
+                self.failed.emit(request_id, "There is no text to analyse.")
+                return
+            data, decoder, done = ReplyTokens(), StreamDecoder(loaded.tokenizer), 0
+            self.progress.emit(request_id, 0, len(ids))
+            for batch in score_ids(loaded, ids, top_logprobs=data.k):
+                if cancel.is_set():
+                    self.analysed.emit(request_id, None)
+                    return
+                for score in batch:
+                    data.add(score.token, decoder.push(score.token), score.logprob, score.rank,
+                             [(a.token, a.text, a.logprob) for a in score.top])
+                done += len(batch)
+                self.progress.emit(request_id, done, len(ids))
+            if data.pieces:
+                data.pieces[-1] += decoder.flush()
+            analysis = TextAnalysis.of(data)
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error while analysing: {exc}")
+            return
+        self.analysed.emit(request_id, analysis)
+
+
+SUGGESTION_TOKENS = 8  # a suggestion is a few words: up to a new line or this many tokens
+SUGGESTION_TEMPERATURE = 0.7  # at least: three suggestions at temperature 0 would be one
+
+
+ENCODE_PIECE = 2000  # characters: the tokenizer holds the interpreter while it encodes (the GUI thread waits)
+
+
+def _encode_in_pieces(tokenizer, text: str) -> list[int]:
+    """`tokenizer.encode(text)`, a piece at a time so that the GUI thread gets its turns. Each piece ends before
+    a space that follows a non-space and precedes one: GPT-2's pre-tokenizer always begins a new word there,
+    so the ids are the same as in one go."""
+    ids, start = [], 0
+    while start < len(text):
+        end = start + ENCODE_PIECE
+        while end < len(text) and not (text[end] == " " and not text[end - 1].isspace()
+                                        and end + 1 < len(text) and not text[end + 1].isspace()):
+            end += 1
+        ids += tokenizer.encode(text[start:end])
+        start = end
+    return ids

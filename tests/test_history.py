@@ -312,3 +312,65 @@ def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
         History(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]  # no half-written copy either
+
+
+def _v3_file(path):
+    """A history as version 3 (conversation versions, no token data) wrote it: the v3 schema, two messages."""
+    import app.history as history_module
+
+    import re
+
+    schema = history_module.SCHEMA.replace(
+        "parent_id INTEGER REFERENCES messages(id),  -- the message before it; its siblings are its versions "
+        "(version 3)\n    tokens BLOB", "parent_id INTEGER REFERENCES messages(id)")
+    schema = re.sub(r",  -- the last message[^\n]*\n(?:[^\n]*\(version 4\)\n)+", "\n", schema)  # no v4 columns
+    with sqlite3.connect(path) as db:
+        db.executescript(schema)
+        db.execute("PRAGMA user_version = 3")
+        db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('v3', 'a', 'a')")
+        db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 'a')")
+        db.execute("INSERT INTO messages (conversation_id, role, content, created_at, parent_id) "
+                   "VALUES (1, 'assistant', 'hello', 'a', 1)")
+        db.execute("UPDATE conversations SET leaf_id = 2")
+    assert "tokens" not in {r[1] for r in _rows(path, "PRAGMA table_info(messages)")}
+
+
+def test_a_version_3_history_gains_token_data_in_place(tmp_path):
+    from app.token_data import Choice, ReplyTokens, TokenInfo
+
+    path = tmp_path / "history.sqlite3"
+    _v3_file(path)
+    h = History(path)
+    try:
+        assert h.backup == tmp_path / "history.sqlite3.backup-v3"
+        assert [m.content for m in h.messages(1)] == ["hi", "hello"] and h.tokens([1, 2]) == {}
+        data = ReplyTokens.of([TokenInfo(7, " there", -0.5, 2, (Choice(3, " here", -0.4), Choice(7, " there", -0.5)))])
+        reply = h.add_message(1, "assistant", "there", tokens=data.encode())
+        assert ReplyTokens.decode(h.tokens([reply])[reply]) == data
+    finally:
+        h.close()
+    assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]
+
+
+def test_token_data_is_compact_and_round_trips():
+    import random
+
+    from app.token_data import Choice, ReplyTokens, TokenInfo
+
+    rng = random.Random(0)
+    tokens = []
+    for i in range(2000):
+        top = tuple(Choice(t, f" w{t}", -j * 0.7 - rng.random()) for j, t in enumerate(rng.sample(range(3000), 10)))
+        tokens.append(TokenInfo(top[0].token, " wörd🦊"[: 1 + i % 6], -rng.random() * 9, 1 + i % 1500, top))
+    data = ReplyTokens.of(tokens)
+    started = time.perf_counter()
+    blob = data.encode()
+    back = ReplyTokens.decode(blob)
+    assert time.perf_counter() - started < 0.1  # on the GUI thread: a reply is saved, a conversation opened
+    assert back.text() == data.text() and [t.rank for t in back.tokens] == [t.rank for t in tokens]
+    assert [t.token for t in back.tokens] == [t.token for t in tokens]
+    assert all(abs(a.logprob - b.logprob) < 1e-5 for a, b in zip(back.tokens, tokens))
+    assert all(abs(x.logprob - y.logprob) < 1e-3 and x.token == y.token and x.text == y.text
+               for a, b in zip(back.tokens, tokens) for x, y in zip(a.top, b.top))
+    assert len(blob) < 2000 * 60, len(blob)  # a reply uses a few thousand distinct tokens
+    assert ReplyTokens.decode(b"not token data") is None
