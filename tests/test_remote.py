@@ -129,15 +129,16 @@ def _llama_server():
 
 
 def test_against_llama_cpps_server(tiny_model_dir, tmp_path):
-    """The same client against llama.cpp's `llama-server`, where it is installed."""
+    """The same client against llama.cpp's `llama-server`, where it is installed, serving the GGUF file our
+    own `export --gguf` wrote (so a model made here runs in llama.cpp)."""
     import socket
 
-    from engine.tooling import llama_cpp
-
-    server, root = _llama_server()
-    if server is None or not (root / "src" / "convert_hf_to_gguf.py").exists():
+    server, _root = _llama_server()
+    if server is None:
         pytest.skip("llama.cpp's llama-server is not installed here (make bench-llama builds it)")
-    gguf = llama_cpp.convert(tiny_model_dir, root, tmp_path)["f32"]
+    gguf = tmp_path / "tiny.gguf"
+    exported = cli("export", "--model", str(tiny_model_dir), "--gguf", str(gguf), "--type", "f16")
+    assert exported.returncode == 0, exported.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
