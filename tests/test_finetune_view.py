@@ -5,17 +5,18 @@ run, and resume continues from the checkpoint; a binary file is refused with a c
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.finetune_runs import finished_runs, runs_dir, unfinished_runs
 from app.finetune_view import FinetuneView
+from tests.test_window import dirs, open_window  # noqa: F401 - fixtures
 
 SMALL = ["--context", "32", "--batch-size", "2", "--eval-batches", "1"]
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
+def data_dir(dirs):
+    return dirs / "data"
 
 
 @pytest.fixture
@@ -111,3 +112,33 @@ def test_start_needs_text(qtbot, data_dir, tiny_model_dir):
     view = make_view(qtbot, tiny_model_dir, steps=10)
     view.start_button.click()
     assert view.state == "failed" and "Add some text" in view.status.text() and view.process is None
+
+
+def test_the_window_lists_the_result_uses_it_and_closing_pauses_a_run(qtbot, open_window, tiny_model_dir, text_file):
+    window = open_window()
+    qtbot.keyClick(window, Qt.Key_5, Qt.ControlModifier)
+    assert window.tabs.currentWidget() is window.finetune
+    view = window.finetune
+    view.add_base(str(tiny_model_dir), "tiny")
+    view.steps.setValue(6)
+    view.extra_args = list(SMALL)
+    view.name.setText("letters")
+    view.add_paths([text_file])
+    with qtbot.waitSignal(view.models_changed, timeout=180000):
+        view.start_button.click()
+    box = window.chat.options.model
+    assert box.findData("tiny + letters") >= 0 or box.findText("tiny + letters") >= 0
+    view.use_button.click()
+    qtbot.waitUntil(lambda: window._loaded == "tiny + letters" and window.model_info is not None, timeout=60000)
+    assert window.tabs.currentIndex() == 0
+
+    view.steps.setValue(100000)
+    view.name.setText("long")
+    view.start_button.click()
+    qtbot.waitUntil(lambda: len(view.chart.train_points) >= 1, timeout=120000)
+    folder = view.run.folder
+    window.close()  # pauses the run: a checkpoint, and it is offered at the next start
+    assert view.process.state() == view.process.ProcessState.NotRunning
+    assert [run.folder for run in unfinished_runs()] == [folder] and unfinished_runs()[0].last_step() > 0
+    again = open_window()
+    assert again.finetune.state == "paused" and again.finetune.run.folder == folder
