@@ -91,8 +91,11 @@ class LossChart(QWidget):
             low, high = low - 0.5, high + 0.5
         p.drawText(QRectF(0, area.top() - 6, 40, 14), Qt.AlignRight, f"{high:.2f}")
         p.drawText(QRectF(0, area.bottom() - 8, 40, 14), Qt.AlignRight, f"{low:.2f}")
-        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), 16), Qt.AlignRight,
-                   f"step {self.total_steps}   — training   — validation")
+        p.drawText(QRectF(area.left(), area.bottom() + 4, area.width() - 190, 16), Qt.AlignRight,
+                   f"step {self.total_steps}")
+        for n, (key, label) in enumerate((("train", "— training"), ("val", "— validation"))):
+            p.setPen(self.COLOURS[key])
+            p.drawText(QRectF(area.right() - 180 + 80 * n, area.bottom() + 4, 100, 16), Qt.AlignLeft, label)
 
         def at(step: int, value: float) -> QPointF:
             return QPointF(area.left() + area.width() * step / self.total_steps,
@@ -177,6 +180,10 @@ class FinetuneView(QWidget):
         self.progress.setAccessibleName("Training progress")
         self.status = QLabel("", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
         self.status.setAccessibleName("Training status")
+        self.samples = QLabel("", wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.samples.setAccessibleName("Sample continuations")
+        self.sampler: QProcess | None = None
+        self._sample_queue: list[tuple[str, list[str]]] = []
 
         form = QFormLayout()
         form.addRow("Base model", self.base)
@@ -203,6 +210,7 @@ class FinetuneView(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.chart, 1)
         layout.addWidget(self.status)
+        layout.addWidget(self.samples)
 
         self.timer = QTimer(self, interval=500)
         self.timer.timeout.connect(self._read_log)
@@ -280,7 +288,8 @@ class FinetuneView(QWidget):
         passes = step_tokens * self.steps.value() / max(1, tokens)
         self.estimate.setText(f"About {tokens:,} tokens of text; {self.steps.value()} steps read "
                               f"{step_tokens * self.steps.value():,} tokens ({passes:.1f} times the text)."
-                              + (f" Roughly {_duration(guess)} on {training_threads()} threads (a first guess; "
+                              + (f" Roughly {_duration(guess)} on {training_threads()} "
+                                 f"thread{'s' if training_threads() > 1 else ''} (a first guess; "
                                  "measured once it runs)." if params else ""))
 
     # running
@@ -310,6 +319,7 @@ class FinetuneView(QWidget):
                                steps=steps, args=tuple(args + self.extra_args))
         write_run(self.run)
         self.chart.clear(steps)
+        self.samples.setText("")
         self._log_offset = 0
         self._launch(list(self.run.args))
 
@@ -372,6 +382,10 @@ class FinetuneView(QWidget):
 
     def shutdown(self) -> None:
         """The window closes: a run pauses (checkpoint saved) and is offered again at the next start."""
+        if self.sampler is not None and self.sampler.state() != QProcess.ProcessState.NotRunning:
+            self._sample_queue, sampler, self.sampler = [], self.sampler, None
+            sampler.kill()
+            sampler.waitForFinished(5000)
         if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
             self.state = "pausing"
             self.process.terminate()
@@ -400,6 +414,7 @@ class FinetuneView(QWidget):
             self._set_state("finished", f"{run.model_name} is ready: it is listed in Models and in the chat's "
                                         "model choice. Press Use it to chat with it.")
             self.models_changed.emit()
+            self._sample(run)
         elif self.state == "pausing":
             step = run.last_step() if run else 0
             self._set_state("paused", f"Paused at step {step} of {run.steps if run else '?'}; Resume continues "
@@ -412,6 +427,52 @@ class FinetuneView(QWidget):
                 shutil.rmtree(run.folder, ignore_errors=True)  # nothing worth keeping: no half-made run
                 self.run = None
                 self._set_state("failed", self.status.text())
+
+    # a sample continuation before and after
+
+    def _sample_prompt(self) -> str:
+        for path in self.paths:
+            files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+            for f in files:
+                try:
+                    text = " ".join(f.read_text(encoding="utf-8", errors="replace")[:400].split())
+                except OSError:
+                    continue
+                if text:
+                    return text[:120].rsplit(" ", 1)[0] if len(text) > 120 else text
+        return "Once upon a time"
+
+    def _sample(self, run: TrainingRun) -> None:
+        """The same start of the person's text continued by the base, then by the result (same seed)."""
+        prompt = self._sample_prompt()
+        common = ["generate", "--prompt", prompt, "--max-new-tokens", "40", "--seed", "1", "--threads",
+                  str(training_threads())]
+        after = ["--model", run.base, "--adapter", str(run.result)] if run.lora else ["--model", str(run.result)]
+        self._sample_queue = [("Before", common + ["--model", run.base]), ("After", common + after)]
+        self._sample_lines = [f"Sample, from “{prompt}”:"]
+        self.samples.setText(self._sample_lines[0] + " (writing…)")
+        self._next_sample()
+
+    def _next_sample(self) -> None:
+        if not self._sample_queue:
+            self.sampler = None
+            return
+        label, args = self._sample_queue.pop(0)
+        self.sampler = QProcess(self)
+        self.sampler.finished.connect(lambda code, _status, label=label: self._sampled(label, code))
+        command = serve_command()
+        self.sampler.start(command[0], command[1:] + args)
+
+    def _sampled(self, label: str, code: int) -> None:
+        if self.sampler is None:
+            return
+        out = bytes(self.sampler.readAllStandardOutput()).decode("utf-8", errors="replace").strip()
+        if code != 0:
+            err = bytes(self.sampler.readAllStandardError()).decode("utf-8", errors="replace").strip()
+            out = "(could not write one: " + (err.splitlines()[-1] if err else f"exit status {code}") + ")"
+        self._sample_lines.append(f"{label}: …{' '.join(out.split())}")
+        self.samples.setText("\n".join(self._sample_lines))
+        self._next_sample()
 
     def _read_log(self) -> None:
         if self.run is None:

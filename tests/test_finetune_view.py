@@ -50,6 +50,9 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
     assert view.chart.train_points[-1][0] == 20 and "tokens/s" in view.progress.text()
     assert [run.model_name for run in finished_runs()] == ["tiny + my letters"]
     assert view.use_button.isEnabled()
+    qtbot.waitUntil(lambda: "After:" in view.samples.text(), timeout=120000)  # the base's, then the result's
+    before, after = view.samples.text().splitlines()[1:]
+    assert before.startswith("Before: …") and after.startswith("After: …") and "could not" not in after, after
 
     from app.models_view import ModelsView
 
