@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from app.finetune_runs import TrainingRun, new_run_folder, unfinished_runs, write_run
 from app.notice import say
@@ -204,7 +204,13 @@ class FinetuneView(QWidget):
         for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button, self.use_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        layout = QVBoxLayout(self)
+        inner = QWidget()  # scrolls in a low window: the window's smallest size stays the other tabs'
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(inner)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -527,8 +533,10 @@ class FinetuneView(QWidget):
             field.setEnabled(not busy)
         self.rank.setEnabled(not busy and self.mode.currentData() == "lora")
         self.pause_button.setEnabled(state == "training")
-        self.resume_button.setEnabled(state == "paused")
-        self.cancel_button.setEnabled(state in ("training", "paused"))
+        # a run that failed after its first checkpoint (a full disk, say) continues from it too
+        stuck = state == "failed" and self.run is not None and (self.run.folder / "checkpoint").is_dir()
+        self.resume_button.setEnabled(state == "paused" or stuck)
+        self.cancel_button.setEnabled(state in ("training", "paused") or stuck)
         self.use_button.setEnabled(state == "finished")
         if message is not None:
             say(self.status, message, error=state == "failed")
