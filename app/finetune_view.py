@@ -116,6 +116,7 @@ class LossChart(QWidget):
 class FinetuneView(QWidget):
     models_changed = Signal()  # a run finished or was removed: the model lists change
     use_requested = Signal(str)  # a fine-tuned model's name, to load
+    exported = Signal(str, bool)  # where, whether it worked
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -175,6 +176,12 @@ class FinetuneView(QWidget):
         self.use_button = QPushButton("Use it")
         self.use_button.setAccessibleName("Use the fine-tuned model")
         self.use_button.clicked.connect(lambda: self.run and self.use_requested.emit(self.run.model_name))
+        self.export_button = QPushButton("Export…")
+        self.export_button.setAccessibleName("Export the fine-tuned model")
+        self.export_button.setToolTip("A Hugging Face folder (the adapter merged in), or one .gguf file for "
+                                      "llama.cpp, LM Studio and Ollama")
+        self.export_button.clicked.connect(self.ask_export)
+        self.exporter: QProcess | None = None
         self.chart = LossChart()
         self.progress = QLabel("")
         self.progress.setAccessibleName("Training progress")
@@ -201,7 +208,8 @@ class FinetuneView(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("", self.estimate)
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button, self.use_button):
+        for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button, self.use_button,
+                       self.export_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         inner = QWidget()  # scrolls in a low window: the window's smallest size stays the other tabs'
@@ -434,6 +442,37 @@ class FinetuneView(QWidget):
                 self.run = None
                 self._set_state("failed", self.status.text())
 
+    # export
+
+    def ask_export(self) -> None:
+        path, kind = QFileDialog.getSaveFileName(self, "Export the fine-tuned model", self.run.name if self.run else "",
+                                                 "Hugging Face folder (*);;GGUF file (*.gguf)")
+        if path:
+            self.export_to(Path(path), gguf=kind.startswith("GGUF") or path.endswith(".gguf"))
+
+    def export_to(self, target: Path, gguf: bool = False) -> None:
+        """`gpt2-desktop export` in a process of its own: a merged Hugging Face folder, or a GGUF file."""
+        run = self.run
+        if run is None or not run.finished or (self.exporter is not None
+                                               and self.exporter.state() != QProcess.ProcessState.NotRunning):
+            return
+        model = ["--model", run.base, "--adapter", str(run.result)] if run.lora else ["--model", str(run.result)]
+        where = ["--gguf", str(target)] if gguf else ["--out", str(target)]
+        self.exporter = QProcess(self)
+        self.exporter.finished.connect(lambda code, _status: self._exported(target, code))
+        say(self.status, f"Exporting {run.model_name} to {target}…")
+        command = serve_command()
+        self.exporter.start(command[0], command[1:] + ["export"] + model + where)
+
+    def _exported(self, target: Path, code: int) -> None:
+        if code == 0:
+            say(self.status, f"Exported to {target}.")
+        else:
+            err = bytes(self.exporter.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
+            say(self.status, f"The export failed: {(err[-1] if err else f'exit status {code}').removeprefix('error: ')}",
+                error=True)
+        self.exported.emit(str(target), code == 0)
+
     # a sample continuation before and after
 
     def _sample_prompt(self) -> str:
@@ -538,5 +577,6 @@ class FinetuneView(QWidget):
         self.resume_button.setEnabled(state == "paused" or stuck)
         self.cancel_button.setEnabled(state in ("training", "paused") or stuck)
         self.use_button.setEnabled(state == "finished")
+        self.export_button.setEnabled(state == "finished")
         if message is not None:
             say(self.status, message, error=state == "failed")

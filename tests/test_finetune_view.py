@@ -54,6 +54,12 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
     before, after = view.samples.text().splitlines()[1:]
     assert before.startswith("Before: …") and after.startswith("After: …") and "could not" not in after, after
 
+    assert view.export_button.isEnabled()
+    with qtbot.waitSignal(view.exported, timeout=120000) as exported:
+        view.export_to(data_dir.parent / "exported")
+    assert exported.args[1], view.status.text()
+    assert (data_dir.parent / "exported" / "config.json").is_file() and "Exported to" in view.status.text()
+
     from app.models_view import ModelsView
 
     models = ModelsView()
