@@ -396,6 +396,8 @@ class FinetuneView(QWidget):
 
     def shutdown(self) -> None:
         """The window closes: a run pauses (checkpoint saved) and is offered again at the next start."""
+        if self.exporter is not None and self.exporter.state() != QProcess.ProcessState.NotRunning:
+            self.exporter.waitForFinished(120000)  # an export under way is written whole (or not at all)
         if self.sampler is not None and self.sampler.state() != QProcess.ProcessState.NotRunning:
             self._sample_queue, sampler, self.sampler = [], self.sampler, None
             sampler.kill()

@@ -81,6 +81,23 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
     assert not failed and len(done) == 1 and len(done[0].token_ids) == 3
 
 
+def test_full_fine_tuning_gives_a_whole_model(qtbot, data_dir, tiny_model_dir, text_file):
+    view = make_view(qtbot, tiny_model_dir, steps=4)
+    view.mode.setCurrentIndex(view.mode.findData("full"))
+    assert not view.rank.isEnabled()
+    view.name.setText("all weights")
+    view.add_paths([text_file, text_file.parent])  # several: gathered into the run's input/ folder
+    with qtbot.waitSignal(view.models_changed, timeout=180000):
+        view.start_button.click()
+    run = finished_runs()[0]
+    assert run.model_name == "tiny + all weights" and not run.lora and (run.folder / "model" / "config.json").is_file()
+    assert len(list((run.folder / "input").glob("*.txt"))) == 2
+
+    from app.finetune_runs import resolve
+
+    assert resolve("tiny + all weights") == (None, None, run.folder / "model") and resolve("tiny") is None
+
+
 def test_pause_then_resume_after_a_restart_continues_from_the_checkpoint(qtbot, data_dir, tiny_model_dir,
                                                                          text_file):
     view = make_view(qtbot, tiny_model_dir, steps=100000)
