@@ -442,7 +442,7 @@ class FinetuneView(QWidget):
             if run is not None and not (run.folder / "checkpoint").exists():
                 shutil.rmtree(run.folder, ignore_errors=True)  # nothing worth keeping: no half-made run
                 self.run = None
-                self._set_state("failed", self.status.text())
+                self._set_state("failed")  # its buttons without the run
 
     # export
 
@@ -505,13 +505,13 @@ class FinetuneView(QWidget):
             self.sampler = None
             return
         label, args = self._sample_queue.pop(0)
-        self.sampler = QProcess(self)
-        self.sampler.finished.connect(lambda code, _status, label=label: self._sampled(label, code))
+        self.sampler = process = QProcess(self)
+        process.finished.connect(lambda code, _status: self._sampled(process, label, code))
         command = serve_command()
         self.sampler.start(command[0], command[1:] + args)
 
-    def _sampled(self, label: str, code: int) -> None:
-        if self.sampler is None:
+    def _sampled(self, process: QProcess, label: str, code: int) -> None:
+        if process is not self.sampler:  # stopped by shutdown
             return
         out = bytes(self.sampler.readAllStandardOutput()).decode("utf-8", errors="replace").strip()
         if code != 0:

@@ -30,7 +30,7 @@ def text_file(tmp_path):
 
 def make_view(qtbot, tiny_model_dir, steps: int) -> FinetuneView:
     view = FinetuneView()
-    qtbot.addWidget(view)
+    qtbot.addWidget(view, before_close_func=lambda widget: widget.shutdown())  # no process outlives its test
     view.add_base(str(tiny_model_dir), "tiny")
     view.steps.setValue(steps)
     view.extra_args = list(SMALL)
@@ -111,7 +111,7 @@ def test_pause_then_resume_after_a_restart_continues_from_the_checkpoint(qtbot, 
     assert f"Paused at step {paused_at}" in view.status.text()
 
     again = FinetuneView()  # the app started again: it offers the unfinished run
-    qtbot.addWidget(again)
+    qtbot.addWidget(again, before_close_func=lambda widget: widget.shutdown())
     assert [run.folder for run in unfinished_runs()] == [view.run.folder]
     assert again.state == "paused" and again.run.folder == view.run.folder and again.resume_button.isEnabled()
     assert again.chart.train_points == view.chart.train_points  # the curve so far, from its log
