@@ -3,6 +3,7 @@ remote servers the person added."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
@@ -10,15 +11,17 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFi
                                QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from app.finetune_runs import finished_runs
 from app.notice import say
 from app.servers import parse_remote, remote_name
 from engine.errors import HubOffline
 from engine.store import hub
-from engine.store.local import (embedded_model_folder, import_folder, local_models, parameter_count, prepared_copies,
-                                remove_model)
+from engine.store.local import (embedded_model_folder, folder_size, import_folder, local_models, parameter_count,
+                                prepared_copies, remove_model)
 from engine.errors import EngineError
 
 SERVER = "server"  # the Where of a remote server's model
+FINETUNED = "fine-tuned here"  # the Where of a Fine-tune view's result
 COLUMNS = ("Model", "Where", "Parameters", "Download", "On disk", "About")
 MODEL_COLUMN = 200  # the Model column's widest (a longer name wraps); About takes the rest
 ABOUT_COLUMN = 180  # ... and keeps at least this much while the Model column can give way
@@ -195,6 +198,11 @@ class ModelsView(QWidget):
             on_disk = _size(m.size_bytes) + (f" + {_size(prepared)} prepared" if prepared else "")
             rows.append((m.name, where, entry.parameters if entry else _parameters(parameter_count(m.folder)),
                          _size(entry.download_bytes) if entry else "", on_disk, about))
+        for run in finished_runs():
+            about = (f"A LoRA adapter (rank {run.args[run.args.index('--lora') + 1]}) on {run.base_shown}"
+                     if run.lora else f"{run.base_shown} with every weight fine-tuned")
+            rows.append((run.model_name, FINETUNED, "", "", _size(folder_size(run.folder)),
+                         f"{about}, trained here in Fine-tune; {run.folder}"))
         for url, entry in self.servers.items():
             for model in entry["models"]:
                 rows.append((remote_name(model, url), SERVER, "", "", "", f"Served by {url}; runs there, not here."))
@@ -323,6 +331,14 @@ class ModelsView(QWidget):
     def ask_remove(self) -> None:
         name = self._selected_name()
         if not name:
+            return
+        run = next((r for r in finished_runs() if r.model_name == name), None)
+        if run is not None:
+            if QMessageBox.question(self, "Remove model", f"Delete {name}? Its training run ({run.folder}, "
+                                    f"{_size(folder_size(run.folder))}) is deleted.") == QMessageBox.Yes:
+                shutil.rmtree(run.folder, ignore_errors=True)
+                say(self.message, f"Deleted {name}.")
+                self.refresh()
             return
         remote = parse_remote(name)
         if remote is not None:

@@ -14,6 +14,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from app.finetune_runs import resolve as resolve_trained
 from app.servers import parse_remote
 
 DEFAULT_PORT = 8080
@@ -115,7 +116,11 @@ class ServerPanel(QWidget):
             return
         args = serve_command()[1:] + ["serve", "--port", str(self.port.value()), "--host", host, "--log-requests",
                                       "--dtype", self.precision]
-        if self.model:
+        trained = resolve_trained(self.model)  # a Fine-tune view's result: its base with its adapter
+        if trained is not None:
+            base, adapter, folder = trained
+            args += ["--model", str(folder or base)] + (["--adapter", str(adapter)] if adapter else [])
+        elif self.model:
             args += ["--model", self.model]
         self.process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()

@@ -32,6 +32,8 @@ from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks import TasksView
+from app.finetune_runs import finished_runs
+from app.finetune_view import FinetuneView
 from app.server_panel import ServerPanel
 from app.servers import parse_remote, remote_name
 from app.worker import ModelInfo
@@ -87,6 +89,9 @@ class MainWindow(QMainWindow):
             self.banner.show_message(history_problem + " This session's conversations will not be saved to it.")
         self._started = True
         self.load_model(self._start_model)
+        if self.finetune.state == "paused":  # the app was closed mid-training
+            self.status_bar.showMessage(f"Fine-tuning {self.finetune.run.model_name} was paused; resume it in "
+                                        "Fine-tune (Ctrl+6).", 15000)
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -130,6 +135,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.server, "Server")
         self.analysis = AnalysisView()
         self.tabs.addTab(self.analysis, "Analyse")
+        self.finetune = FinetuneView()
+        self.tabs.addTab(self.finetune, "Fine-tune")
         self.setCentralWidget(self.tabs)
 
         self.settings_panel = SettingsPanel(self.settings, cuda_available(), os.cpu_count() or 1)
@@ -196,6 +203,8 @@ class MainWindow(QMainWindow):
         self.tasks.use_in_chat.connect(self.chat_from_text)
         self.models.use_requested.connect(self.use_model_name)
         self.models.servers_changed.connect(self._servers_changed)
+        self.finetune.models_changed.connect(self._trained)
+        self.finetune.use_requested.connect(self.use_model_name)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.settings_panel.sampling_changed.connect(self._store_settings)
         self.settings_panel.device_changed.connect(self._device_changed)
@@ -230,6 +239,7 @@ class MainWindow(QMainWindow):
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
         action(view_menu, "Analyse text", lambda: self.tabs.setCurrentWidget(self.analysis), "Ctrl+5")
+        action(view_menu, "Fine-tune", lambda: self.tabs.setCurrentWidget(self.finetune), "Ctrl+6")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         view_menu.addSeparator()
         larger = action(view_menu, "Larger text", lambda: self.change_text_size(1))
@@ -285,9 +295,15 @@ class MainWindow(QMainWindow):
         """The chat's model choice offers the models on this computer."""
         remote = [remote_name(model, url) for url, entry in self.settings.servers.items() for model in entry["models"]]
         try:
-            self.chat.set_model_choices([m.name for m in local_models()] + remote)
+            trained = [run.model_name for run in finished_runs()]
+            self.chat.set_model_choices([m.name for m in local_models()] + trained + remote)
         except (OSError, EngineError):
             self.chat.set_model_choices(remote)
+
+    def _trained(self) -> None:
+        """A fine-tuning run finished: its model joins Models and the chat's model choice."""
+        self.models.refresh()
+        self._list_models()
 
     def _servers_changed(self, servers: dict) -> None:
         self.settings.servers = servers
@@ -317,6 +333,8 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.splitter:
             self._list_models()  # a model may have been downloaded, imported or removed meanwhile
+        if self.tabs.widget(index) is self.finetune and self.finetune.state not in self.finetune.BUSY:
+            self.finetune.refresh_bases()
         if self.tabs.widget(index) is self.models and not self._hub_checked:
             self._hub_checked = True
             self.models.check_hub()
@@ -665,4 +683,5 @@ class MainWindow(QMainWindow):
         self.models.shutdown()
         self.server.shutdown()
         self.analysis.shutdown()
+        self.finetune.shutdown()  # a run pauses (checkpoint saved); the next start offers to resume it
         super().closeEvent(event)

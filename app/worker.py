@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.finetune_runs import resolve as resolve_trained
 from app.servers import parse_remote
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
@@ -79,7 +80,12 @@ class EngineWorker(QObject):
                 self._reach(*remote, api_key)
                 return
             set_threads(threads or None)
-            loaded = load_model(model or None, device=device, precision=precision)
+            trained = resolve_trained(model)  # "BASE + NAME": a run of the Fine-tune view
+            if trained is not None:
+                base, adapter, folder = trained
+                loaded = load_model(folder or base, device=device, precision=precision, adapter=adapter)
+            else:
+                loaded = load_model(model or None, device=device, precision=precision)
         except EngineError as exc:
             self.load_failed.emit(str(exc))
             return

@@ -2,11 +2,9 @@
 tokens coloured by rank or probability, a card with the alternatives on hover, picking an alternative,
 analysing a text."""
 
-import sqlite3
 import statistics
 import time
 
-import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
 
 from app.token_data import TOP, ReplyTokens

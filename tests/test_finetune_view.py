@@ -1,0 +1,170 @@
+"""The Fine-tune view with a real `gpt2-desktop train` process on the TINY model and a small text: the curves get
+points, the result is listed and answers; pause saves a checkpoint, a new view (the app started again) offers the
+run, and resume continues from the checkpoint; a binary file is refused with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.finetune_runs import finished_runs, runs_dir, unfinished_runs
+from app.finetune_view import FinetuneView
+from tests.test_window import dirs, open_window  # noqa: F401 - fixtures
+
+SMALL = ["--context", "32", "--batch-size", "2", "--eval-batches", "1"]
+
+
+@pytest.fixture
+def data_dir(dirs):
+    return dirs / "data"
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "letters.txt"
+    paragraphs = [f"Dear friend, this is letter number {n}. The garden is green and the river runs slowly by the "
+                  f"old mill, where the miller sings of bread and rain.\n\n" for n in range(120)]
+    path.write_text("".join(paragraphs), encoding="utf-8")
+    return path
+
+
+def make_view(qtbot, tiny_model_dir, steps: int) -> FinetuneView:
+    view = FinetuneView()
+    qtbot.addWidget(view, before_close_func=lambda widget: widget.shutdown())  # no process outlives its test
+    view.add_base(str(tiny_model_dir), "tiny")
+    view.steps.setValue(steps)
+    view.extra_args = list(SMALL)
+    return view
+
+
+def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_dir, tiny_model_dir, text_file):
+    view = make_view(qtbot, tiny_model_dir, steps=20)
+    view.name.setText("my letters")
+    view.add_paths([text_file])
+    assert "tokens of text" in view.estimate.text()
+    with qtbot.waitSignal(view.models_changed, timeout=180000):
+        view.start_button.click()
+        assert view.state == "training" and not view.start_button.isEnabled() and view.pause_button.isEnabled()
+    assert view.state == "finished", view.status.text()
+    assert len(view.chart.train_points) >= 5 and view.chart.val_points  # logged every 2 steps, evaluated too
+    assert view.chart.train_points[-1][0] == 20 and "tokens/s" in view.progress.text()
+    assert [run.model_name for run in finished_runs()] == ["tiny + my letters"]
+    assert view.use_button.isEnabled()
+    qtbot.waitUntil(lambda: "After:" in view.samples.text(), timeout=120000)  # the base's, then the result's
+    before, after = view.samples.text().splitlines()[1:]
+    assert before.startswith("Before: …") and after.startswith("After: …") and "could not" not in after, after
+
+    assert view.export_button.isEnabled()
+    with qtbot.waitSignal(view.exported, timeout=120000) as exported:
+        view.export_to(data_dir.parent / "exported")
+    assert exported.args[1], view.status.text()
+    assert (data_dir.parent / "exported" / "config.json").is_file() and "Exported to" in view.status.text()
+
+    from app.models_view import ModelsView
+
+    models = ModelsView()
+    qtbot.addWidget(models)
+    assert models.row_of("tiny + my letters") is not None
+    models.shutdown()
+
+    from app.worker import EngineWorker
+
+    worker = EngineWorker()
+    loaded, failed, done = [], [], []
+    worker.loaded.connect(loaded.append)
+    worker.load_failed.connect(failed.append)
+    worker.finished.connect(lambda _id, d: done.append(d))
+    worker.failed.connect(lambda _id, message: failed.append(message))
+    worker.load("tiny + my letters", "cpu", "float32", 1)
+    assert loaded and not failed, failed
+    worker.generate(1, "Dear friend", {"max_new_tokens": 3, "temperature": 0.0})
+    assert not failed and len(done) == 1 and len(done[0].token_ids) == 3
+
+
+def test_full_fine_tuning_gives_a_whole_model(qtbot, data_dir, tiny_model_dir, text_file):
+    view = make_view(qtbot, tiny_model_dir, steps=4)
+    view.mode.setCurrentIndex(view.mode.findData("full"))
+    assert not view.rank.isEnabled()
+    view.name.setText("all weights")
+    view.add_paths([text_file, text_file.parent])  # several: gathered into the run's input/ folder
+    with qtbot.waitSignal(view.models_changed, timeout=180000):
+        view.start_button.click()
+    run = finished_runs()[0]
+    assert run.model_name == "tiny + all weights" and not run.lora and (run.folder / "model" / "config.json").is_file()
+    assert len(list((run.folder / "input").glob("*.txt"))) == 2
+
+    from app.finetune_runs import resolve
+
+    assert resolve("tiny + all weights") == (None, None, run.folder / "model") and resolve("tiny") is None
+
+
+def test_pause_then_resume_after_a_restart_continues_from_the_checkpoint(qtbot, data_dir, tiny_model_dir,
+                                                                         text_file):
+    view = make_view(qtbot, tiny_model_dir, steps=100000)
+    view.add_paths([text_file])
+    view.start_button.click()
+    qtbot.waitUntil(lambda: len(view.chart.train_points) >= 1, timeout=120000)
+    view.pause_button.click()
+    qtbot.waitUntil(lambda: view.state == "paused", timeout=60000)
+    paused_at = view.run.last_step()
+    assert paused_at >= view.chart.train_points[-1][0] and view.resume_button.isEnabled()
+    assert f"Paused at step {paused_at}" in view.status.text()
+
+    again = FinetuneView()  # the app started again: it offers the unfinished run
+    qtbot.addWidget(again, before_close_func=lambda widget: widget.shutdown())
+    assert [run.folder for run in unfinished_runs()] == [view.run.folder]
+    assert again.state == "paused" and again.run.folder == view.run.folder and again.resume_button.isEnabled()
+    assert again.chart.train_points == view.chart.train_points  # the curve so far, from its log
+    again.resume_button.click()
+    qtbot.waitUntil(lambda: again.chart.train_points[-1][0] > paused_at, timeout=120000)
+    assert any(f"resuming at step {paused_at}" in line for line in again._errors)
+    folder = again.run.folder
+    again.cancel_button.click()
+    assert again.state == "idle" and not folder.exists()
+
+
+def test_a_binary_file_is_refused_plainly_and_nothing_is_left(qtbot, data_dir, tiny_model_dir, tmp_path):
+    bad = tmp_path / "photo.txt"
+    bad.write_bytes(b"GIF89a" + bytes(range(256)) * 4)
+    view = make_view(qtbot, tiny_model_dir, steps=10)
+    view.add_paths([bad])
+    view.start_button.click()
+    qtbot.waitUntil(lambda: view.state == "failed", timeout=120000)
+    assert "binary" in view.status.text() and "offset 6" in view.status.text()
+    assert view.start_button.isEnabled() and not list(runs_dir().iterdir())
+
+
+def test_start_needs_text(qtbot, data_dir, tiny_model_dir):
+    view = make_view(qtbot, tiny_model_dir, steps=10)
+    view.start_button.click()
+    assert view.state == "failed" and "Add some text" in view.status.text() and view.process is None
+
+
+def test_the_window_lists_the_result_uses_it_and_closing_pauses_a_run(qtbot, open_window, tiny_model_dir, text_file):
+    window = open_window()
+    qtbot.keyClick(window, Qt.Key_6, Qt.ControlModifier)
+    assert window.tabs.currentWidget() is window.finetune
+    view = window.finetune
+    view.add_base(str(tiny_model_dir), "tiny")
+    view.steps.setValue(6)
+    view.extra_args = list(SMALL)
+    view.name.setText("letters")
+    view.add_paths([text_file])
+    with qtbot.waitSignal(view.models_changed, timeout=180000):
+        view.start_button.click()
+    box = window.chat.options.model
+    assert box.findData("tiny + letters") >= 0 or box.findText("tiny + letters") >= 0
+    view.use_button.click()
+    qtbot.waitUntil(lambda: window._loaded == "tiny + letters" and window.model_info is not None, timeout=60000)
+    assert window.tabs.currentIndex() == 0
+
+    view.steps.setValue(100000)
+    view.name.setText("long")
+    view.start_button.click()
+    qtbot.waitUntil(lambda: len(view.chart.train_points) >= 1, timeout=120000)
+    folder = view.run.folder
+    window.close()  # pauses the run: a checkpoint, and it is offered at the next start
+    assert view.process.state() == view.process.ProcessState.NotRunning
+    assert [run.folder for run in unfinished_runs()] == [folder] and unfinished_runs()[0].last_step() > 0
+    again = open_window()
+    assert again.finetune.state == "paused" and again.finetune.run.folder == folder
