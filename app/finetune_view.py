@@ -22,7 +22,7 @@ from app.finetune_runs import TrainingRun, new_run_folder, unfinished_runs, writ
 from app.notice import say
 from app.server_panel import serve_command
 from engine.errors import EngineError
-from engine.store.local import embedded_model_folder, local_models, parameter_count, resolve_model
+from engine.store.local import local_models, parameter_count, resolve_model
 
 BATCH, CONTEXT = 8, 512  # train's defaults: tokens per step = BATCH x min(CONTEXT, the model's context window)
 GUESS_FLOPS_PER_THREAD = 15e9  # a first guess of a CPU core's speed, until the run measures its own
