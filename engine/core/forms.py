@@ -336,8 +336,8 @@ FORMS: dict[str, Form] = {
                      linear=lambda s, bias: BFloat16Linear(s["weight16"], bias),
                      embedding=lambda s, width: RowEmbedding(s["weight16"])),
     "int8": INT8,
-    # The tied embedding and head stay 8-bit: they are a third of the 124M model's weights, and every
-    # logit goes through the head.
+    # The tied embedding and head stay 8-bit: over the validation books 4-bit ones gave 89.08% top-1
+    # agreement with float32 and +0.34% bits per byte, 8-bit ones 93.76% and +0.10%.
     "int4": Form(store=_int4_store,
                  linear=lambda s, bias: Int4Linear(s["qweight4"], s["scale"], bias),
                  embedding=INT8.embedding, vocab=INT8),
