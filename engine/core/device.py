@@ -46,3 +46,13 @@ def set_threads(threads: int | None) -> int:
         raise SettingsError(f"threads must be at least 1, got {threads}.")
     torch.set_num_threads(threads)
     return threads
+
+
+def native_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), as Linux reports it."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -30,7 +30,7 @@ from engine.core.config import GPTConfig, load_config
 from engine.core.lora import add_lora, lora_pairs
 from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
-from engine.core.forms import BF16_MATMUL
+from engine.core.device import native_bf16
 from engine.errors import SettingsError, TrainingError
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
@@ -123,7 +123,7 @@ class TrainState:
 def uses_bfloat16(s: TrainSettings, device: str) -> bool:
     """Whether the forward pass runs under bfloat16 autocast (see TrainSettings.autocast)."""
     if s.autocast == "auto":
-        return device == "cpu" and BF16_MATMUL
+        return device == "cpu" and native_bf16()
     return s.autocast == "bfloat16"
 
 
