@@ -77,7 +77,7 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
     worker.failed.connect(lambda _id, message: failed.append(message))
     worker.load("tiny + my letters", "cpu", "float32", 1)
     assert loaded and not failed, failed
-    worker.generate(1, "Dear friend", {"max_new_tokens": 3, "temperature": 0.0})
+    worker.generate(1, "Dear friend", {"max_new_tokens": 3, "temperature": 0.0}, {})
     assert not failed and len(done) == 1 and len(done[0].token_ids) == 3
 
 
