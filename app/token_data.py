@@ -17,9 +17,10 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
+from engine.inference.buckets import BUCKETS, bucket_of
+
 TOP = 10  # alternatives kept per token
 FORMAT = 1  # of the blob
-BUCKETS = (10, 100, 1000)  # GLTR's: a rank up to 10, 100, 1000, beyond (as engine.inference.analysis)
 BUCKET_NAMES = ("top 10", "top 100", "top 1000", "beyond")
 _HEADER = struct.Struct("<4sBBII")  # magic, format, alternatives per token, tokens, length of the pieces (JSON)
 _MAGIC = b"GTOK"
@@ -29,11 +30,6 @@ _FLOOR = -32.767  # alternatives' log-probabilities are kept in thousandths of a
 SOFT_BREAK = 400  # characters of a paragraph after which a view breaks it at the next sentence end
 HARD_BREAK = 1500  # ... or at the next space, without one
 _SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]*(?= )")
-
-
-def bucket_of(rank: int) -> int:
-    """0 for a rank up to 10, 1 up to 100, 2 up to 1000, 3 beyond."""
-    return next((i for i, limit in enumerate(BUCKETS) if rank <= limit), len(BUCKETS))
 
 
 @dataclass(frozen=True)

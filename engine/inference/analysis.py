@@ -13,20 +13,15 @@ from dataclasses import dataclass
 
 from engine.core.loader import LoadedModel
 from engine.errors import SettingsError
+from engine.inference.buckets import BUCKETS, bucket_of
 from engine.inference.scoring import TokenScore, score_ids
 
-BUCKETS = (10, 100, 1000)  # GLTR's: rank at most 10 (green), 100 (yellow), 1000 (red), beyond (violet)
 BUCKET_NAMES = ("top 10", "top 100", "top 1000", "beyond")
 CONTEXT_CHARS = 40
 LIMITS = ("Ranks show how predictable each token was for this model. Text a model wrote with "
           "greedy or low-temperature sampling is mostly top-10 tokens; people write more surprising ones. "
           "But sampled or edited machine text, other models, and plain or formulaic human text all blur "
           "this, so it cannot prove who wrote a text.")
-
-
-def bucket_of(rank: int) -> int:
-    """0 for a rank up to 10, 1 up to 100, 2 up to 1000, 3 beyond."""
-    return next((i for i, limit in enumerate(BUCKETS) if rank <= limit), len(BUCKETS))
 
 
 @dataclass(frozen=True)
