@@ -128,7 +128,26 @@ class RowLinear(nn.Module):
         self.weight_bytes = weight.numel() * weight.element_size()  # what one product reads
 
 
-class Int8Linear(nn.Module):
+class _BlockLinear(nn.Module):
+    """Weights quantised in blocks of 32 with one scale per block; the input quantised to 8 bits per block of
+    32 (quantize_input), then multiplied in float32 with the weights as `dequantize` gives them back."""
+
+    dequantize = None  # (qweight, scale) -> float32 weights [out, in]
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.qweight = qweight
+        self.scale = scale
+        self.bias = bias
+        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = quantize_input(x.reshape(-1, x.shape[-1]))
+        y = F.linear(rows, self.dequantize(self.qweight, self.scale), self.bias)
+        return y.view(*x.shape[:-1], -1)
+
+
+class Int8Linear(_BlockLinear):
     """int8 weights in blocks of 32 [out, nb * 32] with one float16 scale per block [out, nb] (see
     quantize_int8). The input is quantised per block of 32 too (quantize_input): the compiled decoding
     step multiplies the two with integer instructions; here the same values are multiplied in float32.
@@ -136,34 +155,14 @@ class Int8Linear(nn.Module):
     A block holds its own scale, so GPT-2's few activation channels hundreds of times larger than the
     rest cost precision only in the block of 32 they sit in."""
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.qweight = qweight
-        self.scale = scale
-        self.bias = bias
-        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = quantize_input(x.reshape(-1, x.shape[-1]))
-        y = F.linear(rows, dequantize_int8(self.qweight, self.scale), self.bias)
-        return y.view(*x.shape[:-1], -1)
+    dequantize = staticmethod(dequantize_int8)
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_BlockLinear):
     """4-bit weights in blocks of 32 [out, nb * 16] with one float16 scale per block [out, nb] (see
     quantize_int4); the input is quantised to 8 bits per block of 32 (quantize_input), as for Int8Linear."""
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.qweight = qweight
-        self.scale = scale
-        self.bias = bias
-        self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = quantize_input(x.reshape(-1, x.shape[-1]))
-        y = F.linear(rows, dequantize_int4(self.qweight, self.scale), self.bias)
-        return y.view(*x.shape[:-1], -1)
+    dequantize = staticmethod(dequantize_int4)
 
 
 class Float16Linear(RowLinear):
