@@ -17,6 +17,9 @@ position embeddings stay float32, and so do the activations between products.
 - int4: the projections' weights in 4 bits with one float16 scale per block of 32 (llama.cpp's q4_0),
   the token embedding and output head as int8; inputs quantised to 8 bits per block of 32 (Int4Linear).
 
+The int8 and int4 forms store rows interleaved in groups of 8 (see interleave): the layout the compiled
+step's integer kernels multiply 8 rows at a time from, one row per vector lane.
+
 The modules here compute a batch of rows (a prompt) with PyTorch. Decoding one token goes through
 engine.core.native's compiled step where it is built, which reads these modules' tensors as they are.
 """
@@ -42,7 +45,40 @@ def projection_names(config: GPTConfig) -> list[str]:
     return [f"h.{i}.{p}" for i in range(config.n_layer) for p in PROJECTIONS]
 
 
-QBLOCK = 32  # values per scale in the int8 form, weights and inputs alike
+QBLOCK = 32  # values per scale in the int8 and int4 forms, weights and inputs alike
+GROUP = 8  # rows interleaved together in the int8 and int4 forms
+
+
+def interleave(values: torch.Tensor) -> torch.Tensor:
+    """Per-row bytes of blocks [rows, nb, 4 * chunks] as the int8 and int4 forms store them: rows in groups
+    of 8 (the last padded with zero rows), and within a group and a block, four bytes of each row in turn,
+    [groups, nb, chunks, 8, 4], flattened to [groups, nb * chunks * 32]."""
+    rows, nb, width = values.shape
+    groups = -(-rows // GROUP)
+    padded = torch.cat([values, values.new_zeros(groups * GROUP - rows, nb, width)])
+    out = padded.view(groups, GROUP, nb, width // 4, 4).permute(0, 2, 3, 1, 4)
+    return out.reshape(groups, -1).contiguous()
+
+
+def deinterleave(stored: torch.Tensor, rows: int) -> torch.Tensor:
+    """The inverse of interleave: [groups, nb * chunks * 32] as [rows, nb, 4 * chunks]."""
+    groups = stored.shape[0]
+    per_block = stored.shape[1] // (GROUP * 4)  # nb * chunks
+    blocks = stored.view(groups, per_block, GROUP, 4).permute(0, 2, 1, 3).reshape(groups * GROUP, per_block * 4)
+    return blocks[:rows]
+
+
+def interleave_scales(scale: torch.Tensor) -> torch.Tensor:
+    """Block scales [rows, nb] as [groups, nb * 8]: the 8 rows of a group side by side for each block."""
+    rows, nb = scale.shape
+    groups = -(-rows // GROUP)
+    padded = torch.cat([scale, scale.new_zeros(groups * GROUP - rows, nb)])
+    return padded.view(groups, GROUP, nb).transpose(1, 2).reshape(groups, nb * GROUP).contiguous()
+
+
+def deinterleave_scales(stored: torch.Tensor, rows: int) -> torch.Tensor:
+    groups = stored.shape[0]
+    return stored.view(groups, -1, GROUP).transpose(1, 2).reshape(groups * GROUP, -1)[:rows]
 
 
 def _blocks(x: torch.Tensor) -> torch.Tensor:
@@ -60,12 +96,13 @@ def _round_blocks(blocks: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of `weight` [out, in] in blocks of 32: int8 [out, nb * 32] in [-127, 127] (zeros past `in`) and one
-    float16 scale per block [out, nb], nb = ceil(in / 32); a weight is q * scale."""
+    """Rows of `weight` [out, in] in blocks of 32: int8 in [-127, 127] (zeros past `in`) and one float16 scale
+    per block, nb = ceil(in / 32) blocks a row; a weight is q * scale. Returned interleaved (see interleave):
+    [groups, nb * 256] and [groups, nb * 8]."""
     blocks = _blocks(weight)
     scale = (blocks.abs().amax(dim=-1) / 127).to(torch.float16)
     q = _round_blocks(blocks, scale.float()).to(torch.int8)
-    return q.reshape(weight.shape[0], -1).contiguous(), scale.contiguous()
+    return interleave(q), interleave_scales(scale)
 
 
 def quantize_input(x: torch.Tensor) -> torch.Tensor:
@@ -79,25 +116,33 @@ def quantize_input(x: torch.Tensor) -> torch.Tensor:
 def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of `weight` [out, in] in 4-bit blocks of 32 as llama.cpp's q4_0: per block, d = the weight of largest
     magnitude / -8 (float16) and q = round(w / d) + 8 in [0, 15]; byte j of a block holds q[j] in its low
-    nibble and q[j + 16] in its high one. Returns uint8 [out, nb * 16] and the scales [out, nb]."""
+    nibble and q[j + 16] in its high one. Returned interleaved (see interleave): uint8 [groups, nb * 128] and
+    the scales [groups, nb * 8]."""
     blocks = _blocks(weight)
     extreme = blocks.gather(-1, blocks.abs().argmax(dim=-1, keepdim=True)).squeeze(-1)
     scale = (extreme / -8).to(torch.float16)
     d = scale.float().unsqueeze(-1)
     q = (torch.where(d != 0, torch.round(blocks / torch.where(d != 0, d, 1)), 0) + 8).clamp(0, 15).to(torch.uint8)
     packed = q[..., : QBLOCK // 2] | (q[..., QBLOCK // 2 :] << 4)
-    return packed.reshape(weight.shape[0], -1).contiguous(), scale.contiguous()
+    return interleave(packed), interleave_scales(scale)
 
 
-def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """4-bit blocks [rows, nb * 16] (see quantize_int4) and their scales [rows, nb] as float32 [rows, nb * 32]."""
-    blocks = packed.view(packed.shape[0], -1, QBLOCK // 2)
+def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first `rows` rows of 4-bit blocks and their scales (as quantize_int4 returns them) as float32
+    [rows, nb * 32]."""
+    blocks = deinterleave(packed, rows).view(rows, -1, QBLOCK // 2)
     q = torch.cat([blocks & 15, blocks >> 4], dim=-1).float() - 8
-    return (q * scale.float().unsqueeze(-1)).view(packed.shape[0], -1)
+    return (q * deinterleave_scales(scale, rows).float().unsqueeze(-1)).view(rows, -1)
 
 
-def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int8 blocks [rows, nb * 32] and their scales [rows, nb] as float32 [rows, nb * 32]."""
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first `rows` rows of int8 blocks and their scales (as quantize_int8 returns them) as float32
+    [rows, nb * 32]."""
+    return _dequantize_rows(deinterleave(q, rows), deinterleave_scales(scale, rows))
+
+
+def _dequantize_rows(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 rows [n, nb * 32] and their block scales [n, nb] as float32 [n, nb * 32]."""
     return (q.float().view(q.shape[0], -1, QBLOCK) * scale.float().unsqueeze(-1)).view(q.shape[0], -1)
 
 
@@ -132,23 +177,24 @@ class _BlockLinear(nn.Module):
     """Weights quantised in blocks of 32 with one scale per block; the input quantised to 8 bits per block of
     32 (quantize_input), then multiplied in float32 with the weights as `dequantize` gives them back."""
 
-    dequantize = None  # (qweight, scale) -> float32 weights [out, in]
+    dequantize = None  # (qweight, scale, out) -> float32 weights [out, in]
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, out_features: int):
         super().__init__()
         self.qweight = qweight
         self.scale = scale
         self.bias = bias
+        self.out_features = out_features
         self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = quantize_input(x.reshape(-1, x.shape[-1]))
-        y = F.linear(rows, self.dequantize(self.qweight, self.scale), self.bias)
+        y = F.linear(rows, self.dequantize(self.qweight, self.scale, self.out_features), self.bias)
         return y.view(*x.shape[:-1], -1)
 
 
 class Int8Linear(_BlockLinear):
-    """int8 weights in blocks of 32 [out, nb * 32] with one float16 scale per block [out, nb] (see
+    """int8 weights in blocks of 32 with one float16 scale per block, rows interleaved by 8 (see
     quantize_int8). The input is quantised per block of 32 too (quantize_input): the compiled decoding
     step multiplies the two with integer instructions; here the same values are multiplied in float32.
 
@@ -159,7 +205,7 @@ class Int8Linear(_BlockLinear):
 
 
 class Int4Linear(_BlockLinear):
-    """4-bit weights in blocks of 32 [out, nb * 16] with one float16 scale per block [out, nb] (see
+    """4-bit weights in blocks of 32 with one float16 scale per block, rows interleaved by 8 (see
     quantize_int4); the input is quantised to 8 bits per block of 32 (quantize_input), as for Int8Linear."""
 
     dequantize = staticmethod(dequantize_int4)
@@ -186,8 +232,8 @@ class BFloat16Linear(RowLinear):
 
 
 class RowEmbedding(nn.Module):
-    """Token embedding from a reduced matrix [vocab, n_embd] (int8: blocks [vocab, nb * 32] and their
-    scales [vocab, nb], see quantize_int8)."""
+    """Token embedding from a reduced matrix [vocab, n_embd] (int8: blocks and their scales as quantize_int8
+    returns them)."""
 
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor | None = None, width: int | None = None):
         super().__init__()
@@ -197,8 +243,13 @@ class RowEmbedding(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         flat = idx.reshape(-1)
-        rows = self.weight[flat]
-        rows = dequantize_int8(rows, self.scale[flat]) if self.scale is not None else rows.float()
+        if self.scale is None:
+            rows = self.weight[flat].float()
+        else:  # token t is row t % 8 of group t // 8
+            group, row = flat // GROUP, flat % GROUP
+            q = self.weight.view(self.weight.shape[0], -1, QBLOCK // 4, GROUP, 4)[group, :, :, row, :]
+            scale = self.scale.view(self.scale.shape[0], -1, GROUP)[group, :, row]
+            rows = _dequantize_rows(q.reshape(len(flat), -1), scale)
         return rows[:, : self.width].reshape(*idx.shape, self.width)
 
 
@@ -266,10 +317,12 @@ def build_reduced_model(config: GPTConfig, stored: Mapping[str, torch.Tensor], m
         with torch.device("meta"):
             model = GPT(config)
         for name in projections:
-            model.set_submodule(name, form.linear(_entries(stored, name), stored[f"{name}.bias"]))
+            bias = stored[f"{name}.bias"]
+            model.set_submodule(name, form.linear(_entries(stored, name), bias, bias.shape[0]))
         vocab = form.for_vocab()
         model.wte = vocab.embedding(_entries(stored, "wte"), config.n_embd)
-        model.head = vocab.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None)
+        model.head = vocab.linear(_entries(stored, "wte" if config.tie_word_embeddings else "lm_head"), None,
+                                  config.vocab_size)
         model.lm_head = None
         matrices = {*projections, "wte", "lm_head"}
         rest = {name: stored[name] for name in stored
@@ -305,7 +358,7 @@ def decode_weight_bytes(model: GPT) -> int:
 @dataclass(frozen=True)
 class Form:
     store: Callable[[torch.Tensor], dict[str, torch.Tensor]]
-    linear: Callable[[Mapping[str, torch.Tensor], torch.Tensor | None], nn.Module]
+    linear: Callable[[Mapping[str, torch.Tensor], torch.Tensor | None, int], nn.Module]  # (stored, bias, out)
     embedding: Callable[[Mapping[str, torch.Tensor], int], nn.Module]  # (stored, n_embd)
     vocab: Form | None = None  # the token embedding's and output head's form, where it is another
 
@@ -324,21 +377,21 @@ def _int4_store(weight: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 INT8 = Form(store=_int8_store,
-            linear=lambda s, bias: Int8Linear(s["qweight"], s["scale"], bias),
+            linear=lambda s, bias, out: Int8Linear(s["qweight"], s["scale"], bias, out),
             embedding=lambda s, width: RowEmbedding(s["qweight"], s["scale"], width))
 
 FORMS: dict[str, Form] = {
     "float16": Form(store=lambda w: {"weight16": w.to(torch.float16).contiguous()},
-                    linear=lambda s, bias: Float16Linear(s["weight16"], bias),
+                    linear=lambda s, bias, out: Float16Linear(s["weight16"], bias),
                     embedding=lambda s, width: RowEmbedding(s["weight16"])),
     "bfloat16": Form(store=lambda w: {"weight16": w.to(torch.bfloat16).contiguous()},
-                     linear=lambda s, bias: BFloat16Linear(s["weight16"], bias),
+                     linear=lambda s, bias, out: BFloat16Linear(s["weight16"], bias),
                      embedding=lambda s, width: RowEmbedding(s["weight16"])),
     "int8": INT8,
     # The tied embedding and head stay 8-bit: over the validation books 4-bit ones gave 89.08% top-1
     # agreement with float32 and +0.34% bits per byte, 8-bit ones 93.76% and +0.10%.
     "int4": Form(store=_int4_store,
-                 linear=lambda s, bias: Int4Linear(s["qweight4"], s["scale"], bias),
+                 linear=lambda s, bias, out: Int4Linear(s["qweight4"], s["scale"], bias, out),
                  embedding=INT8.embedding, vocab=INT8),
 }
 if set(FORMS) != set(precisions.PREPARED):

@@ -17,6 +17,7 @@ from engine.core.checkpoint import build_model, read_state_dict, transposed_copi
 from engine.core.config import GPTConfig, load_config, read_json
 from engine.core.device import resolve_device
 from engine.core.forms import build_reduced_model, projection_names, use_row_layout, use_transposed_head
+from engine.core.hugepages import move_to_huge_pages
 from engine.core.model import GPT
 from engine.core.prepared import load_prepared, merged_folder
 from engine.core.tokenizer import GPT2Tokenizer
@@ -99,6 +100,10 @@ def load_folder(folder: Path, name: str | None = None, device: str = "auto", pre
         net = build_model(config, read_state_dict(files), getattr(torch, precisions.get(precision).torch_dtype), device)
         if device == "cpu":
             use_transposed_head(net)
+    if device == "cpu" and native.available():
+        if prepared is not None:
+            prepared.tensors.clear()  # the model holds what it uses: let each mapped original go once copied
+        move_to_huge_pages(net)  # the compiled step streams its weights from 2 MiB pages faster
     return LoadedModel(
         name=name or folder.name,
         folder=folder,

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
 CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 5  # gpt2_step.c's GPT2_ABI_VERSION
+ABI_VERSION = 6  # gpt2_step.c's GPT2_ABI_VERSION
 
 F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS, Q4_BLOCKS = range(6)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
@@ -245,10 +245,12 @@ def _checked(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...] | None 
     return t
 
 
-def _q8_blocks(q: torch.Tensor, scale: torch.Tensor, n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
-    blocks = -(-n_in // forms.QBLOCK)
-    return (_checked(q, torch.int8, (n_out, blocks * forms.QBLOCK)),
-            _checked(scale, torch.float16, (n_out, blocks)))
+def _blocks(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, n_out: int, n_in: int,
+            bytes_per_block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An int8 or int4 form's tensors, checked against the shapes forms.interleave gives them."""
+    blocks, groups = -(-n_in // forms.QBLOCK), -(-n_out // forms.GROUP)
+    return (_checked(q, dtype, (groups, blocks * forms.GROUP * bytes_per_block)),
+            _checked(scale, torch.float16, (groups, blocks * forms.GROUP)))
 
 
 def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat:
@@ -269,11 +271,9 @@ def describe_matrix(module: nn.Module, n_in: int, n_out: int, keep: list) -> Mat
     elif isinstance(module, forms.BFloat16Linear):
         kind, w, round_bf16 = BF16_ROWS, _checked(module.weight, torch.bfloat16, (n_out, n_in)), 1
     elif isinstance(module, forms.Int8Linear):
-        kind, w, scale = Q8_BLOCKS, *_q8_blocks(module.qweight, module.scale, n_out, n_in)
+        kind, w, scale = Q8_BLOCKS, *_blocks(module.qweight, module.scale, torch.int8, n_out, n_in, forms.QBLOCK)
     elif isinstance(module, forms.Int4Linear):
-        blocks = -(-n_in // forms.QBLOCK)
-        kind, w = Q4_BLOCKS, _checked(module.qweight, torch.uint8, (n_out, blocks * forms.QBLOCK // 2))
-        scale = _checked(module.scale, torch.float16, (n_out, blocks))
+        kind, w, scale = Q4_BLOCKS, *_blocks(module.qweight, module.scale, torch.uint8, n_out, n_in, forms.QBLOCK // 2)
     else:
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]
@@ -294,7 +294,7 @@ def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -
         if kind is None:
             raise _Unsupported(f"embedding of {w.dtype}")
         if kind == Q8_BLOCKS:
-            w, scale = _q8_blocks(w, module.scale, vocab, n_embd)
+            w, scale = _blocks(w, module.scale, torch.int8, vocab, n_embd, forms.QBLOCK)
         else:
             _checked(w, w.dtype, (vocab, n_embd))
     else:

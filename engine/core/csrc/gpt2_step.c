@@ -10,15 +10,23 @@
  *   F32_ROWS  float32 [n_out, n_in]
  *   F16_ROWS  float16 [n_out, n_in]
  *   BF16_ROWS bfloat16 [n_out, n_in]
- *   Q8_BLOCKS int8 [n_out, nb * 32] with one float16 scale per block of 32 weights [n_out, nb],
- *             nb = ceil(n_in / 32), rows padded with zeros (llama.cpp's q8_0, in two arrays)
- *   Q4_BLOCKS 4-bit [n_out, nb * 16] bytes with one float16 scale per block of 32 [n_out, nb]: byte j of
- *             a block holds weight j in its low nibble and weight j + 16 in its high one, each
- *             stored + 8 (llama.cpp's q4_0, in two arrays); its input is quantised as Q8_BLOCKS'
+ *   Q8_BLOCKS int8 weights in blocks of 32 with one float16 scale per block (llama.cpp's q8_0), rows
+ *             interleaved in groups of 8: nb = ceil(n_in / 32) blocks per row, G = ceil(n_out / 8)
+ *             groups (the last padded with zero rows). w is [G, nb, 8 chunks, 8 rows, 4]: chunk c of
+ *             block b holds weights 4c..4c+3 of each of the group's 8 rows; scale is [G, nb, 8].
+ *   Q4_BLOCKS 4-bit weights in blocks of 32 (llama.cpp's q4_0: each stored + 8, one float16 scale per
+ *             block), interleaved as Q8_BLOCKS: w is [G, nb, 4 chunks, 8 rows, 4] bytes whose low nibble
+ *             is weight 4c + t of its row and whose high nibble is weight 16 + 4c + t; scale [G, nb, 8].
+ *             Its input is quantised as Q8_BLOCKS'.
+ *
+ * Interleaving puts four weights of each of 8 rows side by side in 32 bytes, so one integer
+ * multiply-add (VNNI's dpbusd, AVX2's maddubs) with four input values broadcast computes a piece of
+ * 8 rows' dot products at once, one row per 32-bit lane: no horizontal sums, and one fused
+ * multiply-add of the 8 rows' block scales per block of 8 rows.
  *
  * A float matrix may ask for its input rounded to bfloat16 first (the bfloat16 mode does, so that
- * decoding computes what its batched PyTorch path computes). A Q8_BLOCKS matrix quantises its input
- * the same way as its weights, per block of 32 (d = max|x| / 127, q = round(x / d)), and multiplies
+ * decoding computes what its batched PyTorch path computes). A Q8_BLOCKS or Q4_BLOCKS matrix quantises
+ * its input as Q8_BLOCKS' weights are, per block of 32 (d = max|x| / 127, q = round(x / d)), and multiplies
  * with integer instructions: each block's dot product is an exact int32, scaled by the two blocks'
  * scales into a float32 sum. Accumulation is float32 throughout.
  *
@@ -63,13 +71,15 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 5
+#define GPT2_ABI_VERSION 6
 
 enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4, Q4_BLOCKS = 5 };
-enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS */
+enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS and Q4_BLOCKS */
+enum { GROUP = 8 };   /* rows interleaved together in Q8_BLOCKS and Q4_BLOCKS */
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
 enum { LINE_FLOATS = 16 }; /* floats in a 64-byte cache line */
+_Static_assert(LINE_FLOATS % GROUP == 0, "chunks of whole lines are whole groups");
 
 /* n floats rounded up to whole cache lines. */
 static inline long long whole_lines(long long n) { return (n + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS; }
@@ -82,9 +92,9 @@ typedef struct {
     int32_t n_in;       // input width
     int32_t n_out;      // output width
     int32_t round_bf16; // 1: round the input to bfloat16 before multiplying, else 0 (float kinds only)
-    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, (n_out, nb * 32) for Q8_BLOCKS,
-                        // (n_out, nb * 16) for Q4_BLOCKS
-    const void *scale;  // (n_out, nb) float16 for Q8_BLOCKS and Q4_BLOCKS: one per block of 32 weights; else NULL
+    const void *w;      // (n_out, n_in) rows, or (n_in, n_out) for F32_COLS, (G, nb * 256) for Q8_BLOCKS,
+                        // (G, nb * 128) for Q4_BLOCKS (see above)
+    const void *scale;  // (G, nb * 8) float16 for Q8_BLOCKS and Q4_BLOCKS: one per block of 32 weights; else NULL
     const float *bias;  // (n_out,) or NULL
 } Mat;
 
@@ -224,13 +234,15 @@ DEFINE_DOT(dot_f32, float, LOAD_F32, SCALAR_F32)
 DEFINE_DOT(dot_f16, uint16_t, LOAD_F16, SCALAR_F16)
 DEFINE_DOT(dot_bf16, uint16_t, LOAD_BF16, SCALAR_BF16)
 
-/* ---- int8 blocks of 32 (Q8_BLOCKS) ---- */
+/* ---- integer kernels: blocks of 32, rows interleaved in groups of 8 (Q8_BLOCKS, Q4_BLOCKS) ---- */
 
 /* A product's input, quantised per block of 32 as the weights are. */
 typedef struct {
-    int8_t *q;   // (nb * 32,) round(x / d), zero past n_in
-    uint8_t *a;  // (nb * 32,) |q|: maddubs multiplies unsigned bytes by signed ones
-    float *d;    // (nb,) max |x| / 127 of each block
+    int8_t *q;    // (nb * 32,) round(x / d), zero past n_in
+    uint8_t *a;   // (nb * 32,) |q|: maddubs multiplies unsigned bytes by signed ones
+    float *d;     // (nb,) max |x| / 127 of each block
+    int32_t *sum; // (nb,) the sum of each block's q: the kernels store weights offset to unsigned bytes
+                  // (w + 8 for Q4_BLOCKS, w + 128 in VNNI's Q8_BLOCKS) and take offset * sum back out
 } QInput;
 
 static void quantize_input(const float *x, int n, QInput *in) {
@@ -240,89 +252,155 @@ static void quantize_input(const float *x, int n, QInput *in) {
         float amax = 0.0f;
         for (int i = i0; i < i1; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
         const float d = amax / 127.0f;
+        int32_t sum = 0;
         in->d[b] = d;
         for (int i = i0; i < i0 + QBLOCK; i++) {
             float v = i < i1 && d > 0.0f ? rintf(x[i] / d) : 0.0f; /* rintf: to nearest even, as torch.round */
             v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
             in->q[i] = (int8_t)v;
             in->a[i] = (uint8_t)(v < 0 ? -v : v);
+            sum += (int32_t)v;
+        }
+        in->sum[b] = sum;
+    }
+}
+
+/* Every kernel below computes one group of 8 rows, out[j] for row j, as: for each block b in order,
+ * acc[j] = fma((float)dot_jb, scale_jb * d_b, acc[j]), where dot_jb is the block's exact int32 dot
+ * product and scale_jb * d_b is rounded to float32 first. The same float operations in the same order
+ * in every kernel set: the same result to the bit. */
+
+/* The reference, in plain C. */
+static void group_q8_ref(const int8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out) {
+    float acc[GROUP] = {0};
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (size_t)b * GROUP * QBLOCK;
+        for (int j = 0; j < GROUP; j++) {
+            int32_t dot = 0;
+            for (int k = 0; k < QBLOCK; k++) dot += (int32_t)wb[(k / 4) * 32 + j * 4 + k % 4] * in->q[b * QBLOCK + k];
+            acc[j] = fmaf((float)dot, _cvtsh_ss(scale[b * GROUP + j]) * in->d[b], acc[j]);
         }
     }
+    memcpy(out, acc, sizeof acc);
 }
 
-/* The reference: one row of weights (nb blocks) with the quantised input, in plain C. */
-static float dot_q8_ref(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    float sum = 0.0f;
+static void group_q4_ref(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out) {
+    float acc[GROUP] = {0};
     for (int b = 0; b < nb; b++) {
-        int32_t dot = 0;
-        for (int i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) dot += (int32_t)w[i] * in->q[i];
-        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
+        const uint8_t *wb = w + (size_t)b * GROUP * QBLOCK / 2;
+        for (int j = 0; j < GROUP; j++) {
+            int32_t dot = 0;
+            for (int k = 0; k < QBLOCK / 2; k++) {
+                const uint8_t byte = wb[(k / 4) * 32 + j * 4 + k % 4];
+                dot += ((int32_t)(byte & 15) - 8) * in->q[b * QBLOCK + k];
+                dot += ((int32_t)(byte >> 4) - 8) * in->q[b * QBLOCK + k + QBLOCK / 2];
+            }
+            acc[j] = fmaf((float)dot, _cvtsh_ss(scale[b * GROUP + j]) * in->d[b], acc[j]);
+        }
     }
-    return sum;
+    memcpy(out, acc, sizeof acc);
 }
 
-/* AVX2: |x| times w with x's sign (so that maddubs's unsigned-by-signed products are x times w, and no
- * pair of them overflows int16: 2 * 127 * 127 < 32767), pairs of int16 summed to int32 by madd. */
-static inline __m256i block_dot_avx2(__m256i w, __m256i q, __m256i a) {
-    const __m256i pairs = _mm256_maddubs_epi16(a, _mm256_sign_epi8(w, q));
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+/* Four input bytes at p, the same in each 32-bit lane. */
+static inline __m256i broadcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
 }
 
-static float dot_q8_avx2(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const int i = b * QBLOCK;
-        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
-        __m256i d1 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i + QBLOCK)),
-                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
-    }
-    for (; b < nb; b++) {
-        const int i = b * QBLOCK;
-        __m256i d0 = block_dot_avx2(_mm256_loadu_si256((const __m256i *)(w + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->q + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
-    }
-    return hsum(_mm256_add_ps(acc0, acc1));
+/* The 8 rows' scales of block b times the input's d_b, one lane per row. */
+static inline __m256 block_scales(const uint16_t *scale, const QInput *in, int b) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scale + b * GROUP))),
+                         _mm256_set1_ps(in->d[b]));
 }
 
-/* AVX-512 VNNI: two blocks per 512-bit register. AVX-512 has no sign_epi8, so w is negated under the
- * mask of q's negative bytes; dpbusd then sums |q| * (w with q's sign) four bytes at a time into int32.
- * Lanes 0-7 hold even blocks and lanes 8-15 odd ones, the AVX2 kernel's acc0 and acc1: the same float
- * operations in the same order, so the same result to the bit. */
+/* AVX2, int8: maddubs multiplies unsigned bytes by signed ones, so |x| times w with x's sign (no pair
+ * of products overflows int16: 2 * 127 * 127 < 32767); madd sums pairs of int16 into int32 lanes. */
+static void group_q8_avx2(const int8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (size_t)b * GROUP * QBLOCK;
+        const int8_t *q = in->q + b * QBLOCK;
+        const uint8_t *a = in->a + b * QBLOCK;
+        __m256i dot0 = _mm256_setzero_si256(), dot1 = _mm256_setzero_si256();
+        for (int c = 0; c < QBLOCK / 4; c += 2) {
+            __m256i p0 = _mm256_maddubs_epi16(broadcast4(a + 4 * c),
+                                              _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(wb + 32 * c)), broadcast4(q + 4 * c)));
+            __m256i p1 = _mm256_maddubs_epi16(broadcast4(a + 4 * c + 4),
+                                              _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(wb + 32 * c + 32)), broadcast4(q + 4 * c + 4)));
+            dot0 = _mm256_add_epi32(dot0, _mm256_madd_epi16(p0, ones));
+            dot1 = _mm256_add_epi32(dot1, _mm256_madd_epi16(p1, ones));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(dot0, dot1)), block_scales(scale, in, b), acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+/* AVX2, 4-bit: the nibbles are unsigned already (w + 8), so maddubs multiplies them by x directly; its
+ * int16 sums stay exact over a whole block (8 * 2 * 15 * 127 < 32767) before one madd widens them, and
+ * 8 * sum(x) is taken back out. */
+static void group_q4_avx2(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + (size_t)b * GROUP * QBLOCK / 2;
+        const int8_t *q = in->q + b * QBLOCK;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        for (int c = 0; c < QBLOCK / 8; c++) {
+            const __m256i bytes = _mm256_loadu_si256((const __m256i *)(wb + 32 * c));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_and_si256(bytes, low), broadcast4(q + 4 * c)));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low),
+                                                           broadcast4(q + QBLOCK / 2 + 4 * c)));
+        }
+        __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+        dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(8 * in->sum[b]));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), block_scales(scale, in, b), acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+/* AVX-512 VNNI (its 256-bit form): dpbusd multiplies unsigned bytes by signed ones and adds groups of
+ * four into int32 lanes with no intermediate rounding, so int8 weights are flipped to w + 128 (an xor
+ * of the sign bit) and 128 * sum(x) is taken back out by starting the sum there. */
 #define TARGET_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
-TARGET_AVX512VNNI static inline __m512i block_dot2_vnni(__m512i w, __m512i q, __m512i a) {
-    const __m512i signed_w = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(q), _mm512_setzero_si512(), w);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, signed_w);
+TARGET_AVX512VNNI static void group_q8_avx512vnni(const int8_t *w, const uint16_t *scale, const QInput *in, int nb,
+                                                  float *out) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (size_t)b * GROUP * QBLOCK;
+        const int8_t *q = in->q + b * QBLOCK;
+        __m256i dot0 = _mm256_set1_epi32(-128 * in->sum[b]), dot1 = _mm256_setzero_si256();
+        for (int c = 0; c < QBLOCK / 4; c += 2) {
+            dot0 = _mm256_dpbusd_epi32(dot0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 32 * c)), flip),
+                                       broadcast4(q + 4 * c));
+            dot1 = _mm256_dpbusd_epi32(dot1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 32 * c + 32)), flip),
+                                       broadcast4(q + 4 * c + 4));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(dot0, dot1)), block_scales(scale, in, b), acc);
+    }
+    _mm256_storeu_ps(out, acc);
 }
 
-TARGET_AVX512VNNI static float dot_q8_avx512vnni(const int8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    __m512 acc = _mm512_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const int i = b * QBLOCK;
-        __m512i d = block_dot2_vnni(_mm512_loadu_si512(w + i), _mm512_loadu_si512(in->q + i), _mm512_loadu_si512(in->a + i));
-        __m512 s = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(_cvtsh_ss(scale[b]) * in->d[b])),
-                                                       _mm256_castps_pd(_mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1])), 1));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc);
+TARGET_AVX512VNNI static void group_q4_avx512vnni(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb,
+                                                  float *out) {
+    const __m256i low = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + (size_t)b * GROUP * QBLOCK / 2;
+        const int8_t *q = in->q + b * QBLOCK;
+        __m256i dot0 = _mm256_set1_epi32(-8 * in->sum[b]), dot1 = _mm256_setzero_si256();
+        for (int c = 0; c < QBLOCK / 8; c++) {
+            const __m256i bytes = _mm256_loadu_si256((const __m256i *)(wb + 32 * c));
+            dot0 = _mm256_dpbusd_epi32(dot0, _mm256_and_si256(bytes, low), broadcast4(q + 4 * c));
+            dot1 = _mm256_dpbusd_epi32(dot1, _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low),
+                                       broadcast4(q + QBLOCK / 2 + 4 * c));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(dot0, dot1)), block_scales(scale, in, b), acc);
     }
-    __m256 acc0 = _mm512_castps512_ps256(acc), acc1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-    for (; b < nb; b++) {
-        const int i = b * QBLOCK;
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i));
-        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i));
-        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
-        __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
-    }
-    return hsum(_mm256_add_ps(acc0, acc1));
+    _mm256_storeu_ps(out, acc);
 }
 
 static int has_avx512vnni(void) {
@@ -331,90 +409,29 @@ static int has_avx512vnni(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
-/* ---- 4-bit blocks of 32 (Q4_BLOCKS), multiplied by the input quantised to 8 bits ---- */
+/* ---- kernel sets: the integer kernels for each instruction set, chosen at run time ---- */
 
-static float dot_q4_ref(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        int32_t dot = 0;
-        for (int j = 0; j < QBLOCK / 2; j++) {
-            const uint8_t byte = w[b * QBLOCK / 2 + j];
-            dot += ((int32_t)(byte & 15) - 8) * in->q[b * QBLOCK + j];
-            dot += ((int32_t)(byte >> 4) - 8) * in->q[b * QBLOCK + j + QBLOCK / 2];
-        }
-        sum += (float)dot * (_cvtsh_ss(scale[b]) * in->d[b]);
-    }
-    return sum;
-}
-
-/* 16 bytes of a block as its 32 weights, int8 in [-8, 7]. */
-static inline __m256i unpack_q4(const uint8_t *p) {
-    const __m128i bytes = _mm_loadu_si128((const __m128i *)p);
-    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15));
-    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-}
-
-static float dot_q4_avx2(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const int i = b * QBLOCK;
-        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
-        __m256i d1 = block_dot_avx2(unpack_q4(w + i / 2 + QBLOCK / 2),
-                                    _mm256_loadu_si256((const __m256i *)(in->q + i + QBLOCK)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i + QBLOCK)));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(_cvtsh_ss(scale[b + 1]) * in->d[b + 1]), acc1);
-    }
-    for (; b < nb; b++) {
-        const int i = b * QBLOCK;
-        __m256i d0 = block_dot_avx2(unpack_q4(w + i / 2), _mm256_loadu_si256((const __m256i *)(in->q + i)),
-                                    _mm256_loadu_si256((const __m256i *)(in->a + i)));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc0);
-    }
-    return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-/* AVX-512 VNNI, one block per 256-bit dpbusd: the AVX2 kernel's operations otherwise, the same bits. */
-TARGET_AVX512VNNI static float dot_q4_avx512vnni(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb) {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < nb; b++) {
-        const int i = b * QBLOCK;
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(in->q + i)), wv = unpack_q4(w + i / 2);
-        const __m256i signed_w = _mm256_mask_sub_epi8(wv, _mm256_movepi8_mask(q), _mm256_setzero_si256(), wv);
-        __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(in->a + i)), signed_w);
-        /* the AVX2 kernel's tail block (odd nb) goes to acc0 too */
-        acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(_cvtsh_ss(scale[b]) * in->d[b]), acc[b & 1]);
-    }
-    return hsum(_mm256_add_ps(acc[0], acc[1]));
-}
-
-/* ---- kernel sets: the integer dot products for each instruction set, chosen at run time ---- */
-
-typedef float (*DotQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb);
-typedef float (*DotQ4)(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb);
+typedef void (*GroupQ8)(const int8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out);
+typedef void (*GroupQ4)(const uint8_t *w, const uint16_t *scale, const QInput *in, int nb, float *out);
 
 typedef struct {
     const char *name; // what gpt2_use_kernels and GPT2_DESKTOP_CPU call it
     int (*supported)(void);
-    DotQ8 dot_q8;
-    DotQ4 dot_q4;
+    GroupQ8 group_q8;
+    GroupQ4 group_q4;
 } KernelSet;
 
 static int always(void) { return 1; }
 
 /* Best first: "auto" takes the first this CPU supports. */
 static const KernelSet KERNEL_SETS[] = {
-    {"avx512vnni", has_avx512vnni, dot_q8_avx512vnni, dot_q4_avx512vnni},
-    {"avx2", always, dot_q8_avx2, dot_q4_avx2},
-    {"reference", always, dot_q8_ref, dot_q4_ref},
+    {"avx512vnni", has_avx512vnni, group_q8_avx512vnni, group_q4_avx512vnni},
+    {"avx2", always, group_q8_avx2, group_q4_avx2},
+    {"reference", always, group_q8_ref, group_q4_ref},
 };
 enum { N_KERNEL_SETS = sizeof KERNEL_SETS / sizeof KERNEL_SETS[0] };
 
 static const KernelSet *kernels = &KERNEL_SETS[0];
-#define dot_q8 (kernels->dot_q8)
-#define dot_q4 (kernels->dot_q4)
 
 /* acc[0 : c1-c0] = x @ W[:, c0:c1] for W [n_in, n_out], four input rows at a time (four streams). */
 static void cols_f32(const float *W, int n_in, int n_out, const float *x, int c0, int c1, float *acc) {
@@ -453,10 +470,11 @@ static void embed(const Model *m, int token, int pos, float *x) {
         case F32_ROWS: v = ((const float *)e->w)[(size_t)token * n + i]; break;
         case F16_ROWS: v = _cvtsh_ss(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
         case BF16_ROWS: v = bf16_to_f32(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
-        default: {
-            const int nb = (n + QBLOCK - 1) / QBLOCK;
-            v = (float)((const int8_t *)e->w)[(size_t)token * nb * QBLOCK + i] *
-                _cvtsh_ss(((const uint16_t *)e->scale)[(size_t)token * nb + i / QBLOCK]);
+        default: { /* Q8_BLOCKS: row `token` is row j of group g */
+            const size_t nb = (n + QBLOCK - 1) / QBLOCK, g = token / GROUP, j = token % GROUP, b = i / QBLOCK;
+            const int k = i % QBLOCK;
+            v = (float)((const int8_t *)e->w)[((g * nb + b) * GROUP * QBLOCK) + (k / 4) * 32 + j * 4 + k % 4] *
+                _cvtsh_ss(((const uint16_t *)e->scale)[(g * nb + b) * GROUP + j]);
         }
         }
         x[i] = v + wpe[i];
@@ -515,8 +533,8 @@ typedef struct {
     float *qkv;              // (3C,) the new token's query, key and value
     float *hid;              // (n_inner,) the MLP's hidden activations
     float *xin;              // (max_in,) the current product's input rounded to bfloat16, where it asks
-    QInput xq;               // the current Q8_BLOCKS product's input quantised: (max_in padded to 32) bytes
-                             // q and a, (max_in / 32) scales d
+    QInput xq;               // the current integer product's input quantised: (max_in padded to 32) bytes
+                             // q and a, (max_in / 32) scales d and sums
     /* Each thread's own scratch. These are thread 0's; thread t's are these plus t * thread_stride. */
     float *acc;              // (max_out,) one chunk's outputs, or one head's attention output
     float *s;                // (cache_len,) one head's attention weights
@@ -548,6 +566,7 @@ static long long workspace_layout(const Model *m, int threads, int cache_len, fl
     w->xq.q = (int8_t *)take(base, &used, padded / 4);
     w->xq.a = (uint8_t *)take(base, &used, padded / 4);
     w->xq.d = take(base, &used, padded / QBLOCK);
+    w->xq.sum = (int32_t *)take(base, &used, padded / QBLOCK);
     const long long shared = used;
     w->acc = take(base, &used, max_out(m));
     w->s = take(base, &used, cache_len);
@@ -573,7 +592,10 @@ long long gpt2_workspace_floats(const Model *m, int threads, int cache_len) {
  * serial part first (a layer norm, rounding the input), then its chunks. */
 
 enum { PH_QKV = 0, PH_ATTEND = 1, PH_ATTN_PROJ = 2, PH_FC = 3, PH_MLP_PROJ = 4, PHASES_PER_LAYER = 5 };
-enum { MAX_CHUNKS = 64, MIN_CHUNK_ROWS = 16 };
+/* A product's chunks: a few per thread, so that a thread taken off its core holds up little, but long
+ * runs of rows, each streamed from memory as one sequence (the hardware prefetcher ramps up anew at the
+ * start of each: with 64 chunks a phase the integer kernels read ~20% slower). */
+enum { MAX_CHUNKS = 64, MIN_CHUNK_ROWS = 16, CHUNKS_PER_THREAD = 4 };
 
 typedef struct {
     int kind;         // PH_QKV .. PH_MLP_PROJ, or PH_QKV with layer == n_layer for the head
@@ -619,9 +641,12 @@ static void describe_phase(const Step *st, int k, Phase *ph) {
     }
     int n = ph->mat ? ph->mat->n_out : m->n_head;
     int chunks = ph->mat ? (n + MIN_CHUNK_ROWS - 1) / MIN_CHUNK_ROWS : n;
+    if (ph->mat && chunks > st->threads * CHUNKS_PER_THREAD) chunks = st->threads * CHUNKS_PER_THREAD;
     chunks = chunks > MAX_CHUNKS ? MAX_CHUNKS : chunks;
     ph->rows = (n + chunks - 1) / chunks;
-    if (ph->mat) ph->rows = (int)whole_lines(ph->rows); /* no two chunks write one cache line */
+    /* No two chunks write one cache line; and whole groups of rows for Q8_BLOCKS and Q4_BLOCKS (16 rows is
+     * both). */
+    if (ph->mat) ph->rows = (int)whole_lines(ph->rows);
     ph->n_chunks = (n + ph->rows - 1) / ph->rows;
 }
 
@@ -645,7 +670,7 @@ static void open_phase_serial(const Step *st, int k, const Phase *ph) {
 }
 
 /* Rows [r0, r1) of y = m(x) [+ bias] [then the activation] into acc[0 : r1-r0]; `xq` is x quantised
- * (quantize_input) where m is Q8_BLOCKS. */
+ * (quantize_input) where m is Q8_BLOCKS or Q4_BLOCKS. */
 static void matvec_rows(const Mat *m, const float *x, const QInput *xq, int r0, int r1, int mode, int activation,
                         float *acc) {
     const int n = m->n_in;
@@ -662,18 +687,19 @@ static void matvec_rows(const Mat *m, const float *x, const QInput *xq, int r0, 
     case BF16_ROWS:
         for (int r = r0; r < r1; r++) acc[r - r0] = dot_bf16((const uint16_t *)m->w + (size_t)r * n, x, n);
         break;
-    case Q8_BLOCKS: {
+    case Q8_BLOCKS:
+    case Q4_BLOCKS: { /* r0 is a multiple of GROUP (see describe_phase) */
         const int nb = (n + QBLOCK - 1) / QBLOCK;
-        for (int r = r0; r < r1; r++)
-            acc[r - r0] = dot_q8((const int8_t *)m->w + (size_t)r * nb * QBLOCK, (const uint16_t *)m->scale + (size_t)r * nb,
-                                 xq, nb);
-        break;
-    }
-    case Q4_BLOCKS: {
-        const int nb = (n + QBLOCK - 1) / QBLOCK;
-        for (int r = r0; r < r1; r++)
-            acc[r - r0] = dot_q4((const uint8_t *)m->w + (size_t)r * nb * (QBLOCK / 2),
-                                 (const uint16_t *)m->scale + (size_t)r * nb, xq, nb);
+        for (int r = r0; r < r1; r += GROUP) {
+            float out[GROUP];
+            const size_t g = r / GROUP;
+            const uint16_t *scale = (const uint16_t *)m->scale + g * nb * GROUP;
+            if (m->kind == Q8_BLOCKS)
+                kernels->group_q8((const int8_t *)m->w + g * nb * GROUP * QBLOCK, scale, xq, nb, out);
+            else
+                kernels->group_q4((const uint8_t *)m->w + g * nb * GROUP * QBLOCK / 2, scale, xq, nb, out);
+            memcpy(acc + (r - r0), out, sizeof(float) * (r1 - r < GROUP ? r1 - r : GROUP));
+        }
         break;
     }
     }
