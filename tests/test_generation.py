@@ -319,3 +319,27 @@ def test_the_prompt_cache_stays_right_after_a_cancel_a_slide_and_an_abandoned_st
     list(generator.stream([5, 6], greedy, cancel=cancel))
     for prompt in prompts:
         assert list(generator.stream(prompt, greedy))[-1].token_ids == list(fresh.stream(prompt, greedy))[-1].token_ids
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "int8"])
+def test_prompts_short_and_long_prefill_to_the_logits_pytorch_computes(mode):
+    # A prompt of up to the mode's step_prefill tokens goes through the compiled step token by token, a
+    # longer one through PyTorch's batched path but for its last token; both must land where PyTorch's
+    # own forward pass does, and leave the cache ready for the next token.
+    from engine.core import native, precisions
+
+    if not native.available():
+        pytest.skip("the compiled step is not built")
+    loaded = load_model(None, device="cpu", precision=mode)
+    generator = Generator(loaded)
+    limit = precisions.get(mode).step_prefill
+    for n in sorted({1, limit, limit + 1, 3 * limit + 5}):
+        ids = list(range(300, 300 + n))
+        with torch.inference_mode():
+            got = generator.prefill(ids, cache := loaded.model.new_cache())
+            want = loaded.model(torch.tensor([ids]), loaded.model.new_cache(), 0)[0, -1]
+            after = generator.decode_one_token(7, cache, n)
+            want_after = loaded.model(torch.tensor([ids + [7]]), loaded.model.new_cache(), 0)[0, -1]
+        tolerance = 1e-4 if mode == "float32" else 0.05
+        assert float((got - want).abs().max() / want.std()) < tolerance, (mode, n)
+        assert float((after - want_after).abs().max() / want_after.std()) < tolerance, (mode, n)

@@ -188,8 +188,17 @@ class _BlockLinear(nn.Module):
         self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = quantize_input(x.reshape(-1, x.shape[-1]))
-        y = F.linear(rows, self.dequantize(self.qweight, self.scale, self.out_features), self.bias)
+        from engine.core import native  # the compiled library, where it is built (it imports this module)
+
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] == 1:  # one row (the head after a prompt): the integer kernels, no float32 copy
+            y = native.matvec(self, _blocks(flat[0]).flatten())
+            if y is not None:
+                return y.view(*x.shape[:-1], -1)
+        weights = native.dequantize(self)  # the same values as `dequantize`, several times faster
+        if weights is None:
+            weights = self.dequantize(self.qweight, self.scale, self.out_features)
+        y = F.linear(quantize_input(flat), weights, self.bias)
         return y.view(*x.shape[:-1], -1)
 
 

@@ -28,6 +28,21 @@ def supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(mmap, "MADV_HUGEPAGE")
 
 
+def huge_bytes(n: int) -> torch.Tensor | None:
+    """n bytes (uint8) of private anonymous memory advised MADV_HUGEPAGE, starting on a 2 MiB boundary; None
+    where unsupported. The memory lives as long as a view of it does."""
+    if not supported():
+        return None
+    try:
+        area = mmap.mmap(-1, n + PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                         prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        area.madvise(mmap.MADV_HUGEPAGE)
+    except (OSError, ValueError):
+        return None
+    start = -ctypes.addressof(ctypes.c_char.from_buffer(area)) % PAGE  # the first 2 MiB boundary
+    return torch.frombuffer(area, dtype=torch.uint8)[start : start + n]  # holds `area` while it lives
+
+
 def _matrices(model: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
     found = []
     for module in model.modules():
@@ -61,14 +76,10 @@ def move_to_huge_pages(model: nn.Module) -> int:
     total = sum(sizes.values())
     if total == 0:
         return 0
-    try:
-        area = mmap.mmap(-1, total + PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                         prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        area.madvise(mmap.MADV_HUGEPAGE)
-    except (OSError, ValueError):
+    memory = huge_bytes(total)
+    if memory is None:
         return 0
-    offset = -ctypes.addressof(ctypes.c_char.from_buffer(area)) % PAGE  # the first 2 MiB boundary
-    memory = torch.frombuffer(area, dtype=torch.uint8)  # keeps `area` alive as long as a view of it lives
+    offset = 0
     for key, places in users.items():
         module, name = places[0]
         original = getattr(module, name)

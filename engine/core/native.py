@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
 CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 6  # gpt2_step.c's GPT2_ABI_VERSION
+ABI_VERSION = 7  # gpt2_step.c's GPT2_ABI_VERSION
 
 F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS, Q4_BLOCKS = range(6)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
@@ -143,6 +144,10 @@ def library() -> ctypes.CDLL | None:
     lib.gpt2_kernels.argtypes = []
     lib.gpt2_kernel_sets.restype = None
     lib.gpt2_kernel_sets.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.gpt2_dequantize.restype = ctypes.c_int
+    lib.gpt2_dequantize.argtypes = [ctypes.POINTER(Mat), ctypes.c_void_p]
+    lib.gpt2_matvec.restype = ctypes.c_int
+    lib.gpt2_matvec.argtypes = [ctypes.POINTER(Mat), ctypes.c_void_p, ctypes.c_void_p]
     wanted = os.environ.get("GPT2_DESKTOP_CPU", "auto")
     if lib.gpt2_use_kernels(wanted.encode()) != 0:
         lib.gpt2_use_kernels(b"auto")
@@ -301,6 +306,44 @@ def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -
         raise _Unsupported(type(module).__name__)
     keep += [w, scale]
     return Mat(kind, n_embd, vocab, 0, w.data_ptr(), _ptr(scale), None)
+
+
+_scratch = threading.local()  # each thread's float32 buffer for dequantize
+
+
+def _block_mat(module: nn.Module) -> tuple[Mat, int] | None:
+    lib = library()
+    if lib is None:
+        return None
+    width = module.scale.shape[1] // forms.GROUP * forms.QBLOCK  # nb * 32: inputs are padded to whole blocks
+    return describe_matrix(module, width, module.out_features, []), width
+
+
+def dequantize(module: nn.Module) -> torch.Tensor | None:
+    """An int8 or int4 form's weights as float32 [out, nb * 32], as forms.dequantize_int8/int4 give them but
+    in one pass of compiled code, into a buffer this thread reuses (valid until its next call: fresh memory
+    costs a page fault per 4 KiB, more than the pass itself); None where the library is not built."""
+    described = _block_mat(module)
+    if described is None:
+        return None
+    mat, width = described
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer.numel() < module.out_features * width:
+        buffer = _scratch.buffer = torch.empty(module.out_features * width)
+    out = buffer[: module.out_features * width].view(module.out_features, width)
+    return out if library().gpt2_dequantize(ctypes.byref(mat), out.data_ptr()) == 0 else None
+
+
+def matvec(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """An int8 or int4 form times one input row x [nb * 32] (bias included), by the compiled step's kernels
+    on this thread; None where the library is not built."""
+    described = _block_mat(module)
+    if described is None:
+        return None
+    mat, width = described
+    x = _checked(x.contiguous(), torch.float32, (width,))
+    y = torch.empty(module.out_features)
+    return y if library().gpt2_matvec(ctypes.byref(mat), x.data_ptr(), y.data_ptr()) == 0 else None
 
 
 class NativeDecoder:

@@ -27,19 +27,22 @@ class Precision:
     cpu_flags: tuple[str, ...]  # what the CPU must have for the compiled step's kernel (else PyTorch, slower)
     prepared: bool  # on the CPU, a copy in this form is made once and kept in the data folder
     torch_dtype: str | None  # the torch dtype of a plain PyTorch model in this mode (CUDA); None: CPU only
+    # On the CPU with the compiled step: prompts of up to this many new tokens go through it one token at a
+    # time, which costs less than PyTorch's batched path there (it widens reduced weights to float32 first).
+    step_prefill: int = 1
 
 
 PRECISIONS: tuple[Precision, ...] = (
     Precision("float32", 4, "the checkpoint's weights, exact", ("cpu", "cuda"), ("avx2", "fma"), False, "float32"),
     Precision("float16", 2, "half the bytes, near exact; the default on CUDA", ("cpu", "cuda"),
-              ("avx2", "fma", "f16c"), True, "float16"),
+              ("avx2", "fma", "f16c"), True, "float16", step_prefill=8),
     Precision("bfloat16", 2, "half the bytes; inputs rounded to bfloat16", ("cpu", "cuda"), ("avx2", "fma"), True,
               "bfloat16"),
     Precision("int8", 1 + 2 / 32, "a quarter of the bytes; weights and inputs in 8-bit blocks of 32, integer "
-              "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None),
+              "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None, step_prefill=24),
     Precision("int4", 0.5 + 2 / 32, "an eighth of the bytes for the projections: 4-bit blocks of 32 (the "
               "embedding and head 8-bit), integer dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"),
-              True, None),
+              True, None, step_prefill=24),
 )
 
 NAMES: tuple[str, ...] = tuple(p.name for p in PRECISIONS)

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import torch
 
+from engine.core import precisions
 from engine.core.cuda_graph import GraphedDecoder
 from engine.core.loader import LoadedModel
 from engine.core.native import NativeDecoder
@@ -172,8 +173,22 @@ class Generator:
 
     def prefill(self, ids: list[int], cache) -> torch.Tensor:
         """Run the prompt `ids` from position 0, filling the cache; the logits [vocab] after its last token."""
+        return self._run(ids, cache, 0)
+
+    def _run(self, ids: list[int], cache, start: int) -> torch.Tensor:
+        """Put `ids` at positions start.. of the cache; the logits [vocab] after the last. With the compiled step,
+        a short run goes through it token by token, and a long one through PyTorch's batched path but for its
+        last token, whose step computes the logits (PyTorch's head for one row is the slower of the two)."""
+        if self.native is not None:
+            if len(ids) > precisions.get(self.loaded.precision).step_prefill:
+                x = torch.tensor([ids[:-1]], dtype=torch.long)
+                self.loaded.model.hidden(x, cache, start)
+                ids, start = ids[-1:], start + len(ids) - 1
+            for i, token in enumerate(ids):
+                logits = self.native.step(token, start + i, cache)
+            return logits
         x = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
-        return self.loaded.model(x, cache, 0, last_only=True)[0, -1].float().cpu()
+        return self.loaded.model(x, cache, start, last_only=True)[0, -1].float().cpu()
 
     def decode_one_token(self, token: int, cache, pos: int) -> torch.Tensor:
         """Put `token` at position `pos` of the cache; the logits [vocab] after it."""
@@ -192,10 +207,7 @@ class Generator:
         limit = min(len(held), len(ids) - 1)
         while reused < limit and held[reused] == ids[reused]:
             reused += 1
-        if reused == 0:
-            return self.prefill(ids, cache), 0
-        x = torch.tensor([ids[reused:]], dtype=torch.long, device=self.loaded.device)
-        return self.loaded.model(x, cache, reused, last_only=True)[0, -1].float().cpu(), reused
+        return self._run(ids[reused:], cache, reused), reused
 
     def forget(self) -> None:
         """Drop the prompt cache (the next generation prefills its whole prompt)."""

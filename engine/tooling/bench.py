@@ -22,6 +22,7 @@ from engine import load_model
 from engine.core import precisions
 from engine.core.device import physical_cores, set_threads
 from engine.core.forms import decode_weight_bytes
+from engine.core.hugepages import huge_bytes
 from engine.errors import SettingsError
 from engine.inference.generate import Generator
 from engine.inference.scoring import predictions
@@ -109,8 +110,11 @@ def measure_decode(model: str, precision: str, prompt_tokens: int, new_tokens: i
 
 
 def read_bandwidth_gb_s(megabytes: int = 1024) -> float:
-    """The machine's memory read bandwidth as torch's sum sees it (the ceiling for decoding)."""
-    data = torch.ones(megabytes * 2**20 // 4)
+    """The machine's memory read bandwidth as torch's sum sees it (the ceiling for decoding), from memory
+    in 2 MiB pages where the system gives them, as the decoding step's weights are (engine.core.hugepages)."""
+    memory = huge_bytes(megabytes * 2**20)
+    data = memory.view(torch.float32) if memory is not None else torch.empty(megabytes * 2**20 // 4)
+    data.fill_(1.0)
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()

@@ -71,7 +71,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 6
+#define GPT2_ABI_VERSION 7
 
 enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4, Q4_BLOCKS = 5 };
 enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS and Q4_BLOCKS */
@@ -1002,6 +1002,55 @@ void gpt2_kernel_sets(char *out, int n) {
         if (out[0]) strncat(out, " ", n - strlen(out) - 1);
         strncat(out, KERNEL_SETS[i].name, n - strlen(out) - 1);
     }
+}
+
+/* A Q8_BLOCKS or Q4_BLOCKS matrix's weights as float32 rows [n_out, n_in] into out (each weight times its
+ * block's scale, as engine/core/forms.py's dequantize_int8 and dequantize_int4 give them): a batch of
+ * inputs (a prompt) is multiplied by PyTorch from these. Returns 0, or -1 for another kind. */
+int gpt2_dequantize(const Mat *m, float *out) {
+    if (m->kind != Q8_BLOCKS && m->kind != Q4_BLOCKS) return -1;
+    const int n = m->n_in, nb = (n + QBLOCK - 1) / QBLOCK, groups = (m->n_out + GROUP - 1) / GROUP;
+    const uint16_t *scale = (const uint16_t *)m->scale;
+    for (int g = 0; g < groups; g++)
+        for (int b = 0; b < nb; b++) {
+            const size_t block = (size_t)g * nb + b;
+            const int width = n - b * QBLOCK < QBLOCK ? n - b * QBLOCK : QBLOCK;
+            for (int j = 0; j < GROUP && g * GROUP + j < m->n_out; j++) {
+                const float s = _cvtsh_ss(scale[block * GROUP + j]);
+                float *o = out + (size_t)(g * GROUP + j) * n + b * QBLOCK;
+                if (m->kind == Q8_BLOCKS) {
+                    const int8_t *w = (const int8_t *)m->w + block * GROUP * QBLOCK + j * 4;
+                    for (int k = 0; k < width; k++) o[k] = (float)w[(k / 4) * 32 + k % 4] * s;
+                } else {
+                    const uint8_t *w = (const uint8_t *)m->w + block * GROUP * QBLOCK / 2 + j * 4;
+                    for (int k = 0; k < width; k++) {
+                        const uint8_t byte = w[((k % 16) / 4) * 32 + k % 4];
+                        o[k] = (float)((k < 16 ? byte & 15 : byte >> 4) - 8) * s;
+                    }
+                }
+            }
+        }
+    return 0;
+}
+
+/* y = m(x) [+ bias] for one input row x (n_in floats) into y (n_out floats), on the calling thread: a
+ * Q8_BLOCKS or Q4_BLOCKS matrix only (PyTorch's path for one row, e.g. the head at the end of a prompt).
+ * Returns 0, -1 for another kind, -2 for an input wider than it handles. */
+int gpt2_matvec(const Mat *m, const float *x, float *y) {
+    enum { MAX_IN = 16384 };
+    if (m->kind != Q8_BLOCKS && m->kind != Q4_BLOCKS) return -1;
+    if (m->n_in > MAX_IN) return -2;
+    int8_t q[MAX_IN + QBLOCK];
+    uint8_t a[MAX_IN + QBLOCK];
+    float d[MAX_IN / QBLOCK + 1];
+    int32_t sum[MAX_IN / QBLOCK + 1];
+    QInput in = {q, a, d, sum};
+    quantize_input(x, m->n_in, &in);
+    for (int r0 = 0; r0 < m->n_out; r0 += 16 * GROUP) {
+        const int r1 = r0 + 16 * GROUP < m->n_out ? r0 + 16 * GROUP : m->n_out;
+        matvec_rows(m, x, &in, r0, r1, OUT_STORE, ACT_RELU, y + r0);
+    }
+    return 0;
 }
 
 /* The version of this interface; native.py refuses a library whose version is not its ABI_VERSION. */
