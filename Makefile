@@ -51,13 +51,19 @@ test: $(VENV)/.installed $(NATIVE)
 
 # Every CPU precision against transformers on a 124M-shaped model; quality of each reduced precision
 # on the embedded model's validation text (the held-out books of ../shared/corpus, when it is there).
+# Then gpt2-medium's shape (355M) in full but without transformers (its ratio to transformers is the
+# 124M run's story; llama.cpp is the comparison that matters) and without the quality rows (they are
+# measured on the embedded model whatever the shape); and gpt2-xl's (1.5B, 6.2 GB in float32) --brief:
+# load time, peak memory and decode speed per precision. llama.cpp beside ours wherever it is built.
 CORPUS ?= ../shared/corpus/gutenberg-children
+LLAMA_CPP = $$([ -x .bench/llama.cpp/build/bin/llama-bench ] && echo --llama-cpp .bench/llama.cpp)
 bench: $(VENV)/.installed $(NATIVE)
-	$(PY) -m bench.make_models
+	$(PY) -m bench.make_models 124M 355M 1.5B
 	if [ -d "$(CORPUS)" ]; then $(PY) scripts/validation_text.py "$(CORPUS)" .bench/validation.txt; fi
 	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-124M --against transformers \
-		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt) \
-		$$([ -x .bench/llama.cpp/build/bin/llama-bench ] && echo --llama-cpp .bench/llama.cpp)
+		$$([ -f .bench/validation.txt ] && echo --quality-text .bench/validation.txt) $(LLAMA_CPP)
+	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-355M --against none $(LLAMA_CPP)
+	$(VENV)/bin/gpt2-desktop bench --model .bench/gpt2-1.5B --brief $(LLAMA_CPP)
 
 # llama.cpp as `make bench` measures it beside ours: the copy vendored by llama-cpp-python's source package,
 # built for this CPU into .bench/llama.cpp (a few minutes; needs cmake and a C++ compiler).

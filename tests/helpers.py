@@ -14,6 +14,8 @@ from pathlib import Path
 
 TINY = dict(n_embd=32, n_layer=2, n_head=4, n_positions=128)
 GPT2_124M = dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024)
+GPT2_355M = dict(n_embd=1024, n_layer=24, n_head=16, n_positions=1024)  # gpt2-medium
+GPT2_1558M = dict(n_embd=1600, n_layer=48, n_head=25, n_positions=1024)  # gpt2-xl: 6.2 GB in float32
 
 
 def gpt2_tokenizer_files(folder: Path) -> None:

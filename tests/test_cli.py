@@ -117,3 +117,27 @@ def test_bench_reports_both_engines_and_ratios(tiny_model_dir):
         assert engine["peak_rss_mb"] > 50
     assert report["ratios"]["float32"]["decode_speedup"] == pytest.approx(
         report["ours"]["float32"]["decode_tok_s"] / report["transformers"]["decode_tok_s"])
+
+
+def test_bench_brief_measures_only_load_memory_and_decode(tiny_model_dir, tmp_path, monkeypatch):
+    from engine.tooling.bench import format_brief
+
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))  # the prepared int8 copy goes there
+    result = cli("bench", "--model", str(tiny_model_dir), "--brief", "--dtype", "int8", "--threads", "1",
+                 "--prompt-tokens", "8", "--new-tokens", "8", "--repeats", "1", "--json", timeout=300)
+    report = json_lines(result)[0]
+    assert report["brief"] is True
+    assert report["measured"] == {"ours": ["load_s", "peak_rss_mb", "decode_tok_s"]}
+    ours = report["ours"]["int8"]
+    assert ours["decode_tok_s"] > 0 and ours["load_s"] > 0 and ours["peak_rss_mb"] > 50
+    assert set(ours) == {"decode_tok_s", "load_s", "peak_rss_mb", "decoder", "threads"}
+    assert not {"transformers", "ratios", "read_gb_s", "startup_s", "quality", "busy", "llama.cpp",
+                "prefill_tokens"} & set(report)
+    assert "prefill" in report["not_measured"] and "transformers" in report["not_measured"]
+    text = format_brief(report)
+    assert "measured only load time, peak RSS and decode speed" in text and "not measured: transformers" in text
+
+
+def test_bench_brief_refuses_what_it_does_not_measure(tiny_model_dir):
+    result = cli("bench", "--model", str(tiny_model_dir), "--brief", "--against", "transformers")
+    assert result.returncode == 2 and "--brief" in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,8 @@
 CPU precision, side by side with transformers (float32) on the same weights, in one run, as ratios;
 the weight bandwidth each precision achieves beside the machine's read bandwidth; start-up time from
 process start to first token; and, given a text, each reduced precision's quality against float32.
+With --brief (for shapes too big to measure in full in reasonable time): per precision only load time,
+peak resident memory and decode speed, and llama.cpp's decode speed beside it.
 
 Each engine and precision runs in its own child process so that its peak resident memory is its own.
 """
@@ -23,7 +25,7 @@ from engine.core import precisions
 from engine.core.device import physical_cores, set_threads
 from engine.core.forms import decode_weight_bytes
 from engine.core.hugepages import huge_bytes
-from engine.errors import SettingsError
+from engine.errors import SettingsError, UsageError
 from engine.inference.generate import Generator
 from engine.inference.scoring import predictions
 from engine.inference.settings import SamplingSettings
@@ -94,6 +96,21 @@ def chat_turn_ttft(loaded, prompt_cache: bool) -> float:
         done = list(generator.stream(history, replace(settings, max_new_tokens=turn_tokens)))[-1]
         history += done.token_ids
     return done.time_to_first_token_ms
+
+
+def measure_brief(model: str, precision: str, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Load time and decode speed (best of `repeats`, as in the full report) and nothing else: `bench --brief`."""
+    started = time.perf_counter()
+    loaded = load_model(model, device="cpu", precision=precision)
+    load_s = time.perf_counter() - started
+    vocab = loaded.config.vocab_size
+    generator = Generator(loaded, prompt_cache=False)
+    list(generator.stream(_prompt(prompt_tokens, vocab), SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
+    greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
+    decode = [list(generator.stream(_prompt(prompt_tokens, vocab), greedy))[-1].tokens_per_second
+              for _ in range(repeats)]
+    return {"decode_tok_s": _best(decode, True), "load_s": load_s,
+            "decoder": "compiled" if generator.native is not None else "pytorch"}
 
 
 def measure_decode(model: str, precision: str, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
@@ -183,8 +200,11 @@ def child_main(argv: list[str]) -> None:
     if engine == "decode":
         print(json.dumps(measure_decode(model, precision, int(prompt_tokens), int(new_tokens), int(repeats))))
         return
-    measure = measure_ours if engine == "ours" else measure_transformers
-    result = measure(model, precision, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
+    if engine == "brief":
+        result = measure_brief(model, precision, int(prompt_tokens), int(new_tokens), int(repeats))
+    else:
+        measure = measure_ours if engine == "ours" else measure_transformers
+        result = measure(model, precision, int(prompt_tokens), int(new_tokens), int(prefill_tokens), int(repeats))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result))
@@ -260,7 +280,18 @@ def quality(text: str, modes: list[str]) -> dict:
     return out
 
 
+# What `bench --brief` measures, per engine; its report names them, so that no one reads an absent row as zero.
+BRIEF_MEASURED = {"ours": ["load_s", "peak_rss_mb", "decode_tok_s"], "llama.cpp": ["decode_tok_s"]}
+BRIEF_SKIPPED = ["transformers", "prefill", "time to first token", "chat turns", f"decode with top-{TOP_K}",
+                 "weight bandwidth", "start-up", "quality", "decode with one core busy"]
+
+
 def run_bench(args) -> int:
+    brief = args.brief
+    if brief and (args.against == "transformers" or args.quality_text is not None):
+        raise UsageError("gpt2-desktop bench: --brief measures only load time, peak memory and decode speed; "
+                         "leave out --against transformers and --quality-text")
+    args.against = args.against or ("none" if brief else "transformers")
     args.model, _name = resolve_model(args.model)
     modes = list(precisions.NAMES) if args.precision == precisions.AUTO else [args.precision]
     if args.against == "transformers":
@@ -272,8 +303,12 @@ def run_bench(args) -> int:
     if args.quality_text is not None:
         text = read_text_file(args.quality_text)
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-              "prefill_tokens": args.prefill_tokens, "threads": args.threads or physical_cores(), "ours": {}}
+    report = {"model": str(args.model), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens}
+    if brief:
+        report.update(brief=True, measured={"ours": BRIEF_MEASURED["ours"]}, not_measured=BRIEF_SKIPPED)
+    else:
+        report["prefill_tokens"] = args.prefill_tokens
+    report.update(threads=args.threads or physical_cores(), ours={})
     llama = None
     if args.llama_cpp is not None:
         from engine.tooling import llama_cpp
@@ -283,17 +318,29 @@ def run_bench(args) -> int:
         say("converting the model for llama.cpp ...")
         llama = llama_cpp.convert(args.model, args.llama_cpp)
         report["llama.cpp"] = {}
+        if brief:
+            report["measured"]["llama.cpp"] = BRIEF_MEASURED["llama.cpp"]
     threads = args.threads or physical_cores()
     for precision in modes:
         if precision != precisions.REFERENCE:
             say(f"preparing {precision} ...")
             report.setdefault("prepare", {})[precision] = _run_child("prepare", args, precision)
         say(f"measuring ours, {precision} ...")
-        report["ours"][precision] = _run_child("ours", args, precision)
+        report["ours"][precision] = _run_child("brief" if brief else "ours", args, precision)
         kind = LLAMA_TYPES.get(precision)
         if llama is not None and kind is not None:  # right after ours, the same precision: interleaved
             say(f"measuring llama.cpp, {kind} ...")
-            report["llama.cpp"][precision] = _llama_figures(llama_cpp, llama[kind], threads, args, kind)
+            if brief:
+                report["llama.cpp"][precision] = {"type": kind, "decode_tok_s": llama_cpp.llama_bench(
+                    llama[kind], threads, 0, args.new_tokens, args.repeats, args.llama_cpp)}
+            else:
+                report["llama.cpp"][precision] = _llama_figures(llama_cpp, llama[kind], threads, args, kind)
+    if brief:
+        if llama is not None:
+            report["decode_vs_llama_cpp"] = {p: report["ours"][p]["decode_tok_s"] / theirs["decode_tok_s"]
+                                             for p, theirs in report["llama.cpp"].items()}
+        print(json.dumps(report) if args.json else format_brief(report))
+        return 0
     if llama is not None:
         say("measuring decode with one core kept busy by another process ...")
         report["busy"] = _busy_decode(args, llama_cpp, llama["f32"], threads)
@@ -324,6 +371,38 @@ def run_bench(args) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def format_brief(report: dict) -> str:
+    ours = report["ours"]
+    also = ", and llama.cpp's decode speed" if "llama.cpp" in report else ""
+    lines = [
+        f"model {report['model']}  threads {report['threads']}  (CPU)",
+        f"brief: measured only load time, peak RSS and decode speed{also} "
+        f"(decode: {report['new_tokens']} greedy tokens after a {report['prompt_tokens']}-token prompt)",
+        f"not measured: {', '.join(report['not_measured'])}",
+        "",
+        f"{'':30}" + "".join(f"{'ours ' + p:>18}" for p in ours),
+    ]
+    rows = [("decode tokens/s", lambda r: f"{r['decode_tok_s']:.1f}"),
+            ("peak RSS MB (load + decode)", lambda r: f"{r['peak_rss_mb']:.0f}"),
+            ("load s", lambda r: f"{r['load_s']:.2f}"), ("decoding step", lambda r: r["decoder"])]
+    for label, show in rows:
+        lines.append(f"{label:30}" + "".join(f"{show(r):>18}" for r in ours.values()))
+    if "llama.cpp" in report:
+        theirs, ratio = report["llama.cpp"], report["decode_vs_llama_cpp"]
+        rows = [("llama.cpp type", lambda p: theirs[p]["type"]),
+                ("llama.cpp decode tokens/s", lambda p: f"{theirs[p]['decode_tok_s']:.1f}"),
+                ("  ours vs llama.cpp", lambda p: f"{ratio[p]:.2f}x")]
+        lines.append("")
+        for label, show in rows:
+            lines.append(f"{label:30}" + "".join(f"{show(p) if p in theirs else '-':>18}" for p in ours))
+    if report.get("prepare"):
+        lines.append("")
+    for precision, prep in report.get("prepare", {}).items():
+        made = "made" if prep["made"] else "already cached"
+        lines.append(f"prepared {precision} copy: {made}, {prep['prepare_s']:.2f} s (before, and not in, load s)")
+    return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="speed and memory, side by side with transformers")
     _add_model_args(b, model_required=True, adapter=False)
-    b.add_argument("--against", choices=["none", "transformers"], default="transformers")
+    b.add_argument("--against", choices=["none", "transformers"], default=None,
+                   help="measure transformers float32 too (default: transformers; none with --brief)")
     b.add_argument("--prompt-tokens", type=int, default=32)
     b.add_argument("--new-tokens", type=int, default=128)
     b.add_argument("--prefill-tokens", type=int, default=512)
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a text to measure each reduced precision of the embedded model against float32 on")
     b.add_argument("--llama-cpp", type=Path, default=None, metavar="DIR",
                    help="also measure llama.cpp built in DIR (make bench-llama) on the same weights, interleaved")
+    b.add_argument("--brief", action="store_true",
+                   help="per precision only load time, peak memory and decode speed (and llama.cpp's decode speed): "
+                        "for models too big to measure in full; no transformers, prefill, start-up or quality")
     b.add_argument("--json", action="store_true")
 
     e = sub.add_parser("export", help="write a model (with a LoRA adapter merged in) as a Hugging Face folder or "
