@@ -245,24 +245,64 @@ typedef struct {
                   // (w + 8 for Q4_BLOCKS, w + 128 in VNNI's Q8_BLOCKS) and take offset * sum back out
 } QInput;
 
+/* Block b of x (32 values from i0, n in all; zeros past n) as the step quantises it; the plain C form,
+ * for a block that ends past n. */
+static void quantize_block_tail(const float *x, int n, int b, QInput *in) {
+    const int i0 = b * QBLOCK, i1 = i0 + QBLOCK < n ? i0 + QBLOCK : n;
+    float amax = 0.0f;
+    for (int i = i0; i < i1; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    const float d = amax / 127.0f;
+    int32_t sum = 0;
+    in->d[b] = d;
+    for (int i = i0; i < i0 + QBLOCK; i++) {
+        float v = i < i1 && d > 0.0f ? rintf(x[i] / d) : 0.0f; /* rintf: to nearest even, as torch.round */
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        in->q[i] = (int8_t)v;
+        in->a[i] = (uint8_t)(v < 0 ? -v : v);
+        sum += (int32_t)v;
+    }
+    in->sum[b] = sum;
+}
+
+/* x [n] quantised per block of 32: d = max|x| / 127, q = round(x / d) (a true division, rounded to
+ * nearest even, as torch does it), |q|, and the sum of each block's q. */
 static void quantize_input(const float *x, int n, QInput *in) {
     const int nb = (n + QBLOCK - 1) / QBLOCK;
-    for (int b = 0; b < nb; b++) {
-        const int i0 = b * QBLOCK, i1 = i0 + QBLOCK < n ? i0 + QBLOCK : n;
-        float amax = 0.0f;
-        for (int i = i0; i < i1; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        const float d = amax / 127.0f;
-        int32_t sum = 0;
+    const __m256 sign = _mm256_set1_ps(-0.0f), top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int b = 0;
+    for (; b < nb && (b + 1) * QBLOCK <= n; b++) {
+        const float *xb = x + b * QBLOCK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k] = _mm256_loadu_ps(xb + 8 * k)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float d = _mm_cvtss_f32(m4) / 127.0f;
         in->d[b] = d;
-        for (int i = i0; i < i0 + QBLOCK; i++) {
-            float v = i < i1 && d > 0.0f ? rintf(x[i] / d) : 0.0f; /* rintf: to nearest even, as torch.round */
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            in->q[i] = (int8_t)v;
-            in->a[i] = (uint8_t)(v < 0 ? -v : v);
-            sum += (int32_t)v;
+        if (!(d > 0.0f)) {
+            memset(in->q + b * QBLOCK, 0, QBLOCK);
+            memset(in->a + b * QBLOCK, 0, QBLOCK);
+            in->sum[b] = 0;
+            continue;
         }
-        in->sum[b] = sum;
+        const __m256 dv = _mm256_set1_ps(d);
+        __m256i r[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_round_ps(_mm256_div_ps(v[k], dv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, bottom), top));
+        }
+        const __m256i s = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        in->sum[b] = _mm_cvtsi128_si32(s4);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3])), order);
+        _mm256_storeu_si256((__m256i *)(in->q + b * QBLOCK), bytes);
+        _mm256_storeu_si256((__m256i *)(in->a + b * QBLOCK), _mm256_abs_epi8(bytes));
     }
+    for (; b < nb; b++) quantize_block_tail(x, n, b, in);
 }
 
 /* Every kernel below computes one group of 8 rows, out[j] for row j, as: for each block b in order,
@@ -505,15 +545,28 @@ static void attend(const float *q, const float *k_new, const float *v_new, const
         sum += s[t];
     }
     float inv = 1.0f / sum;
-    for (int j = 0; j < d; j++) out[j] = 0.0f;
-    for (t = 0; t < n; t++) {
+    /* out = sum over t of (s[t] * inv) v_t, 64 outputs at a time held in registers across t (the same
+     * multiply-adds in the same order as one output at a time) */
+    int j = 0;
+    for (; j + 64 <= d; j += 64) {
+        __m256 o[8];
+        for (int k = 0; k < 8; k++) o[k] = _mm256_setzero_ps();
+        for (t = 0; t < n; t++) {
+            const float *v = (t < pos ? V + (size_t)t * d : v_new) + j;
+            const __m256 p8 = _mm256_set1_ps(s[t] * inv);
+            for (int k = 0; k < 8; k++) o[k] = _mm256_fmadd_ps(p8, _mm256_loadu_ps(v + 8 * k), o[k]);
+        }
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + j + 8 * k, o[k]);
+    }
+    for (int i = j; i < d; i++) out[i] = 0.0f;
+    for (t = 0; t < n && j < d; t++) {
         const float *v = t < pos ? V + (size_t)t * d : v_new;
-        float p = s[t] * inv;
-        int j = 0;
+        const float p = s[t] * inv;
+        int i = j;
         __m256 p8 = _mm256_set1_ps(p);
-        for (; j + 8 <= d; j += 8)
-            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(p8, _mm256_loadu_ps(v + j), _mm256_loadu_ps(out + j)));
-        for (; j < d; j++) out[j] += p * v[j];
+        for (; i + 8 <= d; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(p8, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
+        for (; i < d; i++) out[i] = fmaf(p, v[i], out[i]);
     }
 }
 
