@@ -335,3 +335,18 @@ def test_without_the_library_decoding_stays_in_pytorch_with_the_same_tokens(tiny
     fast = load_model(tiny_model_dir, device="cpu")
     assert isinstance(fast.model.h[0].mlp.c_fc, Float32Linear) and Generator(fast).native is not None
     assert list(Generator(fast).stream("Hello there", settings))[-1].token_ids == expected
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_the_step_gives_the_argmax_and_logsumexp_of_its_logits(mode):
+    # Greedy decoding and each token's log-probability read these instead of a pass over the vocabulary.
+    loaded = load_model(None, device="cpu", precision=mode)
+    decoder = native.NativeDecoder.for_model(loaded.model)
+    cache = loaded.model.new_cache()
+    with torch.inference_mode():
+        for pos, token in enumerate(loaded.tokenizer.encode("Once upon a time there was a fox")):
+            logits = decoder.step(token, pos, cache)
+            argmax, logsumexp = decoder.summary(logits)
+            assert argmax == int(torch.argmax(logits))
+            assert abs(logsumexp - float(torch.logsumexp(logits, 0))) < 1e-4
+            assert decoder.summary(logits.clone()) is None  # only for the logits it returned

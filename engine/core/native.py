@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "gpt2_step.c"
 LIBRARY = HERE / "_gpt2_step.so"
 CFLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-mavx2", "-mfma", "-mf16c", "-fno-math-errno"]
-ABI_VERSION = 7  # gpt2_step.c's GPT2_ABI_VERSION
+ABI_VERSION = 8  # gpt2_step.c's GPT2_ABI_VERSION
 
 F32_COLS, F32_ROWS, F16_ROWS, BF16_ROWS, Q8_BLOCKS, Q4_BLOCKS = range(6)
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu_fast": 0, "gelu": 1, "relu": 2}
@@ -133,7 +133,8 @@ def library() -> ctypes.CDLL | None:
         return _refuse(path, f"its structs do not match native.py's ({mismatch})")
     lib.gpt2_step.restype = ctypes.c_int
     lib.gpt2_step.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                              ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+                              ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32),
+                              ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_int]
     lib.gpt2_workspace_floats.restype = ctypes.c_longlong
     lib.gpt2_workspace_floats.argtypes = [ctypes.POINTER(Model), ctypes.c_int, ctypes.c_int]
     lib.gpt2_wait_idle.restype = None
@@ -390,6 +391,9 @@ class NativeDecoder:
         # core may still read them after the step returns (see gpt2_step), so they are kept alive here
         # and let go only after gpt2_wait_idle.
         self._held: tuple[torch.Tensor, ...] = ()
+        # What the step computed beside the logits it returned last (see `summary`).
+        self._last: torch.Tensor | None = None
+        self._argmax, self._logsumexp = ctypes.c_int32(), ctypes.c_float()
 
     @classmethod
     def for_model(cls, model: nn.Module) -> NativeDecoder | None:
@@ -424,10 +428,20 @@ class NativeDecoder:
         self._held = held
         logits = torch.empty(self.vocab, dtype=torch.float32)
         rc = self.lib.gpt2_step(ctypes.byref(self.desc), token, pos, k.data_ptr(), v.data_ptr(), cache.length,
-                                logits.data_ptr(), self._work.data_ptr(), threads)
+                                logits.data_ptr(), ctypes.byref(self._argmax), ctypes.byref(self._logsumexp),
+                                self._work.data_ptr(), threads)
         if rc != 0:
+            self._last = None
             raise ValueError(f"token {token} at position {pos} is outside the model or its cache")
+        self._last = logits
         return logits
+
+    def summary(self, logits: torch.Tensor) -> tuple[int, float] | None:
+        """(argmax, logsumexp) of `logits` if they are what the last step returned, else None: the step computes
+        them across its threads, where torch.argmax and log_softmax cost a pass each over the vocabulary."""
+        if logits is not self._last:
+            return None
+        return self._argmax.value, self._logsumexp.value
 
 
 def main(argv: list[str]) -> int:

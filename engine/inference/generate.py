@@ -218,12 +218,19 @@ class Generator:
         context = context[-self.keep :]
         return context, self.prefill(context, cache)
 
-    @staticmethod
-    def next_token(logits: torch.Tensor, seen: torch.Tensor, written: torch.Tensor, settings: SamplingSettings,
+    def _summary(self, logits: torch.Tensor) -> tuple[int, float] | None:
+        """(argmax, logsumexp) of logits the compiled step returned, else None."""
+        return self.native.summary(logits) if self.native is not None else None
+
+    def next_token(self, logits: torch.Tensor, seen: torch.Tensor, written: torch.Tensor, settings: SamplingSettings,
                    rng: torch.Generator) -> int:
         """The repetition penalty over the tokens `seen` so far (prompt included), the presence and
         frequency penalties over the counts of tokens `written`, the logit bias, then sampling (or argmax
         at temperature 0)."""
+        summary = self._summary(logits)
+        if summary is not None and settings.temperature == 0 and settings.repetition_penalty == 1.0 \
+                and not (settings.presence_penalty or settings.frequency_penalty or settings.logit_bias):
+            return summary[0]
         if settings.repetition_penalty != 1.0:
             logits = apply_repetition_penalty(logits, seen.nonzero().squeeze(1), settings.repetition_penalty)
         if settings.presence_penalty or settings.frequency_penalty:
@@ -320,6 +327,9 @@ class Generator:
         return ids
 
     def _event(self, token: int, delta: str, logits: torch.Tensor, top_logprobs: int) -> TokenEvent:
+        summary = self._summary(logits)
+        if summary is not None and not top_logprobs:
+            return TokenEvent(token, delta, float(logits[token]) - summary[1])
         logprobs = torch.log_softmax(logits, dim=-1)
         if not top_logprobs:
             return TokenEvent(token, delta, float(logprobs[token]))

@@ -71,7 +71,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GPT2_ABI_VERSION 7
+#define GPT2_ABI_VERSION 8
 
 enum { F32_COLS = 0, F32_ROWS = 1, F16_ROWS = 2, BF16_ROWS = 3, Q8_BLOCKS = 4, Q4_BLOCKS = 5 };
 enum { QBLOCK = 32 }; /* weights (and input values) per scale in Q8_BLOCKS and Q4_BLOCKS */
@@ -79,6 +79,7 @@ enum { GROUP = 8 };   /* rows interleaved together in Q8_BLOCKS and Q4_BLOCKS */
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2 };
 enum { OUT_STORE = 0, OUT_ADD = 1, OUT_ACT = 2 };
 enum { LINE_FLOATS = 16 }; /* floats in a 64-byte cache line */
+enum { MAX_CHUNKS = 64 };     /* chunks in a phase of the step, at most (see describe_phase) */
 _Static_assert(LINE_FLOATS % GROUP == 0, "chunks of whole lines are whole groups");
 
 /* n floats rounded up to whole cache lines. */
@@ -588,6 +589,9 @@ typedef struct {
     float *xin;              // (max_in,) the current product's input rounded to bfloat16, where it asks
     QInput xq;               // the current integer product's input quantised: (max_in padded to 32) bytes
                              // q and a, (max_in / 32) scales d and sums
+    float *head_max;         // (MAX_CHUNKS,) each head chunk's largest logit,
+    float *head_sum;         // (MAX_CHUNKS,) the sum of exp(logit - that largest) over the chunk,
+    int32_t *head_arg;       // (MAX_CHUNKS,) and where the largest first is
     /* Each thread's own scratch. These are thread 0's; thread t's are these plus t * thread_stride. */
     float *acc;              // (max_out,) one chunk's outputs, or one head's attention output
     float *s;                // (cache_len,) one head's attention weights
@@ -620,6 +624,9 @@ static long long workspace_layout(const Model *m, int threads, int cache_len, fl
     w->xq.a = (uint8_t *)take(base, &used, padded / 4);
     w->xq.d = take(base, &used, padded / QBLOCK);
     w->xq.sum = (int32_t *)take(base, &used, padded / QBLOCK);
+    w->head_max = take(base, &used, MAX_CHUNKS);
+    w->head_sum = take(base, &used, MAX_CHUNKS);
+    w->head_arg = (int32_t *)take(base, &used, MAX_CHUNKS);
     const long long shared = used;
     w->acc = take(base, &used, max_out(m));
     w->s = take(base, &used, cache_len);
@@ -648,7 +655,7 @@ enum { PH_QKV = 0, PH_ATTEND = 1, PH_ATTN_PROJ = 2, PH_FC = 3, PH_MLP_PROJ = 4, 
 /* A product's chunks: a few per thread, so that a thread taken off its core holds up little, but long
  * runs of rows, each streamed from memory as one sequence (the hardware prefetcher ramps up anew at the
  * start of each: with 64 chunks a phase the integer kernels read ~20% slower). */
-enum { MAX_CHUNKS = 64, MIN_CHUNK_ROWS = 16, CHUNKS_PER_THREAD = 4 };
+enum { MIN_CHUNK_ROWS = 16, CHUNKS_PER_THREAD = 4 };
 
 typedef struct {
     int kind;         // PH_QKV .. PH_MLP_PROJ, or PH_QKV with layer == n_layer for the head
@@ -668,6 +675,8 @@ typedef struct {
     int token, pos, cache_len, threads;
     float *k_cache, *v_cache; // (L, 1, H, cache_len, D)
     float *logits;            // (V,)
+    int32_t *argmax;          // out: the index of the largest logit (the first, if several)
+    float *logsumexp;         // out: log(sum(exp(logits))), so that log_softmax(logits) = logits - it
     Workspace w;
     int n_phases;             // 5 L + 1
     uint32_t first_serial;    // the serial number of phase 0; phase k's is first_serial + k
@@ -782,6 +791,21 @@ static void compute_chunk(const Step *st, const Phase *ph, int i, float *acc, fl
 }
 
 /* Writes a computed chunk into the phase's output; run once per chunk, by the thread that won its commit. */
+/* A chunk of the head's logits: its largest value, where that first is, and the sum of exp(logit - it). */
+static void head_chunk_summary(const Workspace *w, int i, int r0, const float *acc, int width) {
+    float top = -INFINITY;
+    int at = 0;
+    for (int c = 0; c < width; c++)
+        if (acc[c] > top) top = acc[c], at = c;
+    __m256 sum8 = _mm256_setzero_ps();
+    const __m256 top8 = _mm256_set1_ps(top);
+    int c = 0;
+    for (; c + 8 <= width; c += 8) sum8 = _mm256_add_ps(sum8, exp256(_mm256_sub_ps(_mm256_loadu_ps(acc + c), top8)));
+    float sum = hsum(sum8);
+    for (; c < width; c++) sum += expf(acc[c] - top);
+    w->head_max[i] = top, w->head_sum[i] = sum, w->head_arg[i] = r0 + at;
+}
+
 static void commit_chunk(const Step *st, const Phase *ph, int i, const float *acc) {
     int r0 = i * ph->rows;
     if (ph->mat) {
@@ -790,6 +814,7 @@ static void commit_chunk(const Step *st, const Phase *ph, int i, const float *ac
             for (int c = 0; c < width; c++) ph->out[r0 + c] += acc[c];
         else
             memcpy(ph->out + r0, acc, sizeof(float) * width);
+        if (ph->layer == st->m->n_layer) head_chunk_summary(&st->w, i, r0, acc, width);
         return;
     }
     const Model *m = st->m;
@@ -845,7 +870,16 @@ static void futex_wake(_Atomic uint32_t *addr) {
  * chunks, published by one store of the cursor. Run by one thread: the caller for phase 0, else the
  * thread that committed phase k-1's last chunk. */
 static void open_phase(Pool *p, const Step *st, int k) {
-    if (k == st->n_phases) {
+    if (k == st->n_phases) { /* the head's chunks summed up: the argmax and logsumexp of the logits */
+        Phase head;
+        describe_phase(st, k - 1, &head);
+        float top = -INFINITY, sum = 0.0f;
+        int32_t at = 0;
+        for (int i = 0; i < head.n_chunks; i++)
+            if (st->w.head_max[i] > top) top = st->w.head_max[i], at = st->w.head_arg[i];
+        for (int i = 0; i < head.n_chunks; i++) sum += st->w.head_sum[i] * expf(st->w.head_max[i] - top);
+        *st->argmax = at;
+        *st->logsumexp = top + logf(sum);
         atomic_store(&p->step_done, st->seq);
         return;
     }
@@ -987,16 +1021,17 @@ static void wait_out(Pool *p, int slot) {
     }
 }
 
-/* Logits for `token` at position `pos`; writes that position's keys and values into the caches
- * ([n_layer, 1, n_head, cache_len, head_dim], float32). `work` holds gpt2_workspace_floats(m, threads,
- * cache_len) floats. Returns 0, or -1 for arguments out of range.
+/* Logits for `token` at position `pos`, and their argmax and logsumexp (what greedy decoding and a token's
+ * log-probability need, without another pass over the vocabulary); writes that position's keys and values
+ * into the caches ([n_layer, 1, n_head, cache_len, head_dim], float32). `work` holds
+ * gpt2_workspace_floats(m, threads, cache_len) floats. Returns 0, or -1 for arguments out of range.
  *
  * It returns once the logits are written, without waiting for a helper thread that the OS took off its
  * core in the middle of a chunk it no longer needs to finish: that thread may still read this step's
  * memory (the model, the caches, the workspace) for a while, and writes none of it. Call
  * gpt2_wait_idle before freeing or changing any of that memory other than through gpt2_step. */
 int gpt2_step(const Model *m, int token, int pos, float *k_cache, float *v_cache, int cache_len, float *logits,
-              float *work_buffer, int threads) {
+              int32_t *argmax, float *logsumexp, float *work_buffer, int threads) {
     if (token < 0 || token >= m->vocab || pos < 0 || pos >= cache_len || threads < 1) return -1;
     threads = threads > MAX_THREADS ? MAX_THREADS : threads;
     Pool *p = &pool;
@@ -1006,7 +1041,7 @@ int gpt2_step(const Model *m, int token, int pos, float *k_cache, float *v_cache
     wait_out(p, seq & 1); /* the step before the last one used this Step */
     Step *st = &p->steps[seq & 1];
     *st = (Step){.m = m, .token = token, .pos = pos, .cache_len = cache_len, .threads = threads,
-                 .k_cache = k_cache, .v_cache = v_cache, .logits = logits,
+                 .k_cache = k_cache, .v_cache = v_cache, .logits = logits, .argmax = argmax, .logsumexp = logsumexp,
                  .n_phases = PHASES_PER_LAYER * m->n_layer + 1, .first_serial = p->next_serial, .seq = seq};
     workspace_layout(m, threads, cache_len, work_buffer, &st->w);
     p->next_serial += (uint32_t)st->n_phases;
