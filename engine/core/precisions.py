@@ -35,14 +35,14 @@ class Precision:
 PRECISIONS: tuple[Precision, ...] = (
     Precision("float32", 4, "the checkpoint's weights, exact", ("cpu", "cuda"), ("avx2", "fma"), False, "float32"),
     Precision("float16", 2, "half the bytes, near exact; the default on CUDA", ("cpu", "cuda"),
-              ("avx2", "fma", "f16c"), True, "float16", step_prefill=8),
+              ("avx2", "fma", "f16c"), True, "float16", step_prefill=12),
     Precision("bfloat16", 2, "half the bytes; inputs rounded to bfloat16", ("cpu", "cuda"), ("avx2", "fma"), True,
               "bfloat16"),
     Precision("int8", 1 + 2 / 32, "a quarter of the bytes; weights and inputs in 8-bit blocks of 32, integer "
-              "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None, step_prefill=24),
+              "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None, step_prefill=32),
     Precision("int4", 0.5 + 2 / 32, "an eighth of the bytes for the projections: 4-bit blocks of 32 (the "
               "embedding and head 8-bit), integer dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"),
-              True, None, step_prefill=24),
+              True, None, step_prefill=32),
 )
 
 NAMES: tuple[str, ...] = tuple(p.name for p in PRECISIONS)
