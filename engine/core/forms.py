@@ -178,6 +178,10 @@ class _BlockLinear(nn.Module):
     32 (quantize_input), then multiplied in float32 with the weights as `dequantize` gives them back."""
 
     dequantize = None  # (qweight, scale, out) -> float32 weights [out, in]
+    # The compiled library's (matvec, dequantize) for a module: one input row through the integer kernels,
+    # and the float32 weights for a batch, each None where it cannot. engine.core.native sets them (it reads
+    # this module's classes, so this module does not import it); without them, PyTorch computes the same.
+    compiled: tuple[Callable, Callable] | None = None
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, out_features: int):
         super().__init__()
@@ -188,14 +192,13 @@ class _BlockLinear(nn.Module):
         self.weight_bytes = qweight.numel() + scale.numel() * scale.element_size()  # what one product reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from engine.core import native  # the compiled library, where it is built (it imports this module)
-
+        matvec, dequantize = self.compiled or (lambda module, row: None, lambda module: None)
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] == 1:  # one row (the head after a prompt): the integer kernels, no float32 copy
-            y = native.matvec(self, _blocks(flat[0]).flatten())
+            y = matvec(self, _blocks(flat[0]).flatten())
             if y is not None:
                 return y.view(*x.shape[:-1], -1)
-        weights = native.dequantize(self)  # the same values as `dequantize`, several times faster
+        weights = dequantize(self)  # the same values as `dequantize`, several times faster
         if weights is None:
             weights = self.dequantize(self.qweight, self.scale, self.out_features)
         y = F.linear(quantize_input(flat), weights, self.bias)

@@ -347,6 +347,9 @@ def matvec(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return y if library().gpt2_matvec(ctypes.byref(mat), x.data_ptr(), y.data_ptr()) == 0 else None
 
 
+forms._BlockLinear.compiled = (matvec, dequantize)
+
+
 class NativeDecoder:
     """Decodes one token at a time through the compiled step, reading the model's own tensors."""
 
