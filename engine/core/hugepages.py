@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,7 +26,13 @@ ATTRIBUTES = ("qweight", "scale", "weight", "weight_t")  # where engine.core.for
 
 
 def supported() -> bool:
-    return sys.platform.startswith("linux") and hasattr(mmap, "MADV_HUGEPAGE")
+    """Linux, with transparent huge pages not switched off (a copy would then buy nothing)."""
+    if not (sys.platform.startswith("linux") and hasattr(mmap, "MADV_HUGEPAGE")):
+        return False
+    try:
+        return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
 
 
 def huge_bytes(n: int) -> torch.Tensor | None:
@@ -80,6 +87,7 @@ def move_to_huge_pages(model: nn.Module) -> int:
     if memory is None:
         return 0
     offset = 0
+    mapped = _file_mappings()
     for key, places in users.items():
         module, name = places[0]
         original = getattr(module, name)
@@ -87,11 +95,39 @@ def move_to_huge_pages(model: nn.Module) -> int:
         copy = copy.view(original.dtype).view(original.shape)
         copy.copy_(original)
         offset += sizes[key]
+        _drop_file_pages(original, mapped)
         del original
         for module, name in places:  # every user, so that the original is freed now, not at the end
             _replace(module, name, copy)
     _own_the_rest(model, memory)
     return total
+
+
+def _file_mappings() -> list[tuple[int, int]]:
+    """The address ranges of this process mapped from files (a prepared copy, a checkpoint)."""
+    ranges = []
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 6 and fields[5].startswith("/") and fields[4] != "0":
+                start, end = (int(a, 16) for a in fields[0].split("-"))
+                ranges.append((start, end))
+    except OSError:
+        pass
+    return ranges
+
+
+def _drop_file_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]]) -> None:
+    """Once a tensor read from a file mapping is copied, its pages leave this process's resident memory
+    (MADV_DONTNEED; the file's pages stay in the page cache): the mapping itself lives until its last tensor
+    goes, and without this a model would briefly take twice its size."""
+    start, end = tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    if not any(a <= start and end <= b for a, b in mapped):
+        return
+    first, last = -(-start // 4096) * 4096, end // 4096 * 4096  # whole pages inside the tensor only
+    if last > first:
+        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
+                                                  mmap.MADV_DONTNEED)
 
 
 def _own_the_rest(model: nn.Module, memory: torch.Tensor) -> None:

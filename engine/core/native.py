@@ -296,11 +296,14 @@ def describe_embedding(module: nn.Module, vocab: int, n_embd: int, keep: list) -
         kind, w = F32_ROWS, _checked(module.weight, torch.float32, (vocab, n_embd))
     elif isinstance(module, forms.RowEmbedding):
         w = module.weight
-        kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: Q8_BLOCKS}.get(w.dtype)
+        kind = {torch.float16: F16_ROWS, torch.bfloat16: BF16_ROWS, torch.int8: Q8_BLOCKS,
+                torch.uint8: Q4_BLOCKS}.get(w.dtype)
         if kind is None:
             raise _Unsupported(f"embedding of {w.dtype}")
         if kind == Q8_BLOCKS:
             w, scale = _blocks(w, module.scale, torch.int8, vocab, n_embd, forms.QBLOCK)
+        elif kind == Q4_BLOCKS:
+            w, scale = _blocks(w, module.scale, torch.uint8, vocab, n_embd, forms.QBLOCK // 2)
         else:
             _checked(w, w.dtype, (vocab, n_embd))
     else:

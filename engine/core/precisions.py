@@ -40,8 +40,8 @@ PRECISIONS: tuple[Precision, ...] = (
               "bfloat16"),
     Precision("int8", 1 + 2 / 32, "a quarter of the bytes; weights and inputs in 8-bit blocks of 32, integer "
               "dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"), True, None, step_prefill=32),
-    Precision("int4", 0.5 + 2 / 32, "an eighth of the bytes for the projections: 4-bit blocks of 32 (the "
-              "embedding and head 8-bit), integer dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"),
+    Precision("int4", 0.5 + 2 / 32, "an eighth of the bytes: 4-bit blocks of 32 (the embedding and head "
+              "too), integer dot products; CPU only", ("cpu",), ("avx2", "fma", "f16c"),
               True, None, step_prefill=32),
 )
 

@@ -33,7 +33,8 @@ from engine.core.forms import prepare_state, stored_is_tied
 from engine.core.prepared_names import model_stem as _model_stem
 from engine.core.prepared_names import prepared_dir
 
-FORMAT = "4"  # bump when prepare_state's output changes (3: int8 in blocks of 32; 4: rows interleaved by 8)
+FORMAT = "5"  # bump when prepare_state's output changes (3: int8 in blocks of 32; 4: rows interleaved by 8;
+#                5: int4's embedding and head in 4 bits)
 
 
 def _source_key(folder: Path, files: list[Path]) -> str:

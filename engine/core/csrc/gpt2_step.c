@@ -511,11 +511,17 @@ static void embed(const Model *m, int token, int pos, float *x) {
         case F32_ROWS: v = ((const float *)e->w)[(size_t)token * n + i]; break;
         case F16_ROWS: v = _cvtsh_ss(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
         case BF16_ROWS: v = bf16_to_f32(((const uint16_t *)e->w)[(size_t)token * n + i]); break;
-        default: { /* Q8_BLOCKS: row `token` is row j of group g */
+        default: { /* Q8_BLOCKS or Q4_BLOCKS: row `token` is row j of group g */
             const size_t nb = (n + QBLOCK - 1) / QBLOCK, g = token / GROUP, j = token % GROUP, b = i / QBLOCK;
             const int k = i % QBLOCK;
-            v = (float)((const int8_t *)e->w)[((g * nb + b) * GROUP * QBLOCK) + (k / 4) * 32 + j * 4 + k % 4] *
-                _cvtsh_ss(((const uint16_t *)e->scale)[(g * nb + b) * GROUP + j]);
+            const float scale = _cvtsh_ss(((const uint16_t *)e->scale)[(g * nb + b) * GROUP + j]);
+            if (e->kind == Q8_BLOCKS) {
+                v = (float)((const int8_t *)e->w)[((g * nb + b) * GROUP * QBLOCK) + (k / 4) * 32 + j * 4 + k % 4] * scale;
+            } else {
+                const uint8_t byte =
+                    ((const uint8_t *)e->w)[((g * nb + b) * GROUP * QBLOCK / 2) + ((k % 16) / 4) * 32 + j * 4 + k % 4];
+                v = (float)((k < 16 ? byte & 15 : byte >> 4) - 8) * scale;
+            }
         }
         }
         x[i] = v + wpe[i];
