@@ -120,10 +120,11 @@ def test_adapter_is_merged_then_quantised_in_every_precision(lora_run, tiny_mode
         assert read_adapter(adapter).digest[:12] in first.prepared_path.name
         assert not again.prepared_now and again.prepared_path == first.prepared_path
     spread = exact.std()
-    # 4-bit weights (groups of 32) err most: the bound of the others, doubled, and close on average.
-    bound = 1.0 if precision == "int4" else 0.5
+    # 4-bit weights (groups of 32, the head's too) err most: within their documented 1.8 spreads (see
+    # test_precision), and close on average.
+    bound, mean = (1.8, 0.15) if precision == "int4" else (0.5, 0.1)
     assert (logits - exact).abs().max() < bound * spread
-    assert (logits - exact).abs().mean() < 0.1 * spread
+    assert (logits - exact).abs().mean() < mean * spread
 
 
 def test_generate_with_an_adapter_through_the_cli(lora_run, tiny_model_dir, tmp_path):
