@@ -130,9 +130,13 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
     """The first `rows` rows of 4-bit blocks and their scales (as quantize_int4 returns them) as float32
     [rows, nb * 32]."""
-    blocks = deinterleave(packed, rows).view(rows, -1, QBLOCK // 2)
-    q = torch.cat([blocks & 15, blocks >> 4], dim=-1).float() - 8
-    return (q * deinterleave_scales(scale, rows).float().unsqueeze(-1)).view(rows, -1)
+    return _dequantize_rows(_unpack_int4(deinterleave(packed, rows)), deinterleave_scales(scale, rows))
+
+
+def _unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """Rows of 4-bit bytes [n, nb * 16] (see quantize_int4) as their weights, int8 [n, nb * 32] in [-8, 7]."""
+    blocks = packed.reshape(packed.shape[0], -1, QBLOCK // 2)
+    return (torch.cat([blocks & 15, blocks >> 4], dim=-1).to(torch.int8) - 8).view(packed.shape[0], -1)
 
 
 def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
@@ -260,9 +264,8 @@ class RowEmbedding(nn.Module):
         else:  # token t is row t % 8 of group t // 8
             group, row = flat // GROUP, flat % GROUP
             q = self.weight.view(self.weight.shape[0], -1, GROUP, 4)[group, :, row, :].reshape(len(flat), -1)
-            if self.weight.dtype == torch.uint8:  # 4-bit: two weights a byte (see quantize_int4)
-                q = q.view(len(flat), -1, QBLOCK // 2)
-                q = (torch.cat([q & 15, q >> 4], dim=-1).to(torch.int8) - 8).view(len(flat), -1)
+            if self.weight.dtype == torch.uint8:  # 4-bit: two weights a byte
+                q = _unpack_int4(q)
             scale = self.scale.view(self.scale.shape[0], -1, GROUP)[group, :, row]
             rows = _dequantize_rows(q, scale)
         return rows[:, : self.width].reshape(*idx.shape, self.width)
