@@ -98,18 +98,22 @@ def chat_turn_ttft(loaded, prompt_cache: bool) -> float:
     return done.time_to_first_token_ms
 
 
+def _decode_rates(loaded, prompt_tokens: int, new_tokens: int, repeats: int) -> tuple[Generator, list[float]]:
+    """Greedy decode speeds (tokens/s) of `repeats` generations after one warm-up, each from the same prompt."""
+    generator = Generator(loaded, prompt_cache=False)
+    prompt = _prompt(prompt_tokens, loaded.config.vocab_size)
+    list(generator.stream(prompt, SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
+    greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
+    return generator, [list(generator.stream(prompt, greedy))[-1].tokens_per_second for _ in range(repeats)]
+
+
 def measure_brief(model: str, precision: str, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
     """Load time and decode speed (best of `repeats`, as in the full report) and nothing else: `bench --brief`."""
     started = time.perf_counter()
     loaded = load_model(model, device="cpu", precision=precision)
     load_s = time.perf_counter() - started
-    vocab = loaded.config.vocab_size
-    generator = Generator(loaded, prompt_cache=False)
-    list(generator.stream(_prompt(prompt_tokens, vocab), SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
-    greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
-    decode = [list(generator.stream(_prompt(prompt_tokens, vocab), greedy))[-1].tokens_per_second
-              for _ in range(repeats)]
-    return {"decode_tok_s": _best(decode, True), "load_s": load_s,
+    generator, rates = _decode_rates(loaded, prompt_tokens, new_tokens, repeats)
+    return {"decode_tok_s": _best(rates, True), "load_s": load_s,
             "decoder": "compiled" if generator.native is not None else "pytorch"}
 
 
@@ -117,12 +121,7 @@ def measure_decode(model: str, precision: str, prompt_tokens: int, new_tokens: i
     """Decode speed alone (median of `repeats`): for runs beside another program's load."""
     import statistics
 
-    loaded = load_model(model, device="cpu", precision=precision)
-    generator = Generator(loaded, prompt_cache=False)
-    prompt = _prompt(prompt_tokens, loaded.config.vocab_size)
-    list(generator.stream(prompt, SamplingSettings(temperature=0, max_new_tokens=4)))  # warm-up
-    greedy = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
-    rates = [list(generator.stream(prompt, greedy))[-1].tokens_per_second for _ in range(repeats)]
+    _, rates = _decode_rates(load_model(model, device="cpu", precision=precision), prompt_tokens, new_tokens, repeats)
     return {"decode_tok_s": statistics.median(rates)}
 
 
