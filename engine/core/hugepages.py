@@ -87,7 +87,7 @@ def move_to_huge_pages(model: nn.Module) -> int:
     if memory is None:
         return 0
     offset = 0
-    mapped = _file_mappings()
+    mapped, madvise = _file_mappings(), ctypes.CDLL(None, use_errno=True).madvise
     for key, places in users.items():
         module, name = places[0]
         original = getattr(module, name)
@@ -95,7 +95,7 @@ def move_to_huge_pages(model: nn.Module) -> int:
         copy = copy.view(original.dtype).view(original.shape)
         copy.copy_(original)
         offset += sizes[key]
-        _drop_file_pages(original, mapped)
+        _drop_file_pages(original, mapped, madvise)
         del original
         for module, name in places:  # every user, so that the original is freed now, not at the end
             _replace(module, name, copy)
@@ -117,7 +117,7 @@ def _file_mappings() -> list[tuple[int, int]]:
     return ranges
 
 
-def _drop_file_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]]) -> None:
+def _drop_file_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]], madvise) -> None:
     """Once a tensor read from a file mapping is copied, its pages leave this process's resident memory
     (MADV_DONTNEED; the file's pages stay in the page cache): the mapping itself lives until its last tensor
     goes, and without this a model would briefly take twice its size."""
@@ -126,8 +126,7 @@ def _drop_file_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]]) -> Non
         return
     first, last = -(-start // 4096) * 4096, end // 4096 * 4096  # whole pages inside the tensor only
     if last > first:
-        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
-                                                  mmap.MADV_DONTNEED)
+        madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), mmap.MADV_DONTNEED)
 
 
 def _own_the_rest(model: nn.Module, memory: torch.Tensor) -> None:
