@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,18 @@ class EngineWorker(QObject):
         """Called directly from the GUI thread: takes effect within one token step."""
         self.cancelled_upto = max(self.cancelled_upto, request_id)
 
+    @contextmanager
+    def _failures_sent(self, request_id: int, doing: str):
+        """Runs a request's body: an EngineError ends it with `failed` and its own message, anything else with
+        "Unexpected error <doing>: ..." (its traceback printed); the app stays usable either way."""
+        try:
+            yield
+        except EngineError as exc:
+            self.failed.emit(request_id, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.failed.emit(request_id, f"Unexpected error {doing}: {exc}")
+
     @Slot(str, str, str, int, str)
     def load(self, model: str, device: str, precision: str, threads: int, api_key: str = "") -> None:
         """Load a model, or reach a remote one (its name as app.servers writes it, with its server's key); the
@@ -117,41 +130,39 @@ class EngineWorker(QObject):
             return
         pending, count = "", 0
         remote = not isinstance(self.generator, Generator)
-        try:
-            sampling = SamplingSettings(**settings).validate()
-            # A remote server's tokens come without ids: no probability view for them.
-            top = 0 if remote else int(options.get("top_logprobs", 0))
-            prefix = options.get("prefix")
-            if remote and prefix is not None:
-                raise EngineError("Continuing from an alternative needs a model on this computer.")
-            if prefix is not None and len(prefix):
-                prompt = self.generator.encode_prompt(prompt) + list(prefix.ids)
-            data = ReplyTokens(k=top) + prefix if prefix is not None else ReplyTokens(k=top)
-            pending, count, last_emit = "", 0, time.monotonic()
-            for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id), top_logprobs=top):
-                if isinstance(event, Done):
-                    if pending:
-                        self.tokens.emit(request_id, pending, count)
+        with self._failures_sent(request_id, "during generation"):
+            try:
+                sampling = SamplingSettings(**settings).validate()
+                # A remote server's tokens come without ids: no probability view for them.
+                top = 0 if remote else int(options.get("top_logprobs", 0))
+                prefix = options.get("prefix")
+                if remote and prefix is not None:
+                    raise EngineError("Continuing from an alternative needs a model on this computer.")
+                if prefix is not None and len(prefix):
+                    prompt = self.generator.encode_prompt(prompt) + list(prefix.ids)
+                data = ReplyTokens(k=top) + prefix if prefix is not None else ReplyTokens(k=top)
+                pending, count, last_emit = "", 0, time.monotonic()
+                for event in self.generator.stream(prompt, sampling, _CancelFlag(self, request_id), top_logprobs=top):
+                    if isinstance(event, Done):
+                        if pending:
+                            self.tokens.emit(request_id, pending, count)
+                        if top:
+                            self.details.emit(request_id, data, data.encode())
+                        self.finished.emit(request_id, event)
+                        return
                     if top:
-                        self.details.emit(request_id, data, data.encode())
-                    self.finished.emit(request_id, event)
-                    return
-                if top:
-                    data.add(event.token, event.text, event.logprob, event.rank,
-                             [(a.token, a.text, a.logprob) for a in event.top])
-                pending += event.text
-                count += 1
-                now = time.monotonic()
-                if now - last_emit >= EMIT_INTERVAL_S:
+                        data.add(event.token, event.text, event.logprob, event.rank,
+                                 [(a.token, a.text, a.logprob) for a in event.top])
+                    pending += event.text
+                    count += 1
+                    now = time.monotonic()
+                    if now - last_emit >= EMIT_INTERVAL_S:
+                        self.tokens.emit(request_id, pending, count)
+                        pending, count, last_emit = "", 0, now
+            except EngineError:
+                if pending:  # what a remote server wrote before it went away is kept
                     self.tokens.emit(request_id, pending, count)
-                    pending, count, last_emit = "", 0, now
-        except EngineError as exc:
-            if pending:  # what a remote server wrote before it went away is kept
-                self.tokens.emit(request_id, pending, count)
-            self.failed.emit(request_id, str(exc))
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.failed.emit(request_id, f"Unexpected error during generation: {exc}")
+                raise
 
     @Slot(int, str, list, bool)
     def choose(self, request_id: int, context: str, options: list, normalise: bool) -> None:
@@ -160,19 +171,12 @@ class EngineWorker(QObject):
             return
         from engine.inference.scoring import choose
 
-        try:
+        with self._failures_sent(request_id, "while scoring"):
             if isinstance(self.generator, Generator):
                 scores, _best = choose(self.generator.loaded, context, list(options), normalise=normalise)
             else:  # a remote engine scores on its server
                 scores, _best = self.generator.choose(context, list(options), normalise=normalise)
-        except EngineError as exc:
-            self.failed.emit(request_id, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.failed.emit(request_id, f"Unexpected error while scoring: {exc}")
-            return
-        self.chosen.emit(request_id, scores)
+            self.chosen.emit(request_id, scores)
 
     @Slot(int, str, dict, int)
     def suggest(self, request_id: int, prompt: str, settings: dict, count: int) -> None:
@@ -184,7 +188,7 @@ class EngineWorker(QObject):
         if not isinstance(self.generator, Generator):
             self.failed.emit(request_id, "Suggestions need a model on this computer.")
             return
-        try:
+        with self._failures_sent(request_id, "while suggesting"):
             seed = settings.get("seed")
             base = seed if seed is not None else int(time.time() * 1000) % 2**31
             texts: list[str] = []
@@ -200,14 +204,7 @@ class EngineWorker(QObject):
                     texts.append(done.text)
                 if len(texts) == count:
                     break
-        except EngineError as exc:
-            self.failed.emit(request_id, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.failed.emit(request_id, f"Unexpected error while suggesting: {exc}")
-            return
-        self.suggested.emit(request_id, texts)
+            self.suggested.emit(request_id, texts)
 
     @Slot(int, str)
     def analyse(self, request_id: int, text: str) -> None:
@@ -220,7 +217,7 @@ class EngineWorker(QObject):
         from engine.core.tokenizer import StreamDecoder
         from engine.inference.scoring import score_ids
 
-        try:
+        with self._failures_sent(request_id, "while analysing"):
             loaded, cancel = self.generator.loaded, _CancelFlag(self, request_id)
             ids = _encode_in_pieces(loaded.tokenizer, text)
             if not ids:
@@ -240,14 +237,7 @@ class EngineWorker(QObject):
             if data.pieces:
                 data.pieces[-1] += decoder.flush()
             analysis = TextAnalysis.of(data)
-        except EngineError as exc:
-            self.failed.emit(request_id, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.failed.emit(request_id, f"Unexpected error while analysing: {exc}")
-            return
-        self.analysed.emit(request_id, analysis)
+            self.analysed.emit(request_id, analysis)
 
 
 SUGGESTION_TOKENS = 8  # a suggestion is a few words: up to a new line or this many tokens
