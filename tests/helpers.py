@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
+import time
 from importlib import resources
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,3 +81,46 @@ def running_server(model_dir, tmp_path, *flags):
                 proc.kill()
         proc.stdout.close()
         proc.stderr.close()
+
+
+class EventLoopGaps:
+    """A 5 ms Qt timer that notes how long the GUI event loop went between its turns: `start()`, then the
+    work, then `stop()`; `worst_ms` and `median_ms` of the gaps (seconds, in `gaps`). With `label`, what it
+    returns at each turn goes into `labels` beside its gap (which phase of the work the gap fell in)."""
+
+    def __init__(self, label=None):
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self.label, self.labels = label, []
+        self.last = 0.0
+        self.timer = QTimer(interval=5)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        if self.label is not None:
+            self.labels.append(self.label())
+        self.last = now
+
+    def start(self) -> None:
+        self.timer.start()
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the gaps so far (set-up the measurement should not count)."""
+        self.gaps.clear()
+        self.labels.clear()
+        self.last = time.perf_counter()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.gaps) * 1000
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.gaps) * 1000

@@ -2,12 +2,12 @@
 tokens coloured by rank or probability, a card with the alternatives on hover, picking an alternative,
 analysing a text."""
 
-import statistics
 import time
 
 from PySide6.QtCore import QPoint, Qt, QTimer
 
 from app.token_data import TOP, ReplyTokens
+from tests.helpers import EventLoopGaps
 from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
 
 
@@ -253,15 +253,7 @@ def long_reply(n=2000, seed=0):
 def measure_gaps(qtbot, steps, interval_ms=15):
     """Run `steps` one per event-loop turn, `interval_ms` apart, while a 5 ms timer notes how long the event
     loop went without turning; the worst gap in ms."""
-    gaps, last, took = [], [time.perf_counter()], []
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer(interval=5)
-    timer.timeout.connect(tick)
+    gaps, took = EventLoopGaps(), []
     pending = list(steps)
 
     def next_step():
@@ -272,16 +264,15 @@ def measure_gaps(qtbot, steps, interval_ms=15):
             took.append(((time.perf_counter() - started) * 1000, len(took)))
             QTimer.singleShot(interval_ms, next_step)
 
-    timer.start()
-    last[0] = time.perf_counter()
+    gaps.start()
     QTimer.singleShot(interval_ms, next_step)
     qtbot.waitUntil(lambda: not pending, timeout=60000)
     qtbot.wait(100)
-    timer.stop()
+    gaps.stop()
     import os
     if os.environ.get("GAPS_DEBUG"):
-        print(sorted(took)[-5:], sorted(g * 1000 for g in gaps)[-8:])
-    return max(gaps) * 1000, statistics.median(gaps) * 1000
+        print(sorted(took)[-5:], sorted(g * 1000 for g in gaps.gaps)[-8:])
+    return gaps.worst_ms, gaps.median_ms
 
 
 def test_colouring_hovering_and_scrolling_a_2000_token_reply_keep_the_event_loop_turning(qtbot, open_window,
@@ -340,17 +331,9 @@ def test_analysing_20000_tokens_keeps_the_event_loop_turning_with_progress(qtbot
     qtbot.wait(500)  # Qt lays the pasted 120 KB paragraph out in the input field once (~100 ms): not the analysis
     seen = []
     window.requests.progress.connect(lambda _r, done, total: seen.append((done, total)))
-    gaps, last = [], [time.perf_counter()]  # (gap, whether the analysis had begun to report progress)
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append((now - last[0], len(seen) > 1))
-        last[0] = now
-
-    timer = QTimer(interval=5)
-    timer.timeout.connect(tick)
-    timer.start()
-    last[0] = started = time.perf_counter()
+    gaps = EventLoopGaps(label=lambda: len(seen) > 1)  # whether the analysis had begun to report progress
+    gaps.start()
+    started = time.perf_counter()
     view.analyse_button.click()
     wait_idle(qtbot, window, timeout=120000)
     qtbot.waitUntil(lambda: not view.writing(), timeout=60000)
@@ -359,14 +342,14 @@ def test_analysing_20000_tokens_keeps_the_event_loop_turning_with_progress(qtbot
         bar.setValue(bar.maximum() * k // 20)
         qtbot.mouseMove(view.result.viewport(), QPoint(30 + 23 * k, 20 + 11 * k))
         qtbot.wait(10)
-    timer.stop()
-    start = max(g for g, begun in gaps if not begun) * 1000
-    worst = max(g for g, begun in gaps if begun) * 1000
+    gaps.stop()
+    start = max(g for g, begun in zip(gaps.gaps, gaps.labels) if not begun) * 1000
+    worst = max(g for g, begun in zip(gaps.gaps, gaps.labels) if begun) * 1000
     total = seen[-1][1]
     record_property("worst_event_loop_gap_ms", worst)
     print(f"\nanalysing {total:,} tokens: {time.perf_counter() - started:.1f} s, {len(seen)} progress updates, "
           f"worst event-loop gap {worst:.1f} ms from the first progress on, {start:.1f} ms before it "
-          f"(median {statistics.median(g for g, _ in gaps) * 1000:.1f} ms)")
+          f"(median {gaps.median_ms:.1f} ms)")
     assert total > 19000 and seen[-1][0] == total and len(seen) > 100
     assert sum(view.chart.counts) == total and view.result.toPlainText().replace("\n", "") == TEXT * 620
     assert len(fragments(view.result)) == total

@@ -6,13 +6,14 @@ import statistics
 import time
 
 import pytest
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt
 from PySide6.QtGui import QTextCursor
 
 from app.history import History, HistoryError
 from app.settings import AppSettings
 from app.window import MainWindow
 from engine.store.local import embedded_model_folder
+from tests.helpers import EventLoopGaps
 
 
 @pytest.fixture
@@ -360,25 +361,16 @@ def test_closing_mid_generation_stops_and_keeps_the_partial_reply(qtbot, open_wi
 
 def test_gui_event_loop_never_stalls_during_generation(qtbot, open_window, record_property):
     window = open_window(max_new_tokens=1500, wide=True)
-    gaps, last = [], [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer(interval=5)
-    timer.timeout.connect(tick)
-    timer.start()
+    gaps = EventLoopGaps()
+    gaps.start()
     type_and_send(qtbot, window, "Stream for a while")
-    last[0] = time.perf_counter()
-    gaps.clear()
+    gaps.restart()
     wait_idle(qtbot, window, timeout=60000)
-    timer.stop()
-    worst = max(gaps) * 1000
+    gaps.stop()
+    worst = gaps.worst_ms
     record_property("worst_event_loop_gap_ms", worst)
-    print(f"\nworst GUI event-loop gap during generation: {worst:.1f} ms over {len(gaps)} ticks "
-          f"(median {statistics.median(gaps) * 1000:.1f} ms)")
+    print(f"\nworst GUI event-loop gap during generation: {worst:.1f} ms over {len(gaps.gaps)} ticks "
+          f"(median {gaps.median_ms:.1f} ms)")
     assert worst < 50
 
 
