@@ -220,27 +220,28 @@ def spans(data: ReplyTokens, strip: bool = False) -> list[tuple[int, int, int]]:
 def soft_breaks(text: str) -> list[int]:
     """Where a view begins a new block in `text` (before a space that follows a sentence end, once the
     paragraph is SOFT_BREAK characters long; at a space after HARD_BREAK without one)."""
-    cuts, block = [], 0
+    cuts: list[int] = []
+
+    def hard_cuts(block: int, end: int) -> int:
+        """Cuts at a space every HARD_BREAK characters from `block` up to `end`; the block begun last."""
+        while end - block > HARD_BREAK:
+            space = text.find(" ", block + HARD_BREAK, end)
+            if space < 0:
+                break
+            cuts.append(space)
+            block = space
+        return block
+
     for paragraph in re.finditer(r"[^\n]+", text):
         block = paragraph.start()
         if paragraph.end() - block <= SOFT_BREAK:
             continue
         for found in _SENTENCE_END.finditer(text, paragraph.start(), paragraph.end()):
-            while found.end() - block > HARD_BREAK:
-                space = text.find(" ", block + HARD_BREAK, found.end())
-                if space < 0:
-                    break
-                cuts.append(space)
-                block = space
+            block = hard_cuts(block, found.end())
             if found.end() - block > SOFT_BREAK:
                 cuts.append(found.end())
                 block = found.end()
-        while paragraph.end() - block > HARD_BREAK:
-            space = text.find(" ", block + HARD_BREAK, paragraph.end())
-            if space < 0:
-                break
-            cuts.append(space)
-            block = space
+        hard_cuts(block, paragraph.end())
     return cuts
 
 
