@@ -528,6 +528,23 @@ static void embed(const Model *m, int token, int pos, float *x) {
     }
 }
 
+/* x[i] = e^(x[i] - top) for i < n; returns their sum. */
+static float exp_in_place(float *x, int n, float top) {
+    __m256 sum8 = _mm256_setzero_ps(), top8 = _mm256_set1_ps(top);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), top8));
+        _mm256_storeu_ps(x + i, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = hsum(sum8);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - top);
+        sum += x[i];
+    }
+    return sum;
+}
+
 /* One head's attention for the new token at `pos`, into `out` (d floats): its query q attends to the
  * cached keys and values of positions 0..pos-1 (K and V are that head's [cache_len, d] slices) and to
  * its own k_new and v_new, which the caller writes into the cache afterwards. `s` is scratch. */
@@ -539,26 +556,14 @@ static void attend(const float *q, const float *k_new, const float *v_new, const
         s[t] = dot_f32(t < pos ? K + (size_t)t * d : k_new, q, d) * scale;
         top = s[t] > top ? s[t] : top;
     }
-    __m256 sum8 = _mm256_setzero_ps(), top8 = _mm256_set1_ps(top);
-    int t = 0;
-    for (; t + 8 <= n; t += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + t), top8));
-        _mm256_storeu_ps(s + t, e);
-        sum8 = _mm256_add_ps(sum8, e);
-    }
-    float sum = hsum(sum8);
-    for (; t < n; t++) {
-        s[t] = expf(s[t] - top);
-        sum += s[t];
-    }
-    float inv = 1.0f / sum;
+    float inv = 1.0f / exp_in_place(s, n, top);
     /* out = sum over t of (s[t] * inv) v_t, 64 outputs at a time held in registers across t (the same
      * multiply-adds in the same order as one output at a time) */
     int j = 0;
     for (; j + 64 <= d; j += 64) {
         __m256 o[8];
         for (int k = 0; k < 8; k++) o[k] = _mm256_setzero_ps();
-        for (t = 0; t < n; t++) {
+        for (int t = 0; t < n; t++) {
             const float *v = (t < pos ? V + (size_t)t * d : v_new) + j;
             const __m256 p8 = _mm256_set1_ps(s[t] * inv);
             for (int k = 0; k < 8; k++) o[k] = _mm256_fmadd_ps(p8, _mm256_loadu_ps(v + 8 * k), o[k]);
@@ -566,7 +571,7 @@ static void attend(const float *q, const float *k_new, const float *v_new, const
         for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + j + 8 * k, o[k]);
     }
     for (int i = j; i < d; i++) out[i] = 0.0f;
-    for (t = 0; t < n && j < d; t++) {
+    for (int t = 0; t < n && j < d; t++) {
         const float *v = t < pos ? V + (size_t)t * d : v_new;
         const float p = s[t] * inv;
         int i = j;
@@ -797,22 +802,17 @@ static void compute_chunk(const Step *st, const Phase *ph, int i, float *acc, fl
 }
 
 /* Writes a computed chunk into the phase's output; run once per chunk, by the thread that won its commit. */
-/* A chunk of the head's logits: its largest value, where that first is, and the sum of exp(logit - it). */
-static void head_chunk_summary(const Workspace *w, int i, int r0, const float *acc, int width) {
+/* A chunk of the head's logits, already committed from the thread's scratch `acc` (which this overwrites):
+ * its largest value, where that first is, and the sum of exp(logit - it). */
+static void head_chunk_summary(const Workspace *w, int i, int r0, float *acc, int width) {
     float top = -INFINITY;
     int at = 0;
     for (int c = 0; c < width; c++)
         if (acc[c] > top) top = acc[c], at = c;
-    __m256 sum8 = _mm256_setzero_ps();
-    const __m256 top8 = _mm256_set1_ps(top);
-    int c = 0;
-    for (; c + 8 <= width; c += 8) sum8 = _mm256_add_ps(sum8, exp256(_mm256_sub_ps(_mm256_loadu_ps(acc + c), top8)));
-    float sum = hsum(sum8);
-    for (; c < width; c++) sum += expf(acc[c] - top);
-    w->head_max[i] = top, w->head_sum[i] = sum, w->head_arg[i] = r0 + at;
+    w->head_max[i] = top, w->head_sum[i] = exp_in_place(acc, width, top), w->head_arg[i] = r0 + at;
 }
 
-static void commit_chunk(const Step *st, const Phase *ph, int i, const float *acc) {
+static void commit_chunk(const Step *st, const Phase *ph, int i, float *acc) {
     int r0 = i * ph->rows;
     if (ph->mat) {
         int width = (r0 + ph->rows < ph->mat->n_out ? r0 + ph->rows : ph->mat->n_out) - r0;
