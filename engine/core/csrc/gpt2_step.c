@@ -1140,10 +1140,7 @@ int gpt2_matvec(const Mat *m, const float *x, float *y) {
     int32_t sum[MAX_IN / QBLOCK + 1];
     QInput in = {q, a, d, sum};
     quantize_input(x, m->n_in, &in);
-    for (int r0 = 0; r0 < m->n_out; r0 += 16 * GROUP) {
-        const int r1 = r0 + 16 * GROUP < m->n_out ? r0 + 16 * GROUP : m->n_out;
-        matvec_rows(m, x, &in, r0, r1, OUT_STORE, ACT_RELU, y + r0);
-    }
+    matvec_rows(m, x, &in, 0, m->n_out, OUT_STORE, ACT_RELU, y); /* no activation with OUT_STORE */
     return 0;
 }
 
