@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine import SamplingSettings, load_model
-from engine.core import native
+from engine.core import forms, native
 from engine.inference.generate import Generator
 from engine.core.precisions import NAMES as MODES
 from tests.helpers import make_model_folder
@@ -350,3 +350,17 @@ def test_the_step_gives_the_argmax_and_logsumexp_of_its_logits(mode):
             assert argmax == int(torch.argmax(logits))
             assert abs(logsumexp - float(torch.logsumexp(logits, 0))) < 1e-4
             assert decoder.summary(logits.clone()) is None  # only for the logits it returned
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_one_row_and_a_batch_through_the_compiled_library_match_pytorch(mode):
+    # PyTorch's path for int8/int4 (a prompt, the head after it) calls the library for one row (its integer
+    # kernels) and for a batch's float32 weights: the same values as forms' own dequantisation.
+    loaded = load_model(None, device="cpu", precision=mode)
+    for module in (loaded.model.head, loaded.model.h[0].mlp.c_fc):
+        weights = module.dequantize(module.qweight, module.scale, module.out_features)
+        assert torch.equal(native.dequantize(module), weights)
+        x = torch.randn(weights.shape[1], generator=torch.Generator().manual_seed(0))
+        want = torch.nn.functional.linear(forms.quantize_input(x[None]), weights, module.bias)[0]
+        got = native.matvec(module, x)
+        assert float((got - want).abs().max() / want.std()) < 1e-4
