@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.files import write_atomic
 from engine.paths import data_dir
 
 SEPARATOR = " + "
@@ -72,9 +73,7 @@ def write_run(run: TrainingRun) -> None:
     run.folder.mkdir(parents=True, exist_ok=True)
     meta = {"name": run.name, "base": run.base, "base_shown": run.base_shown, "lora": run.lora, "steps": run.steps,
             "args": list(run.args)}
-    tmp = run.folder / "window.json.partial"
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(run.folder / "window.json")
+    write_atomic(run.folder / "window.json", json.dumps(meta, indent=2))
 
 
 def read_run(folder: Path) -> TrainingRun | None:

@@ -7,7 +7,6 @@ registry (engine.core.precisions): nothing here repeats them.
 from __future__ import annotations
 
 import json
-import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from app.servers import clean_servers
 from engine.core import precisions
+from engine.files import write_atomic
 from engine.inference.settings import SamplingSettings
 
 _DEFAULT = SamplingSettings.default
@@ -77,12 +77,9 @@ class AppSettings:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write leaves the previous file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        if self.servers:  # it holds API keys: this account's alone
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        # It may hold API keys (servers): this account's alone.
+        write_atomic(path, json.dumps(asdict(self), indent=2), mode=0o600 if self.servers else None,
+                     what="the settings")
 
 
 def _fits(value, hint) -> bool:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
 
 from app.notice import say
 from engine.core.tokenizer import GPT2Tokenizer
+from engine.files import write_atomic
 from engine.inference.generate import Done, StopReason
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
 
@@ -349,5 +350,5 @@ class TasksView(QWidget):
             self.export_template(Path(path))
 
     def export_template(self, path: Path) -> None:
-        path.write_text(self._source_text(), encoding="utf-8")
+        write_atomic(path, self._source_text())
         read_template(path)  # what was written reads back

@@ -28,6 +28,10 @@ class TrainingError(EngineError):
     """Training cannot go on (a checkpoint or the result cannot be written); what was saved is kept."""
 
 
+class StorageError(EngineError):
+    """A file or folder cannot be written (a full disk, a read-only folder); what was there is kept."""
+
+
 class HubError(EngineError):
     """A download, import or removal that cannot be done, said plainly."""
 

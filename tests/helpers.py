@@ -56,9 +56,11 @@ def make_model_folder(folder: Path, seed: int = 0, tokenizer_json: bool = False,
 CLI = str(Path(sys.executable).parent / "gpt2-desktop")
 
 
-def cli(*args, timeout=120) -> subprocess.CompletedProcess:
-    """Run the installed `gpt2-desktop` with `args`; its exit status and output, as text."""
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+def cli(*args, timeout=120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `gpt2-desktop` with `args` (and `env` added to this environment); its exit status
+    and output, as text."""
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 @contextmanager
@@ -124,3 +126,40 @@ class EventLoopGaps:
     @property
     def median_ms(self) -> float:
         return statistics.median(self.gaps) * 1000
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "1m"):
+    """A tmpfs of `size` mounted at `folder` (made if needed) for the length of the block: a real full disk.
+    `remount_read_only(folder)` inside the block makes it a read-only one. Needs the right to mount (root, as
+    on the CI machine); the test is skipped where that is refused."""
+    import pytest
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def remount_read_only(folder: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> None:
+    """Fill the disk holding `folder` until `leave` bytes (or fewer) are free."""
+    free = shutil.disk_usage(folder).free - leave
+    with open(Path(folder) / ".filler", "wb") as f:
+        while free > 0:
+            chunk = min(free, 1 << 20)
+            try:
+                f.write(b"\0" * chunk)
+                f.flush()
+            except OSError:
+                break
+            free -= chunk

@@ -12,7 +12,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
 # What each layer may import from the engine, besides itself and the shared modules.
-SHARED = {"engine.errors", "engine.paths"}
+SHARED = {"engine.errors", "engine.paths", "engine.files"}
 ALLOWED = {
     "engine.core": set(),
     "engine.inference": {"engine.core"},
@@ -59,7 +59,7 @@ def test_layers_import_downwards_only():
     wrong = []
     for module, targets in graph().items():
         if module in SHARED:
-            wrong += [(module, t) for t in targets]  # the shared modules import nothing of the engine
+            wrong += [(module, t) for t in targets - SHARED]  # the shared modules import nothing else of the engine
             continue
         own = layer(module)
         for target in targets - SHARED:

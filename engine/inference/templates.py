@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from engine.errors import TemplateError
+from engine.files import write_atomic
 from engine.core.tokenizer import GPT2Tokenizer
 
 KINDS = ("generate", "choose")
@@ -214,9 +215,7 @@ def save_user_template(source_text: str, folder: Path, previous: Path | None = N
     render(template, template.example_values())  # every declared variable renders
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{template_slug(template.name)}.toml"
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(source_text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, source_text)
     if previous is not None and previous != path and previous.parent == folder and previous.exists():
         previous.unlink()
     return parse_template(data, source=str(path))

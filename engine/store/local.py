@@ -18,6 +18,7 @@ from engine.core.config import load_config
 from engine.core.prepared_names import copies_of
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import HubError, ModelLoadError
+from engine.files import set_aside, write_atomic
 from engine.paths import data_dir
 
 CACHE_PREFIX = "models--"  # the Hugging Face cache names a repo's folder models--<owner>--<name>
@@ -114,9 +115,25 @@ def _is_gpt2_folder(folder: Path) -> bool:
 
 def _imported() -> list[Path]:
     try:
-        return [Path(p) for p in json.loads(_registry().read_text())]
+        paths = json.loads(_registry().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
+    if not isinstance(paths, list):
+        return []
+    return [Path(p) for p in paths if isinstance(p, str)]
+
+
+def _write_registry(folders: list[Path]) -> None:
+    """imported.json, written atomically; one that cannot be read is kept aside first, never overwritten."""
+    path = _registry()
+    if path.exists():
+        try:
+            ok = isinstance(json.loads(path.read_text(encoding="utf-8")), list)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            set_aside(path)
+    write_atomic(path, json.dumps([str(p) for p in folders], indent=2), what="the list of imported models")
 
 
 def local_models() -> list[LocalModel]:
@@ -146,9 +163,7 @@ def import_folder(path: Path) -> LocalModel:
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder.")
     check_folder(folder)
-    registry = [p for p in _imported() if p != folder] + [folder]
-    _registry().parent.mkdir(parents=True, exist_ok=True)
-    _registry().write_text(json.dumps([str(p) for p in registry], indent=2))
+    _write_registry([p for p in _imported() if p != folder] + [folder])
     return LocalModel(folder.name, "imported", folder, folder_size(folder))
 
 
@@ -178,7 +193,7 @@ def remove_model(name: str) -> LocalModel:
     elif model.kind == "converted":
         shutil.rmtree(model.folder)
     else:
-        _registry().write_text(json.dumps([str(p) for p in _imported() if p != model.folder], indent=2))
+        _write_registry([p for p in _imported() if p != model.folder])
     for copy in copies:
         copy.unlink(missing_ok=True)
     return model

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -32,6 +31,7 @@ from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
 from engine.core.device import native_bf16
 from engine.errors import SettingsError, TrainingError
+from engine.files import write_atomic
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
@@ -368,7 +368,7 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
         if created and not resume:
             shutil.rmtree(run.folder, ignore_errors=True)
         raise
-    _write_atomically(run.settings_file, json.dumps(asdict(s), indent=2))
+    write_atomic(run.settings_file, json.dumps(asdict(s), indent=2))
     device = resolve_device(device)
     tokenizer = GPT2Tokenizer.from_folder(run.data)
     train_ids = load_file(run.data / "train.safetensors")["ids"]
@@ -453,9 +453,3 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
                             "free some space and run the same command with --resume to write it.") from None
     say(f"exported {run.model}")
     return run.model
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""Small state files written so that nothing is ever half-written, and what to say when a disk refuses.
+
+`write_atomic` writes a temporary file in the same folder, flushes and fsyncs it, and renames it over
+the old one: at every moment the file is either the old one, whole, or the new one, whole. A failure
+(a full disk, a read-only folder) leaves the old file as it was and raises a `StorageError` whose one
+line names the folder and what is wrong with it (`disk_problem`). `set_aside` moves a file that
+cannot be read out of the way (`NAME.broken-<time>`), so that writing a fresh one never destroys it.
+
+No torch, nothing of the engine but its errors: the window's settings and history use this too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from engine.errors import StorageError
+
+
+def _free(folder: Path) -> str:
+    """How much room the disk holding `folder` has left, for a person ("1.2 MB free")."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return "free space unknown"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free"
+    return f"{free} bytes free"
+
+
+def disk_problem(folder: Path, exc: OSError) -> str:
+    """What went wrong writing in `folder`, in words: a full disk with its free space, a read-only
+    folder, or the system's own message."""
+    folder = Path(folder)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"the disk holding {folder} is full ({_free(folder)})"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        kind = "on a read-only disk" if exc.errno == errno.EROFS else "read-only for this account"
+        return f"{folder} is {kind}"
+    return f"{folder}: {exc.strerror or exc}"
+
+
+def storage_error(folder: Path, exc: OSError, what: str, kept: str = "") -> StorageError:
+    """A `StorageError` for a write into `folder` that failed: '<what>: <the problem>[; <kept>].'"""
+    tail = f"; {kept}" if kept else ""
+    return StorageError(f"{what}: {disk_problem(folder, exc)}{tail}.")
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int | None = None, what: str | None = None) -> None:
+    """Write `data` (text as UTF-8) to `path` through a temporary file in the same folder, fsynced and
+    renamed over the old file. `mode` sets the permissions (0o600 for secrets) before the rename, so the
+    file is never readable by others even for a moment. On failure the old file stays as it was and a
+    `StorageError` says why (`what`: how the message names the file, by default its path)."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise storage_error(path.parent, exc, f"Cannot save {what or path}",
+                            "the previous file is kept as it was" if path.exists() else "") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the system allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a file that cannot be read to `NAME.broken-<time>` beside it (kept, never overwritten) and
+    return where it went; a `StorageError` if it cannot be moved."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.broken-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise storage_error(path.parent, exc, f"Cannot move the unreadable {path} aside") from None
+    return target
+
