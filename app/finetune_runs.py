@@ -48,11 +48,24 @@ class TrainingRun:
         """Started by `train` far enough to continue with --resume (else it starts again from its arguments)."""
         return (self.folder / "settings.json").is_file()
 
+    def _checkpoints(self) -> list[Path]:
+        """Its checkpoint, and what an interrupted save left beside it (`train --resume` picks the newest)."""
+        return [self.folder / name for name in ("checkpoint", "checkpoint.partial", "checkpoint.old")]
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return any(folder.is_dir() for folder in self._checkpoints())
+
     def last_step(self) -> int:
-        try:
-            return json.loads((self.folder / "checkpoint" / "state.json").read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            return 0
+        steps = [0]
+        for folder in self._checkpoints():
+            try:
+                step = json.loads((folder / "state.json").read_text())["step"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(step, int):
+                steps.append(step)
+        return max(steps)
 
 
 def folder_name(name: str) -> str:

@@ -22,6 +22,7 @@ from app.finetune_runs import TrainingRun, new_run_folder, unfinished_runs, writ
 from app.notice import say
 from app.server_panel import serve_command
 from engine.errors import EngineError
+from engine.files import disk_problem
 from engine.store.local import local_models, parameter_count, resolve_model
 
 BATCH, CONTEXT = 8, 512  # train's defaults: tokens per step = BATCH x min(CONTEXT, the model's context window)
@@ -326,12 +327,23 @@ class FinetuneView(QWidget):
         folder = new_run_folder(name)
         lora = self.mode.currentData() == "lora"
         steps = self.steps.value()
-        data = self._gather(folder)
+        try:
+            data = self._gather(folder)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._fail(f"Cannot start: {disk_problem(folder.parent, exc)}.")
+            return
         args = ["--out", str(folder), "--init", base, "--data", str(data), "--steps", str(steps),
                 "--eval-every", str(max(1, steps // 10))] + (["--lora", str(self.rank.value())] if lora else [])
         self.run = TrainingRun(folder=folder, name=name, base=base, base_shown=self.base.currentText(), lora=lora,
                                steps=steps, args=tuple(args + self.extra_args))
-        write_run(self.run)
+        try:
+            write_run(self.run)
+        except EngineError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.run = None
+            self._fail(f"Cannot start: {exc}")
+            return
         self.chart.clear(steps)
         self.samples.setText("")
         self._log_offset = 0
@@ -439,7 +451,7 @@ class FinetuneView(QWidget):
             reason = next((e for e in reversed(self._errors) if e.startswith("error:")), None) or \
                 (self._errors[-1] if self._errors else f"it stopped with exit status {code}")
             self._fail(f"Training stopped: {reason.removeprefix('error: ')}")
-            if run is not None and not (run.folder / "checkpoint").exists():
+            if run is not None and not run.has_checkpoint:
                 shutil.rmtree(run.folder, ignore_errors=True)  # nothing worth keeping: no half-made run
                 self.run = None
                 self._set_state("failed")  # its buttons without the run
@@ -575,7 +587,7 @@ class FinetuneView(QWidget):
         self.rank.setEnabled(not busy and self.mode.currentData() == "lora")
         self.pause_button.setEnabled(state == "training")
         # a run that failed after its first checkpoint (a full disk, say) continues from it too
-        stuck = state == "failed" and self.run is not None and (self.run.folder / "checkpoint").is_dir()
+        stuck = state == "failed" and self.run is not None and self.run.has_checkpoint
         self.resume_button.setEnabled(state == "paused" or stuck)
         self.cancel_button.setEnabled(state in ("training", "paused") or stuck)
         self.use_button.setEnabled(state == "finished")

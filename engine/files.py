@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -37,19 +38,29 @@ def _free(folder: Path) -> str:
     return f"{free} bytes free"
 
 
-def disk_problem(folder: Path, exc: OSError) -> str:
+def _errno(exc: Exception) -> int | None:
+    """The system's error number behind an OSError, or behind a library's error that quotes it
+    (safetensors says "I/O error: No space left on device (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"os error (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def disk_problem(folder: Path, exc: Exception) -> str:
     """What went wrong writing in `folder`, in words: a full disk with its free space, a read-only
     folder, or the system's own message."""
     folder = Path(folder)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    number = _errno(exc)
+    if number in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return f"the disk holding {folder} is full ({_free(folder)})"
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        kind = "on a read-only disk" if exc.errno == errno.EROFS else "read-only for this account"
+    if number in (errno.EROFS, errno.EACCES, errno.EPERM):
+        kind = "on a read-only disk" if number == errno.EROFS else "read-only for this account"
         return f"{folder} is {kind}"
-    return f"{folder}: {exc.strerror or exc}"
+    return f"{folder}: {getattr(exc, 'strerror', None) or exc}"
 
 
-def storage_error(folder: Path, exc: OSError, what: str, kept: str = "") -> StorageError:
+def storage_error(folder: Path, exc: Exception, what: str, kept: str = "") -> StorageError:
     """A `StorageError` for a write into `folder` that failed: '<what>: <the problem>[; <kept>].'"""
     tail = f"; {kept}" if kept else ""
     return StorageError(f"{what}: {disk_problem(folder, exc)}{tail}.")

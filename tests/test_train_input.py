@@ -1,12 +1,9 @@
 """Training on bad input: empty, binary and non-UTF-8 files named (with the byte offset), text shorter
-than one context window, and a full disk while checkpointing; nothing half-written is left behind."""
-
-import json
+than one context window; nothing half-written is left behind (full disks: tests/test_train_recovery.py)."""
 
 import pytest
 
-from engine.errors import SettingsError, TrainingError
-from engine.tooling import train as train_module
+from engine.errors import SettingsError
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import cli
 from tests.test_train import story_text
@@ -61,31 +58,3 @@ def test_bad_text_through_the_cli_is_one_line_and_exit_2(tmp_path, tiny_model_di
     result = cli("train", "--out", str(run), "--init", str(tiny_model_dir), "--data", str(latin1), "--lora", "4")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "byte 0xe9 at offset 3" in result.stderr and not run.exists()
-
-
-def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
-    text = tmp_path / "mine.txt"
-    text.write_text(story_text(200, seed=5), encoding="utf-8")
-    settings = TrainSettings(data=str(text), init=str(tiny_model_dir), steps=12, **FAST)
-    real_save = train_module.save_file
-    calls = {"n": 0}
-
-    def full_disk(tensors, path, *args, **kwargs):
-        if "checkpoint.partial" in str(path) and json.loads((tmp_path / "run" / "checkpoint" / "state.json")
-                                                            .read_text())["step"] == 5:
-            calls["n"] += 1
-            raise OSError(28, "No space left on device")
-        return real_save(tensors, path, *args, **kwargs)
-
-    assert train(tmp_path / "run", settings, say=lambda m: None, pause_at=5) is None
-    monkeypatch.setattr(train_module, "save_file", full_disk)
-    with pytest.raises(TrainingError, match=r"step 10 .*No space left on device.*step 5\) is kept.*--resume"):
-        train(tmp_path / "run", None, resume=True, say=lambda m: None)
-    assert calls["n"] == 1
-    run = tmp_path / "run"
-    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
-    assert not (run / "checkpoint.partial").exists()
-    monkeypatch.setattr(train_module, "save_file", real_save)
-    adapter = train(run, None, resume=True, say=lambda m: None)
-    assert (adapter / "adapter_model.safetensors").is_file()
-    assert not list(run.glob("*.partial")) and not list(run.glob("*.old"))

@@ -55,7 +55,7 @@ def export_model(model: GPT, tokenizer: GPT2Tokenizer, folder: Path, card: str |
     generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
     (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     save_file(hf_state_dict(model, dtype), tmp / "model.safetensors", metadata={"format": "pt"})
-    tokenizer.backend.save(str(tmp / "tokenizer.json"))
+    (tmp / "tokenizer.json").write_text(tokenizer.backend.to_str(), encoding="utf-8")  # (save() hides OSError)
     if card:
         (tmp / "README.md").write_text(card)
     replace_folder(tmp, folder)

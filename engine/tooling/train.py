@@ -15,11 +15,13 @@ import math
 import shutil
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.tooling.bpe import train_bpe
@@ -30,8 +32,10 @@ from engine.core.lora import add_lora, lora_pairs
 from engine.tooling.corpus import Document, load_documents, split_documents
 from engine.core.device import resolve_device
 from engine.core.device import native_bf16
-from engine.errors import SettingsError, TrainingError
-from engine.files import write_atomic
+from engine.errors import ModelLoadError, SettingsError, TrainingError
+from engine.files import disk_problem, storage_error, write_atomic
+from engine.tooling import checkpoints
+from engine.tooling.checkpoints import TrainState
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
@@ -110,16 +114,6 @@ class TrainSettings:
                           targets=target_projections(self.lora_targets), base_model=base_model)
 
 
-@dataclass
-class TrainState:
-    step: int = 0
-    tokens_seen: int = 0
-    elapsed_s: float = 0.0
-    last_loss: float = float("nan")
-    val_loss: float = float("nan")
-    val_bpb: float = float("nan")
-
-
 def uses_bfloat16(s: TrainSettings, device: str) -> bool:
     """Whether the forward pass runs under bfloat16 autocast (see TrainSettings.autocast)."""
     if s.autocast == "auto":
@@ -188,7 +182,7 @@ def prepare_data(run: Run, s: TrainSettings, say) -> None:
     tmp.mkdir(parents=True)
     save_file({"ids": train_ids}, tmp / "train.safetensors")
     save_file({"ids": val_ids}, tmp / "val.safetensors")
-    tokenizer.backend.save(str(tmp / "tokenizer.json"))
+    (tmp / "tokenizer.json").write_text(tokenizer.backend.to_str(), encoding="utf-8")  # (save() hides OSError)
     validation_text = "\n\n".join(d.text for d in val_docs)
     (tmp / "validation.txt").write_text(validation_text, encoding="utf-8")
     stats = {
@@ -245,51 +239,14 @@ def make_optimizer(model: GPT, s: TrainSettings) -> torch.optim.AdamW:
 
 
 def save_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer, state: TrainState) -> None:
-    """Write the checkpoint beside the last one and swap it in: a full disk or a crash mid-write
-    leaves the last good checkpoint in place, and the run resumes from it."""
-    tmp = run.folder / "checkpoint.partial"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        # A LoRA run keeps only its adapters: the frozen base is the --init model's own files.
-        trained = trained_parameters(model)
-        save_file({n: t.detach().cpu().contiguous() for n, t in trained.items()}, tmp / "model.safetensors")
-        moments = {}
-        for name, p in trained.items():
-            for key, value in opt.state.get(p, {}).items():
-                moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
-        save_file(moments, tmp / "optimizer.safetensors")
-        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
-        replace_folder(tmp, run.checkpoint)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise TrainingError(f"Cannot write a checkpoint at step {state.step} in {run.folder} "
-                            f"({exc.strerror or exc}); {_last_good(run)}: free some space and continue with "
-                            "--resume.") from None
-
-
-def _last_good(run: Run) -> str:
-    try:
-        step = json.loads((run.checkpoint / "state.json").read_text())["step"]
-        return f"the last good checkpoint (step {step}) is kept"
-    except (OSError, ValueError, KeyError):
-        return "no checkpoint was saved yet"
-
-
-def load_checkpoint(run: Run, model: GPT, opt: torch.optim.Optimizer) -> TrainState:
-    device = next(model.parameters()).device
-    weights = load_file(run.checkpoint / "model.safetensors")
-    params = trained_parameters(model)
-    if set(weights) != set(params):
-        raise SettingsError(f"The checkpoint in {run.checkpoint} does not match this run's model; "
-                            "start a new run with another --out.")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
-    for key, value in load_file(run.checkpoint / "optimizer.safetensors").items():
-        name, slot = key.split("::")
-        opt.state[params[name]][slot] = value if slot == "step" else value.to(device)
-    return TrainState(**json.loads((run.checkpoint / "state.json").read_text()))
+    """A LoRA run keeps only its adapters: the frozen base is the --init model's own files."""
+    trained = trained_parameters(model)
+    moments = {}
+    for name, p in trained.items():
+        for key, value in opt.state.get(p, {}).items():
+            moments[f"{name}::{key}"] = value.detach().cpu().reshape(value.shape).contiguous()
+    checkpoints.save_checkpoint(run.checkpoint, {n: t.detach().cpu().contiguous() for n, t in trained.items()},
+                                moments, state)
 
 
 @torch.no_grad()
@@ -343,17 +300,12 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     """
     run = Run(run_folder)
     if resume:
-        if not run.settings_file.is_file():
-            raise SettingsError(f"Nothing to resume in {run.folder}: it has no settings.json.")
-        raw = json.loads(run.settings_file.read_text())
-        if "context" in raw:  # runs started before the field was renamed
-            raw["context_window"] = raw.pop("context")
-        saved = TrainSettings(**raw)
+        saved = saved_settings(run)
         settings = replace(saved, steps=settings.steps) if settings and settings.steps != saved.steps else saved
     else:
         if settings is None:
             raise SettingsError("Training needs --data.")
-        if run.checkpoint.exists():
+        if any(p.exists() for p in (run.checkpoint, run.folder / "checkpoint.partial", run.folder / "checkpoint.old")):
             raise SettingsError(f"{run.folder} already holds a run; pass --resume to continue it, or another --out.")
     s = settings.validate()
     if s.init:
@@ -361,28 +313,30 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
     created = not run.folder.exists()
     run.folder.mkdir(parents=True, exist_ok=True)
     try:
-        prepare_data(run, s, say)
+        try:
+            prepare_data(run, s, say)
+        except (OSError, SafetensorError) as exc:
+            raise storage_error(run.folder, exc, "Cannot prepare the training data") from None
     except BaseException:
-        # Refused text (or an interruption) leaves nothing behind: no half-made run to trip over.
+        # Refused text, a full disk (or an interruption) leaves nothing behind: no half-made run to trip over.
         shutil.rmtree(run.folder / "data.partial", ignore_errors=True)
         if created and not resume:
             shutil.rmtree(run.folder, ignore_errors=True)
         raise
-    write_atomic(run.settings_file, json.dumps(asdict(s), indent=2))
+    chosen = json.dumps(asdict(s), indent=2)
+    if not run.settings_file.is_file() or run.settings_file.read_text(encoding="utf-8") != chosen:
+        write_atomic(run.settings_file, chosen, what="the run's settings")
     device = resolve_device(device)
-    tokenizer = GPT2Tokenizer.from_folder(run.data)
-    train_ids = load_file(run.data / "train.safetensors")["ids"]
-    val_ids = load_file(run.data / "val.safetensors")["ids"]
-    stats = json.loads((run.data / "stats.json").read_text())
-    bytes_per_token = stats["validation_bytes"] / stats["validation_tokens"]
+    tokenizer, train_ids, val_ids, bytes_per_token = read_data(run)
 
     model = new_model(s, tokenizer, device)
     model.train()
     opt = make_optimizer(model, s)
     state = TrainState()
-    if resume and (run.checkpoint / "state.json").is_file():
-        state = load_checkpoint(run, model, opt)
+    if resume and checkpoints.settle(run.checkpoint, say):
+        state = checkpoints.load_checkpoint(run.checkpoint, trained_parameters(model), opt)
         say(f"resuming at step {state.step}")
+    trim_log(run, state.step)
     params = sum(p.numel() for p in model.parameters())
     say(f"model: {params / 1e6:.2f}M parameters, {model.config.n_layer} layers, {model.config.n_embd} wide, "
         f"context {s.context_window}; {s.steps} steps of {s.batch_size}x{s.context_window} tokens on {device}")
@@ -419,8 +373,7 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
             if state.step % s.eval_every == 0 or state.step == s.steps:
                 state.val_loss, state.val_bpb = evaluate(model, val_ids, s, bytes_per_token)
             if state.step % s.eval_every == 0 or state.step % 10 == 0:
-                with run.log.open("a") as log:
-                    log.write(json.dumps({**asdict(state), "lr": lr_at(state.step - 1, s), "tok_s": tok_s}) + "\n")
+                append_log(run, {**asdict(state), "lr": lr_at(state.step - 1, s), "tok_s": tok_s})
             if state.step % s.checkpoint_every == 0 or state.step == s.steps:
                 save_checkpoint(run, model, opt, state)
             progress.update(state, tok_s, final=state.step == s.steps)
@@ -447,9 +400,111 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
             return run.adapter
         card = f"# {run.folder.name}\n\nA GPT-2 trained by `gpt2-desktop train`: {params:,} parameters, " + result
         export_model(model, tokenizer, run.model, card=card)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         shutil.rmtree(run.folder / "model.partial", ignore_errors=True)
-        raise TrainingError(f"Cannot write the result in {run.folder} ({exc.strerror or exc}); {_last_good(run)}: "
-                            "free some space and run the same command with --resume to write it.") from None
+        raise TrainingError(f"Cannot write the result: {disk_problem(run.folder, exc)}; "
+                            f"{checkpoints.last_good(run.checkpoint)}: free some space and run the same command "
+                            "with --resume to write it.") from None
     say(f"exported {run.model}")
     return run.model
+
+
+def saved_settings(run: Run) -> TrainSettings:
+    """The settings a run was started with (its settings.json), every field checked: a damaged file, an
+    unknown key or a value of the wrong type is named."""
+    path = run.settings_file
+    if not path.is_file():
+        raise SettingsError(f"Nothing to resume in {run.folder}: it has no settings.json.")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SettingsError(f"Cannot resume: {path} is damaged ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"Cannot resume: {path} is not a JSON object.")
+    if "context" in raw:  # runs started before the field was renamed
+        raw["context_window"] = raw.pop("context")
+    hints = typing.get_type_hints(TrainSettings)
+    for key, value in raw.items():
+        if key not in hints:
+            raise SettingsError(f"Cannot resume: {path} has an unknown setting {key!r}.")
+        if not _fits(value, hints[key]):
+            raise SettingsError(f"Cannot resume: {path} has {key} = {json.dumps(value)}, which is not "
+                                f"{_kind(hints[key])}.")
+    return TrainSettings(**raw)
+
+
+def _fits(value, hint) -> bool:
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    if isinstance(value, float):
+        return float in allowed and math.isfinite(value)
+    return any(isinstance(value, t) for t in allowed if t is not type(None))
+
+
+def _kind(hint) -> str:
+    names = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+    allowed = [names[t] for t in (typing.get_args(hint) or (hint,)) if t in names]
+    return " or ".join(allowed) + (" (or null)" if type(None) in typing.get_args(hint) else "")
+
+
+def read_data(run: Run) -> tuple[GPT2Tokenizer, torch.Tensor, torch.Tensor, float]:
+    """The run's prepared data: tokenizer, training and validation ids, and validation bytes per token; a
+    damaged file is named."""
+    def damaged(name: str, why) -> SettingsError:
+        return SettingsError(f"Cannot train: {run.data / name} is damaged ({why}); delete {run.data} and run the "
+                             "same command again to prepare the data from the text anew.")
+
+    try:
+        tokenizer = GPT2Tokenizer.from_folder(run.data)
+    except ModelLoadError as exc:
+        raise damaged("tokenizer.json", exc) from None
+    ids = {}
+    for name in ("train.safetensors", "val.safetensors"):
+        try:
+            ids[name] = load_file(run.data / name)["ids"]
+        except (OSError, SafetensorError, KeyError) as exc:
+            raise damaged(name, exc) from None
+        if ids[name].dim() != 1 or len(ids[name]) < 2 or ids[name].is_floating_point():
+            raise damaged(name, "token ids of the wrong shape or type")
+    try:
+        stats = json.loads((run.data / "stats.json").read_text(encoding="utf-8"))
+        bytes_per_token = stats["validation_bytes"] / stats["validation_tokens"]
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        raise damaged("stats.json", exc) from None
+    return tokenizer, ids["train.safetensors"], ids["val.safetensors"], float(bytes_per_token)
+
+
+def trim_log(run: Run, step: int) -> None:
+    """Keep only the log lines up to `step` (a resumed run writes the steps after it again), so the log
+    never holds a step twice."""
+    try:
+        lines = run.log.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"Cannot read the training log {run.log} ({exc}).") from None
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut off by a kill
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    if kept != lines:
+        write_atomic(run.log, "".join(line + "\n" for line in kept), what="the training log")
+
+
+def append_log(run: Run, record: dict) -> None:
+    try:
+        with run.log.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise TrainingError(f"Cannot write the training log: {disk_problem(run.folder, exc)}; "
+                            f"{checkpoints.last_good(run.checkpoint)}: free some space and continue with "
+                            "--resume.") from None
