@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout,
 
 from app.notice import say
 from engine.core.tokenizer import GPT2Tokenizer
+from engine.errors import StorageError
 from engine.files import write_atomic
 from engine.inference.generate import Done, StopReason
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
@@ -333,7 +334,7 @@ class TasksView(QWidget):
     def import_template(self, path: Path) -> Template | None:
         try:
             saved = save_user_template(path.read_text(encoding="utf-8"), self.user_folder)
-        except (TemplateError, OSError, UnicodeDecodeError) as exc:
+        except (TemplateError, StorageError, OSError, UnicodeDecodeError) as exc:
             say(self.message, f"{path.name} could not be imported: {exc}", error=True)
             return None
         self.reload(select=saved.name)
@@ -350,5 +351,9 @@ class TasksView(QWidget):
             self.export_template(Path(path))
 
     def export_template(self, path: Path) -> None:
-        write_atomic(path, self._source_text())
+        try:
+            write_atomic(path, self._source_text())
+        except StorageError as exc:
+            say(self.message, str(exc), error=True)
+            return
         read_template(path)  # what was written reads back

@@ -9,6 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QSplitter, QVBoxLayout
 
+from engine.errors import StorageError
 from engine.inference.templates import Template, TemplateError, parse_template, render, save_user_template
 
 
@@ -63,7 +64,7 @@ class TemplateEditor(QDialog):
     def save(self) -> None:
         try:
             self.saved = save_user_template(self.source.toPlainText(), self.user_folder, self.previous)
-        except TemplateError as exc:
+        except (TemplateError, StorageError) as exc:
             self.status.setText(f"⚠ {exc}")
             return
         self.accept()

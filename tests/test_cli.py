@@ -141,3 +141,18 @@ def test_bench_brief_measures_only_load_memory_and_decode(tiny_model_dir, tmp_pa
 def test_bench_brief_refuses_what_it_does_not_measure(tiny_model_dir):
     result = cli("bench", "--model", str(tiny_model_dir), "--brief", "--against", "transformers")
     assert result.returncode == 2 and "--brief" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt-file"], ["perplexity", "--file"], ["analyse", "--file"]])
+def test_a_device_or_endless_file_is_refused_at_once(tiny_model_dir, command):
+    """`--prompt-file /dev/zero` read without bound; now the first zero byte refuses it."""
+    result = cli(command[0], "--model", str(tiny_model_dir), command[1], "/dev/zero", timeout=30)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "/dev/zero looks like a binary file" in result.stderr
+
+
+def test_a_prompt_file_larger_than_any_prompt_is_refused(tiny_model_dir, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"The fox ran. " * ((17 << 20) // 13 + 1))
+    result = cli("generate", "--model", str(tiny_model_dir), "--prompt-file", str(big))
+    assert result.returncode == 2 and "is larger than 16 MiB, more than a prompt can be" in result.stderr

@@ -91,3 +91,16 @@ def test_an_unreadable_imported_list_is_kept_aside_not_overwritten(tmp_path, tin
     kept = [p for p in (data / "models").iterdir() if p.name.startswith("imported.json.broken-")]
     assert len(kept) == 1 and kept[0].read_text() == '["/somewhere/mine",'
     assert json.loads(registry.read_text()) == [str(tiny_model_dir.resolve())]
+
+
+def test_a_reduced_copy_that_cannot_be_kept_is_said_and_leaves_nothing(tmp_path, tiny_model_dir):
+    """`generate --dtype int8` on a full data disk: it still writes, from a copy made in memory, and says in
+    one line why the copy was not kept; no half-written copy is left in prepared/."""
+    with small_disk(tmp_path / "data", "64k") as data:
+        done = cli("generate", "--model", str(tiny_model_dir), "--prompt", "Once", "--max-new-tokens", "3",
+                   "--dtype", "int8", "--temperature", "0", env={"GPT2_DESKTOP_DATA_DIR": str(data)})
+        assert done.returncode == 0, done.stderr
+        notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
+        assert len(notes) == 1 and f"the disk holding {data / 'prepared'} is full" in notes[0], done.stderr
+        assert "Traceback" not in done.stderr and done.stdout.strip()
+        assert not [p for p in data.rglob("*") if p.is_file()]

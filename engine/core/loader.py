@@ -37,6 +37,7 @@ class LoadedModel:
     prepared_path: Path | None = None  # the saved reduced-precision copy it was read from
     prepared_now: bool = False  # that copy was made during this load
     adapter: Path | None = None  # the LoRA adapter merged into the base's weights
+    note: str | None = None  # something a person should know about this load (a copy that could not be kept)
 
     @property
     def context_window(self) -> int:
@@ -115,4 +116,5 @@ def load_folder(folder: Path, name: str | None = None, device: str = "auto", pre
         precision=precision,
         prepared_path=prepared.path if prepared else None,
         prepared_now=prepared.built if prepared else False,
+        note=prepared.note if prepared else None,
     )

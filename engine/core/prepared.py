@@ -29,6 +29,7 @@ from engine.core.adapters import Adapter, check_adapter, merge_into
 from engine.core.checkpoint import check_state, read_state_dict
 from engine.core.config import GPTConfig, load_config
 from engine.errors import ModelLoadError
+from engine.files import disk_problem
 from engine.core.forms import prepare_state, stored_is_tied
 from engine.core.prepared_names import model_stem as _model_stem
 from engine.core.prepared_names import prepared_dir
@@ -79,6 +80,7 @@ class Prepared:
     tensors: Mapping[str, torch.Tensor]
     path: Path | None  # None: the copy could not be saved, so it was made in memory only
     built: bool  # made now (False: read from disk)
+    note: str | None = None  # why it could not be saved, for a person
 
 
 def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str) -> Prepared:
@@ -96,8 +98,10 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
     del state
     try:
         _write(path, tensors, mode, folder)
-    except OSError:
-        return Prepared(config, tensors, None, built=True)
+    except (OSError, SafetensorError) as exc:  # (safetensors reports a full disk as its own error)
+        note = (f"The {mode} copy of {folder.name} could not be kept: {disk_problem(path.parent, exc)}; it was made "
+                "in memory for this run and will be made again next time.")
+        return Prepared(config, tensors, None, built=True, note=note)
     del tensors
     return Prepared(config, _read(path), path, built=True)
 
@@ -129,11 +133,11 @@ def merged_folder(folder: Path, files: list[Path], adapter: Adapter) -> Path:
         save_file(tensors, str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "base": str(folder), "adapter": str(adapter.folder)})
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         if (path / "model.safetensors").is_file():  # another process made the same copy first
             return path
-        raise ModelLoadError(f"Cannot write the merged copy of {folder.name} with the adapter {adapter.name} "
-                             f"in {root} ({exc.strerror or exc}); free some space there.") from None
+        raise ModelLoadError(f"Cannot write the merged copy of {folder.name} with the adapter {adapter.name}: "
+                             f"{disk_problem(root, exc)}; free some space there.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for old in root.glob(f"{stem}-*"):  # the same base and adapter, older base files

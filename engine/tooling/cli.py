@@ -186,10 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_text(path: Path) -> str:
-    from engine.tooling.corpus import read_text_file
+MAX_PROMPT_BYTES = 16 << 20  # far more than any model's window (a prompt is cut to it from the start)
 
-    return read_text_file(path)
+
+def _read_text(path: Path, limit: int | None = None, what: str = "a text file") -> str:
+    from engine.tooling.corpus import MAX_TEXT_BYTES, read_text_file
+
+    return read_text_file(path, limit or MAX_TEXT_BYTES, what)
 
 
 def _load(args):
@@ -202,7 +205,10 @@ def _load(args):
     from engine.core.device import set_threads
 
     set_threads(args.threads)
-    return load_model(args.model, device=args.device, precision=args.precision, adapter=args.adapter)
+    loaded = load_model(args.model, device=args.device, precision=args.precision, adapter=args.adapter)
+    if loaded.note:
+        print(f"note: {loaded.note}", file=sys.stderr)
+    return loaded
 
 
 def _remote(args):
@@ -245,7 +251,7 @@ def _prompt_text(args, template, loaded, reserve: int = 0):
     from engine.inference.templates import render
 
     if template is None:
-        return (args.prompt if args.prompt is not None else _read_text(args.prompt_file)), None
+        return (args.prompt if args.prompt is not None else _read_text(args.prompt_file, MAX_PROMPT_BYTES, "a prompt")), None
     if loaded is None:  # a remote model: its tokenizer is on the server, nothing is shortened here
         return render(template, _template_values(args)).text, None
     rendered = render(template, _template_values(args), loaded.tokenizer, loaded.context_window - reserve)

@@ -45,21 +45,44 @@ def strip_gutenberg(text: str) -> str:
 BOM = b"\xef\xbb\xbf"
 
 
-def read_text_file(path: Path) -> str:
+MAX_TEXT_BYTES = 1 << 30  # what one text file may hold (a training book, a text to score)
+
+
+def _read_bounded(path: Path, limit: int) -> bytes | int:
+    """Up to `limit + 1` bytes of a file, read a MiB at a time; the offset of its first zero byte (after a
+    byte-order mark) instead, as soon as one is read: a binary file or a device is refused at once."""
+    chunks, size = [], 0
+    with open(path, "rb") as f:
+        while size <= limit:
+            chunk = f.read(min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            zero = chunk.find(b"\0", len(BOM) if size == 0 and chunk.startswith(BOM) else 0)
+            if zero >= 0:
+                return size + zero
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
+
+
+def read_text_file(path: Path, limit: int = MAX_TEXT_BYTES, what: str = "a text file") -> str:
     """A UTF-8 text file (with or without a byte-order mark), or a SettingsError that says what is wrong
-    and where: a binary file and a byte that is not UTF-8 are named with their byte offset."""
+    and where: a binary file and a byte that is not UTF-8 are named with their byte offset; a file (or a
+    device, such as /dev/zero) larger than `limit` bytes is refused after reading `limit` bytes."""
     try:
-        data = path.read_bytes()
+        data = _read_bounded(path, limit)
     except FileNotFoundError:
         raise SettingsError(f"No such file: {path}") from None
     except IsADirectoryError:
         raise SettingsError(f"{path} is a folder, not a text file.") from None
     except OSError as exc:
         raise SettingsError(f"Cannot read {path}: {exc.strerror}.") from None
+    if isinstance(data, int):
+        raise SettingsError(f"{path} looks like a binary file, not text: it has a zero byte at offset {data}.")
+    if len(data) > limit:
+        raise SettingsError(f"{path} is larger than {limit / 2**20:,.0f} MiB, more than {what} can be; give a "
+                            "smaller file.")
     start = len(BOM) if data.startswith(BOM) else 0
-    zero = data.find(b"\0", start)
-    if zero >= 0:
-        raise SettingsError(f"{path} looks like a binary file, not text: it has a zero byte at offset {zero}.")
     try:
         return data[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
