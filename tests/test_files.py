@@ -104,3 +104,12 @@ def test_a_reduced_copy_that_cannot_be_kept_is_said_and_leaves_nothing(tmp_path,
         assert len(notes) == 1 and f"the disk holding {data / 'prepared'} is full" in notes[0], done.stderr
         assert "Traceback" not in done.stderr and done.stdout.strip()
         assert not [p for p in data.rglob("*") if p.is_file()]
+
+
+def test_a_read_only_data_folder_is_named_read_only(tmp_path, tiny_model_dir):
+    with small_disk(tmp_path / "data", "64k") as data:
+        remount_read_only(data)
+        done = cli("models", "import", str(tiny_model_dir), env={"GPT2_DESKTOP_DATA_DIR": str(data)})
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert f"{data / 'models'} is on a read-only disk" in done.stderr or \
+            f"{data} is on a read-only disk" in done.stderr, done.stderr
