@@ -2,15 +2,17 @@
 
 Several can stand at once, one line each, by what they are about (`kind`): a history that cannot be saved to,
 a settings file set aside and a model that failed to load are all shown, none hiding another. A message of a
-kind already shown replaces it; `hide_kind` takes one away when its problem is over.
+kind already shown replaces it; `hide_kind` takes one away when its problem is over. The text is as tall
+as it needs up to MAX_LINES lines and scrolls beyond, so a small window shows part of it, never cuts it.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
 
 MODEL_KINDS = ("model", "fallback")  # a load failed; the embedded model stands in: "Open model folder…" helps
+MAX_LINES = 7  # the most lines of text shown at once
 
 
 class Banner(QFrame):
@@ -22,12 +24,16 @@ class Banner(QFrame):
         self.setObjectName("banner")
         self._messages: dict[str, str] = {}  # kind -> its text, in the order they came
         self.label = QLabel(wordWrap=True, textFormat=Qt.PlainText, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.label.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.text = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.text.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.text.setWidget(self.label)
         self.open_model = QPushButton("Open model folder…")
         self.open_model.clicked.connect(self.open_model_requested)
         dismiss = QPushButton("Dismiss")
         dismiss.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
-        layout.addWidget(self.label, 1)
+        layout.addWidget(self.text, 1)
         layout.addWidget(self.open_model, 0, Qt.AlignTop)
         layout.addWidget(dismiss, 0, Qt.AlignTop)
         self.hide()
@@ -56,3 +62,14 @@ class Banner(QFrame):
         self.label.setText(texts[0] if len(texts) == 1 else "\n".join(f"• {text}" for text in texts))
         self.open_model.setVisible(any(kind in MODEL_KINDS for kind in self._messages))
         self.setVisible(bool(texts))
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """As tall as the text at this width, up to MAX_LINES lines (then it scrolls)."""
+        width = self.text.viewport().width()
+        most = MAX_LINES * self.label.fontMetrics().lineSpacing()
+        self.text.setFixedHeight(max(1, min(self.label.heightForWidth(width), most)))

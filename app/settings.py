@@ -93,8 +93,8 @@ class AppSettings:
         except StorageError as exc:
             return SettingsFile(cls(), None, f"{path} could not be used ({why}) and the defaults apply. {exc} "
                                              "This session's settings will not be saved, so that it stays as it is.")
-        return SettingsFile(cls(), path, f"{path} could not be used ({why}); it was kept as {kept}, and the "
-                                         "defaults apply.")
+        return SettingsFile(cls(), path, f"{path} could not be used ({why}); it was kept beside it as {kept.name}, "
+                                         "and the defaults apply.")
 
     @classmethod
     def from_json(cls, raw: dict) -> tuple[AppSettings, list[str]]:
