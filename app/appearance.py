@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
 
-TEXT_SIZES = (7, 40)  # the smallest and largest text size in points
+from app.settings import TEXT_SIZES
 
 
 def dark_palette() -> QPalette:

@@ -1,9 +1,18 @@
-"""The banner above the page: a problem to act on (open another model) or to dismiss."""
+"""The banner above the page: problems to act on (open another model) or to dismiss.
+
+Several can stand at once, one line each, by what they are about (`kind`): a history that cannot be saved to,
+a settings file set aside and a model that failed to load are all shown, none hiding another. A message of a
+kind already shown replaces it; `hide_kind` takes one away when its problem is over. The text is as tall
+as it needs up to MAX_LINES lines and scrolls beyond, so a small window shows part of it, never cuts it.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
+
+MODEL_KINDS = ("model", "fallback")  # a load failed; the embedded model stands in: "Open model folder…" helps
+MAX_LINES = 7  # the most lines of text shown at once
 
 
 class Banner(QFrame):
@@ -13,24 +22,54 @@ class Banner(QFrame):
         super().__init__(parent)
         self.setFrameShape(QFrame.StyledPanel)
         self.setObjectName("banner")
-        self.kind = ""  # what it is about: "model" (a load failed), "fallback" (the embedded model stands in), "info"
-        self.label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
-        open_model = QPushButton("Open model folder…")
-        open_model.clicked.connect(self.open_model_requested)
+        self._messages: dict[str, str] = {}  # kind -> its text, in the order they came
+        self.label = QLabel(wordWrap=True, textFormat=Qt.PlainText, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.label.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.text = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.text.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.text.setWidget(self.label)
+        self.open_model = QPushButton("Open model folder…")
+        self.open_model.clicked.connect(self.open_model_requested)
         dismiss = QPushButton("Dismiss")
-        dismiss.clicked.connect(lambda: self.hide())
+        dismiss.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(open_model)
-        layout.addWidget(dismiss)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.open_model, 0, Qt.AlignTop)
+        layout.addWidget(dismiss, 0, Qt.AlignTop)
         self.hide()
 
     def show_message(self, text: str, kind: str = "info") -> None:
-        self.label.setText(text)
-        self.kind = kind
-        self.show()
+        """Show `text` as the banner's message about `kind` ("model", "fallback", "history", "settings",
+        "generation", "info"), beside those of other kinds."""
+        self._messages[kind] = text
+        self._update()
 
     def hide_kind(self, kind: str) -> None:
-        """Hide the banner if its message is of this kind (a model loaded: its loading problem is over)."""
-        if self.kind == kind:
-            self.hide()
+        """Take away the message about this kind (a model loaded: its loading problem is over)."""
+        if self._messages.pop(kind, None) is not None:
+            self._update()
+
+    def dismiss(self) -> None:
+        self._messages.clear()
+        self._update()
+
+    def messages(self) -> dict[str, str]:
+        """What is shown, by kind."""
+        return dict(self._messages)
+
+    def _update(self) -> None:
+        texts = list(self._messages.values())
+        self.label.setText(texts[0] if len(texts) == 1 else "\n".join(f"• {text}" for text in texts))
+        self.open_model.setVisible(any(kind in MODEL_KINDS for kind in self._messages))
+        self.setVisible(bool(texts))
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """As tall as the text at this width, up to MAX_LINES lines (then it scrolls)."""
+        width = self.text.viewport().width()
+        most = MAX_LINES * self.label.fontMetrics().lineSpacing()
+        self.text.setFixedHeight(max(1, min(self.label.heightForWidth(width), most)))

@@ -4,16 +4,23 @@ A chat or notebook request writes into the conversation that was open when it be
 opens another conversation meanwhile, the request is detached: it goes on writing into its own
 conversation, unseen, and is saved there when it ends; opening that conversation again shows it
 streaming. Deleting its conversation stops it.
+
+The history can fail under it (a full or read-only disk, a page found damaged): its methods then raise a
+HistoryError, which each of the controller's slots turns into the `problem` signal (for the window's
+banner) instead of an error out of the event loop. A history found damaged goes on, empty, in memory
+(History.detached): the conversation shown then is gone, and a reply being written is no longer saved.
 """
 
 from __future__ import annotations
+
+import functools
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QStackedWidget
 
 from app.chat_page import ChatPage
-from app.history import FIRST, Conversation, History, Message
+from app.history import FIRST, Conversation, History, HistoryError, Message
 from app.notebook_page import NotebookPage
 from app.presets import sampling_for
 from app.probabilities import Colouring
@@ -29,6 +36,18 @@ NOTEBOOK_TITLE = "Notebook"  # a new notebook's, until it has words to be named 
 CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
 
 
+def _reporting(method):
+    """A slot whose HistoryError becomes the controller's `problem` signal (what it did before stays done)."""
+    @functools.wraps(method)
+    def slot(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except HistoryError as exc:
+            self.history_failed(exc)
+            return None
+    return slot
+
+
 def title_from(text: str) -> str:
     """A conversation's title from its first message: one line, at most TITLE_LENGTH characters."""
     line = " ".join(text.split())
@@ -39,6 +58,7 @@ class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
     model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
+    problem = Signal(str)  # the history failed (app.history.HistoryError's message)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
@@ -50,12 +70,40 @@ class ConversationController(QObject):
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
         self._decoded: dict[int, ReplyTokens | None] = {}  # kept tokens read from the history, by message id
 
+    @_reporting
     def current(self) -> Conversation | None:
+        return self._current()
+
+    def _current(self) -> Conversation | None:
         return self.history.conversation(self.current_id) if self.current_id is not None else None
 
+    def history_failed(self, exc: HistoryError) -> None:
+        """Say that the history failed; one found damaged is now empty, in memory, and the window shows that."""
+        if self.history.detached is not None:
+            active = self.requests.active
+            if active is not None and active.conversation_id is not None:
+                active.conversation_id, active.detached = None, True  # its conversation is gone: not saved
+            self.current_id = None
+            self.chat.show_messages([])
+            self.notebook.set_document("")
+            self.refresh()
+            self.changed.emit()
+        self.problem.emit(str(exc))
+
+    @_reporting
+    def start(self, mode: str) -> None:
+        """At start: open the most recent conversation, or show the page last used, empty, to type in."""
+        conversations = self.history.conversations()
+        if conversations:
+            self.open(conversations[0].id)
+        else:
+            self.show_mode(mode)
+            self.focus_page()
+
+    @_reporting
     def context_tokens(self) -> int | None:
         """Tokens of the prompt the open conversation makes for the loaded model (None: nothing to count)."""
-        conv, model = self.current(), self.requests.model
+        conv, model = self._current(), self.requests.model
         if conv is None or model is None or self.tokenizer is None:
             return None
         if conv.mode != "chat":
@@ -71,6 +119,7 @@ class ConversationController(QObject):
         preamble = [Turn("system", conv.preamble)] if conv is not None and conv.preamble.strip() else []
         return preamble + [Turn(m.role, m.content) for m in messages]
 
+    @_reporting
     def count_draft(self) -> None:
         """The live count under the message box: the message's tokens, and the prompt the conversation would
         make with it, against the model's window."""
@@ -83,16 +132,18 @@ class ConversationController(QObject):
         if self.chat.editing_id is not None:  # an edit replaces its message and what follows
             messages = messages[:next((i for i, m in enumerate(messages) if m.id == self.chat.editing_id),
                                       len(messages))]
-        turns = self._turns(self.current(), messages) + ([Turn("user", draft)] if draft.strip() else [])
+        turns = self._turns(self._current(), messages) + ([Turn("user", draft)] if draft.strip() else [])
         total = len(self.tokenizer.encode(format_chat(turns, model.chat_style).text)) if turns else 0
         self.chat.show_count(len(self.tokenizer.encode(draft)), total, model.context_window)
 
     # which conversation
 
+    @_reporting
     def refresh(self) -> None:
         """Refill the sidebar (what the search matches, most recent first)."""
         self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
 
+    @_reporting
     def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
         """Show a conversation; `focus` puts the keyboard in its message box or notebook; `collapse` closes the
         preamble box (not when the chat is made for what is being written there)."""
@@ -140,25 +191,28 @@ class ConversationController(QObject):
 
     def _set_options(self, **options) -> None:
         """Keep options with the open chat; with none open, a new chat is made with them (and opened)."""
-        if self.current_id is None or self.current().mode != "chat":
+        if self.current_id is None or self._current().mode != "chat":
             made = self.history.create_conversation("New chat", "chat")
             self.history.set_options(made, **options)
             self.open(made, focus=False, collapse=False)
         else:
             self.history.set_options(self.current_id, **options)
 
+    @_reporting
     def choose_model(self, name: str) -> None:
         """The open chat is written with `name` from now on ("": with whatever model is in use)."""
         self._set_options(model=name or None)
         if name:
             self.model_wanted.emit(name)
 
+    @_reporting
     def choose_preset(self, name: str) -> None:
         self._set_options(preset=name or None)
         self.status.emit(f"This conversation samples with {name or 'the settings panel'}.", 3000)
 
+    @_reporting
     def store_preamble(self, text: str) -> None:
-        conv = self.current()
+        conv = self._current()
         if conv is None and not text.strip() or conv is not None and conv.preamble == text:
             return
         self._set_options(preamble=text)
@@ -176,9 +230,11 @@ class ConversationController(QObject):
         else:
             self.notebook.focus_editor()
 
+    @_reporting
     def new_chat(self) -> None:
         self._new("New chat", "chat")
 
+    @_reporting
     def new_notebook(self) -> None:
         self._new(NOTEBOOK_TITLE, "notebook")
 
@@ -186,10 +242,12 @@ class ConversationController(QObject):
         self.sidebar.clear_search()
         self.open(self.history.create_conversation(title, mode))
 
+    @_reporting
     def rename(self, conversation_id: int, title: str) -> None:
         self.history.rename_conversation(conversation_id, title)
         self.refresh()
 
+    @_reporting
     def delete(self, conversation_id: int) -> None:
         active = self.requests.active
         if active is not None and active.conversation_id == conversation_id:
@@ -215,15 +273,16 @@ class ConversationController(QObject):
 
     # chat
 
+    @_reporting
     def send(self) -> None:
         """Send what is in the message box (or resend the message being edited) and start the reply."""
         text = self.chat.draft().strip()
         if not text or not self._ready():
             return
-        if self.current_id is None or self.current().mode != "chat":
+        if self.current_id is None or self._current().mode != "chat":
             self.current_id = self.history.create_conversation(title_from(text), "chat")
             self.show_mode("chat")
-        conv = self.current()
+        conv = self._current()
         if self.chat.editing_id is not None:
             # The edited message becomes a new version of its turn; the old one keeps the turns after it.
             edited = next(m for m in self.history.messages(self.current_id) if m.id == self.chat.editing_id)
@@ -242,7 +301,7 @@ class ConversationController(QObject):
         """Write a reply after `messages` (default: the conversation as shown), starting with the tokens of
         `prefix` if given (an alternative picked in an earlier version)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
-        conv = self.current()
+        conv = self._current()
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
         self.show_messages(messages, to_end=True)
         self.chat.begin_stream(self._writer())
@@ -257,6 +316,7 @@ class ConversationController(QObject):
         """The name of the model writing the reply (the loaded one)."""
         return self.requests.model.name if self.requests.model else "Assistant"
 
+    @_reporting
     def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end), its replies
         coloured by their kept tokens while the colouring is on (read once, never recomputed)."""
@@ -272,6 +332,7 @@ class ConversationController(QObject):
                 self._decoded[message_id] = ReplyTokens.decode(blobs[message_id]) if message_id in blobs else None
         return {i: self._decoded[i] for i in message_ids if self._decoded.get(i) is not None}
 
+    @_reporting
     def set_colouring(self, colouring: Colouring | None) -> None:
         """Colour replies and continuations by what the model predicted (None: as before), and show it now."""
         self.colouring = colouring
@@ -284,6 +345,7 @@ class ConversationController(QObject):
         active = self.requests.active
         return active is not None and active.conversation_id == self.current_id and active.kind == "chat"
 
+    @_reporting
     def pick_alternative(self, message_id: int, index: int, choice: Choice) -> None:
         """A token's alternative was clicked: the reply is cut there, the alternative put in its place, and the
         model goes on from it. The result is a new version of the reply; the old one is kept."""
@@ -296,6 +358,7 @@ class ConversationController(QObject):
             return
         self._start_chat_reply(messages[:at], prefix=data.alternative_at(index, choice))
 
+    @_reporting
     def message_action(self, action: str, message_id: int) -> None:
         """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
         messages = self.history.messages(self.current_id) if self.current_id else []
@@ -312,6 +375,7 @@ class ConversationController(QObject):
         elif action in ("older", "newer"):
             self.show_version(message, -1 if action == "older" else 1)
 
+    @_reporting
     def show_version(self, message: Message, step: int) -> None:
         """Show the previous or next version of a turn, with the turns that followed it then."""
         ids = self.history.versions(message)
@@ -328,6 +392,7 @@ class ConversationController(QObject):
             return True
         return False
 
+    @_reporting
     def regenerate(self, message_id: int) -> None:
         """Write a new version of a reply; the old one is kept, with the turns that followed it."""
         if not self._ready():
@@ -338,13 +403,15 @@ class ConversationController(QObject):
             return
         self._start_chat_reply(messages[:index])
 
+    @_reporting
     def store_draft(self) -> None:
         """Keep the open chat's unsent message with it (so it survives switching and restarting)."""
         self.chat.draft_kept()
-        conv = self.current()
+        conv = self._current()
         if conv is not None and conv.mode == "chat" and conv.draft != self.chat.unsent():
             self.history.set_draft(conv.id, self.chat.unsent())
 
+    @_reporting
     def keep_unsent(self) -> None:
         """Before closing: keep the unsent message, in a new chat if none is open."""
         if self.current_id is None and self.chat.unsent().strip():
@@ -353,6 +420,7 @@ class ConversationController(QObject):
 
     # notebook
 
+    @_reporting
     def store_document(self) -> None:
         """Save the notebook's text now, if a notebook is open (not while the model is continuing it: the
         continuation is saved with the text when it ends)."""
@@ -370,6 +438,7 @@ class ConversationController(QObject):
             self.history.rename_conversation(conversation_id, title_from(document))
             self.refresh()
 
+    @_reporting
     def continue_notebook(self) -> None:
         """Let the model continue the notebook's text at its end."""
         if not self._ready():
@@ -382,6 +451,7 @@ class ConversationController(QObject):
         settings = {**self.settings.sampling(), "stop": []}
         self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
+    @_reporting
     def pick_notebook_alternative(self, message_id: int, index: int, choice: Choice) -> None:
         """A continuation's token's alternative was clicked: the text is cut at that token, the alternative put
         in its place and the model continues from it. The new continuation is saved as a version of the old
@@ -405,6 +475,7 @@ class ConversationController(QObject):
 
     # what a request wrote
 
+    @_reporting
     def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
         """Save a finished or stopped chat reply or notebook continuation (one transaction), with what the model
         predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any)."""
@@ -447,6 +518,7 @@ class ConversationController(QObject):
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 
+    @_reporting
     def forget_failed(self) -> None:
         """A request failed: the notebook is editable again, the chat shows what was saved."""
         self.notebook.end_continuation()

@@ -2,17 +2,33 @@
 
 A file written by an earlier version is upgraded in place, never lost: a backup copy is written beside
 it first (`history.sqlite3.backup-v1`), then every step from its version to today's runs in one
-transaction (see MIGRATIONS). A corrupt file, or one from a newer version, is left untouched.
+transaction (see MIGRATIONS). A file that cannot be used is left untouched and opening it raises a
+HistoryError that says why: one from a newer version, one that is not a history, and a damaged one —
+a page SQLite cannot read (`PRAGMA quick_check`), a version no gpt2-desktop wrote, a column missing from
+its version's tables, a row with a value of the wrong kind (a message's settings that are not a JSON
+object, a NULL title): every row is read once, as it will be. Text that is not UTF-8 reads with U+FFFD.
+An unfinished change left by a crash (a hot `-journal` beside the file) is undone first, as SQLite means
+it to be; no read-only look can do that.
+
+Once open, SQLite's errors come out of every method as a HistoryError too: a full or read-only disk
+(`engine.files.disk_problem`; the transaction is rolled back, the file is as it was), or damage found
+only now, at a page no earlier query read. Then the file is left alone for good: the history goes on,
+empty, in memory (`detached` says why), so a window keeps working without writing into a damaged file.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from engine.files import disk_problem
 
 SCHEMA_VERSION = 5
 SCHEMA = """
@@ -68,7 +84,66 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 
 class HistoryError(Exception):
-    """The history file cannot be used; it has been left exactly as it was."""
+    """The history file cannot be used, or cannot be written to now; it has been left exactly as it was."""
+
+
+def _columns_at(version: int) -> dict[str, set[str]]:
+    """The columns each table has in a file of `version`: today's SCHEMA less what the later MIGRATIONS add."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        columns = {table: {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                   for table in ("conversations", "messages")}
+    finally:
+        db.close()
+    for step in range(version, SCHEMA_VERSION):
+        for statement in MIGRATIONS[step]:
+            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+            if added:
+                columns[added[1]].discard(added[2])
+    return columns
+
+
+_DAMAGE = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_ERROR, sqlite3.SQLITE_SCHEMA)
+
+
+def _primary(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code for an error (its extended code less the detail)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _disk_errno(folder: Path, exc: sqlite3.Error) -> int | None:
+    """The system's error number for a SQLite error that is the disk's (full, read-only, failing); None for
+    any other."""
+    code = _primary(exc)
+    if code == sqlite3.SQLITE_FULL:
+        return errno.ENOSPC
+    if code not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+        return None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return errno.EROFS
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK):
+        return errno.EACCES
+    return {sqlite3.SQLITE_IOERR: errno.EIO, sqlite3.SQLITE_READONLY: errno.EACCES}.get(code)
+
+
+class _BadValue(ValueError):
+    """A row holds a value of the wrong kind (a NULL title, settings that are not a JSON object)."""
+
+
+def _guarded(method):
+    """A History method whose SQLite errors come out as a HistoryError saying what is wrong (History._trouble)."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, _BadValue, UnicodeDecodeError) as exc:  # (SQLite's own message, damaged)
+            raise self._trouble(exc) from None
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -86,9 +161,17 @@ class Conversation:
     preamble: str = ""  # text before the conversation (a system prompt)
 
 
-_CONVERSATION_COLUMNS = "id, title, mode, document, updated_at, draft, created_at, leaf_id, model, preset, preamble"
+_TEXT_OR_NULL, _ID_OR_NULL = (str, type(None)), (int, type(None))
+# The columns read, with the kind of value each holds (SQLite keeps whatever a damaged record says).
+_CONVERSATION_KINDS = {"id": int, "title": str, "mode": str, "document": str, "updated_at": str, "draft": str,
+                       "created_at": str, "leaf_id": _ID_OR_NULL, "model": _TEXT_OR_NULL, "preset": _TEXT_OR_NULL,
+                       "preamble": str}
+_MESSAGE_KINDS = {"id": int, "conversation_id": int, "role": str, "content": str, "created_at": str,
+                  "model": _TEXT_OR_NULL, "settings": _TEXT_OR_NULL, "stop_reason": _TEXT_OR_NULL,
+                  "parent_id": _ID_OR_NULL}
+_CONVERSATION_COLUMNS = ", ".join(_CONVERSATION_KINDS)
 OPTIONS = ("model", "preset", "preamble")  # what `History.set_options` changes
-_MESSAGE_COLUMNS = "id, conversation_id, role, content, created_at, model, settings, stop_reason, parent_id"
+_MESSAGE_COLUMNS = ", ".join(_MESSAGE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -123,8 +206,57 @@ def speaker(message: Message) -> str:
     return SPEAKERS.get(message.role, message.role)
 
 
+def _checked(row: tuple, kinds: dict, what: str) -> tuple:
+    """The row, if each of its values is of its column's kind (`kinds`: column -> kind, in the row's order)."""
+    for value, (column, kind) in zip(row, kinds.items()):
+        if not isinstance(value, kind):
+            raise _BadValue(f"the {column} of {what} {row[0]} is {str(value)[:40]!r}")
+    return row
+
+
+def _settings(message_id: int, text: str | None) -> dict | None:
+    """A message's settings as stored: a JSON object, or NULL."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise _BadValue(f"the settings of message {message_id} are not a JSON object ({text[:40]!r})")
+    return value
+
+
+def _conversation(row) -> Conversation:
+    return Conversation(*_checked(row, _CONVERSATION_KINDS, "conversation"))
+
+
 def _message(row) -> Message:
-    return Message(*row[:6], json.loads(row[6]) if row[6] else None, row[7], row[8])
+    _checked(row, _MESSAGE_KINDS, "message")
+    return Message(*row[:6], _settings(row[0], row[6]), row[7], row[8])
+
+
+def _check_rows(db: sqlite3.Connection, columns: dict[str, set[str]]) -> None:
+    """Every row of a file, of any version, as it will be read (its token data aside: app.token_data checks
+    that); _BadValue for the first that is not."""
+    for table, kinds, what in (("conversations", _CONVERSATION_KINDS, "conversation"),
+                               ("messages", _MESSAGE_KINDS, "message")):
+        present = {column: kind for column, kind in kinds.items() if column in columns[table]}
+        for row in db.execute(f"SELECT {', '.join(present)} FROM {table}"):
+            _checked(row, present, what)
+            if "settings" in present:
+                _settings(row[0], row[list(present).index("settings")])
+
+
+def _text(raw: bytes) -> str:
+    """A TEXT value as read: bytes that are not UTF-8 (a damaged sector) read as U+FFFD, not as an error."""
+    return raw.decode("utf-8", "replace")
+
+
+def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(target, uri=uri, check_same_thread=False)
+    db.text_factory = _text
+    return db
 
 
 def _now() -> str:
@@ -133,21 +265,30 @@ def _now() -> str:
 
 class History:
     def __init__(self, path: Path | str):
-        """Open (or create) the history file. Raises HistoryError, touching nothing, if it is corrupt or newer."""
+        """Open (or create) the history file. Raises HistoryError, touching nothing, if it cannot be used."""
         self.path = path
-        existed = path != ":memory:" and Path(path).exists() and Path(path).stat().st_size > 0
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.detached: str | None = None  # why this session no longer uses the file (None: it does)
         self.backup: Path | None = None  # the copy written before this open upgraded the file
+        if path == ":memory:":
+            self.db = self._memory()
+            return
+        path = Path(path)
+        existed = path.exists() and path.stat().st_size > 0
         try:
-            version = self._check_existing(Path(path)) if existed else None
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"{path} cannot be made: {disk_problem(path.parent, exc)}.") from None
+        try:
+            version = self._check_existing(path) if existed else None
             if version is not None and version < SCHEMA_VERSION:
                 try:
-                    self.backup = self._write_backup(Path(path), version)
-                except OSError as exc:
+                    self.backup = self._write_backup(path, version)
+                except (OSError, sqlite3.DatabaseError) as exc:
+                    why = (disk_problem(path.parent, exc) if isinstance(exc, OSError) else
+                           self._disk_words(exc) or str(exc))
                     raise HistoryError(f"{path} needs upgrading, but no backup copy could be written beside it "
-                                       f"({exc.strerror or exc}). It was left untouched.") from None
-            self.db = sqlite3.connect(str(path), check_same_thread=False)
+                                       f"({why}). It was left untouched.") from None
+            self.db = _connect(str(path))
             self.db.execute("PRAGMA foreign_keys = ON")
             if version is None:
                 with self.db:
@@ -156,7 +297,39 @@ class History:
             elif version < SCHEMA_VERSION:
                 self._migrate(version)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"{path} could not be opened ({exc}).") from None
+            raise HistoryError(f"{path} could not be opened ({self._disk_words(exc) or exc}).") from None
+
+    @staticmethod
+    def _memory() -> sqlite3.Connection:
+        db = _connect(":memory:")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return db
+
+    def _disk_words(self, exc: sqlite3.Error) -> str | None:
+        """What is wrong with the disk behind a SQLite error, in words (None: not the disk)."""
+        folder = Path(self.path).parent
+        number = _disk_errno(folder, exc)
+        return None if number is None else disk_problem(folder, OSError(number, os.strerror(number)))
+
+    def _trouble(self, exc: Exception) -> HistoryError:
+        """The HistoryError for an error of an open history. Damage found now: the file is left alone from here
+        on and the history goes on, empty, in memory (`detached`)."""
+        if self.detached is not None:
+            return HistoryError(f"{self.detached} ({exc})")
+        disk = self._disk_words(exc) if isinstance(exc, sqlite3.Error) else None
+        if disk is not None:
+            return HistoryError(f"{self.path} cannot be written: {disk}; the history is as it was.")
+        if isinstance(exc, sqlite3.DatabaseError) and _primary(exc) not in _DAMAGE:
+            return HistoryError(f"{self.path}: {exc}; the history is as it was.")
+        self.detached = f"{self.path} turned out to be damaged ({exc}). It was left as it is."
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+        self.db = self._memory()
+        return HistoryError(self.detached)
 
     @staticmethod
     def _write_backup(path: Path, version: int) -> Path:
@@ -165,13 +338,15 @@ class History:
         if backup.exists():
             return backup
         tmp = backup.with_name(backup.name + ".tmp")
-        source, copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True), sqlite3.connect(str(tmp))
+        source, copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True), None
         try:
+            copy = sqlite3.connect(str(tmp))
             source.backup(copy)
             copy.close()
             os.replace(tmp, backup)
         except BaseException:
-            copy.close()
+            if copy is not None:
+                copy.close()
             tmp.unlink(missing_ok=True)
             raise
         finally:
@@ -194,38 +369,84 @@ class History:
         finally:
             self.db.isolation_level = ""
 
-    @staticmethod
-    def _check_existing(path: Path) -> int:
+    def _check_existing(self, path: Path) -> int:
         """The file's schema version, if this version can read it (else HistoryError, the file untouched)."""
-        uri = f"file:{path}?mode=ro"
         try:
-            probe = sqlite3.connect(uri, uri=True)
             try:
-                version = probe.execute("PRAGMA user_version").fetchone()[0]
-                tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if version == 0 and "conversations" in tables:  # tables made, version not yet written
-                    columns = {r[1] for r in probe.execute("PRAGMA table_info(conversations)")}
-                    message_columns = {r[1] for r in probe.execute("PRAGMA table_info(messages)")}
-                    version = (5 if "tokens" in message_columns else 4 if "preamble" in columns
-                               else 3 if "leaf_id" in columns else 2 if "draft" in columns else 1)
-            finally:
-                probe.close()
-        except sqlite3.DatabaseError as exc:
+                return self._read_version(path)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_READONLY_ROLLBACK:
+                    raise
+            try:
+                self._finish_interrupted(path)
+            except sqlite3.DatabaseError as exc:
+                raise HistoryError(f"{path} has a change left unfinished by a crash ({path.name}-journal beside "
+                                   f"it), which cannot be undone now ({self._disk_words(exc) or exc}). It was left "
+                                   "untouched.") from None
+            return self._read_version(path)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # (the latter: SQLite's message, damaged too)
             raise HistoryError(f"{path} is not a readable history file ({exc}). It was left untouched.") from None
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"{path} was written by a newer gpt2-desktop (history version {version}; this one reads "
-                f"{SCHEMA_VERSION}). It was left untouched; update gpt2-desktop to see it."
-            )
-        if not {"conversations", "messages"} <= tables:
-            raise HistoryError(f"{path} is not a gpt2-desktop history file. It was left untouched.")
-        return version
+
+    @staticmethod
+    def _finish_interrupted(path: Path) -> None:
+        """A change cut off by a crash left its journal beside the file (a hot journal): SQLite undoes the
+        change when a connection that may write first reads the file, which a read-only probe cannot do. Then
+        the file is as its last finished change left it."""
+        db = sqlite3.connect(str(path))
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+
+    @staticmethod
+    def _read_version(path: Path) -> int:
+        """The version of a file, read without writing anything; HistoryError if it is not one to open."""
+        probe = _connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            version = probe.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if version > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"{path} was written by a newer gpt2-desktop (history version {version}; this one reads "
+                    f"{SCHEMA_VERSION}). It was left untouched; update gpt2-desktop to see it.")
+            if not {"conversations", "messages"} <= tables:
+                raise HistoryError(f"{path} is not a gpt2-desktop history file. It was left untouched.")
+            columns = {table: {r[1] for r in probe.execute(f"PRAGMA table_info({table})")}
+                       for table in ("conversations", "messages")}
+            if version == 0:  # tables made, version not yet written
+                version = (5 if "tokens" in columns["messages"] else 4 if "preamble" in columns["conversations"]
+                           else 3 if "leaf_id" in columns["conversations"] else 2 if "draft" in columns["conversations"]
+                           else 1)
+            if version < 0:
+                raise HistoryError(f"{path} is damaged: its history version is {version}, which no gpt2-desktop "
+                                   "writes. It was left untouched.")
+            for table, wanted in _columns_at(version).items():
+                missing = sorted(wanted - columns[table])
+                if missing:
+                    raise HistoryError(f"{path} is damaged: its table {table} has no column {', '.join(missing)} "
+                                       f"(history version {version} has). It was left untouched.")
+            problem = probe.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":  # e.g. "*** in database main ***\nPage 3: btreeInitPage() returns error code 11"
+                problem = " ".join(problem.replace("*** in database main ***", "").split())
+                raise HistoryError(f"{path} is damaged ({problem}). It was left untouched.")
+            try:
+                _check_rows(probe, columns)
+            except _BadValue as exc:
+                raise HistoryError(f"{path} is damaged: {exc}. It was left untouched.") from None
+            return version
+        except sqlite3.DatabaseError as exc:
+            if _primary(exc) == sqlite3.SQLITE_CORRUPT:
+                raise HistoryError(f"{path} is damaged ({exc}). It was left untouched.") from None
+            raise
+        finally:
+            probe.close()
 
     def close(self) -> None:
         self.db.close()
 
     # conversations
 
+    @_guarded
     def conversations(self, search: str = "") -> list[Conversation]:
         sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
         args: tuple = ()
@@ -237,13 +458,15 @@ class History:
             )
             args = (pattern,)
         rows = self.db.execute(sql + " ORDER BY updated_at DESC, id DESC", args).fetchall()
-        return [Conversation(*row) for row in rows]
+        return [_conversation(row) for row in rows]
 
+    @_guarded
     def conversation(self, conversation_id: int) -> Conversation | None:
         row = self.db.execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
                               (conversation_id,)).fetchone()
-        return Conversation(*row) if row else None
+        return _conversation(row) if row else None
 
+    @_guarded
     def create_conversation(self, title: str, mode: str = "chat") -> int:
         with self.db:
             now = _now()
@@ -253,20 +476,24 @@ class History:
             )
         return cur.lastrowid
 
+    @_guarded
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         with self.db:
             self.db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
 
+    @_guarded
     def delete_conversation(self, conversation_id: int) -> None:
         with self.db:
             self.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
+    @_guarded
     def set_document(self, conversation_id: int, text: str) -> None:
         with self.db:
             self.db.execute(
                 "UPDATE conversations SET document = ?, updated_at = ? WHERE id = ?", (text, _now(), conversation_id)
             )
 
+    @_guarded
     def set_options(self, conversation_id: int, **options) -> None:
         """A conversation's own model, preset or preamble (not a change: its place in the list stays)."""
         unknown = set(options) - set(OPTIONS)
@@ -276,6 +503,7 @@ class History:
             for key, value in options.items():
                 self.db.execute(f"UPDATE conversations SET {key} = ? WHERE id = ?", (value, conversation_id))
 
+    @_guarded
     def set_draft(self, conversation_id: int, text: str) -> None:
         """The unsent text of a conversation's message box (not a change: its place in the list stays)."""
         with self.db:
@@ -283,6 +511,7 @@ class History:
 
     # messages
 
+    @_guarded
     def messages(self, conversation_id: int) -> list[Message]:
         """The conversation as shown: the line of messages that ends at its chosen version (its leaf)."""
         row = self.db.execute("SELECT leaf_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -297,12 +526,14 @@ class History:
             at = by_id[at][8]
         return [_message(r) for r in reversed(thread)]
 
+    @_guarded
     def versions(self, message: Message) -> list[int]:
         """The ids of a message's versions (itself and the others written in its place), oldest first."""
         rows = self.db.execute("SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY id",
                                (message.conversation_id, message.parent_id)).fetchall()
         return [r[0] for r in rows]
 
+    @_guarded
     def version_places(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
         """For each message of a thread that has several versions: its place among them and how many (1-based).
         One query for the whole conversation."""
@@ -320,6 +551,7 @@ class History:
                 places[message.id] = (ids.index(message.id) + 1, len(ids))
         return places
 
+    @_guarded
     def show_version(self, conversation_id: int, message_id: int) -> None:
         """Show the version that contains `message_id`, with the turns that followed it (the latest, at each
         turn). Nothing is removed: the other versions stay, with theirs."""
@@ -329,6 +561,7 @@ class History:
         with self.db:
             self.db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", (leaf, conversation_id))
 
+    @_guarded
     def add_message(self, conversation_id: int, role: str, content: str, model: str | None = None,
                     settings: dict | None = None, stop_reason: str | None = None,
                     document: str | None = None, after: int | None = None, tokens: bytes | None = None) -> int:
@@ -357,6 +590,7 @@ class History:
                                 (now, cur.lastrowid, document, conversation_id))
         return cur.lastrowid
 
+    @_guarded
     def tokens(self, message_ids: list[int]) -> dict[int, bytes]:
         """The stored token data of those messages that have it (kept apart from `messages`, which is read
         often and needs none of it)."""
@@ -365,10 +599,11 @@ class History:
         marks = ",".join("?" * len(message_ids))
         rows = self.db.execute(f"SELECT id, tokens FROM messages WHERE id IN ({marks}) AND tokens IS NOT NULL",
                                list(message_ids)).fetchall()
-        return {message_id: bytes(blob) for message_id, blob in rows}
+        return {message_id: bytes(blob) for message_id, blob in rows if isinstance(blob, bytes)}
 
     # whole conversations (export and import)
 
+    @_guarded
     def record(self, conversation_id: int) -> ConversationRecord | None:
         """A conversation with every message it holds, each version included, oldest first."""
         conv = self.conversation(conversation_id)
@@ -378,6 +613,7 @@ class History:
                                (conversation_id,)).fetchall()
         return ConversationRecord(conv, [_message(r) for r in rows])
 
+    @_guarded
     def add_records(self, records: list[ConversationRecord]) -> list[int]:
         """Add whole conversations (an import), all in one transaction: each gets a new id, and so does each
         message (its parent and the conversation's shown version follow). Nothing already here is changed."""
@@ -404,3 +640,12 @@ class History:
                                 (ids.get(conv.leaf_id), conversation_id))
                 new_ids.append(conversation_id)
         return new_ids
+
+
+def open_history(path: Path) -> tuple[History, str | None]:
+    """The history at `path`, or, if that file cannot be used, an empty one in memory (nothing is written to the
+    file) and why not."""
+    try:
+        return History(path), None
+    except HistoryError as exc:
+        return History(":memory:"), str(exc)

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app.history import Conversation, ConversationRecord, History, HistoryError, Message, speaker
+from engine.errors import StorageError
+from engine.files import write_atomic
 
 FORMAT = "gpt2-desktop-history"
 FORMAT_VERSION = 1
@@ -170,17 +172,18 @@ def export_text(history: History, fmt: str, conversation_id: int | None = None) 
 
 
 def write_export(history: History, path: Path, fmt: str, conversation_id: int | None = None) -> int:
-    """Write an export to `path` (UTF-8); how many conversations it holds."""
+    """Write an export to `path` (UTF-8, whole or not at all); how many conversations it holds."""
     chosen = records(history, conversation_id)
     try:
-        Path(path).write_text(to_json(chosen) if fmt == "json" else to_markdown(chosen), encoding="utf-8")
-    except OSError as exc:
-        raise HistoryFileError(f"{path} could not be written ({exc.strerror or exc}).") from None
+        write_atomic(Path(path), to_json(chosen) if fmt == "json" else to_markdown(chosen))
+    except StorageError as exc:
+        raise HistoryFileError(str(exc)) from None
     return len(chosen)
 
 
 def import_file(history: History, path: Path) -> list[int]:
-    """Add every conversation of an exported JSON file to the history (all or none); their new ids."""
+    """Add every conversation of an exported JSON file to the history (all or none); their new ids. A history
+    that cannot be written to (a full or read-only disk) is left as it was: HistoryError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -221,10 +224,7 @@ def main(argv: list[str]) -> int:
         if args.action is None:
             raise HistoryFileError("gpt2-desktop history: name an action: export, import or list (see --help)")
         path = data_dir() / "history.sqlite3"
-        try:
-            history = History(path)
-        except HistoryError as exc:
-            raise HistoryFileError(str(exc)) from None
+        history = History(path)
         try:
             if args.action == "export":
                 if args.output is None:
@@ -234,14 +234,17 @@ def main(argv: list[str]) -> int:
                     count = write_export(history, args.output, args.format, args.conversation)
                     print(f"Exported {count} conversation{'s' if count != 1 else ''} to {args.output}", file=sys.stderr)
             elif args.action == "import":
-                added = import_file(history, args.file)
+                try:
+                    added = import_file(history, args.file)
+                except HistoryError as exc:
+                    raise HistoryFileError(f"Nothing was imported: {exc}") from None
                 print(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} into {path}")
             else:
                 for c in history.conversations():
                     sys.stdout.buffer.write(f"{c.id:6}  {c.mode:8}  {c.updated_at[:16]}  {c.title}\n".encode("utf-8"))
         finally:
             history.close()
-    except HistoryFileError as exc:
+    except (HistoryFileError, HistoryError) as exc:  # a damaged history, a full disk: one line, never a traceback
         print(str(exc), file=sys.stderr)
         return 2
     return 0

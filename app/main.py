@@ -12,7 +12,7 @@ def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.appearance import follow_color_scheme
-    from app.history import History, HistoryError
+    from app.history import open_history
     from app.identity import set_app_identity
     from app.settings import AppSettings
     from engine.paths import config_dir, data_dir
@@ -21,14 +21,10 @@ def run_app(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(argv)
     set_app_identity(app)
     follow_color_scheme(app)
-    problem = None
-    try:
-        history = History(data_dir() / "history.sqlite3")
-    except HistoryError as exc:
-        problem = str(exc)
-        history = History(":memory:")
-    settings_path = config_dir() / "settings.json"
-    window = MainWindow(history, AppSettings.load(settings_path), settings_path, history_problem=problem)
+    history, history_problem = open_history(data_dir() / "history.sqlite3")  # (one in memory if unusable)
+    opened = AppSettings.open(config_dir() / "settings.json")  # (an unusable file set aside)
+    window = MainWindow(history, opened.settings, opened.path, history_problem=history_problem,
+                        settings_problem=opened.problem)
     window.show()
     code = app.exec()
     history.close()

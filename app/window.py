@@ -7,7 +7,7 @@ It builds the views and wires them to the open conversation (app.conversations) 
 from __future__ import annotations
 
 import os
-import sqlite3
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from app.appearance import next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
-from app.history import History
+from app.history import History, HistoryError
 from app.history_io import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
@@ -39,13 +39,14 @@ from app.servers import parse_remote, remote_name
 from app.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
-from engine.errors import EngineError
+from engine.errors import EngineError, StorageError
 from engine.paths import user_templates_dir
 from engine.store.local import local_models
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
 DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
 EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
+NOT_SAVED = " This session's conversations will not be saved to it."  # after why the history is not the file
 
 if TYPE_CHECKING:
     from engine.inference.generate import Done
@@ -53,8 +54,11 @@ if TYPE_CHECKING:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, history: History, settings: AppSettings, settings_path: Path,
-                 history_problem: str | None = None):
+    def __init__(self, history: History, settings: AppSettings, settings_path: Path | None,
+                 history_problem: str | None = None, settings_problem: str | None = None):
+        """`settings_path` None: the settings are not saved this session (a file there could not be used, nor
+        moved aside). `history_problem`, `settings_problem`: why the history is one in memory, what was wrong
+        with the settings file (app.main: history.open_history, AppSettings.open), for the banner."""
         super().__init__()
         self.history = history
         self.settings = settings
@@ -77,16 +81,13 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._restore_layout()
         self._colouring_changed(save=False)
+        if history_problem:
+            self.banner.show_message(history_problem + NOT_SAVED, kind="history")
+        if settings_problem:
+            self.banner.show_message(settings_problem, kind="settings")
         self.conversations.refresh()
         self._start_model: str | None = self.settings.model  # the last one used, or the open conversation's own
-        conversations = self.history.conversations()
-        if conversations:
-            self.conversations.open(conversations[0].id)
-        else:
-            self.conversations.show_mode(self.settings.mode)
-            self.conversations.focus_page()  # a person opens the app and types: it lands in the message box
-        if history_problem:
-            self.banner.show_message(history_problem + " This session's conversations will not be saved to it.")
+        self.conversations.start(self.settings.mode)  # a person opens the app and types: it lands in the message box
         self._started = True
         self.load_model(self._start_model)
         if self.finetune.state == "paused":  # the app was closed mid-training
@@ -166,6 +167,7 @@ class MainWindow(QMainWindow):
         requests.progress.connect(lambda _request, done, total: self.analysis.show_progress(done, total))
         requests.analysed.connect(self._on_analysed)
         conversations.status.connect(self.status_bar.showMessage)
+        conversations.problem.connect(self._history_problem)
         conversations.changed.connect(self._conversation_changed)
         self.sidebar.selected.connect(self._selected_in_list)
         self.sidebar.typed.connect(self._typed_in_list)
@@ -390,6 +392,11 @@ class MainWindow(QMainWindow):
         self._show_context()
         self.conversations.count_draft()
 
+    def _history_problem(self, message: str) -> None:
+        """The history failed: a write that did not happen (a full disk), or a file found damaged only now and
+        left alone from here on (its conversations are gone from the list; the session goes on in memory)."""
+        self.banner.show_message(message + (NOT_SAVED if self.history.detached is not None else ""), kind="history")
+
     def _on_load_failed(self, message: str) -> None:
         wanted = self._loading or "The embedded model"
         current = self.requests.model  # still loaded: the engine keeps it when another fails
@@ -453,6 +460,9 @@ class MainWindow(QMainWindow):
         except HistoryFileError as exc:
             self.banner.show_message(f"Nothing was exported: {exc}")
             return
+        except HistoryError as exc:
+            self.conversations.history_failed(HistoryError(f"Nothing was exported: {exc}"))
+            return
         self.status_bar.showMessage(f"Exported {count} conversation{'s' if count != 1 else ''} to {Path(path).name}",
                                     8000)
 
@@ -464,8 +474,11 @@ class MainWindow(QMainWindow):
             return
         try:
             added = import_file(self.history, Path(path))
-        except (HistoryFileError, sqlite3.DatabaseError) as exc:
+        except HistoryFileError as exc:
             self.banner.show_message(f"Nothing was imported: {exc}")
+            return
+        except HistoryError as exc:  # a full disk: the history is as it was
+            self.conversations.history_failed(HistoryError(f"Nothing was imported: {exc}"))
             return
         self.conversations.refresh()
         if added:
@@ -606,7 +619,7 @@ class MainWindow(QMainWindow):
         self.conversations.forget_failed()
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)
-        self.banner.show_message(f"Generation failed: {message}")
+        self.banner.show_message(f"Generation failed: {message}", kind="generation")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -656,11 +669,20 @@ class MainWindow(QMainWindow):
         self._store_settings()
         self.load_model(self._loaded if self.model_info is not None else self.settings.model)
 
-    def _save_settings(self) -> None:
+    def _save_settings(self, at_exit: bool = False) -> None:
+        """Write the settings file; if the disk refuses, say so in the banner (at exit: one line on stderr)."""
+        if self.settings_path is None:  # a file there could not be used nor moved aside: the banner said so
+            return
         try:
             self.settings.save(self.settings_path)
-        except OSError as exc:
-            self.status_bar.showMessage(f"Settings could not be saved: {exc.strerror}", 8000)
+        except StorageError as exc:
+            if at_exit:
+                print(f"gpt2-desktop: {exc}", file=sys.stderr)
+            else:
+                self.banner.show_message(f"{exc} The settings changed meanwhile apply until you quit.",
+                                         kind="saving")
+            return
+        self.banner.hide_kind("saving")
 
     def show_about(self) -> None:
         from app.version import version
@@ -679,7 +701,7 @@ class MainWindow(QMainWindow):
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         self.settings.splitter_state = bytes(self.splitter.saveState().toBase64()).decode()
-        self._save_settings()
+        self._save_settings(at_exit=True)
         self.models.shutdown()
         self.server.shutdown()
         self.analysis.shutdown()

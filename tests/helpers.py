@@ -163,3 +163,84 @@ def fill_disk(folder: Path, leave: int = 0) -> None:
             except OSError:
                 break
             free -= chunk
+
+
+def write_history(path: Path) -> Path:
+    """A real history file written by the app's own History: five chats of six turns, replies with their token
+    data and settings, and a notebook; some 30 pages, so that offset 8192 (page 3) is inside it."""
+    import random
+
+    from app.history import History
+
+    rng = random.Random(0)
+    history = History(path)
+    try:
+        for i in range(5):
+            chat = history.create_conversation(f"Chat {i}: the fox and the crow")
+            for turn in range(6):
+                history.add_message(chat, "user", f"Question {turn}: " + "tell me more " * 30)
+                history.add_message(chat, "assistant", f"Answer {turn}. " + "The fox ran into the wood. " * 20,
+                                    model="tiny", settings={"temperature": 0.7, "top_k": 40}, stop_reason="eos",
+                                    tokens=rng.randbytes(200))
+        notebook = history.create_conversation("Notebook", "notebook")
+        history.add_message(notebook, "assistant", " and so on.", model="tiny", document="Once upon a time and so on.")
+    finally:
+        history.close()
+    return path
+
+
+def _rebuild_without(path: Path, table: str, column: str) -> None:
+    """The table made again with every column but one (as a hand-made or half-upgraded file might be)."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        kept = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if r[1] != column]
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.executescript(f"CREATE TABLE rebuilt AS SELECT {', '.join(kept)} FROM {table}; DROP TABLE {table}; "
+                         f"ALTER TABLE rebuilt RENAME TO {table};")
+    finally:
+        db.close()
+
+
+def _sql(*statements: str):
+    def damage(path: Path) -> None:
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        try:
+            with db:
+                for statement in statements:
+                    db.execute(statement)
+        finally:
+            db.close()
+    return damage
+
+
+def _garbage_at(offset: int, size: int = 4096):
+    def damage(path: Path) -> None:  # dd if=/dev/urandom of=FILE bs=4096 seek=2 count=1 conv=notrunc
+        import random
+
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(random.Random(offset).randbytes(size))
+    return damage
+
+
+# How a history file gets damaged, and what the one line about it says.
+HISTORY_DAMAGE = {
+    "a page of garbage at 8192": (_garbage_at(8192), "is damaged"),
+    "version -1": (_sql("PRAGMA user_version = -1"), "history version is -1"),
+    "a newer version": (_sql("PRAGMA user_version = 99"), "newer gpt2-desktop"),
+    "version 5 without conversations.preamble": (lambda p: _rebuild_without(p, "conversations", "preamble"),
+                                                 "has no column preamble"),
+    "version 5 without messages.tokens": (lambda p: _rebuild_without(p, "messages", "tokens"),
+                                          "has no column tokens"),
+    "bad JSON in a settings column": (_sql("UPDATE messages SET settings = '{\"temperature\": 0.7,' WHERE id = 4"),
+                                      "settings of message 4"),
+    "settings that are not an object": (_sql("UPDATE messages SET settings = '[0.7]' WHERE id = 2"),
+                                        "settings of message 2"),
+    "cut off after two pages": (lambda p: os.truncate(p, 8192), "is damaged"),
+    "not SQLite at all": (lambda p: p.write_bytes(b"this is not a database\n" * 500), "not a readable history file"),
+    "another program's database": (_sql("DROP TABLE messages"), "not a gpt2-desktop history file"),
+}

@@ -1,13 +1,19 @@
 """app.history on its own: a real SQLite file in tmp_path, no window."""
 
+import hashlib
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.history import SCHEMA_VERSION, History, HistoryError
+from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
 
 
 def later():
@@ -308,7 +314,7 @@ def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(history_module.os, "replace", disk_full)  # the backup's last step fails
-    with pytest.raises(HistoryError, match="no backup copy could be written.*No space left"):
+    with pytest.raises(HistoryError, match="no backup copy could be written.*is full"):
         History(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]  # no half-written copy either
@@ -374,3 +380,149 @@ def test_token_data_is_compact_and_round_trips():
                for a, b in zip(back.tokens, tokens) for x, y in zip(a.top, b.top))
     assert len(blob) < 2000 * 60, len(blob)  # a reply uses a few thousand distinct tokens
     assert ReplyTokens.decode(b"not token data") is None
+
+
+# Damaged files: a real history written by History, then damaged as a disk, a crash or a hand would.
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return write_history(tmp_path_factory.mktemp("written") / "history.sqlite3")
+
+
+def digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def everything(history: History) -> list:
+    """Every conversation with every message (what an export reads)."""
+    return [history.record(c.id) for c in history.conversations()]
+
+
+@pytest.mark.parametrize("how", HISTORY_DAMAGE)
+def test_a_damaged_file_is_refused_in_one_line_and_left_exactly_as_it_was(written, tmp_path, how):
+    damage, says = HISTORY_DAMAGE[how]
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(written, path)
+    damage(path)
+    before = digest(path)
+    with pytest.raises(HistoryError) as raised:
+        History(path)
+    message = str(raised.value)
+    assert says in message and "left untouched" in message and "\n" not in message, message
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]  # no backup-v-1, no journal
+
+
+def test_a_change_cut_off_by_a_crash_is_undone_and_the_history_opens(written, tmp_path):
+    """A hot journal beside the file (a crash mid-transaction): SQLite's own recovery puts the file back as its
+    last finished change left it. A read-only look cannot do that, and the file was refused at every start."""
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(written, path)
+    intact = digest(path)
+    crash = ("import os, sqlite3, sys\n"
+             "db = sqlite3.connect(sys.argv[1])\n"
+             "db.execute('PRAGMA cache_size = 1')\n"  # the change spills into the file before its commit
+             "db.execute('BEGIN IMMEDIATE')\n"
+             "db.execute(\"UPDATE messages SET content = 'half-written ' || content\")\n"
+             "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", crash, str(path)], check=True, timeout=60)
+    journal = tmp_path / "history.sqlite3-journal"
+    assert journal.is_file() and digest(path) != intact  # cut off halfway: the file holds part of the change
+    h = History(path)
+    try:
+        assert not any(m.content.startswith("half-written") for r in everything(h) for m in r.messages)
+        assert len(h.conversations()) == 6
+    finally:
+        h.close()
+    assert digest(path) == intact and not journal.exists()
+
+
+@pytest.mark.parametrize("offset, use", [
+    (8192, lambda h: h.create_conversation("new")),  # page 3: sqlite_sequence, read by the first insert
+    (6 * 4096, everything),  # page 7: messages, read by an export
+])
+def test_damage_found_only_after_opening_leaves_the_file_alone_and_goes_on_in_memory(written, tmp_path, offset, use):
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(written, path)
+    h = History(path)  # the file is sound when opened ...
+    try:
+        _garbage_at(offset)(path)  # ... and a page goes bad meanwhile
+        damaged = digest(path)
+        with pytest.raises(HistoryError, match="turned out to be damaged") as raised:
+            use(h)
+        assert "\n" not in str(raised.value) and h.detached == str(raised.value)
+        assert h.conversations() == []  # the rest of the session: in memory
+        chat = h.create_conversation("after")
+        h.add_message(chat, "user", "still works")
+        assert [m.content for m in h.messages(chat)] == ["still works"]
+    finally:
+        h.close()
+    assert digest(path) == damaged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.sqlite3"]
+
+
+def test_a_full_or_read_only_disk_fails_one_write_in_one_line_and_keeps_the_file(tmp_path):
+    with small_disk(tmp_path / "data", "256k") as data:
+        h = History(data / "history.sqlite3")
+        try:
+            chat = h.create_conversation("mine")
+            h.add_message(chat, "user", "hi")
+            fill_disk(data)
+            before = digest(data / "history.sqlite3")
+            with pytest.raises(HistoryError) as raised:
+                h.add_message(chat, "user", "x" * 300_000)
+            message = str(raised.value)
+            assert f"the disk holding {data} is full" in message and "free" in message and "\n" not in message
+            assert "the history is as it was" in message
+            assert digest(data / "history.sqlite3") == before
+            assert sorted(p.name for p in data.iterdir()) == [".filler", "history.sqlite3"]
+            assert h.detached is None and [m.content for m in h.messages(chat)] == ["hi"]  # still the file
+        finally:
+            h.close()
+        (data / ".filler").unlink()
+        remount_read_only(data)
+        h = History(data / "history.sqlite3")  # it reads ...
+        try:
+            assert [m.content for m in h.messages(chat)] == ["hi"]
+            with pytest.raises(HistoryError, match=f"{data} is on a read-only disk"):  # ... but cannot be written
+                h.add_message(chat, "user", "again")
+            assert [m.content for m in h.messages(chat)] == ["hi"] and h.detached is None
+        finally:
+            h.close()
+
+
+def test_text_that_is_not_utf_8_reads_with_replacement_characters(written, tmp_path):
+    path = tmp_path / "history.sqlite3"
+    shutil.copyfile(written, path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET content = CAST(X'48C3' AS TEXT) WHERE id = 1")  # a cut-off character
+    h = History(path)
+    try:
+        assert h.record(1).messages[0].content == "H\ufffd"
+    finally:
+        h.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(0, 65535), garbage=st.binary(min_size=1, max_size=600))
+def test_any_damage_is_refused_or_read_but_never_an_error_of_another_kind(written, offset, garbage):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "history.sqlite3"
+        shutil.copyfile(written, path)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(garbage)
+        before = digest(path)
+        try:
+            h = History(path)
+        except HistoryError as exc:
+            assert "\n" not in str(exc)
+            assert digest(path) == before and [p.name for p in Path(folder).iterdir()] == ["history.sqlite3"]
+            return
+        try:
+            everything(h)
+            h.add_message(h.create_conversation("new"), "user", "hi")
+        except HistoryError as exc:
+            assert "\n" not in str(exc)
+        finally:
+            h.close()

@@ -11,7 +11,7 @@ import pytest
 
 from app.history import FIRST, History
 from app.history_io import from_json, to_json
-from tests.helpers import cli
+from tests.helpers import HISTORY_DAMAGE, cli, fill_disk, remount_read_only, small_disk, write_history
 
 SETTINGS = {"temperature": 0.7, "top_k": 40, "max_new_tokens": 64, "stop": ["\nYou:"]}
 
@@ -141,3 +141,75 @@ def test_the_json_reader_takes_what_the_writer_writes(tmp_path):
     records = [history.record(c.id) for c in history.conversations()]
     assert from_json(to_json(records)) == records
     history.close()
+
+
+# A damaged history, a full or read-only disk: one line and exit status 2, the history exactly as it was.
+
+def digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_file(path, conversations=1, size=100) -> None:
+    """An export of `conversations` chats, each with one message of `size` characters."""
+    history = History(":memory:")
+    for i in range(conversations):
+        history.add_message(history.create_conversation(f"Imported {i}"), "user", "x" * size)
+    path.write_text(to_json([history.record(c.id) for c in history.conversations()]), encoding="utf-8")
+    history.close()
+
+
+@pytest.mark.parametrize("how", HISTORY_DAMAGE)
+def test_every_history_command_on_a_damaged_file_says_so_in_one_line_and_changes_nothing(data_dir, tmp_path, how):
+    damage, says = HISTORY_DAMAGE[how]
+    data_dir.mkdir()
+    path = write_history(data_dir / "history.sqlite3")
+    damage(path)
+    before = digest(path)
+    export_file(tmp_path / "other.json")
+    for args in (["export", "--format", "json"], ["import", str(tmp_path / "other.json")], ["list"]):
+        result = cli("history", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert says in result.stderr and "Traceback" not in result.stderr and result.stdout == "", args
+    assert digest(path) == before
+    assert sorted(p.name for p in data_dir.iterdir()) == ["history.sqlite3"]  # no backup-v-1, no journal
+
+
+def test_import_on_a_full_disk_names_the_folder_and_its_free_space_and_leaves_the_history_as_it_was(tmp_path):
+    with small_disk(tmp_path / "data", "256k") as data:
+        env = {"GPT2_DESKTOP_DATA_DIR": str(data)}
+        history = History(data / "history.sqlite3")
+        history.add_message(history.create_conversation("Mine"), "user", "hello")
+        history.close()
+        before = digest(data / "history.sqlite3")
+        export_file(tmp_path / "big.json", conversations=40, size=20_000)  # 800 kB: more than the disk holds
+        result = cli("history", "import", str(tmp_path / "big.json"), env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"the disk holding {data} is full" in result.stderr and "free)" in result.stderr, result.stderr
+        assert result.stderr.startswith("Nothing was imported:") and "Traceback" not in result.stderr
+        assert digest(data / "history.sqlite3") == before
+        assert sorted(p.name for p in data.iterdir()) == ["history.sqlite3"]  # no journal, no temporary
+        listed = cli("history", "list", env=env)
+        assert listed.returncode == 0 and listed.stdout.count("\n") == 1 and "Mine" in listed.stdout
+        fill_disk(data)  # and an export that does not fit is not left cut off
+        exported = cli("history", "export", "--output", str(data / "out.json"), env=env)
+        assert exported.returncode == 2 and exported.stderr.count("\n") == 1, exported.stderr
+        assert f"the disk holding {data} is full" in exported.stderr
+        assert sorted(p.name for p in data.iterdir()) == [".filler", "history.sqlite3"]
+
+
+def test_import_into_a_read_only_data_folder_says_it_is_read_only(tmp_path):
+    with small_disk(tmp_path / "data", "256k") as data:
+        env = {"GPT2_DESKTOP_DATA_DIR": str(data)}
+        history = History(data / "history.sqlite3")
+        history.add_message(history.create_conversation("Mine"), "user", "hello")
+        history.close()
+        before = digest(data / "history.sqlite3")
+        export_file(tmp_path / "other.json")
+        remount_read_only(data)
+        result = cli("history", "import", str(tmp_path / "other.json"), env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"{data} is on a read-only disk" in result.stderr and "Traceback" not in result.stderr
+        assert digest(data / "history.sqlite3") == before
+        assert cli("history", "list", env=env).stdout.count("\n") == 1  # reading still works

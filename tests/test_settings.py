@@ -92,3 +92,63 @@ def test_servers_are_kept_cleaned_and_their_keys_private(tmp_path):
     settings.save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds API keys
     assert AppSettings.load(path).servers == settings.servers
+
+
+# AppSettings.open: what the window starts with, and what its banner says about the file.
+
+@pytest.mark.parametrize("write", [
+    lambda path: path.write_text('{"temperature": 1.25, "servers": {"http://gpu/v1": {"key": "sk", "models": []}},}'),
+    lambda path: path.write_text("[1, 2]"),
+    lambda path: path.write_text(""),
+    lambda path: path.write_bytes(b'{"model": "caf\xe9"}'),
+    lambda path: path.mkdir(),  # unreadable as a file (permissions do not stop root)
+], ids=["a trailing comma", "not an object", "empty", "not UTF-8", "a folder"])
+def test_a_file_that_cannot_be_used_is_moved_aside_and_a_fresh_one_written_beside_it(tmp_path, write):
+    path = tmp_path / "settings.json"
+    write(path)
+    original = path.read_bytes() if path.is_file() else None
+    opened = AppSettings.open(path)
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith("settings.json.broken-")]
+    assert opened.settings == AppSettings() and opened.path == path
+    assert str(path) in opened.problem and kept.name in opened.problem and "\n" not in opened.problem
+    assert not path.exists() and (original is None or kept.read_bytes() == original)
+    opened.settings.save(opened.path)
+    assert AppSettings.load(path) == AppSettings() and (original is None or kept.read_bytes() == original)
+
+
+def test_a_missing_file_is_no_problem(tmp_path):
+    opened = AppSettings.open(tmp_path / "settings.json")
+    assert opened == type(opened)(AppSettings(), tmp_path / "settings.json", None)
+
+
+def test_bad_values_are_named_and_the_good_ones_kept_in_place(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"temperature": "hot", "top_k": 5, "device": "tpu", "from_a_newer_version": 1,
+                                "servers": {"http://gpu/v1": {"key": "sk-secret", "models": []},
+                                            "ftp://x": {"key": "sk-other"}}}))
+    before = path.read_text()
+    opened = AppSettings.open(path)
+    assert opened.settings.top_k == 5 and opened.settings.temperature == AppSettings().temperature
+    assert opened.settings.servers == {"http://gpu/v1": {"key": "sk-secret", "models": []}}
+    assert "temperature, device, servers" in opened.problem and "from_a_newer_version" not in opened.problem
+    assert "sk-" not in opened.problem  # names, never values (an API key could be one)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+
+
+@pytest.mark.parametrize("size, becomes", [(100000, 40), (41, 40), (3, 7), (12, 12), (0, 0), (-5, 0)])
+def test_the_text_size_is_kept_to_sizes_a_person_can_read(tmp_path, size, becomes):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"text_size": size}))
+    assert AppSettings.load(path).text_size == becomes == AppSettings.open(path).settings.text_size
+
+
+def test_a_broken_file_on_a_read_only_disk_is_left_as_it_is_and_not_saved_over(tmp_path):
+    from tests.helpers import remount_read_only, small_disk
+
+    with small_disk(tmp_path / "config", "64k") as config:
+        (config / "settings.json").write_text("{,")
+        remount_read_only(config)
+        opened = AppSettings.open(config / "settings.json")
+        assert opened.path is None and opened.settings == AppSettings()
+        assert f"{config} is on a read-only disk" in opened.problem and "will not be saved" in opened.problem
+        assert (config / "settings.json").read_text() == "{,"
