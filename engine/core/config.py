@@ -77,7 +77,7 @@ LIMITS = {"vocab_size": 1 << 22, "n_positions": 1 << 20, "n_ctx": 1 << 20, "n_em
 def shown(value: object, width: int = 60) -> str:
     """A value read from a JSON file as a short one-line repr (of at most `width` characters), whatever its size
     or depth."""
-    text = _outline(value, depth=2)
+    text = repr(value) if isinstance(value, str) else _outline(value, depth=2)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
