@@ -158,6 +158,8 @@ DAMAGES = [
     ("tokenizer-sparse", sparse_vocab, ["vocab.json", "vocab_size"]),
     ("int8-weight", weights(set_tensor(FC, lambda t: t.to(torch.int8))), ["model.safetensors", "I8", "h.0.mlp.c_fc"]),
     ("float64-weight", weights(set_tensor(FC, lambda t: t.double())), ["model.safetensors", "F64", "h.0.mlp.c_fc"]),
+    ("nan-weight", weights(planted(math.nan, FC, (3, 5))), ["model.safetensors", "the weights contain NaN"]),
+    ("inf-weight", weights(planted(math.inf, WTE, (290, 7))), ["model.safetensors", "infinite"]),
     ("index-deep", lambda f: (sharded()(f), deep_json("model.safetensors.index.json")(f)),
      ["model.safetensors.index.json", "nested"]),
     ("index-number", sharded(number_entry), ["model.safetensors.index.json", "weight_map"]),
@@ -190,10 +192,11 @@ def test_generate_refuses_with_one_line(damaged):
     assert_one_line_error(cli("generate", "--model", str(folder), "--prompt", "x", "--max-new-tokens", "1"), fragments)
 
 
-# `score` loads through the same load_model as `generate`: one damage of each kind.
+# `score` loads through the same load_model as `generate`: one damage of each kind, and the NaN and infinity its
+# own first step meets.
 SCORED = [d for d in DAMAGES if d[0] in ("epsilon-text", "config-deep", "n_embd-huge", "generation-eos-nested",
                                          "n_layer-10000", "shape-mismatch", "tokenizer-sparse", "float64-weight",
-                                         "index-outside")]
+                                         "nan-weight", "inf-weight", "index-outside")]
 
 
 @pytest.mark.parametrize("damaged", SCORED, ids=[d[0] for d in SCORED], indirect=True)
@@ -225,6 +228,39 @@ def test_the_undamaged_copy_generates_scores_and_imports(tmp_path, tiny_model_di
             assert result.returncode == 0, (args, result.stderr)
 
 
+@pytest.fixture
+def nan_position(tmp_path, tiny_model_dir):
+    """The tiny model with a NaN in the position embedding's row 20: a short prompt does not reach it."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    weights(planted(math.nan, "transformer.wpe.weight", (20, 3)))(folder)
+    return folder
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["compiled-step", "pytorch"])
+def test_a_nan_met_mid_reply_stops_it_with_the_damaged_weight_named(nan_position, native):
+    from engine import Generator, ModelLoadError, SamplingSettings, TokenEvent, load_model
+
+    loaded = load_model(nan_position, device="cpu")  # a plain load does not read every weight
+    events = []
+    with pytest.raises(ModelLoadError, match=r"model.safetensors: the weights contain NaN \(first in 'wpe.weight'\)"):
+        for event in Generator(loaded, native=native).stream("x", SamplingSettings(temperature=0, max_new_tokens=40)):
+            events.append(event)
+    assert len(events) == 20 and all(isinstance(e, TokenEvent) for e in events)  # the tokens before position 20
+
+
+def test_a_reduced_copy_is_not_made_from_weights_with_nan(tmp_path, tiny_model_dir, monkeypatch):
+    from engine import ModelLoadError, load_model
+
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    weights(planted(math.nan, FC, (3, 5)))(folder)
+    with pytest.raises(ModelLoadError, match="the weights contain NaN"):
+        load_model(folder, device="cpu", precision="int8")  # at load: preparing the copy reads every weight
+    assert not list((tmp_path / "data").rglob("*.safetensors"))
+
+
 def test_the_shape_check_lists_what_the_network_has():
     """The shapes the check expects, written out, are the parameters engine.core.model's GPT has."""
     from engine.core.config import GPTConfig
@@ -238,3 +274,28 @@ def test_the_shape_check_lists_what_the_network_has():
             model = GPT(config)
         assert expected_shapes(config) == {n: tuple(p.shape) for n, p in model.named_parameters()}
 
+
+def test_scoring_refuses_a_text_that_reaches_a_nan_weight(nan_position):
+    """The check reads the last position's logits only: a NaN met earlier in the window reaches it."""
+    from engine import ModelLoadError, load_model
+    from engine.inference.scoring import score_text
+
+    loaded = load_model(nan_position, device="cpu")
+    assert len(score_text(loaded, "one two three four five")) == 5  # positions 0-5 only
+    with pytest.raises(ModelLoadError, match=r"the weights contain NaN \(first in 'wpe.weight'\)"):
+        score_text(loaded, " ".join(["word"] * 30))
+
+
+def test_finite_weights_that_overflow_a_reduced_precision_are_told_apart(tmp_path, tiny_model_dir, monkeypatch):
+    """A weight of 1e6 is finite, so the folder is not damaged, but float16 has no such number: generating in it
+    says the output overflowed there, not that the file is damaged; float32 runs."""
+    from engine import Generator, ModelLoadError, SamplingSettings, load_model
+
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    weights(planted(1e6, FC, (3, 5)))(folder)
+    settings = SamplingSettings(temperature=0, max_new_tokens=2)
+    assert list(Generator(load_model(folder, device="cpu")).stream("x", settings))[-1].token_ids
+    with pytest.raises(ModelLoadError, match=r"is not a number .* overflowed on the way in float16 \(try --dtype"):
+        list(Generator(load_model(folder, device="cpu", precision="float16")).stream("x", settings))

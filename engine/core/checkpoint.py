@@ -6,6 +6,7 @@ engine.core.layout, which finds the files and checks their names, shapes and dty
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from engine.core.layout import TensorInfo, check_layout, engine_name, weight_fil
 from engine.core.model import GPT
 from engine.errors import ModelLoadError, first_line
 
-__all__ = ["build_model", "check_state", "read_state_dict", "transposed_copies", "weight_files"]
+__all__ = ["build_model", "check_finite", "check_state", "read_state_dict", "transposed_copies", "weight_files"]
 
 DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}  # safetensors' names
 
@@ -69,6 +70,36 @@ def check_state(config: GPTConfig, state: dict[str, torch.Tensor],
     if tied:
         state.pop("lm_head", None)
     return replace(config, tie_word_embeddings=tied), state
+
+
+def _nonfinite(tensor: torch.Tensor) -> str | None:
+    """What is wrong with `tensor`'s values, if anything: it holds NaN, or infinite values. Their sum tells in one
+    pass that allocates nothing: a NaN or an infinity makes it one, so a finite sum clears them all; only a sum
+    that is not finite needs the values looked at one by one (huge finite ones can overflow it)."""
+    if not tensor.is_floating_point() or math.isfinite(float(tensor.sum(dtype=torch.float32))):
+        return None
+    if bool(tensor.isnan().any()):
+        return "NaN"
+    return None if bool(tensor.isfinite().all()) else "infinite values"
+
+
+def check_finite(files: list[Path]) -> None:
+    """Refuse weights holding a NaN or an infinity, naming the file and the first such weight. Each tensor is
+    read through a memory map of its own, closed before the next: this reads every weight once, so it runs
+    where that is paid anyway (a reduced copy being prepared) or once (`models import`), never on every load."""
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                names = list(f.keys())
+            for name in names:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    found = _nonfinite(f.get_tensor(name))
+                if found:
+                    raise ModelLoadError(f"{path.name}: the weights contain {found} (first in '{engine_name(name)}'); "
+                                         "the file is damaged: download or copy it again.")
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
 
 
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str) -> GPT:

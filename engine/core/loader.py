@@ -13,12 +13,12 @@ import torch
 
 from engine.core import native, precisions
 from engine.core.adapters import read_adapter
-from engine.core.checkpoint import build_model, read_state_dict, transposed_copies
+from engine.core.checkpoint import build_model, check_finite, read_state_dict, transposed_copies
 from engine.core.config import GPTConfig
 from engine.core.device import resolve_device
 from engine.core.forms import build_reduced_model, projection_names, use_row_layout, use_transposed_head
 from engine.core.hugepages import move_to_huge_pages
-from engine.core.layout import checked_folder
+from engine.core.layout import checked_folder, weight_files
 from engine.core.model import GPT
 from engine.core.prepared import load_prepared, merged_folder
 from engine.core.tokenizer import GPT2Tokenizer
@@ -103,3 +103,18 @@ def load_folder(folder: Path, name: str | None = None, device: str = "auto", pre
         prepared_now=prepared.built if prepared else False,
     )
 
+
+def not_a_number(loaded: LoadedModel) -> ModelLoadError:
+    """The error for a model whose output is NaN or infinite, for the code that ran it to raise. The damaged
+    weight is named if the folder's files hold one: they are read to find it now, when the output is already
+    wrong, and not on every load."""
+    try:
+        check_finite(weight_files(loaded.folder))
+    except ModelLoadError as exc:
+        return exc
+    cause = "its weights are finite, so a value overflowed on the way"
+    if loaded.precision != "float32":
+        cause += f" in {loaded.precision} (try --dtype float32)"
+    if loaded.adapter is not None:
+        cause += f", or the adapter {loaded.adapter} is damaged"
+    return ModelLoadError(f"The output of {loaded.name} is not a number (NaN or infinite): {cause}.")

@@ -75,8 +75,10 @@ def embedded_model_folder() -> Path | None:
 
 def check_folder(folder: Path) -> None:
     """Everything the loader checks (engine.core.layout.checked_folder: the files, the weights' names, shapes
-    and dtypes), without reading a weight: a folder this accepts is one that loads."""
-    checked_folder(folder)
+    and dtypes), and the weights' values: a folder this accepts is one that loads and runs."""
+    from engine.core.checkpoint import check_finite  # imports torch, which listing models does not need
+
+    check_finite(checked_folder(folder).files)
 
 
 def _cached_repos() -> list[LocalModel]:
