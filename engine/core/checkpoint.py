@@ -33,7 +33,8 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
                     if target is not None:
                         state[target] = f.get_tensor(name)
         except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path.name} is unreadable or truncated ({exc}). Download or copy it again.") from None
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
     return state
 
 
@@ -52,7 +53,8 @@ def transposed_copies(files: list[Path], names: set[str]) -> dict[str, torch.Ten
                 out[engine_name(name)] = source.t().contiguous()
                 del source
         except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path.name} is unreadable or truncated ({exc}). Download or copy it again.") from None
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
     return out
 
 

@@ -74,6 +74,7 @@ class GPTConfig:
 LIMITS = {"vocab_size": 1 << 22, "n_positions": 1 << 20, "n_ctx": 1 << 20, "n_embd": 1 << 16, "n_head": 1 << 16,
           "n_layer": 1 << 14, "n_inner": 1 << 18}
 
+
 def shown(value: object, width: int = 60) -> str:
     """A value read from a JSON file as a short one-line repr (of at most `width` characters), whatever its size
     or depth."""
