@@ -4,6 +4,11 @@ Nothing here imports torch: the command line catches these before it has loaded 
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of another library's exception, to quote inside a message of one line."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class EngineError(Exception):
     """Base class: anything the engine refuses, with a message fit to show a user."""
 

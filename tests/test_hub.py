@@ -141,6 +141,40 @@ def test_pickle_that_runs_code_is_refused(hub, tmp_path):
         download_model("evil/pickle")
 
 
+def one_line(result) -> str:
+    """The error's one line, below the download's progress bar if that was drawn (text mode reads each of the bar's
+    carriage returns as a line of its own)."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    *progress, line = [text for text in result.stderr.splitlines() if text.strip()]
+    assert all(p.startswith("[") and " MB/s " in p for p in progress), result.stderr
+    assert line.startswith("error: "), result.stderr
+    return line
+
+
+def test_pickle_that_would_run_code_is_refused_in_one_line(hub, tmp_path):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, ("echo this must not run",)
+
+    files = {k: v for k, v in hub.repos[REPO].items() if k != "model.safetensors"}
+    torch.save({"weights": RunsCode()}, tmp_path / "evil.bin")
+    files["pytorch_model.bin"] = (tmp_path / "evil.bin").read_bytes()
+    hub.repos["evil/code"] = files
+    result = cli("models", "download", "evil/code")
+    line = one_line(result)
+    assert "pytorch_model.bin holds more than tensors (posix.system)" in line and "not converted" in line
+    assert "weights_only" not in line and "this must not run" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "acme/tiny/gpt2", "acme/..", "acme/tiny--gpt2"])
+def test_what_is_not_a_repo_id_is_refused_before_the_hub_is_asked(hub, name):
+    line = one_line(cli("models", "download", name))
+    assert f"{name!r} is not a Hub repo id" in line and "cannot be reached" not in line
+    assert hub.requests == []
+
+
 def test_unreachable_hub_says_offline_and_local_models_still_work(unreachable_hub, tiny_model_dir):
     with pytest.raises(HubOffline, match="cannot be reached"):
         download_model(REPO)

@@ -1,57 +1,26 @@
 """Weights from safetensors files (single or sharded) into the engine's GPT module.
 
-Only safetensors are read: a pickle checkpoint can run code when loaded, so it is refused.
+Only safetensors are read: a pickle checkpoint can run code when loaded, so it is refused (see
+engine.core.layout, which finds the files and checks their names, shapes and dtypes from the headers).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from engine.core.config import GPTConfig, read_json
-from engine.errors import ModelLoadError
+from engine.core.config import GPTConfig
+from engine.core.layout import TensorInfo, check_layout, engine_name, weight_files
 from engine.core.model import GPT
+from engine.errors import ModelLoadError, first_line
 
-PICKLE_NAMES = ("pytorch_model.bin", "model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
-SKIPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers in old checkpoints
+__all__ = ["build_model", "check_finite", "check_state", "read_state_dict", "transposed_copies", "weight_files"]
 
-
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of a model folder, in shard order."""
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        return [single]
-    if index.is_file():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ModelLoadError(f"{index} has no 'weight_map'.")
-        files = [folder / name for name in dict.fromkeys(weight_map.values())]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise ModelLoadError(f"Shards listed in {index.name} are missing: {', '.join(missing)}.")
-        return files
-    pickles = [name for name in PICKLE_NAMES if (folder / name).is_file()]
-    if pickles:
-        raise ModelLoadError(
-            f"{folder} has only a PyTorch pickle checkpoint ({pickles[0]}). gpt2-desktop reads safetensors "
-            "only, because loading a pickle can run code; convert it to model.safetensors first."
-        )
-    raise ModelLoadError(f"No model.safetensors (or model.safetensors.index.json) in {folder}.")
-
-
-def _engine_name(name: str) -> str | None:
-    """Map a checkpoint tensor name to the engine's, or None for tensors the engine ignores."""
-    if name.startswith("transformer."):
-        name = name[len("transformer.") :]
-    if name.endswith(SKIPPED_SUFFIXES):
-        return None
-    if name == "lm_head.weight":
-        return "lm_head"
-    return name
+DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}  # safetensors' names
 
 
 def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -60,11 +29,12 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 for name in f.keys():
-                    target = _engine_name(name)
+                    target = engine_name(name)
                     if target is not None:
                         state[target] = f.get_tensor(name)
         except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path.name} is unreadable or truncated ({exc}). Download or copy it again.") from None
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
     return state
 
 
@@ -76,46 +46,62 @@ def transposed_copies(files: list[Path], names: set[str]) -> dict[str, torch.Ten
     for path in files:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
-                wanted = [name for name in f.keys() if _engine_name(name) in names]
+                wanted = [name for name in f.keys() if engine_name(name) in names]
             for name in wanted:
                 with safe_open(str(path), framework="pt", device="cpu") as f:
                     source = f.get_tensor(name)
-                out[_engine_name(name)] = source.t().contiguous()
+                out[engine_name(name)] = source.t().contiguous()
                 del source
         except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path.name} is unreadable or truncated ({exc}). Download or copy it again.") from None
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
     return out
 
 
-def check_state(config: GPTConfig, state: dict[str, torch.Tensor]) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
-    """Check every name and shape against the config; drop an output head that repeats the embedding.
+def check_state(config: GPTConfig, state: dict[str, torch.Tensor],
+                source: str = "The checkpoint") -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """Check every name, shape and dtype against the config (see layout.check_layout); drop an output head
+    that repeats the embedding.
 
     Returns the config with `tie_word_embeddings` set to what the weights really are."""
-    head = state.get("lm_head")
-    wte = state.get("wte.weight")
-    tied = head is None or (wte is not None and head.shape == wte.shape and torch.equal(head, wte))
+    layout = {name: TensorInfo(source, DTYPE_NAMES.get(t.dtype, str(t.dtype)), tuple(t.shape))
+              for name, t in state.items()}
+    check_layout(config, layout, source)
+    head, wte = state.get("lm_head"), state["wte.weight"]
+    tied = head is None or torch.equal(head, wte)
     if tied:
         state.pop("lm_head", None)
-    config = replace(config, tie_word_embeddings=tied)
-    with torch.device("meta"):
-        model = GPT(config)
-    expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    missing = [name for name in expected if name not in state]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ModelLoadError(f"The checkpoint lacks weights the config calls for: {shown}.")
-    unexpected = [name for name in state if name not in expected]
-    if unexpected:
-        raise ModelLoadError(
-            f"The checkpoint has weights a GPT-2 with this config does not use: {', '.join(unexpected[:5])}."
-        )
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
-            raise ModelLoadError(
-                f"Weight '{name}' has shape {list(state[name].shape)} but config.json implies {list(shape)}; "
-                "the weights and config.json do not belong together."
-            )
-    return config, state
+    return replace(config, tie_word_embeddings=tied), state
+
+
+def _nonfinite(tensor: torch.Tensor) -> str | None:
+    """What is wrong with `tensor`'s values, if anything: it holds NaN, or infinite values. Their sum tells in one
+    pass that allocates nothing: a NaN or an infinity makes it one, so a finite sum clears them all; only a sum
+    that is not finite needs the values looked at one by one (huge finite ones can overflow it)."""
+    if not tensor.is_floating_point() or math.isfinite(float(tensor.sum(dtype=torch.float32))):
+        return None
+    if bool(tensor.isnan().any()):
+        return "NaN"
+    return None if bool(tensor.isfinite().all()) else "infinite values"
+
+
+def check_finite(files: list[Path]) -> None:
+    """Refuse weights holding a NaN or an infinity, naming the file and the first such weight. Each tensor is
+    read through a memory map of its own, closed before the next: this reads every weight once, so it runs
+    where that is paid anyway (a reduced copy being prepared) or once (`models import`), never on every load."""
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                names = list(f.keys())
+            for name in names:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    found = _nonfinite(f.get_tensor(name))
+                if found:
+                    raise ModelLoadError(f"{path.name}: the weights contain {found} (first in '{engine_name(name)}'); "
+                                         "the file is damaged: download or copy it again.")
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path.name} is unreadable or truncated ({first_line(exc)}). "
+                                 "Download or copy it again.") from None
 
 
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str) -> GPT:

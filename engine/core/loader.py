@@ -13,11 +13,12 @@ import torch
 
 from engine.core import native, precisions
 from engine.core.adapters import read_adapter
-from engine.core.checkpoint import build_model, read_state_dict, transposed_copies, weight_files
-from engine.core.config import GPTConfig, load_config, read_json
+from engine.core.checkpoint import build_model, check_finite, read_state_dict, transposed_copies
+from engine.core.config import GPTConfig
 from engine.core.device import resolve_device
 from engine.core.forms import build_reduced_model, projection_names, use_row_layout, use_transposed_head
 from engine.core.hugepages import move_to_huge_pages
+from engine.core.layout import checked_folder, weight_files
 from engine.core.model import GPT
 from engine.core.prepared import load_prepared, merged_folder
 from engine.core.tokenizer import GPT2Tokenizer
@@ -45,16 +46,6 @@ class LoadedModel:
         return self.config.n_positions
 
 
-def _eos_ids(folder: Path, config: GPTConfig, tokenizer: GPT2Tokenizer) -> frozenset[int]:
-    ids = set()
-    if (folder / "generation_config.json").is_file():
-        value = read_json(folder / "generation_config.json").get("eos_token_id")
-        ids.update(value if isinstance(value, list) else [value])
-    ids.add(config.eos_token_id)
-    ids.add(tokenizer.eos_id)
-    return frozenset(i for i in ids if isinstance(i, int))
-
-
 def _float32_rows(config: GPTConfig, files: list[Path]) -> GPT:
     """A float32 model whose projections are [out, in] copies (see forms.use_row_layout). The model
     is built on a memory map whose projection pages are never touched, so they are not resident
@@ -70,20 +61,15 @@ def load_folder(folder: Path, name: str | None = None, device: str = "auto", pre
     adapter (a folder in PEFT's format), from the base's merged copy (see prepared.merged_folder)."""
     if adapter is not None:
         lora = read_adapter(adapter)
-        load_config(folder)  # a broken base is named as such, before the adapter is checked against it
-        merged = merged_folder(folder, weight_files(folder), lora)
+        base = checked_folder(folder)  # a broken base is named as such, before the adapter is checked against it
+        merged = merged_folder(folder, base.files, lora)
         loaded = load_folder(merged, f"{name or folder.name} + {lora.name}", device, precision)
         loaded.folder, loaded.adapter = folder, lora.folder
         return loaded
-    config = load_config(folder)
-    tokenizer = GPT2Tokenizer.from_folder(folder)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise ModelLoadError(
-            f"The tokenizer has {tokenizer.vocab_size} tokens but config.json's vocab_size is {config.vocab_size}."
-        )
+    checked = checked_folder(folder)
+    config, tokenizer, files = checked.config, checked.tokenizer, checked.files
     device = resolve_device(device)
     precision = precisions.resolve(precision, device)
-    files = weight_files(folder)
     prepared = None
     if device == "cpu" and precisions.get(precision).prepared:
         prepared = load_prepared(folder, config, files, precision)
@@ -112,9 +98,25 @@ def load_folder(folder: Path, name: str | None = None, device: str = "auto", pre
         model=net,
         tokenizer=tokenizer,
         device=device,
-        eos_ids=_eos_ids(folder, config, tokenizer),
+        eos_ids=checked.eos_ids,
         precision=precision,
         prepared_path=prepared.path if prepared else None,
         prepared_now=prepared.built if prepared else False,
         note=prepared.note if prepared else None,
     )
+
+
+def not_a_number(loaded: LoadedModel) -> ModelLoadError:
+    """The error for a model whose output is NaN or infinite, for the code that ran it to raise. The damaged
+    weight is named if the folder's files hold one: they are read to find it now, when the output is already
+    wrong, and not on every load."""
+    try:
+        check_finite(weight_files(loaded.folder))
+    except ModelLoadError as exc:
+        return exc
+    cause = "its weights are finite, so a value overflowed on the way"
+    if loaded.precision != "float32":
+        cause += f" in {loaded.precision} (try --dtype float32)"
+    if loaded.adapter is not None:
+        cause += f", or the adapter {loaded.adapter} is damaged"
+    return ModelLoadError(f"The output of {loaded.name} is not a number (NaN or infinite): {cause}.")

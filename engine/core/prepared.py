@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from engine.core.adapters import Adapter, check_adapter, merge_into
-from engine.core.checkpoint import check_state, read_state_dict
+from engine.core.checkpoint import check_finite, check_state, read_state_dict
 from engine.core.config import GPTConfig, load_config
 from engine.errors import ModelLoadError
 from engine.files import disk_problem
@@ -93,6 +93,7 @@ def load_prepared(folder: Path, config: GPTConfig, files: list[Path], mode: str)
             return Prepared(config, tensors, path, built=False)
         except ModelLoadError:
             path.unlink(missing_ok=True)  # a damaged copy is made again from the source
+    check_finite(files)  # preparing reads every weight anyway: one with a NaN is refused, not made into a copy
     config, state = check_state(config, read_state_dict(files))
     tensors = prepare_state(config, state, mode)
     del state

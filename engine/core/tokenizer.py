@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from engine.errors import ModelLoadError
+from engine.errors import ModelLoadError, first_line
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -44,27 +44,36 @@ class GPT2Tokenizer:
                 self._bytes[idx] = bytes(byte_of[ch] for ch in token if ch in byte_of)
 
     @classmethod
-    def from_folder(cls, folder: Path) -> "GPT2Tokenizer":
+    def from_folder(cls, folder: Path, vocab_size: int | None = None) -> "GPT2Tokenizer":
+        """The tokenizer of a model folder; with `vocab_size` (config.json's), one that numbers a token past it is
+        refused before anything is sized by its ids."""
         tokenizer_json = folder / "tokenizer.json"
         vocab, merges = folder / "vocab.json", folder / "merges.txt"
+        if tokenizer_json.is_file():
+            source, read = tokenizer_json, lambda: Tokenizer.from_file(str(tokenizer_json))
+        elif vocab.is_file() and merges.is_file():
+            source, read = vocab, lambda: cls._byte_level_bpe(vocab, merges)
+        else:
+            raise ModelLoadError(f"No tokenizer in {folder}: it needs tokenizer.json, or vocab.json and merges.txt.")
         try:
-            if tokenizer_json.is_file():
-                return cls(Tokenizer.from_file(str(tokenizer_json)))
-            if vocab.is_file() and merges.is_file():
-                return cls.from_vocab_merges(vocab, merges)
+            tokenizer = read()
+            size = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+            if vocab_size is not None and size > vocab_size:
+                raise ModelLoadError(f"{source.name} numbers its tokens up to {size - 1:,} but config.json's "
+                                     f"vocab_size is {vocab_size:,}: the tokenizer and the weights do not belong "
+                                     "together.")
+            return cls(tokenizer)
         except ModelLoadError:
             raise
         except Exception as exc:  # tokenizers raises plain Exception subclasses for bad files
-            raise ModelLoadError(f"The tokenizer files in {folder} are unreadable ({exc}).") from None
-        raise ModelLoadError(f"No tokenizer in {folder}: it needs tokenizer.json, or vocab.json and merges.txt.")
+            raise ModelLoadError(f"The tokenizer files in {folder} are unreadable ({first_line(exc)}).") from None
 
-    @classmethod
-    def from_vocab_merges(cls, vocab: Path, merges: Path) -> "GPT2Tokenizer":
-        bpe = models.BPE.from_file(str(vocab), str(merges))
-        tok = Tokenizer(bpe)
+    @staticmethod
+    def _byte_level_bpe(vocab: Path, merges: Path) -> Tokenizer:
+        tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        return cls(tok)
+        return tok
 
     @property
     def vocab_size(self) -> int:

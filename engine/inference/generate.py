@@ -4,6 +4,7 @@ a time, each chosen from the last logits; when the context window is full, slide
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ import torch
 
 from engine.core import precisions
 from engine.core.cuda_graph import GraphedDecoder
-from engine.core.loader import LoadedModel
+from engine.core.loader import LoadedModel, not_a_number
 from engine.core.native import NativeDecoder
 from engine.core.tokenizer import StreamDecoder
 from engine.errors import SettingsError
@@ -186,18 +187,27 @@ class Generator:
                 ids, start = ids[-1:], start + len(ids) - 1
             for i, token in enumerate(ids):
                 logits = self.native.step(token, start + i, cache)
-            return logits
+            return self._numbers(logits)
         x = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
-        return self.loaded.model(x, cache, start, last_only=True)[0, -1].float().cpu()
+        return self._numbers(self.loaded.model(x, cache, start, last_only=True)[0, -1].float().cpu())
 
     def decode_one_token(self, token: int, cache, pos: int) -> torch.Tensor:
         """Put `token` at position `pos` of the cache; the logits [vocab] after it."""
         if self._graphed is not None and cache is self._graphed.cache:
-            return self._graphed.step(token, pos).float().cpu()
+            return self._numbers(self._graphed.step(token, pos).float().cpu())
         if self.native is not None:
-            return self.native.step(token, pos, cache)
+            return self._numbers(self.native.step(token, pos, cache))
         x = torch.tensor([[token]], dtype=torch.long, device=self.loaded.device)
-        return self.loaded.model(x, cache, pos, last_only=True)[0, -1].float().cpu()
+        return self._numbers(self.loaded.model(x, cache, pos, last_only=True)[0, -1].float().cpu())
+
+    def _numbers(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits`, if none is NaN or infinite: one that is comes from the weights (see loader.not_a_number). The
+        compiled step's logsumexp says so for nothing (it is finite unless a logit is NaN or +inf); elsewhere their
+        sum does, in a few microseconds (a NaN or an infinity makes it one)."""
+        summary = self._summary(logits)
+        if not math.isfinite(summary[1] if summary is not None else float(logits.sum())):
+            raise not_a_number(self.loaded)
+        return logits
 
     def prefill_after(self, ids: list[int], cache, held: list[int]) -> tuple[torch.Tensor, int]:
         """Like `prefill`, into a cache that already holds the keys and values of the tokens `held`: only the

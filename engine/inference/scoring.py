@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.core.loader import LoadedModel
+from engine.core.loader import LoadedModel, not_a_number
 from engine.errors import SettingsError
 from engine.inference.predictions import Alternative, check_top_logprobs, ranks, top_alternatives
 
@@ -40,6 +40,16 @@ class Perplexity:
                 "bits_per_byte": self.bits_per_byte}
 
 
+def _logprobs(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities [T, vocab] after each token of `ids` [1, T]; a NaN or an infinite logit comes from the
+    weights (see loader.not_a_number). The last row's sum tells: a NaN or an infinity anywhere in the window
+    reaches the last position through attention, and makes the sum one."""
+    logits = loaded.model(ids).float()
+    if not math.isfinite(float(logits[0, -1].sum())):
+        raise not_a_number(loaded)
+    return torch.log_softmax(logits, dim=-1)[0]
+
+
 def _windows(loaded: LoadedModel, ids: list[int], stride: int | None, bos: bool = True):
     """(log-probabilities [n, vocab], targets [n]) for every token of `ids` after <|endoftext|>, window by
     window; with `bos` False, for every token after the first, conditioned on the tokens before it only.
@@ -57,7 +67,7 @@ def _windows(loaded: LoadedModel, ids: list[int], stride: int | None, bos: bool 
         end = min(len(seq), first + (stride if done else window - 1))
         ctx_start = max(0, end - window)
         chunk = torch.tensor([seq[ctx_start:end]], device=loaded.device)
-        logp = torch.log_softmax(loaded.model(chunk).float(), dim=-1)[0]
+        logp = _logprobs(loaded, chunk)
         yield logp[first - 1 - ctx_start : end - 1 - ctx_start], torch.tensor(seq[first:end], device=loaded.device)
         done = end - 1
 
@@ -135,7 +145,7 @@ def choose(loaded: LoadedModel, context: str, options: list[str], normalise: boo
         first = len(ids) - len(option_ids)  # index of the option's first token
         if first < 1:
             raise SettingsError(f"The option {option[:40]!r} alone fills the model's {window}-token window.")
-        logp = torch.log_softmax(loaded.model(torch.tensor([ids], device=loaded.device)).float(), dim=-1)[0]
+        logp = _logprobs(loaded, torch.tensor([ids], device=loaded.device))
         picked = logp[torch.arange(first - 1, len(ids) - 1), torch.tensor(option_ids, device=loaded.device)]
         totals.append(float(picked.sum()))
         lengths.append(len(option_ids))

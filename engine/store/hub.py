@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import shutil
 import threading
 import time
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.errors import DownloadCancelled, HubError, HubOffline
+from engine.core.config import shown
+from engine.errors import DownloadCancelled, HubError, HubOffline, first_line
 from engine.store.local import cache_dir, check_folder, models_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -59,6 +62,19 @@ def resolve_repo_id(name: str) -> str:
             if entry.repo_id.split("/")[1].lower() == name.lower():
                 return entry.repo_id
     return name
+
+
+def check_repo_id(repo_id: str) -> str:
+    """`repo_id` if it can name a repo on the Hub (huggingface_hub's own rules), before anything is asked of it."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise HubError(f"{shown(repo_id, width=100)} is not a Hub repo id (owner/name, such as openai-community/gpt2; "
+                       "see: gpt2-desktop models list).") from None
+    return repo_id
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,7 @@ def download_model(repo_id: str, progress: Callable[[DownloadProgress], None] | 
     """
     from huggingface_hub import hf_hub_download
 
-    repo_id = resolve_repo_id(repo_id)
+    repo_id = check_repo_id(resolve_repo_id(repo_id))
     files = remote_files(repo_id)
     wanted = files_to_fetch(repo_id, files)
     total = sum(files[f] for f in wanted)
@@ -231,8 +247,14 @@ def convert_pickle(snapshot: Path, repo_id: str) -> Path:
         return target
     try:
         state = torch.load(snapshot / PICKLE_WEIGHTS, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - an unsafe or broken pickle is refused
-        raise HubError(f"{repo_id}'s {PICKLE_WEIGHTS} could not be read safely ({exc}); it was not converted.") from None
+    except pickle.UnpicklingError as exc:  # it names something other than tensors, which could run code
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({named.group(1)})" if named else ""
+        raise HubError(f"{repo_id}'s {PICKLE_WEIGHTS} holds more than tensors{what}, and unpickling that could run "
+                       "code; it was not converted.") from None
+    except Exception as exc:  # noqa: BLE001 - a broken pickle is refused
+        raise HubError(f"{repo_id}'s {PICKLE_WEIGHTS} could not be read ({first_line(exc)}); it was not "
+                       "converted.") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise HubError(f"{repo_id}'s {PICKLE_WEIGHTS} does not hold a plain dictionary of tensors; it was not converted.")
     tmp = target.with_name(target.name + ".partial")

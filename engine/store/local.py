@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from engine.core.config import load_config
+from engine.core.layout import checked_folder
 from engine.core.prepared_names import copies_of
-from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import HubError, ModelLoadError
 from engine.files import set_aside, write_atomic
 from engine.paths import data_dir
@@ -74,20 +74,11 @@ def embedded_model_folder() -> Path | None:
 
 
 def check_folder(folder: Path) -> None:
-    """Everything the loader needs is there and readable (without loading the weights)."""
-    from safetensors import safe_open
+    """Everything the loader checks (engine.core.layout.checked_folder: the files, the weights' names, shapes
+    and dtypes), and the weights' values: a folder this accepts is one that loads and runs."""
+    from engine.core.checkpoint import check_finite  # imports torch, which listing models does not need
 
-    from engine.core.checkpoint import weight_files  # imports torch, which listing models does not need
-
-    load_config(folder)
-    GPT2Tokenizer.from_folder(folder)
-    for path in weight_files(folder):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                for key in f.keys():
-                    f.get_slice(key)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"{path.name} in {folder} is unreadable or truncated ({exc}).") from None
+    check_finite(checked_folder(folder).files)
 
 
 def _cached_repos() -> list[LocalModel]:

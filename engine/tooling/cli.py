@@ -480,11 +480,20 @@ def cmd_models(args) -> int:
     if not args.target:
         raise UsageError(f"gpt2-desktop models {args.action}: say what to {args.action}")
     if args.action == "download":
+        drawn = []  # the progress bar was drawn: what ends the download goes on the line below it
+
+        def progress(p) -> None:
+            drawn.append(True)
+            _terminal_progress(p)
+
         try:
-            folder = hub.download_model(args.target, progress=_terminal_progress)
+            folder = hub.download_model(args.target, progress=progress)
         except KeyboardInterrupt:
             sys.stderr.write("\ncancelled; run the same command again to continue\n")
             return 130
+        except EngineError:
+            sys.stderr.write("\n" if drawn else "")
+            raise
         sys.stderr.write("\n")
         print(f"downloaded {args.target} to {folder}")
         return 0
