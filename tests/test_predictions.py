@@ -23,13 +23,20 @@ def hf_logprobs(hf, ids: list[int]) -> torch.Tensor:
         return torch.log_softmax(hf(torch.tensor([ids])).logits[0].float(), dim=-1)
 
 
+TIE = 1e-5  # two implementations' sums differ by about this much; tokens closer than it may swap places
+
+
 def assert_matches(token: int, logprob: float, rank: int, top, row: torch.Tensor, k: int) -> None:
-    expected_rank = int((row > row[token]).sum()) + 1
+    """Our rank, alternatives and log-probability of a token against transformers' row. Ranks and the order of
+    alternatives are exact but for tokens whose log-probabilities are within TIE of each other (random
+    124M-shaped weights give tens of thousands of near-ties), which either may order either way."""
+    here = float(row[token])
+    assert int((row > here + TIE).sum()) + 1 <= rank <= int((row > here - TIE).sum()) + 1
     values, ids = torch.topk(row, k)
-    assert rank == expected_rank
-    assert [a.token for a in top] == ids.tolist()
     assert [a.logprob for a in top] == pytest.approx(values.tolist(), abs=1e-4)
-    assert logprob == pytest.approx(float(row[token]), abs=1e-4)
+    for a, expected in zip(top, ids.tolist()):
+        assert a.token == expected or abs(float(row[a.token]) - float(row[expected])) < TIE
+    assert logprob == pytest.approx(here, abs=1e-4)
 
 
 @pytest.mark.parametrize("temperature", [0, 1.0])
