@@ -588,7 +588,7 @@ class MainWindow(QMainWindow):
             self.tasks.set_running(False)
             self.tasks.show_done(done)
         else:
-            self.conversations.save_reply(active, done.text, done.stop_reason.value)
+            self.conversations.save_reply(active, done.text, done.stop_reason.value, done.context_tokens)
         if active.detached:  # it went on in another conversation than the one shown: its figures are not this one's
             self.status_bar.set_busy(False)
         else:
