@@ -142,6 +142,16 @@ def test_vllms_token_ids_and_prompt_logprobs(server, client, tiny_hf, tiny):
     assert tiny.tokenizer.decode([int(t.removeprefix("token_id:")) for t in tokens]) == plain.choices[0].text
 
 
+def test_a_token_id_prompt_is_one_prompt_however_long(wide_model_dir, tmp_path):
+    """300 token ids are one prompt of 300 tokens (a remote engine sends a long conversation so), not 300
+    prompts over the limit of 256 in one request."""
+    with running_server(wide_model_dir, tmp_path) as wide:
+        code, answer = post(wide, "/v1/completions", {"prompt": [464, 1310] * 150, "max_tokens": 1})
+        assert code == 200 and answer["usage"]["prompt_tokens"] == 300 and len(answer["choices"]) == 1
+        code, answer = post(wide, "/v1/completions", {"prompt": ["a"] * 257, "max_tokens": 1})
+        assert code == 400 and "at most 256 prompts" in answer["error"]["message"]
+
+
 def test_prompts_n_seed_stop_and_biases(client):
     answer = client.completions.create(model="tiny", prompt=["A cat", "A dog"], n=2, max_tokens=8, seed=3,
                                        temperature=1.0)
