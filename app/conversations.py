@@ -70,8 +70,9 @@ class ConversationController(QObject):
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
         self._decoded: dict[int, ReplyTokens | None] = {}  # kept tokens read from the history, by message id
         # A remote model's tokens are counted by its server: what a reply's prompt and the reply took, by the
-        # reply's message id (this session's replies only).
+        # reply's message id; a notebook's, with the text they made, by conversation (this session's only).
         self._counted: dict[int, int] = {}
+        self._counted_text: dict[int, tuple[str, int]] = {}
 
     @_reporting
     def current(self) -> Conversation | None:
@@ -108,7 +109,10 @@ class ConversationController(QObject):
         """Tokens of the prompt the open conversation makes for the loaded model (None: nothing to count)."""
         conv, model = self._current(), self.requests.model
         if conv is not None and model is not None and model.server:  # the last reply shown, as its server counted
-            return self._counted.get(conv.leaf_id) if conv.mode == "chat" else None
+            if conv.mode == "chat":
+                return self._counted.get(conv.leaf_id)
+            document, tokens = self._counted_text.get(conv.id, (None, None))
+            return tokens if document == conv.document else None
         if conv is None or model is None or self.tokenizer is None:
             return None
         if conv.mode != "chat":
@@ -527,6 +531,8 @@ class ConversationController(QObject):
                 self._decoded[message_id] = data
                 if not active.detached:
                     self.notebook.mark_continuation(message_id, data)
+            if context_tokens:
+                self._counted_text[active.conversation_id] = (document, context_tokens)
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 

@@ -617,6 +617,7 @@ class MainWindow(QMainWindow):
         if request.kind in ("chat", "notebook") and request.text.strip():
             self.conversations.save_reply(request, request.text, "interrupted")  # what came is kept, and marked
         self.conversations.forget_failed()
+        self._show_context()  # not the last finished reply's figure
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)
         self.banner.show_message(f"Generation failed: {message}", kind="generation")

@@ -45,6 +45,7 @@ def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wid
         assert cut.role == "assistant" and cut.stop_reason == "interrupted" and cut.content
         assert "server went away" in window.chat.transcript.toPlainText()
         assert "went away" in window.banner.label.text()
+        assert window.status_bar.context_label.text() == "context — / 4096"  # not the last whole reply's figure
         exported = to_markdown([window.history.record(window.conversations.current_id)])
         assert f"**{name}**:" in exported and exported.rstrip().endswith("*(cut short: the server went away)*")
 
@@ -79,3 +80,13 @@ def test_a_long_remote_conversation_leaves_its_oldest_turns_out(qtbot, open_wind
         assert "were left out of the prompt" in bar.currentMessage()
         used = re.fullmatch(r"context (\d+) / 128", bar.context_label.text())
         assert used and int(used[1]) <= 128
+        window.conversations.new_notebook()  # a notebook's continuation: the same figures
+        window.notebook.editor.setPlainText("Once upon a time")
+        window.conversations.continue_notebook()
+        wait_idle(qtbot, window)
+        used = re.fullmatch(r"context (\d+) / 128", bar.context_label.text())
+        assert used and int(used[1]) > 4 and re.fullmatch(r"\d+ tokens? .*", bar.speed_label.text())
+        assert window.conversations.context_tokens() == int(used[1])
+        window.notebook.editor.setPlainText("Another text")  # edited: no longer what the server counted
+        window.conversations.store_document()
+        assert window.conversations.context_tokens() is None
