@@ -155,6 +155,19 @@ def test_refusals_for_context_length_are_read(status, detail, limits):
     assert context_limits(RemoteError("refused", status=status, detail=detail)) == limits
 
 
+def test_an_echo_without_the_prompts_log_probabilities_is_not_a_score():
+    """llama.cpp's server answers echo with the written token's log-probability only: that is said, not read
+    as a text with nothing to score."""
+    from engine.errors import RemoteError
+    from engine.inference.remote_wire import echo_scores
+
+    written_only = {"tokens": [" the"], "token_logprobs": [-1.5], "top_logprobs": [{" the": -1.5}]}
+    with pytest.raises(RemoteError, match="log-probabilities"):
+        echo_scores(written_only, [7454, 2402, 257], 3, 0)
+    whole = {"tokens": ["Once", " upon", " a", " the"], "token_logprobs": [None, -2.0, -1.0, -1.5]}
+    assert [(s.token, s.logprob) for s in echo_scores(whole, [7454, 2402, 257], 3, 0)] == [(2402, -2.0), (257, -1.0)]
+
+
 @contextmanager
 def plain_server(base_url: str):
     """A plainer OpenAI-compatible server in front of ours, on a thread: no /tokenize (404), and vLLM's extra

@@ -92,7 +92,8 @@ def echo_scores(logprobs: dict, ids: list[int] | None, prompt_tokens: int, k: in
     a token among the k alternatives."""
     words, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
     tops = logprobs.get("top_logprobs") or []
-    if not words or not values or len(words) != len(values):
+    if not words or not values or len(words) != len(values) or len(words) < prompt_tokens:
+        # (llama.cpp's server, for one, answers echo with the written tokens' log-probabilities only)
         raise RemoteError("The server did not send the prompt's log-probabilities with echo; it cannot score.")
     scores = []
     for i in range(1, min(prompt_tokens, len(words))):
