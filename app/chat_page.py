@@ -107,17 +107,25 @@ class ChatPage(QWidget):
 
     def show_count(self, draft_tokens: int | None, total: int | None = None, window: int | None = None) -> None:
         """Under the message box: the message's tokens and the conversation's with it, against the model's
-        window (None: nothing to count, no model)."""
-        if draft_tokens is None:
+        window (None: nothing to count, no model). With no count of the message but a window (a remote model,
+        whose server counts): what the last reply filled, if known."""
+        if draft_tokens is None and not window:
             self.count_label.setText("")
             return
-        text = f"{draft_tokens:,} token{'s' if draft_tokens != 1 else ''}"
-        if total is not None and window:
-            text += f" · conversation {total:,} / {window:,}"
-            if total > window:
-                text += ": the oldest turns will be left out"
+        over = False
+        if draft_tokens is None:  # a remote model: its server counts
+            text = "Tokens are counted by the server when sent"
+            if total is not None:
+                text += f" · the last reply filled {total:,} / {window:,}"
+        else:
+            text = f"{draft_tokens:,} token{'s' if draft_tokens != 1 else ''}"
+            if total is not None and window:
+                text += f" · conversation {total:,} / {window:,}"
+                over = total > window
+                if over:
+                    text += ": the oldest turns will be left out"
         self.count_label.setText(text)
-        self.count_label.setProperty("over", total is not None and window is not None and total > window)
+        self.count_label.setProperty("over", over)
         self.count_label.style().polish(self.count_label)
 
     def stop_counting(self) -> None:

@@ -69,6 +69,10 @@ class ConversationController(QObject):
         self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
         self._decoded: dict[int, ReplyTokens | None] = {}  # kept tokens read from the history, by message id
+        # A remote model's tokens are counted by its server: what a reply's prompt and the reply took, by the
+        # reply's message id; a notebook's, with the text they made, by conversation (this session's only).
+        self._counted: dict[int, int] = {}
+        self._counted_text: dict[int, tuple[str, int]] = {}
 
     @_reporting
     def current(self) -> Conversation | None:
@@ -104,6 +108,11 @@ class ConversationController(QObject):
     def context_tokens(self) -> int | None:
         """Tokens of the prompt the open conversation makes for the loaded model (None: nothing to count)."""
         conv, model = self._current(), self.requests.model
+        if conv is not None and model is not None and model.server:  # the last reply shown, as its server counted
+            if conv.mode == "chat":
+                return self._counted.get(conv.leaf_id)
+            document, tokens = self._counted_text.get(conv.id, (None, None))
+            return tokens if document == conv.document else None
         if conv is None or model is None or self.tokenizer is None:
             return None
         if conv.mode != "chat":
@@ -124,6 +133,9 @@ class ConversationController(QObject):
         """The live count under the message box: the message's tokens, and the prompt the conversation would
         make with it, against the model's window."""
         model = self.requests.model
+        if model is not None and model.server:  # no tokenizer here: what the server counted at the last reply
+            self.chat.show_count(None, self.context_tokens(), model.context_window)
+            return
         if model is None or self.tokenizer is None:
             self.chat.show_count(None)
             return
@@ -313,8 +325,8 @@ class ConversationController(QObject):
             self.chat.append(prefix.text().lstrip())
 
     def _writer(self) -> str:
-        """The name of the model writing the reply (the loaded one)."""
-        return self.requests.model.name if self.requests.model else "Assistant"
+        """The name of the model writing the reply (the loaded one; a remote one with its server)."""
+        return self.requests.model.writer if self.requests.model else "Assistant"
 
     @_reporting
     def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
@@ -476,14 +488,16 @@ class ConversationController(QObject):
     # what a request wrote
 
     @_reporting
-    def save_reply(self, active: ActiveRequest, text: str, stop_reason: str) -> None:
+    def save_reply(self, active: ActiveRequest, text: str, stop_reason: str, context_tokens: int = 0) -> None:
         """Save a finished or stopped chat reply or notebook continuation (one transaction), with what the model
-        predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any)."""
+        predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any);
+        `context_tokens`: how many tokens of the model's window its prompt and it filled (a remote model's
+        count, shown while its conversation is)."""
         text = active.prefix + text
         data = active.token_data
         tokens = active.token_blob if data is not None and data.text() == text else None
         loaded = self.requests.model
-        model = loaded.name if loaded else None
+        model = loaded.writer if loaded else None
         # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
         settings = {**active.settings, **({"precision": loaded.precision, "device": loaded.device,
                                            "threads": self.settings.threads} if loaded else {})}
@@ -497,6 +511,8 @@ class ConversationController(QObject):
                                                       after=active.reply_after or FIRST, tokens=tokens)
                 if tokens is not None:
                     self._decoded[message_id] = data
+                if context_tokens:
+                    self._counted[message_id] = context_tokens
             if not active.detached and self.current_id == active.conversation_id:
                 self.show_messages(self.history.messages(active.conversation_id))
         else:
@@ -515,6 +531,8 @@ class ConversationController(QObject):
                 self._decoded[message_id] = data
                 if not active.detached:
                     self.notebook.mark_continuation(message_id, data)
+            if context_tokens:
+                self._counted_text[active.conversation_id] = (document, context_tokens)
             self._title_notebook(active.conversation_id, document)
         self.refresh()
 

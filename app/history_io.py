@@ -11,7 +11,12 @@ The JSON file (FORMAT_VERSION 1), UTF-8, text as written (no escapes):
          "model": "gpt2" | null, "preset": "Precise" | null, "preamble": "...",
          "messages": [{"id": 9, "parent_id": null, "role": "user" | "assistant" | "system", "content": "...",
                        "created_at": "...", "model": "gpt2" | null, "settings": {...} | null,
-                       "stop_reason": "length" | "stop" | "eos" | "cancelled" | null}, ...]}]}
+                       "stop_reason": "length" | "stop" | "eos" | "cancelled" | "interrupted" | null}, ...]}]}
+
+A reply's `stop_reason` says why it ended: `length` (max new tokens), `stop` (a stop sequence, or a remote
+server's end), `eos` (the model's end of text), `cancelled` (stopped in the window) or `interrupted` (cut short
+by a failure: a server that went away mid-reply; its content is what came before). A remote model's replies
+name it as `model @ address` (app.servers).
 
 Every message of a conversation is there, each version of a turn included: a message's `parent_id` is the
 one before it, and messages with the same parent are versions of one turn; `leaf_id` is the last message of
@@ -136,8 +141,12 @@ def shown_thread(record: ConversationRecord) -> list[Message]:
     return thread[::-1]
 
 
+CUT_SHORT = {"cancelled": "stopped", "interrupted": "cut short: the server went away"}  # as the window marks them
+
+
 def to_markdown(records: list[ConversationRecord]) -> str:
-    """The conversations as shown, to read: a heading each, then who said what (a notebook: its text)."""
+    """The conversations as shown, to read: a heading each, then who said what (a notebook: its text); a reply
+    that did not end by itself is marked as the window marks it."""
     parts = []
     for record in records:
         c = record.conversation
@@ -149,6 +158,8 @@ def to_markdown(records: list[ConversationRecord]) -> str:
                 versions = [m.id for m in record.messages if m.parent_id == message.parent_id]
                 note = f" (version {versions.index(message.id) + 1} of {len(versions)})" if len(versions) > 1 else ""
                 lines += [f"**{speaker(message)}**{note}:", "", message.content.rstrip("\n"), ""]
+                if message.role == "assistant" and message.stop_reason in CUT_SHORT:
+                    lines += [f"*({CUT_SHORT[message.stop_reason]})*", ""]
         parts.append("\n".join(lines))
     return "\n---\n\n".join(parts)
 

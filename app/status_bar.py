@@ -95,7 +95,8 @@ class StatusBar(QStatusBar):
         speed = f" · {done.tokens_per_second:.1f} tok/s" if done.tokens_per_second else ""
         self._set(self.speed_label, f"{written} token{'s' if written != 1 else ''}{speed}")
         self._set(self.ttft_label, f"first token {done.time_to_first_token_ms:.0f} ms" if written else "")
-        self._set(self.context_label, f"context {done.context_tokens} / {done.context_window}")
+        if done.context_window:  # (a remote server that does not say its window: unknown)
+            self._set(self.context_label, f"context {done.context_tokens} / {done.context_window}")
         if done.truncated_prompt_tokens:
             self.showMessage(
                 f"The conversation is longer than the model's window: its first {done.truncated_prompt_tokens} "

@@ -588,7 +588,7 @@ class MainWindow(QMainWindow):
             self.tasks.set_running(False)
             self.tasks.show_done(done)
         else:
-            self.conversations.save_reply(active, done.text, done.stop_reason.value)
+            self.conversations.save_reply(active, done.text, done.stop_reason.value, done.context_tokens)
         if active.detached:  # it went on in another conversation than the one shown: its figures are not this one's
             self.status_bar.set_busy(False)
         else:
@@ -617,6 +617,7 @@ class MainWindow(QMainWindow):
         if request.kind in ("chat", "notebook") and request.text.strip():
             self.conversations.save_reply(request, request.text, "interrupted")  # what came is kept, and marked
         self.conversations.forget_failed()
+        self._show_context()  # not the last finished reply's figure
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)
         self.banner.show_message(f"Generation failed: {message}", kind="generation")

@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.finetune_runs import resolve as resolve_trained
-from app.servers import parse_remote
+from app.servers import parse_remote, remote_name
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
 from app.token_data import ReplyTokens, TextAnalysis
@@ -36,6 +36,11 @@ class ModelInfo:
     context_window: int
     chat_style: str  # how a conversation is written as a prompt (engine.inference.chat)
     server: str = ""  # a remote model's server address ("" for a local model; device is then "remote")
+
+    @property
+    def writer(self) -> str:
+        """The name a reply is headed and kept with: a remote model's names its server ("tiny @ http://...")."""
+        return remote_name(self.name, self.server) if self.server else self.name
 
 
 class _CancelFlag:
@@ -213,6 +218,10 @@ class EngineWorker(QObject):
         None once the window cancelled it."""
         if self.generator is None:
             self.failed.emit(request_id, "No model is loaded.")
+            return
+        if not isinstance(self.generator, Generator):
+            self.failed.emit(request_id, "Analysing here needs a model on this computer (for a server's model: "
+                                         "gpt2-desktop analyse --remote URL).")
             return
         from engine.core.tokenizer import StreamDecoder
         from engine.inference.scoring import score_ids

@@ -51,8 +51,11 @@ class DownloadCancelled(HubError):
 
 class RemoteError(EngineError):
     """A remote server that cannot be reached, refuses a request, or goes away mid-reply. `partial` is the
-    text it had written before it went away, kept for the caller to show."""
+    text it had written before it went away, kept for the caller to show; `status` the HTTP status of a
+    refusal (0: none) and `detail` the server's error object, as it sent it."""
 
-    def __init__(self, message: str, partial: str = ""):
+    def __init__(self, message: str, partial: str = "", status: int = 0, detail: dict | None = None):
         super().__init__(message)
         self.partial = partial
+        self.status = status
+        self.detail = detail or {}

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from app.history import FIRST, History
-from app.history_io import from_json, to_json
+from app.history_io import from_json, to_json, to_markdown
 from tests.helpers import HISTORY_DAMAGE, cli, fill_disk, remount_read_only, small_disk, write_history
 
 SETTINGS = {"temperature": 0.7, "top_k": 40, "max_new_tokens": 64, "stop": ["\nYou:"]}
@@ -96,6 +96,22 @@ def test_markdown_export_of_one_conversation_to_standard_output(data_dir):
     assert "**You** (version 1 of 2):\n\nWas sagt der Fuchs? 🦊" in text
     assert "**gpt2** (version 1 of 2):\n\nRing-ding-ding «ça»" in text and "**tales-7m**:\n\nKrah." in text
     assert "Es war einmal" not in text  # only the conversation asked for
+
+
+def test_markdown_marks_a_reply_that_was_stopped_or_cut_short(tmp_path):
+    """As the window marks them: `cancelled` (Stop) and `interrupted` (a server that went away mid-reply)."""
+    history = History(tmp_path / "history.sqlite3")
+    remote = "gpt2-xl @ http://gpu-box:8000/v1"
+    chat = history.create_conversation("From afar", "chat")
+    for question, answer, reason in [("Tell me a story", "Once upon", "interrupted"),
+                                     ("Go on", "and then", "cancelled"), ("Thanks", "The end.", "eos")]:
+        history.add_message(chat, "user", question)
+        history.add_message(chat, "assistant", answer, model=remote, stop_reason=reason)
+    text = to_markdown([history.record(chat)])
+    history.close()
+    assert f"**{remote}**:\n\nOnce upon\n\n*(cut short: the server went away)*\n" in text
+    assert "and then\n\n*(stopped)*\n" in text
+    assert "The end.\n" in text and text.count("*(") == 2
 
 
 @pytest.mark.parametrize("content, says", [

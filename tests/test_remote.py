@@ -1,13 +1,20 @@
 """--remote: the command line on an OpenAI-compatible server instead of a local model, tested against
-our own `serve` (a real process on 127.0.0.1); transformers is the oracle for the log-probabilities."""
+our own `serve` (a real process on 127.0.0.1), whose answers must be the local model's own; transformers is
+the oracle for the log-probabilities. `plain_server` puts a plainer server in front of ours (no /tokenize,
+none of vLLM's extra fields), for what the engine does where a server offers less."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import math
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 
 import openai
 import pytest
@@ -27,13 +34,33 @@ def lines(result) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def same(remote, local, path="") -> None:
+    """The two answers are equal, numbers to within float32's rounding across two processes."""
+    if isinstance(local, float):
+        assert isinstance(remote, (int, float)) and math.isclose(remote, local, rel_tol=1e-5, abs_tol=1e-4), path
+    elif isinstance(local, dict):
+        assert remote.keys() == local.keys(), path
+        for key in local:
+            same(remote[key], local[key], f"{path}.{key}")
+    elif isinstance(local, list):
+        assert len(remote) == len(local), path
+        for i, (a, b) in enumerate(zip(remote, local)):
+            same(a, b, f"{path}[{i}]")
+    else:
+        assert remote == local, path
+
+
 def test_generate_on_a_server_writes_what_the_local_model_writes(served, tiny_model_dir):
     args = ["--prompt", "The little fox ran into the", "--max-new-tokens", "10", "--temperature", "0", "--json"]
-    local = lines(cli("generate", "--model", str(tiny_model_dir), *args))[-1]
+    everything = lines(cli("generate", "--model", str(tiny_model_dir), *args))
+    local = everything[-1]
     remote = lines(cli("generate", "--remote", served.base_url, *args))
     assert remote[-1]["done"] and remote[-1]["text"] == local["text"]
     assert remote[-1]["stop_reason"] == ("length" if local["stop_reason"] == "length" else "stop")
     assert "".join(t["text"] for t in remote[:-1]) == local["text"]
+    # Each token with its id and log-probability, as the local model gives them; the summary's counts too.
+    same(remote[:-1], everything[:-1])
+    assert remote[-1]["token_ids"] == local["token_ids"] and remote[-1]["prompt_tokens"] == local["prompt_tokens"]
     plain = cli("generate", "--remote", served.base_url.removesuffix("/v1"), "--remote-model", "tiny", *args[:-1])
     assert plain.returncode == 0 and plain.stdout.strip() == local["text"].strip()
 
@@ -43,17 +70,185 @@ def test_alternatives_and_scores_come_through(served, tiny_hf, tiny):
                        "--temperature", "0", "--json", "--top-logprobs", "3"))[:-1]
     assert len(tokens) == 4
     for t in tokens:
+        # With alternatives the server names tokens by their text (their ids would leave the alternatives'
+        # texts unknown).
         assert t["token"] is None and len(t["top"]) == 3 and t["rank"] == 1  # greedy: the likeliest
         assert t["top"][0]["logprob"] == pytest.approx(t["logprob"], abs=1e-5)
     text = "The little fox ran into the wood"
     scored = lines(cli("score", "--remote", served.base_url, "--text", text, "--json"))[0]["tokens"]
     ids = tiny.tokenizer.encode(text)
-    with torch.no_grad():
-        logp = torch.log_softmax(tiny_hf(torch.tensor([ids])).logits[0], -1)
-    expected = [float(logp[i - 1, t]) for i, t in enumerate(ids) if i > 0]  # the first token has no score
+    with torch.no_grad():  # every token, after <|endoftext|>, as the local model scores it
+        logp = torch.log_softmax(tiny_hf(torch.tensor([[tiny.tokenizer.eos_id] + ids])).logits[0], -1)
+    expected = [float(logp[i, t]) for i, t in enumerate(ids)]
     assert [s["logprob"] for s in scored] == pytest.approx(expected, abs=1e-3)
+    assert [s["token"] for s in scored] == ids
     ppl = lines(cli("perplexity", "--remote", served.base_url, "--file", str(_write(text)), "--json"))[0]
-    assert ppl["tokens"] == len(ids) - 1 and ppl["nll"] == pytest.approx(-sum(expected), abs=1e-2)
+    assert ppl["tokens"] == len(ids) and ppl["nll"] == pytest.approx(-sum(expected), abs=1e-2)
+
+
+def test_scores_perplexity_choices_and_analysis_on_a_server_equal_the_local_models(served, tiny_model_dir,
+                                                                                  tmp_path):
+    """The same numbers for the same model and text, here and through the server: each token after
+    <|endoftext|>, with its id, rank and alternatives; a text longer than the window (128 tokens) window by
+    window with the same stride."""
+    long = tmp_path / "long.txt"
+    long.write_text("The little fox ran into the wood, and the old king saw him go. " * 20)  # about 300 tokens
+    commands = [
+        ["score", "--text", " king", "--json"],
+        ["score", "--text", "Once upon a time there was a king", "--top-logprobs", "3", "--json"],
+        ["score", "--text", long.read_text(), "--json"],
+        ["perplexity", "--file", str(long), "--json"],
+        ["analyse", "--file", str(long), "--json"],
+        ["choose", "--prompt", "The cat sat on the", "--option", " mat", "--option", " moon", "--option",
+         " old king", "--json"],
+        ["choose", "--prompt", long.read_text(), "--option", " wood", "--option", " king", "--json"],
+    ]
+    for command in commands:
+        local = lines(cli(*command, "--model", str(tiny_model_dir)))
+        remote = lines(cli(*command, "--remote", served.base_url))
+        same(remote, local, command[0])
+    assert lines(cli("perplexity", "--file", str(long), "--json", "--model", str(tiny_model_dir)))[0]["tokens"] > 256
+
+
+def test_a_generation_longer_than_the_servers_window_is_fitted_to_it(served, tiny_model_dir, tmp_path):
+    """The server refuses a prompt and reply longer than its window (128 tokens): the prompt's oldest tokens
+    are left out as the local model leaves them out, and the reply ends where the window is full."""
+    short = cli("generate", "--remote", served.base_url, "--prompt", "Once upon a time", "--max-new-tokens", "600",
+                "--temperature", "0", "--json")
+    done = lines(short)[-1]
+    assert done["stop_reason"] == "length" and len(done["token_ids"]) == 128 - done["prompt_tokens"]
+    assert f"left room for {128 - done['prompt_tokens']} new tokens" in short.stderr
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("The little fox ran into the wood, and the old king saw him go. " * 20)
+    args = ["--prompt-file", str(prompt), "--max-new-tokens", "40", "--temperature", "0", "--json"]
+    local = lines(cli("generate", "--model", str(tiny_model_dir), *args))[-1]
+    remote = lines(cli("generate", "--remote", served.base_url, *args))[-1]
+    # Both keep the last 96 tokens (three quarters of the window); the server then writes what the window
+    # leaves, the same tokens as the local model's first ones (it slides on past them).
+    assert remote["truncated_prompt_tokens"] == local["truncated_prompt_tokens"] == local["prompt_tokens"] - 96
+    assert remote["prompt_tokens"] == local["prompt_tokens"]
+    assert remote["token_ids"] == local["token_ids"][:32] and remote["stop_reason"] == "length"
+
+
+@pytest.mark.parametrize("status, detail, limits", [
+    (400, {"message": "This model's maximum context length is 128 tokens. However, you requested 601 tokens (1 in "
+                      "the prompt, 600 for the completion). Please shorten the prompt or lower 'max_tokens'."},
+     (128, 1)),  # ours
+    (400, {"message": "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens "
+                      "(2000 in the messages, 100 in the completion). Please reduce the length of the messages or "
+                      "completion.", "type": "BadRequestError"}, (2048, 2000)),  # vLLM
+    (400, {"message": "'max_tokens' or 'max_completion_tokens' is too large: 8000. This model's maximum context "
+                      "length is 4096 tokens and your request has 2778 input tokens (8000 > 4096 - 2778)."},
+     (4096, 2778)),  # vLLM, later
+    (400, {"message": "This model's maximum context length is 4097 tokens, however you requested 4162 tokens (162 in "
+                      "your prompt; 4000 for the completion). Please reduce your prompt; or completion length."},
+     (4097, 162)),  # OpenAI
+    (400, {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+           "type": "exceed_context_size_error", "n_prompt_tokens": 1234, "n_ctx": 512}, (512, 1234)),  # llama.cpp
+    (400, {"message": "'temperature' must be in [0, 2], got 3."}, None),
+    (404, {"message": "This model's maximum context length is 128 tokens (1 in the prompt)"}, None),
+])
+def test_refusals_for_context_length_are_read(status, detail, limits):
+    from engine.errors import RemoteError
+    from engine.inference.remote_wire import context_limits
+
+    assert context_limits(RemoteError("refused", status=status, detail=detail)) == limits
+
+
+def test_an_echo_without_the_prompts_log_probabilities_is_not_a_score():
+    """llama.cpp's server answers echo with the written token's log-probability only: that is said, not read
+    as a text with nothing to score."""
+    from engine.errors import RemoteError
+    from engine.inference.remote_wire import echo_scores
+
+    written_only = {"tokens": [" the"], "token_logprobs": [-1.5], "top_logprobs": [{" the": -1.5}]}
+    with pytest.raises(RemoteError, match="log-probabilities"):
+        echo_scores(written_only, [7454, 2402, 257], 3, 0)
+    whole = {"tokens": ["Once", " upon", " a", " the"], "token_logprobs": [None, -2.0, -1.0, -1.5]}
+    assert [(s.token, s.logprob) for s in echo_scores(whole, [7454, 2402, 257], 3, 0)] == [(2402, -2.0), (257, -1.0)]
+
+
+@contextmanager
+def plain_server(base_url: str):
+    """A plainer OpenAI-compatible server in front of ours, on a thread: no /tokenize (404), and vLLM's extra
+    fields refused as OpenAI refuses a field it does not know; anything else passed on as it is, a streamed
+    answer as it streams. Its `base_url` ends in /v1."""
+    upstream = base_url.removesuffix("/v1")
+    extras = ("return_tokens_as_token_ids", "prompt_logprobs", "stream_options")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def answer(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.pass_on(None)
+
+        def do_POST(self) -> None:
+            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/tokenize":
+                return self.answer(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+            refused = [name for name in extras if name in json.loads(data or b"{}")]
+            if refused:
+                return self.answer(400, {"error": {"message": "Unrecognized request argument supplied: "
+                                                              + ", ".join(refused), "type": "invalid_request_error"}})
+            self.pass_on(data)
+
+        def pass_on(self, data: bytes | None) -> None:
+            request = urllib.request.Request(upstream + self.path, data=data, method=self.command,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                response = urllib.request.urlopen(request, timeout=120)
+            except urllib.error.HTTPError as exc:
+                response = exc
+            with response:
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.headers.get("Content-Type", "application/json"))
+                self.end_headers()  # no length: the answer ends when the connection closes (HTTP/1.0)
+                for line in response:
+                    self.wfile.write(line)
+                    self.wfile.flush()
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proxy.base_url = f"http://127.0.0.1:{proxy.server_address[1]}/v1"
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_a_server_that_does_not_tokenize_is_fitted_from_its_refusals(served, tiny_model_dir, tmp_path):
+    """No /tokenize: the window and the prompt's length come from the server's refusal for context length, and
+    the prompt loses its start in proportion; text is scored as one prompt, its first token context only."""
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("The little fox ran into the wood, and the old king saw him go. " * 20)
+    with plain_server(served.base_url) as plain:
+        short = cli("generate", "--remote", plain.base_url, "--prompt", "Once upon a time", "--max-new-tokens",
+                    "600", "--temperature", "0", "--json")
+        done = lines(short)[-1]
+        assert done["stop_reason"] == "length" and len(done["token_ids"]) == 128 - done["prompt_tokens"]
+        assert all(t["token"] is None for t in lines(short)[:-1])  # no ids from this server
+        long = lines(cli("generate", "--remote", plain.base_url, *["--prompt-file", str(prompt)],
+                         "--max-new-tokens", "40", "--temperature", "0", "--json"))[-1]
+        local = lines(cli("generate", "--model", str(tiny_model_dir), "--prompt-file", str(prompt),
+                          "--max-new-tokens", "1", "--json"))[-1]
+        assert long["prompt_tokens"] == local["prompt_tokens"]  # as the refusal counted it
+        assert long["truncated_prompt_tokens"] >= local["prompt_tokens"] - 96 and long["token_ids"]
+        scored = lines(cli("score", "--remote", plain.base_url, "--text", "Once upon a time", "--json"))[0]
+        assert len(scored["tokens"]) == 3  # "Once" is context only
+        too_long = cli("perplexity", "--remote", plain.base_url, "--file", str(prompt))
+        assert too_long.returncode == 2 and "does not tokenize" in too_long.stderr
+        assert "Traceback" not in too_long.stderr
 
 
 def _write(text: str):

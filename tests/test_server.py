@@ -101,6 +101,57 @@ def test_echo_logprobs_of_token_id_prompts_equal_transformers(client, tiny_hf):
     assert zero.choices[0].logprobs.token_logprobs[1:] == pytest.approx(hf_logprobs(tiny_hf, batch[0]), abs=1e-3)
 
 
+def test_tokenize_as_vllm_answers_it(server, tiny):
+    text = "Hello <|endoftext|> wörld"
+    code, answer = post(server, "/tokenize", {"model": "tiny", "prompt": text, "add_special_tokens": True})
+    assert code == 200 and answer == {"count": len(tiny.tokenizer.encode(text)), "max_model_len": 128,
+                                      "tokens": tiny.tokenizer.encode(text)}
+    assert tiny.tokenizer.eos_id in answer["tokens"]  # <|endoftext|> is one token, as the completions see it
+    assert post(server, "/tokenize", {"prompt": ""})[1]["tokens"] == []
+    for body, status, param in [({"prompt": 3}, 400, "prompt"), ({"content": "x"}, 400, "content"),
+                                ({"prompt": "x", "model": "gpt-4"}, 404, "model")]:
+        code, answer = post(server, "/tokenize", body)
+        assert code == status and answer["error"]["param"] == param
+
+
+def test_vllms_token_ids_and_prompt_logprobs(server, client, tiny_hf, tiny):
+    """vLLM's extra fields: `prompt_logprobs` (each prompt token's log-probability, rank and likeliest
+    alternatives, by id) and `return_tokens_as_token_ids` (tokens named "token_id:464")."""
+    ids = [50256, 464, 1310, 21831, 4966, 656]
+    code, answer = post(server, "/v1/completions", {"prompt": ids, "max_tokens": 0, "prompt_logprobs": 3})
+    assert code == 200
+    entries = answer["choices"][0]["prompt_logprobs"]
+    assert entries[0] is None and len(entries) == len(ids)
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_hf(torch.tensor([ids])).logits[0].float(), dim=-1)
+    for i, entry in enumerate(entries[1:], 1):
+        own = entry[str(ids[i])]
+        assert own["logprob"] == pytest.approx(float(logp[i - 1, ids[i]]), abs=1e-3)
+        assert own["rank"] == 1 + int((logp[i - 1] > logp[i - 1, ids[i]]).sum())
+        top = [int(t) for t in torch.topk(logp[i - 1], 3).indices]
+        assert sorted((v["rank"], int(k)) for k, v in entry.items() if v["rank"] <= 3) == list(enumerate(top, 1))
+    assert post(server, "/v1/completions", {"prompt": ids, "max_tokens": 0})[0] == 400  # 0 needs echo or these
+    assert post(server, "/v1/completions", {"prompt": ids, "prompt_logprobs": 1, "stream": True})[0] == 400
+    plain = client.completions.create(model="tiny", prompt="Hello", max_tokens=4, temperature=0, logprobs=1)
+    named = client.completions.create(model="tiny", prompt="Hello", max_tokens=4, temperature=0, logprobs=1,
+                                      extra_body={"return_tokens_as_token_ids": True})
+    assert named.choices[0].text == plain.choices[0].text
+    tokens = named.choices[0].logprobs.tokens
+    assert all(t.startswith("token_id:") for t in tokens) and len(tokens) == 4
+    assert [list(top)[0] for top in named.choices[0].logprobs.top_logprobs] == tokens  # greedy: the likeliest
+    assert tiny.tokenizer.decode([int(t.removeprefix("token_id:")) for t in tokens]) == plain.choices[0].text
+
+
+def test_a_token_id_prompt_is_one_prompt_however_long(wide_model_dir, tmp_path):
+    """300 token ids are one prompt of 300 tokens (a remote engine sends a long conversation so), not 300
+    prompts over the limit of 256 in one request."""
+    with running_server(wide_model_dir, tmp_path) as wide:
+        code, answer = post(wide, "/v1/completions", {"prompt": [464, 1310] * 150, "max_tokens": 1})
+        assert code == 200 and answer["usage"]["prompt_tokens"] == 300 and len(answer["choices"]) == 1
+        code, answer = post(wide, "/v1/completions", {"prompt": ["a"] * 257, "max_tokens": 1})
+        assert code == 400 and "at most 256 prompts" in answer["error"]["message"]
+
+
 def test_prompts_n_seed_stop_and_biases(client):
     answer = client.completions.create(model="tiny", prompt=["A cat", "A dog"], n=2, max_tokens=8, seed=3,
                                        temperature=1.0)
@@ -256,6 +307,7 @@ def test_api_key(tiny_model_dir, tmp_path):
         good = openai.OpenAI(base_url=server.base_url, api_key="s3cret", max_retries=0)
         assert good.completions.create(model="tiny", prompt="x", max_tokens=2).usage.completion_tokens == 2
         assert raw(server, "/health")[0] == 200
+        assert post(server, "/tokenize", {"prompt": "x"})[0] == 401
 
 
 def test_no_other_host_without_a_key_and_no_cors_unless_asked(server):

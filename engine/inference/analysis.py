@@ -65,25 +65,32 @@ def analyse(loaded: LoadedModel, text: str, surprising: int = 10,
     ids = loaded.tokenizer.encode(text)
     if not ids:
         raise SettingsError("There is no text to analyse.")
+    scores = gather(score_ids(loaded, ids, top_logprobs=1), len(ids), progress, cancelled)
+    return summarise(text, scores, surprising, lambda i: loaded.tokenizer.decode(ids[max(0, i - 24):i]))
+
+
+def gather(batches, total: int, progress: Callable[[int, int], None] | None = None,
+           cancelled: Callable[[], bool] | None = None) -> list[TokenScore]:
+    """The TokenScores of batches as they come (`progress(done, total)` after each; a true `cancelled()`
+    stops with a SettingsError)."""
     scores: list[TokenScore] = []
-    for batch in score_ids(loaded, ids, top_logprobs=1):
+    for batch in batches:
         if cancelled is not None and cancelled():
             raise SettingsError("The analysis was cancelled.")
         scores += batch
         if progress is not None:
-            progress(len(scores), len(ids))
+            progress(len(scores), total)
+    return scores
+
+
+def summarise(text: str, scores: list[TokenScore], surprising: int,
+              before: Callable[[int], str]) -> Analysis:
+    """The Analysis of a text's scored tokens, each with its rank; `before(i)`: the text before token i."""
     counts = [0] * (len(BUCKETS) + 1)
     for score in scores:
         counts[bucket_of(score.rank)] += 1
-    return Analysis(len(ids), len(text.encode("utf-8")), -sum(s.logprob for s in scores), tuple(counts),
-                    _most_surprising(loaded, ids, scores, surprising))
-
-
-def _most_surprising(loaded: LoadedModel, ids: list[int], scores: list[TokenScore], n: int) -> tuple[Surprise, ...]:
-    worst = sorted(range(len(scores)), key=lambda i: scores[i].logprob)[:n]
-    out = []
-    for i in worst:
-        before = loaded.tokenizer.decode(ids[max(0, i - 24):i])[-CONTEXT_CHARS:]
-        s = scores[i]
-        out.append(Surprise(s.token, s.text, s.logprob, s.rank, before))
-    return tuple(out)
+    worst = sorted(range(len(scores)), key=lambda i: scores[i].logprob)[:surprising]
+    surprises = tuple(Surprise(scores[i].token, scores[i].text, scores[i].logprob, scores[i].rank,
+                               before(i)[-CONTEXT_CHARS:]) for i in worst)
+    return Analysis(len(scores), len(text.encode("utf-8")), -sum(s.logprob for s in scores), tuple(counts),
+                    surprises)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -50,26 +51,33 @@ def _logprobs(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)[0]
 
 
+def spans(length: int, window: int, stride: int | None = None) -> Iterator[tuple[int, int, int]]:
+    """How a sequence of `length` tokens, the first of them context only, is scored window by window: for
+    each window (where it starts, the first token it scores, where it ends), all indices into the sequence.
+
+    A sequence longer than the window is scored in overlapping windows: each window after the first
+    re-reads `window - stride` earlier tokens as context and scores `stride` new ones (the remote engine
+    scores the same windows on its server).
+    """
+    stride = stride or max(1, window // 2)
+    done = 0
+    while done < length - 1:
+        first = done + 1  # the next token to score
+        end = min(length, first + (stride if done else window - 1))
+        yield max(0, end - window), first, end
+        done = end - 1
+
+
 def _windows(loaded: LoadedModel, ids: list[int], stride: int | None, bos: bool = True):
     """(log-probabilities [n, vocab], targets [n]) for every token of `ids` after <|endoftext|>, window by
-    window; with `bos` False, for every token after the first, conditioned on the tokens before it only.
-
-    Text longer than the context window is scored in overlapping windows: each window after
-    the first re-reads `window - stride` earlier tokens as context and scores `stride` new ones.
-    """
-    window = loaded.context_window
-    stride = stride or max(1, window // 2)
+    window (`spans`); with `bos` False, for every token after the first, conditioned on the tokens before it
+    only."""
     start = loaded.tokenizer.eos_id if loaded.tokenizer.eos_id is not None else 0
     seq = ([start] if bos else []) + list(ids)
-    done = 0
-    while done < len(seq) - 1:
-        first = done + 1  # index in seq of the next token to score
-        end = min(len(seq), first + (stride if done else window - 1))
-        ctx_start = max(0, end - window)
+    for ctx_start, first, end in spans(len(seq), loaded.context_window, stride):
         chunk = torch.tensor([seq[ctx_start:end]], device=loaded.device)
         logp = _logprobs(loaded, chunk)
         yield logp[first - 1 - ctx_start : end - 1 - ctx_start], torch.tensor(seq[first:end], device=loaded.device)
-        done = end - 1
 
 
 @torch.inference_mode()

@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(a)
     a.add_argument("--file", required=True, type=Path)
     a.add_argument("--surprising", type=int, default=10, metavar="N", help="how many surprising tokens to list")
+    _add_remote_args(a)
     a.add_argument("--json", action="store_true")
 
     p = sub.add_parser("perplexity", help="perplexity and bits per byte of a text file")
@@ -298,7 +299,7 @@ def cmd_generate(args) -> int:
         summary = {
             "done": True,
             "text": done.text,
-            "token_ids": done.token_ids,
+            "token_ids": [t if t >= 0 else None for t in done.token_ids],
             "prompt_tokens": done.prompt_tokens,
             "stop_reason": done.stop_reason,
             "time_to_first_token_ms": done.time_to_first_token_ms,
@@ -311,10 +312,14 @@ def cmd_generate(args) -> int:
         sys.stdout.write("\n")
     if done.truncated_prompt_tokens:
         print(
-            f"note: the prompt was longer than the model's {loaded.context_window}-token window; "
+            f"note: the prompt was longer than the model's {done.context_window}-token window; "
             f"its first {done.truncated_prompt_tokens} tokens were left out.",
             file=sys.stderr,
         )
+    if remote and done.stop_reason == "length" and len(done.token_ids) < settings.max_new_tokens:
+        # A server's window is not slid on: the reply ends where it is full.
+        print(f"note: the model's {done.context_window}-token window left room for {len(done.token_ids)} new "
+              "tokens after the prompt.", file=sys.stderr)
     return 0
 
 
@@ -380,7 +385,10 @@ def cmd_analyse(args) -> int:
             sys.stderr.flush()
 
     try:
-        result = analyse(loaded, text, surprising=args.surprising, progress=progress)
+        if getattr(args, "remote", None):
+            result = loaded.analyse(text, surprising=args.surprising, progress=progress)
+        else:
+            result = analyse(loaded, text, surprising=args.surprising, progress=progress)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130

@@ -129,7 +129,10 @@ def _only_known(body: dict, known: set[str]) -> None:
 
 COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
           "presence_penalty", "frequency_penalty", "logit_bias", "user", "top_k", "min_p", "repetition_penalty"}
-COMPLETION_FIELDS = COMMON | {"prompt", "logprobs", "echo", "suffix", "best_of"}
+# vLLM's extras: `return_tokens_as_token_ids` (tokens named "token_id:464"), `prompt_logprobs` (each prompt
+# token's log-probability, rank and likeliest alternatives, by token id).
+COMPLETION_FIELDS = COMMON | {"prompt", "logprobs", "echo", "suffix", "best_of", "return_tokens_as_token_ids",
+                              "prompt_logprobs"}
 CHAT_FIELDS = COMMON | {"messages", "logprobs", "top_logprobs", "max_completion_tokens", "tools", "tool_choice",
                         "functions", "function_call", "response_format", "parallel_tool_calls", "modalities",
                         "audio", "prediction"}
@@ -154,6 +157,8 @@ class CompletionRequest:
     sampling: Sampling
     logprobs: int | None  # None: no log-probabilities; k: the chosen token's and the k likeliest
     echo: bool
+    token_ids: bool = False  # return_tokens_as_token_ids
+    prompt_logprobs: int | None = None  # None: none; k: each prompt token's, with the k likeliest there
 
 
 @dataclass(frozen=True)
@@ -225,12 +230,12 @@ def _prompts(value, vocab_size: int) -> list[str | list[int]]:
     if not isinstance(value, list) or not value:
         raise bad("prompt", "must be a string, a list of strings, a list of token ids or a list of lists of "
                             "token ids, and not empty.")
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return [ids(value)]  # one prompt, as long as the model's window allows
     if len(value) > MAX_PROMPTS:
         raise bad("prompt", f"takes at most {MAX_PROMPTS} prompts in one request, got {len(value)}.")
     if all(isinstance(item, str) for item in value):
         return list(value)
-    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return [ids(value)]
     if all(isinstance(item, list) for item in value):
         return [ids(item) for item in value]
     raise bad("prompt", "must not mix strings, token ids and lists of token ids.")
@@ -241,14 +246,33 @@ def parse_completion(body: dict, vocab_size: int) -> CompletionRequest:
     _refuse(body, ("suffix",), "GPT-2 continues text; it does not fill in between")
     echo = _boolean(body, "echo", False)
     sampling = _sampling(body, vocab_size, 16, min_tokens=0)
-    if sampling.max_tokens == 0 and not echo:
-        raise bad("max_tokens", "must be at least 1 (0 is allowed only with 'echo').")
+    prompt_logprobs = _integer(body, "prompt_logprobs", None, 0, MAX_TOP_LOGPROBS)
+    if sampling.max_tokens == 0 and not echo and prompt_logprobs is None:
+        raise bad("max_tokens", "must be at least 1 (0 is allowed only with 'echo' or 'prompt_logprobs').")
     best_of = _integer(body, "best_of", None, 1, MAX_N)
     if best_of is not None and best_of != sampling.n:
         raise ApiError(400, f"'best_of' other than 'n' is not supported (best_of {best_of}, n {sampling.n}).",
                        param="best_of", code="unsupported_parameter")
     logprobs = _integer(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
-    return CompletionRequest(_model(body), _prompts(body.get("prompt"), vocab_size), sampling, logprobs, echo)
+    if prompt_logprobs is not None and sampling.stream:
+        raise bad("prompt_logprobs", "is given only when 'stream' is false.")
+    return CompletionRequest(_model(body), _prompts(body.get("prompt"), vocab_size), sampling, logprobs, echo,
+                             _boolean(body, "return_tokens_as_token_ids", False), prompt_logprobs)
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    model: str | None
+    prompt: str
+
+
+def parse_tokenize(body: dict) -> TokenizeRequest:
+    """vLLM's `POST /tokenize` body: {"model", "prompt", "add_special_tokens"} (GPT-2 adds none)."""
+    _only_known(body, {"model", "prompt", "add_special_tokens"})
+    if not isinstance(body.get("prompt"), str):
+        raise bad("prompt", "must be a string.")
+    _boolean(body, "add_special_tokens", True)
+    return TokenizeRequest(_model(body), body["prompt"])
 
 
 def _content(message: dict, i: int) -> str:
@@ -334,6 +358,11 @@ def chat_logprobs(tokens: list[TokenInfo]) -> dict:
                          "top_logprobs": [{"token": k, "logprob": v, "bytes": list(k.encode("utf-8"))}
                                           for k, v in t.top.items()]} for t in tokens],
             "refusal": None}
+
+
+def ranked(logprob: float, rank: int, text: str) -> dict:
+    """One token of vLLM's `prompt_logprobs`."""
+    return {"logprob": logprob, "rank": rank, "decoded_token": text}
 
 
 def finish_reason(stop_reason: str) -> str:

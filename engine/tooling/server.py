@@ -138,6 +138,7 @@ class Piece:
 
     index: int  # the choice's index in the answer
     echo: tuple[str, list[TokenInfo]] | None = None
+    prompt_logprobs: list[dict | None] | None = None  # vLLM's, when asked for
     event: TokenEvent | None = None
     done: Done | None = None
 
@@ -170,6 +171,7 @@ class Server:
             Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/tokenize", self.tokenize, methods=["POST"]),
         ]
         middleware = []
         if self.options.allow_origins:
@@ -290,6 +292,14 @@ class Server:
             return _sse(answer.chunks(job), job)
         return JSONResponse(await answer.collect(job, request))
 
+    async def tokenize(self, request: Request) -> Response:
+        """vLLM's `POST /tokenize`: a text's token ids as this model's tokenizer makes them, and the window."""
+        self._authorise(request)
+        req = api.parse_tokenize(await self._body(request))
+        self._check_model(req.model)
+        ids = self.loaded.tokenizer.encode(req.prompt)
+        return JSONResponse({"count": len(ids), "max_model_len": self.loaded.context_window, "tokens": ids})
+
     def _submit(self, work) -> Job:
         job = Job(work, asyncio.get_running_loop())
         self.engine.submit(job)
@@ -319,27 +329,43 @@ class Server:
 
     # the work, on the engine thread
 
-    def _token(self, token: int, logprob: float | None) -> TokenInfo:
+    def _token(self, token: int, logprob: float | None, as_ids: bool = False) -> TokenInfo:
+        """`as_ids`: named "token_id:464", as vLLM's `return_tokens_as_token_ids` does."""
         data = self.loaded.tokenizer.token_bytes(token)
-        return TokenInfo(api.token_text(data), logprob, {}, list(data))
+        return TokenInfo(f"token_id:{token}" if as_ids else api.token_text(data), logprob, {}, list(data))
 
-    def _echo(self, planned: Planned, k: int | None) -> list[TokenInfo]:
+    def _echo(self, planned: Planned, k: int | None, as_ids: bool = False) -> list[TokenInfo]:
         """The prompt's tokens with their log-probabilities (the first has none), as `echo` shows them."""
         ids = planned.ids
         if not ids:
             return []
-        infos = [self._token(ids[0], None)]
+        infos = [self._token(ids[0], None, as_ids)]
         if k is None:
-            return infos + [self._token(i, None) for i in ids[1:]]
+            return infos + [self._token(i, None, as_ids) for i in ids[1:]]
         for batch in score_ids(self.loaded, ids, top_logprobs=k, bos=False):
             for score in batch:
-                info = self._token(score.token, score.logprob)
-                info.top = self._top(score.top, info)
+                info = self._token(score.token, score.logprob, as_ids)
+                info.top = self._top(score.top, info, as_ids)
                 infos.append(info)
         return infos
 
-    def _top(self, alternatives, chosen: TokenInfo) -> dict[str, float]:
-        top = {api.token_text(self.loaded.tokenizer.token_bytes(a.token)): a.logprob for a in alternatives}
+    def _prompt_logprobs(self, planned: Planned, k: int) -> list[dict | None]:
+        """vLLM's `prompt_logprobs`: None for the first prompt token; for each after it, by token id, its own
+        log-probability, rank and text and those of the k likeliest tokens there."""
+        if not planned.ids:
+            return []
+        out: list[dict | None] = [None]
+        for batch in score_ids(self.loaded, planned.ids, top_logprobs=max(1, k), bos=False):  # k 0: ranks too
+            for score in batch:
+                entry = {str(score.token): api.ranked(score.logprob, score.rank, score.text)}
+                for rank, alt in enumerate(score.top[:k], 1):
+                    entry.setdefault(str(alt.token), api.ranked(alt.logprob, rank, alt.text))
+                out.append(entry)
+        return out
+
+    def _top(self, alternatives, chosen: TokenInfo, as_ids: bool = False) -> dict[str, float]:
+        top = {f"token_id:{a.token}" if as_ids else api.token_text(self.loaded.tokenizer.token_bytes(a.token)):
+               a.logprob for a in alternatives}
         if chosen.logprob is not None:
             top.setdefault(chosen.text, chosen.logprob)  # the chosen token is always there, as OpenAI does
         return top
@@ -354,13 +380,16 @@ class Server:
     def _complete(self, planned: list[Planned], req: api.CompletionRequest, cancel: threading.Event):
         n, base = req.sampling.n, req.sampling.settings
         for p, prompt in enumerate(planned):
-            echoed = (prompt.text, self._echo(prompt, req.logprobs)) if req.echo else None
+            echoed = (prompt.text, self._echo(prompt, req.logprobs, req.token_ids)) if req.echo else None
+            scored = self._prompt_logprobs(prompt, req.prompt_logprobs) if req.prompt_logprobs is not None else None
             for c in range(n):
                 if cancel.is_set():
                     return
                 index = p * n + c
                 if echoed is not None:
                     yield Piece(index, echo=echoed)
+                if scored is not None:
+                    yield Piece(index, prompt_logprobs=scored)
                 if prompt.max_tokens == 0:
                     yield Piece(index, done=Done("", [], len(prompt.ids), "length", 0.0, 0.0))
                     continue
@@ -376,10 +405,10 @@ class Server:
             choice = replace(settings, max_new_tokens=planned.max_tokens, seed=seed)
             yield from self._generate(planned, choice, c, req.top_logprobs if req.logprobs else 0, cancel)
 
-    def token_info(self, event: TokenEvent, top_in_dict: bool) -> TokenInfo:
-        info = self._token(event.token, event.logprob)
+    def token_info(self, event: TokenEvent, top_in_dict: bool, as_ids: bool = False) -> TokenInfo:
+        info = self._token(event.token, event.logprob, as_ids)
         if top_in_dict:
-            info.top = self._top(event.top, info)
+            info.top = self._top(event.top, info, as_ids)
         else:
             info.top = {api.token_text(self.loaded.tokenizer.token_bytes(a.token)): a.logprob for a in event.top}
         return info
@@ -456,6 +485,7 @@ class _CompletionAnswer:
         self.tokens: list[list[TokenInfo]] = [[] for _ in self.texts]
         self.offsets = [0] * len(self.texts)
         self.finish: list[str | None] = [None] * len(self.texts)
+        self.prompt_logprobs: list[list | None] = [None] * len(self.texts)
         self.prompt_tokens = sum(len(p.ids) for p in planned)
         self.completion_tokens = 0
         self.cached_tokens = 0
@@ -465,9 +495,12 @@ class _CompletionAnswer:
         if piece.echo is not None:
             text, tokens = piece.echo
             return text, list(tokens)
+        if piece.prompt_logprobs is not None:
+            self.prompt_logprobs[piece.index] = piece.prompt_logprobs
+            return "", []
         if piece.event is not None:
             self.completion_tokens += 1
-            return piece.event.text, [self.server.token_info(piece.event, top_in_dict=True)]
+            return piece.event.text, [self.server.token_info(piece.event, top_in_dict=True, as_ids=self.req.token_ids)]
         self.finish[piece.index] = api.finish_reason(piece.done.stop_reason)
         if piece.index % self.req.sampling.n == 0:  # a prompt's first choice: the one that prefilled it
             self.cached_tokens += piece.done.cached_tokens
@@ -490,6 +523,9 @@ class _CompletionAnswer:
             self.tokens[piece.index] += tokens
         choices = [{"index": i, "text": self.texts[i], "logprobs": self._logprobs(i, self.tokens[i]),
                     "finish_reason": self.finish[i] or "length"} for i in range(len(self.texts))]
+        if self.req.prompt_logprobs is not None:
+            for choice, scored in zip(choices, self.prompt_logprobs):
+                choice["prompt_logprobs"] = scored
         return api.envelope("text_completion", self.id, self.server.model_id, choices, usage=self._usage())
 
     async def chunks(self, job: Job):
