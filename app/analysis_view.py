@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
@@ -20,7 +21,10 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit,
 from app.notice import say
 from app.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
 from app.token_data import BUCKET_NAMES, TextAnalysis
+from engine.errors import EngineError
 from engine.inference.analysis import LIMITS
+from engine.inference.scoring import normalise_newlines
+from engine.tooling.corpus import read_text_file
 
 SLICE = 150  # tokens written per turn of the event loop
 
@@ -65,6 +69,8 @@ class AnalysisView(QWidget):
         self.colouring = Colouring()
         self._written = 0
         self._text = ""
+        self._file_text, self._file_line_endings = "", 0  # the text of the file last opened, and its CR line endings
+        self._line_endings = 0  # ... of the text being analysed, when it is that file's
         self.running = False
         self._collector_paused = False
         self.input = QPlainTextEdit(accessibleName="Text to analyse")
@@ -76,9 +82,6 @@ class AnalysisView(QWidget):
         QShortcut(QKeySequence("Ctrl+Return"), self.input, activated=self._analyse_or_cancel)
         self.progress = QProgressBar(accessibleName="Analysis progress")
         self.progress.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel_requested)
-        self.cancel_button.hide()
         self.result = QPlainTextEdit(accessibleName="Analysed text", readOnly=True)
         self.result.setPlaceholderText("The analysed text appears here, each token coloured by its rank.")
         self.hover = TokenHover(self.result, lambda key: self.analysis.data if key == ANALYSIS and self.analysis else None,
@@ -98,7 +101,6 @@ class AnalysisView(QWidget):
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
         buttons.addWidget(self.progress, 2)
-        buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.analyse_button)
         results = QWidget()
         results_layout = QVBoxLayout(results)
@@ -142,13 +144,21 @@ class AnalysisView(QWidget):
             self.open_file(Path(path))
 
     def open_file(self, path: Path) -> None:
+        """Open a UTF-8 text file (a binary one, or one that is not UTF-8, is refused saying where); its Windows
+        line endings are read as plain line breaks, as training reads text, and the analysis says so."""
         try:
-            self.set_text(path.read_text(encoding="utf-8", errors="replace"))
-        except OSError as exc:
-            self.say(f"{path.name} could not be read: {exc.strerror or exc}.", error=True)
+            text, line_endings = normalise_newlines(read_text_file(path, what="a text to analyse"))
+        except EngineError as exc:
+            self.say(str(exc), error=True)
+            return
+        self.set_text(text)
+        self._file_text, self._file_line_endings = self.input.toPlainText(), line_endings
+        self.say("")
 
     def _analyse_or_cancel(self) -> None:
         if self.running:
+            self.analyse_button.setEnabled(False)  # until the engine has stopped (within one of the model's layers)
+            self.analyse_button.setText("Cancelling…")
             self.cancel_requested.emit()
         elif self.input.toPlainText().strip():
             self.analyse_requested.emit(self.input.toPlainText())
@@ -162,16 +172,26 @@ class AnalysisView(QWidget):
     # the analysis
 
     def set_running(self, running: bool, text: str = "") -> None:
+        """An analysis of `text` begins (the previous one's results go: they are not this text's), or ends."""
         self.running = running
         self._pause_collector(running)
         self.analyse_button.setText("Cancel" if running else "Analyse")
-        self.cancel_button.setVisible(running)
+        self.analyse_button.setEnabled(True)
         self.progress.setVisible(running)
         if running:
             self._writer.stop()
             self._text = text
+            self._line_endings = self._file_line_endings if text and text == self._file_text else 0
+            self.clear_results()
             self.progress.setRange(0, 0)
             self.say("")
+
+    def clear_results(self) -> None:
+        self.analysis = None
+        self.hover.hide()
+        self.result.clear()
+        self.chart.set_counts((0, 0, 0, 0), BUCKET_COLOURS[self.colouring.palette])
+        self.summary.setText("")
 
     def show_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
@@ -180,7 +200,7 @@ class AnalysisView(QWidget):
 
     def show_cancelled(self) -> None:
         self.set_running(False)
-        self.say("The analysis was cancelled.")
+        self.say("The analysis was cancelled; Analyse (Ctrl+Enter) starts it again.")
 
     def show_analysis(self, analysis: TextAnalysis) -> None:
         """Show an analysed text: the figures at once, the coloured tokens a slice at a time (a paragraph longer
@@ -190,10 +210,15 @@ class AnalysisView(QWidget):
         data, counts = analysis.data, analysis.counts
         self.chart.set_counts(counts, BUCKET_COLOURS[self.colouring.palette])
         top10 = counts[0] / len(data) if len(data) else 0.0
+        line_endings = analysis.line_endings or self._line_endings
         self.summary.setText(f"<b>{len(data):,} tokens</b>, {analysis.bytes:,} bytes · "
                              f"<b>{analysis.bits_per_byte:.2f} bits per byte</b> · perplexity "
                              f"{math.exp(analysis.nll / max(1, len(data))):,.1f} · {top10:.0%} of the tokens were "
-                             "among the model's 10 likeliest")
+                             f"among the model's 10 likeliest"
+                             + (f" · scored by <b>{escape(analysis.model)}</b>" if analysis.model else "")
+                             + (f"<br>The text had Windows (CR LF) line endings; its {line_endings:,} line "
+                                f"break{'s were' if line_endings != 1 else ' was'} scored as plain line breaks, as "
+                                "training reads text." if line_endings else ""))
         self.hover.hide()
         self.result.clear()
         self._text = data.text()

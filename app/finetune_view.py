@@ -16,14 +16,18 @@ from pathlib import Path
 from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+                               QMessageBox, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from app.finetune_runs import TrainingRun, new_run_folder, unfinished_runs, write_run
+from app.finetune_runs import TrainingRun, new_run_folder, runs_dir, unfinished_runs, write_run
 from app.notice import say
-from app.server_panel import serve_command
+from app.server_panel import cli_error, plural, serve_command
 from engine.errors import EngineError
 from engine.files import disk_problem
 from engine.store.local import local_models, parameter_count, resolve_model
+from engine.tooling.corpus import BOM
+
+EXPORT_FOLDER = "Hugging Face folder (*)"
+EXPORT_GGUF = {"GGUF file, 16-bit (*.gguf)": "f16", "GGUF file, 8-bit q8_0: about half the size (*.gguf)": "q8_0"}
 
 BATCH, CONTEXT = 8, 512  # train's defaults: tokens per step = BATCH x min(CONTEXT, the model's context window)
 GUESS_FLOPS_PER_THREAD = 15e9  # a first guess of a CPU core's speed, until the run measures its own
@@ -40,6 +44,43 @@ def text_bytes(paths: list[Path]) -> int:
         files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
         total += sum(f.stat().st_size for f in files if f.is_file())
     return total
+
+
+CHECKED_BYTES = 1 << 20  # of each file, when it is added (train reads all of it at Start)
+
+
+def text_problem(path: Path) -> str | None:
+    """Why `path` (a text file, or a folder of .txt files) cannot be trained on, from the start of each file (as
+    `train` would refuse it at Start: binary, not UTF-8, empty); None when it looks like text."""
+    if not path.is_dir():
+        return _file_problem(path, path.name)
+    files = sorted(path.glob("*.txt"))
+    if not files:
+        return f"{path} has no .txt files."
+    return next((problem for f in files if (problem := _file_problem(f, f"{path.name}{os.sep}{f.name}"))), None)
+
+
+def _file_problem(path: Path, shown: str) -> str | None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(CHECKED_BYTES)
+    except OSError as exc:
+        return f"{shown} cannot be read ({exc.strerror or exc})."
+    skip = len(BOM) if head.startswith(BOM) else 0
+    head = head[skip:]
+    zero = head.find(b"\0")
+    if zero >= 0:
+        return f"{shown} looks like a binary file, not text (a zero byte at offset {skip + zero})."
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not only a character cut at the end of what was read
+            return (f"{shown} is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {skip + exc.start}); save it "
+                    "as UTF-8.")
+        text = head[:exc.start].decode("utf-8")
+    if not text.strip():
+        return f"{shown} is empty." if not head else f"{shown} holds only blank space."
+    return None
 
 
 def _duration(seconds: float) -> str:
@@ -118,6 +159,7 @@ class FinetuneView(QWidget):
     models_changed = Signal()  # a run finished or was removed: the model lists change
     use_requested = Signal(str)  # a fine-tuned model's name, to load
     exported = Signal(str, bool)  # where, whether it worked
+    offer_taken = Signal()  # the run paused when the app was closed (resume_offer) is resumed, cancelled or set aside
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -127,7 +169,9 @@ class FinetuneView(QWidget):
         self.state = "idle"  # idle, training, pausing, paused, cancelling, finished, failed
         self.extra_args: list[str] = []  # more `train` flags (tests: a small context and batch)
         self.tok_s = 0.0
+        self._step, self._loss, self._elapsed = 0, math.nan, 0.0  # of the last log line
         self._log_offset = 0
+        self._log_file: tuple[int, int] | None = None  # the log read (inode, device): a resumed run writes a new one
         self._errors: list[str] = []
 
         self.base = QComboBox()
@@ -146,6 +190,8 @@ class FinetuneView(QWidget):
         clear = QPushButton("Clear")
         clear.setAccessibleName("Clear the training text")
         clear.clicked.connect(self.clear_paths)
+        self.text_buttons = (add_files, add_folder, clear)
+        self._said_about_text = False  # the status line is about the text chosen: Clear takes it away
         self.mode = QComboBox()
         self.mode.addItem("LoRA: a small adapter beside the frozen model (fast, small)", "lora")
         self.mode.addItem("Full: every weight (slower, a whole new model)", "full")
@@ -269,16 +315,33 @@ class FinetuneView(QWidget):
             self.add_paths([Path(folder)])
 
     def add_paths(self, paths: list[Path]) -> None:
+        """Add text to learn from; a file that is not text (binary, not UTF-8, empty) is said at once, not added."""
+        refused = []
         for path in paths:
-            if path not in self.paths:
-                self.paths.append(path)
-                self.files.addItem(f"{path}{os.sep if path.is_dir() else ''}")
+            if path in self.paths:
+                continue
+            problem = text_problem(path)
+            if problem is not None:
+                refused.append(problem)
+                continue
+            self.paths.append(path)
+            self.files.addItem(f"{path}{os.sep if path.is_dir() else ''}")
         self._update_estimate()
+        if refused:
+            more = f" (and {plural(len(refused) - 1, 'other file')} not added)" if len(refused) > 1 else ""
+            self._say_about_text(f"Not added: {refused[0]}{more}")
 
     def clear_paths(self) -> None:
         self.paths = []
         self.files.clear()
         self._update_estimate()
+        if self._said_about_text or (self.state == "failed" and self.run is None):  # no longer about this text
+            self._said_about_text = False
+            self._set_state("idle" if self.state == "failed" and self.run is None else self.state, "")
+
+    def _say_about_text(self, message: str) -> None:
+        say(self.status, message, error=True)
+        self._said_about_text = True
 
     def tokens_per_step(self) -> int:
         try:
@@ -292,7 +355,7 @@ class FinetuneView(QWidget):
         if not self.paths:
             self.estimate.setText("Add some text to see how much it is and how long training takes.")
             return
-        tokens = text_bytes(self.paths) // 4
+        tokens = max(1, text_bytes(self.paths) // 4)
         try:
             params = parameter_count(resolve_model(self.base.currentData())[0]) or 0
         except (EngineError, TypeError):
@@ -304,7 +367,7 @@ class FinetuneView(QWidget):
         self.estimate.setText(f"About {tokens:,} tokens of text; {self.steps.value()} steps read "
                               f"{step_tokens * self.steps.value():,} tokens ({passes:.1f} times the text)."
                               + (f" Roughly {_duration(guess)} on {training_threads()} "
-                                 f"thread{'s' if training_threads() > 1 else ''} (a first guess; "
+                                 f"thread{'s' if training_threads() != 1 else ''} (a first guess; "
                                  "measured once it runs)." if params else ""))
 
     # running
@@ -314,15 +377,22 @@ class FinetuneView(QWidget):
             return
         base = self.base.currentData()
         if not base:
-            self._fail("Choose a base model first (download one in Models, or use the built-in one).")
+            self._refuse("Choose a base model first (download one in Models, or use the built-in one).")
             return
         if not self.paths:
-            self._fail("Add some text to learn from first: text files, or a folder of .txt files.")
+            self._refuse("Add some text to learn from first: text files, or a folder of .txt files.")
             return
         missing = [p for p in self.paths if not p.exists()]
         if missing:
-            self._fail(f"{missing[0]} is not there any more; remove it from the list (Clear) and add it again.")
+            self._refuse(f"{missing[0]} is not there any more; remove it from the list (Clear) and add it again.")
             return
+        paused = self.run if self.run is not None and not self.run.finished and self.run.folder.is_dir() else None
+        if paused is not None and not self._ask(
+                "Start another run?", f"“{paused.model_name}” is paused at step {paused.last_step()} of "
+                f"{paused.steps}. Start a new run beside it? The paused one is kept, and offered here again once "
+                "the new one ends; Resume continues it instead."):
+            return
+        self.offer_taken.emit()
         name = self.name.text().strip() or "my text"
         folder = new_run_folder(name)
         lora = self.mode.currentData() == "lora"
@@ -347,6 +417,7 @@ class FinetuneView(QWidget):
         self.chart.clear(steps)
         self.samples.setText("")
         self._log_offset = 0
+        self._log_file = None
         self._launch(list(self.run.args))
 
     def _gather(self, folder: Path) -> Path:
@@ -363,6 +434,7 @@ class FinetuneView(QWidget):
     def resume(self) -> None:
         if self.run is None or self.state in self.BUSY:
             return
+        self.offer_taken.emit()
         if self.run.resumable:
             self._launch(["--out", str(self.run.folder), "--resume"])
         else:  # paused before `train` wrote its settings: start it again
@@ -380,7 +452,7 @@ class FinetuneView(QWidget):
         self._errors = []
         self.tok_s = 0.0
         self._set_state("training", f"Training {self.run.model_name} ({'LoRA' if self.run.lora else 'full'}, "
-                                    f"{training_threads()} threads)…")
+                                    f"{plural(training_threads(), 'thread')})…")
         self.timer.start()
         command = serve_command()
         self.process.start(command[0], command[1:] + ["train"] + args + ["--threads", str(training_threads())])
@@ -392,8 +464,13 @@ class FinetuneView(QWidget):
             self.process.terminate()
 
     def cancel(self) -> None:
-        """Stop, and delete the run (a paused one too)."""
+        """Stop, and delete the run (a paused one too), once the person has said yes."""
         if self.run is None:
+            return
+        step = self.run.last_step()
+        kept = f"its checkpoint at step {step} of {self.run.steps} and " if step else ""
+        if not self._ask("Delete this run?", f"Cancel “{self.run.model_name}” and delete {kept}everything it has "
+                                             f"learned ({self.run.folder})? This cannot be undone."):
             return
         if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
             self._set_state("cancelling", "Cancelling…")
@@ -405,6 +482,23 @@ class FinetuneView(QWidget):
         self.chart.clear(1)
         self.progress.setText("")
         self._set_state("idle", f"Cancelled {name}; its files are deleted.")
+        self.offer_taken.emit()
+        self._offer_unfinished(after=f"Cancelled {name}; its files are deleted.")
+
+    def may_close(self) -> bool:
+        """Whether the window may close now: while a run trains, once the person has said so (it pauses: a
+        checkpoint is saved and the run offered at the next start)."""
+        if self.state != "training" or self.run is None:
+            return True
+        return self._ask("Quit while training?", f"“{self.run.model_name}” is training (step "
+                                                 f"{max(self.run.last_step(), self._step)} of {self.run.steps}). Quit "
+                                                 "anyway? It pauses: a checkpoint is saved, and Resume continues it "
+                                                 "when you open gpt2-desktop again.")
+
+    def _ask(self, title: str, question: str) -> bool:
+        """Yes or No, No being the default (the choice that changes nothing)."""
+        return QMessageBox.question(self, title, question, QMessageBox.Yes | QMessageBox.No,
+                                    QMessageBox.No) == QMessageBox.Yes
 
     def shutdown(self) -> None:
         """The window closes: a run pauses (checkpoint saved) and is offered again at the next start."""
@@ -439,8 +533,12 @@ class FinetuneView(QWidget):
         self._read_log()
         run = self.run
         if run is not None and run.finished:
+            others = [other for other in unfinished_runs() if other.folder != run.folder]
+            waiting = (f" “{others[-1].model_name}” is still paused at step {others[-1].last_step()}: it is offered "
+                       "here again at the next start.") if others else ""
             self._set_state("finished", f"{run.model_name} is ready: it is listed in Models and in the chat's "
-                                        "model choice. Press Use it to chat with it.")
+                                        f"model choice. Press Use it to chat with it.{waiting}")
+            self._show_progress_line(run.steps, run.steps)
             self.models_changed.emit()
             self._sample(run)
         elif self.state == "pausing":
@@ -448,9 +546,9 @@ class FinetuneView(QWidget):
             self._set_state("paused", f"Paused at step {step} of {run.steps if run else '?'}; Resume continues "
                                       "from there (also after the app is closed).")
         else:
-            reason = next((e for e in reversed(self._errors) if e.startswith("error:")), None) or \
+            reason = cli_error(self._errors, "train") or \
                 (self._errors[-1] if self._errors else f"it stopped with exit status {code}")
-            self._fail(f"Training stopped: {reason.removeprefix('error: ')}")
+            self._fail(f"Training stopped: {reason}")
             if run is not None and not run.has_checkpoint:
                 shutil.rmtree(run.folder, ignore_errors=True)  # nothing worth keeping: no half-made run
                 self.run = None
@@ -459,22 +557,27 @@ class FinetuneView(QWidget):
     # export
 
     def ask_export(self) -> None:
+        """Where, and as what: a Hugging Face folder, or one GGUF file in 16 or 8 bits (named .gguf)."""
         path, kind = QFileDialog.getSaveFileName(self, "Export the fine-tuned model", self.run.name if self.run else "",
-                                                 "Hugging Face folder (*);;GGUF file (*.gguf)")
-        if path:
-            self.export_to(Path(path), gguf=kind.startswith("GGUF") or path.endswith(".gguf"))
+                                                 ";;".join([EXPORT_FOLDER, *EXPORT_GGUF]))
+        if not path:
+            return
+        gguf_type = EXPORT_GGUF.get(kind) or ("f16" if path.endswith(".gguf") else None)
+        if gguf_type is not None and not path.endswith(".gguf"):
+            path += ".gguf"
+        self.export_to(Path(path), gguf=gguf_type is not None, gguf_type=gguf_type or "f16")
 
-    def export_to(self, target: Path, gguf: bool = False) -> None:
+    def export_to(self, target: Path, gguf: bool = False, gguf_type: str = "f16") -> None:
         """`gpt2-desktop export` in a process of its own: a merged Hugging Face folder, or a GGUF file."""
         run = self.run
         if run is None or not run.finished or (self.exporter is not None
                                                and self.exporter.state() != QProcess.ProcessState.NotRunning):
             return
         model = ["--model", run.base, "--adapter", str(run.result)] if run.lora else ["--model", str(run.result)]
-        where = ["--gguf", str(target)] if gguf else ["--out", str(target)]
+        where = ["--gguf", str(target), "--type", gguf_type] if gguf else ["--out", str(target)]
         self.exporter = QProcess(self)
         self.exporter.finished.connect(lambda code, _status: self._exported(target, code))
-        say(self.status, f"Exporting {run.model_name} to {target}…")
+        say(self.status, f"Exporting {run.model_name} to {target}" + (f" ({gguf_type})…" if gguf else "…"))
         command = serve_command()
         self.exporter.start(command[0], command[1:] + ["export"] + model + where)
 
@@ -483,8 +586,8 @@ class FinetuneView(QWidget):
             say(self.status, f"Exported to {target}.")
         else:
             err = bytes(self.exporter.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
-            say(self.status, f"The export failed: {(err[-1] if err else f'exit status {code}').removeprefix('error: ')}",
-                error=True)
+            reason = cli_error(err, "export") or (err[-1] if err else f"exit status {code}")
+            say(self.status, f"The export failed: {reason}", error=True)
         self.exported.emit(str(target), code == 0)
 
     # a sample continuation before and after
@@ -534,11 +637,17 @@ class FinetuneView(QWidget):
         self._next_sample()
 
     def _read_log(self) -> None:
+        """The log's new lines onto the curves. A resumed run first cuts its log back to its checkpoint (a new
+        file): then the curves are drawn again from its start, so that no point is skipped or doubled."""
         if self.run is None:
             return
         log = self.run.folder / "log.jsonl"
         try:
             with log.open("rb") as f:
+                now = os.fstat(f.fileno())
+                if (now.st_ino, now.st_dev) != self._log_file or now.st_size < self._log_offset:
+                    self._log_file, self._log_offset = (now.st_ino, now.st_dev), 0
+                    self.chart.clear(self.run.steps)
                 f.seek(self._log_offset)
                 data = f.read()
         except OSError:
@@ -557,32 +666,78 @@ class FinetuneView(QWidget):
         self.chart.total_steps = max(steps, step)
         self.chart.add(step, float(entry.get("last_loss", math.nan)), float(entry.get("val_loss", math.nan)))
         self.tok_s = float(entry.get("tok_s", 0.0))
-        elapsed = float(entry.get("elapsed_s", 0.0))
-        left = (steps - step) * elapsed / max(1, step)
-        self.progress.setText(f"Step {step} of {steps} · loss {entry.get('last_loss', math.nan):.3f} · "
-                              f"{self.tok_s:,.0f} tokens/s · about {_duration(left)} left")
+        self._step, self._loss = step, float(entry.get("last_loss", math.nan))
+        self._elapsed = float(entry.get("elapsed_s", 0.0))
+        self._show_progress_line(step, steps)
+
+    def _show_progress_line(self, step: int, steps: int) -> None:
+        done = step >= steps
+        left = (steps - step) * self._elapsed / max(1, step)
+        self.progress.setText(f"Step {step} of {steps} · loss {self._loss:.3f} · {self.tok_s:,.0f} tokens/s · "
+                              + (f"took {_duration(self._elapsed)}" if done else f"about {_duration(left)} left"))
 
     # unfinished runs
 
-    def _offer_unfinished(self) -> None:
+    @property
+    def resume_offer(self) -> str:
+        """What the window says at start about a run paused when the app was closed ("" when there is none)."""
+        if self.state != "paused" or self.run is None:
+            return ""
+        return (f"Fine-tuning “{self.run.model_name}” is paused at step {self.run.last_step()} of {self.run.steps}: "
+                "Resume in the Fine-tune tab (Ctrl+6) continues it.")
+
+    def _offer_unfinished(self, after: str = "") -> None:
+        """Show a run left unfinished (the app was closed, or another run was started beside it) with its own
+        settings in the form, ready to Resume."""
         runs = unfinished_runs()
         if runs and self.run is None:
             self.run = runs[-1]
+            self._show_settings(self.run)
+            self._log_offset, self._log_file = 0, None
             self.chart.clear(self.run.steps)
-            self._log_offset = 0
             self._read_log()
-            self._set_state("paused", f"{self.run.model_name} was paused at step {self.run.last_step()} of "
-                                      f"{self.run.steps}. Resume continues it; Cancel deletes it.")
+            more = f" ({plural(len(runs) - 1, 'other run')} paused too, in {runs_dir()}.)" if len(runs) > 1 else ""
+            self._set_state("paused", f"{after + ' ' if after else ''}{self.run.model_name} was paused at step "
+                                      f"{self.run.last_step()} of {self.run.steps}. Resume continues it; Cancel "
+                                      f"deletes it.{more}")
+
+    def _show_settings(self, run: TrainingRun) -> None:
+        """The form shows what `run` was started with (not the defaults)."""
+        args = list(run.args)
+
+        def value(flag: str) -> str | None:
+            return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+        self.add_base(run.base, run.base_shown)
+        self.name.setText(run.name)
+        self.mode.setCurrentIndex(self.mode.findData("lora" if run.lora else "full"))
+        if run.lora and (rank := value("--lora")) is not None and rank.isdigit():
+            self.rank.setValue(int(rank))
+        self.steps.setValue(run.steps)
+        self.paths, data = [], value("--data")
+        self.files.clear()
+        if data is not None:
+            self.paths.append(Path(data))
+            self.files.addItem(f"{data}{os.sep if Path(data).is_dir() else ''}")
+        self._update_estimate()
 
     # showing
 
     def _fail(self, message: str) -> None:
         self._set_state("failed", message)
 
+    def _refuse(self, message: str) -> None:
+        """A Start that cannot be, because of the form: said, and a paused run stays as it was."""
+        if self.run is not None and self.state in ("paused", "failed"):
+            self._say_about_text(message)
+        else:
+            self._fail(message)
+            self._said_about_text = True
+
     def _set_state(self, state: str, message: str | None = None) -> None:
         self.state = state
         busy = state in self.BUSY
-        for field in (self.base, self.name, self.files, self.mode, self.steps, self.start_button):
+        for field in (self.base, self.name, self.files, self.mode, self.steps, self.start_button, *self.text_buttons):
             field.setEnabled(not busy)
         self.rank.setEnabled(not busy and self.mode.currentData() == "lora")
         self.pause_button.setEnabled(state == "training")
@@ -594,3 +749,4 @@ class FinetuneView(QWidget):
         self.export_button.setEnabled(state == "finished")
         if message is not None:
             say(self.status, message, error=state == "failed")
+            self._said_about_text = False

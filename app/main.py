@@ -31,6 +31,26 @@ def run_app(argv: list[str]) -> int:
     return code
 
 
+def run_history(argv: list[str]) -> int:
+    """`gpt2-desktop history ...` (app.history_io), its errors in the form of the other commands' (exit 2, one
+    line: `gpt2-desktop history: what is wrong`)."""
+    import contextlib
+    import io
+
+    from app.history_io import main as history_main
+    from engine.tooling.cli import error_line
+
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        code = history_main(argv)
+    lines = said.getvalue().splitlines()
+    if code == 2:
+        lines = [error_line("history", line) for line in lines]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("--version", "-V"):
@@ -43,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_self_test(sys.argv[:1], _STARTED)
     if argv and argv[0] == "history":  # the window's conversations: app's own, without Qt or torch
-        from app.history_io import main as history_main
-
-        return history_main(argv[1:])
+        return run_history(argv[1:])
     if argv:
         from engine.tooling.cli import main as cli_main
 

@@ -90,6 +90,17 @@ def token_format(message_id: int, index: int, colour: QColor | None = None,
     return fmt
 
 
+def percent(p: float) -> str:
+    """A probability as a percentage with the digits that tell it apart from zero: 42.0%, 3.1%, 0.27%, 0.0031%,
+    and below a ten-thousandth of a percent in powers of ten (2.4e-09%)."""
+    value = p * 100
+    if value >= 1:
+        return f"{value:.1f}%"
+    if value >= 1e-4:
+        return f"{value:.2g}%"
+    return f"{value:.1e}%" if value > 0 else "0%"
+
+
 def shown(text: str) -> str:
     """A token's text as a person can see it: a leading space as ␣, a new line as ↵."""
     return text.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣") or "∅"
@@ -122,7 +133,7 @@ class _AlternativeRow(QAbstractButton):
         super().__init__(parent)
         self.choice, self.chosen, self.scale = choice, chosen, scale
         self.setCursor(Qt.PointingHandCursor)
-        self.setAccessibleName(f"Use “{choice.text}” ({choice.prob:.1%})")
+        self.setAccessibleName(f"Use “{choice.text}” ({percent(choice.prob)})")
         self.setToolTip("Continue from here with this token instead")
         self.setFixedHeight(self.fontMetrics().height() + 6)
         self.setMinimumWidth(260)
@@ -147,7 +158,7 @@ class _AlternativeRow(QAbstractButton):
         label = self.fontMetrics().elidedText(shown(self.choice.text), Qt.ElideRight, text_width - 6)
         painter.drawText(QRect(4, 0, text_width - 4, rect.height()), Qt.AlignVCenter | Qt.AlignLeft, label)
         painter.drawText(QRect(rect.width() - 56, 0, 52, rect.height()), Qt.AlignVCenter | Qt.AlignRight,
-                         f"{self.choice.prob:.1%}")
+                         percent(self.choice.prob))
 
     def enterEvent(self, event) -> None:
         self.update()
@@ -187,7 +198,7 @@ class TokenCard(QFrame):
         self.key = (message_id, index)
         text = next((c.text for c in token.top if c.token == token.token), token.piece)
         self.title.setText(f"<b>{_escape(shown(text))}</b>"
-                           f"&nbsp; p = {token.prob:.2%} · rank {token.rank:,} · {BUCKET_NAMES[token.bucket]}")
+                           f"&nbsp; p = {percent(token.prob)} · rank {token.rank:,} · {BUCKET_NAMES[token.bucket]}")
         for row in self.rows:
             row.deleteLater()
         scale = max((c.prob for c in token.top), default=1.0) or 1.0
@@ -260,6 +271,8 @@ class TokenHover(QObject):
             self.hover(event.position().toPoint())
         elif kind in (QEvent.Leave, QEvent.Wheel):
             self._hide_soon()
+        elif kind == QEvent.Hide:  # its tab or page is no longer shown: the card (on the window) goes too
+            self.hide()
         return False
 
     def hover(self, pos: QPoint) -> bool:
@@ -279,12 +292,21 @@ class TokenHover(QObject):
         return True
 
     def _place(self, token: QRect) -> None:
-        area = self.view.viewport().rect()
-        size = self.card.sizeHint()
-        x = min(max(0, token.x() - 8), max(0, area.width() - size.width()))
-        y = token.bottom() + 4
-        if y + size.height() > area.height() and token.top() - size.height() - 4 >= 0:
-            y = token.top() - size.height() - 4  # no room below: above the token
+        """Below the token, or above it where there is no room below, and always whole: the card lies on the
+        window, not inside the text view (a short view, as the Analyse tab's, would cut it off)."""
+        top = self.view.window()
+        if self.card.parentWidget() is not top:
+            self.card.setParent(top)
+        area, size = top.rect(), self.card.sizeHint()
+        at = self.view.viewport().mapTo(top, token.topLeft())
+        x = min(max(0, at.x() - 8), max(0, area.width() - size.width()))
+        below, above = at.y() + token.height() + 4, at.y() - size.height() - 4
+        if below + size.height() <= area.height():
+            y = below
+        elif above >= 0:
+            y = above
+        else:  # a window lower than the card: as much of it as fits
+            y = max(0, area.height() - size.height())
         self.card.setGeometry(x, y, size.width(), size.height())
 
     def _hide_soon(self) -> None:

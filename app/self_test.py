@@ -72,7 +72,7 @@ def run_self_test(argv: list[str], started: float) -> int:
     from app.window import MainWindow
 
     if version() == "unknown":  # the About box and --version read the same metadata
-        print("self-test: error: no package metadata, so no version to show", file=sys.stderr)
+        print("gpt2-desktop --self-test: no package metadata, so no version to show", file=sys.stderr)
         return 1
     print(f"self-test: gpt2-desktop {version()}", flush=True)
     from engine.core import native
@@ -96,7 +96,7 @@ def run_self_test(argv: list[str], started: float) -> int:
             window.close()
             history.close()
     if problem:
-        print(f"self-test: error: {problem}", file=sys.stderr)
+        print(f"gpt2-desktop --self-test: {problem}", file=sys.stderr)
         return 1
     print("self-test: ok", flush=True)
     return 0

@@ -1,6 +1,8 @@
 """The Server switch: serve the window's model to other programs through `gpt2-desktop serve`
 (OpenAI's API), run as a process of its own so that neither can stall the other; shows the address to
-copy, how many requests it answered and who asked."""
+copy, how many requests it answered (and how many of them were completions: what `/health` calls
+"served") and who asked. Its port and whether other computers may connect are kept in
+`<config dir>/server.json` (the API key is not written anywhere)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
 from PySide6.QtGui import QGuiApplication
@@ -16,8 +19,47 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLin
 
 from app.finetune_runs import resolve as resolve_trained
 from app.servers import parse_remote
+from engine.errors import StorageError
+from engine.files import set_aside, write_atomic
+from engine.paths import config_dir
 
 DEFAULT_PORT = 8080
+COMPLETIONS = ("/v1/completions", "/v1/chat/completions")  # the requests the engine writes for (/health's "served")
+
+
+def cli_error(lines: list[str], command: str) -> str | None:
+    """The last error a `gpt2-desktop COMMAND` process printed (`gpt2-desktop COMMAND: what is wrong`), without
+    its prefix; None when it printed none."""
+    prefix = f"gpt2-desktop {command}: "
+    return next((line.strip()[len(prefix):] for line in reversed(lines) if line.strip().startswith(prefix)), None)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def server_file() -> Path:
+    return config_dir() / "server.json"
+
+
+def read_server_choices(path: Path) -> dict:
+    """The port and "let other computers in" last chosen; defaults when there are none. A file that cannot be
+    read is set aside (kept beside, never overwritten) and the defaults used."""
+    defaults = {"port": DEFAULT_PORT, "others": False}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return defaults
+    except (OSError, ValueError):
+        data = None
+    port, others = (data.get("port"), data.get("others")) if isinstance(data, dict) else (None, None)
+    if type(port) is not int or not 0 <= port <= 65535 or type(others) is not bool:
+        try:
+            set_aside(path)
+        except StorageError:
+            pass
+        return defaults
+    return {"port": port, "others": others}
 
 
 def serve_command() -> list[str]:
@@ -38,6 +80,7 @@ class ServerPanel(QWidget):
         self.state = "stopped"
         self.url = ""
         self.answered = 0
+        self.completions = 0  # of them, completions the engine wrote (/health's "served" counts these)
         self.clients: dict[str, list] = {}  # host -> [requests, last path, last time]
         self._errors: list[str] = []
         self._stopping = False
@@ -58,7 +101,8 @@ class ServerPanel(QWidget):
         self.address.setAccessibleName("Server address")
         self.copy = QPushButton("Copy address", enabled=False)
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.url))
-        self.counts = QLabel("")
+        self.counts = QLabel("", wordWrap=True)
+        self.counts.setAccessibleName("Requests answered")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Client", "Requests", "Last request", "When"])
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -82,6 +126,9 @@ class ServerPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.counts)
         layout.addWidget(self.table, 1)
+        chosen = read_server_choices(server_file())
+        self.port.setValue(chosen["port"])
+        self.others.setChecked(chosen["others"])
 
     # what the window tells it
 
@@ -93,7 +140,8 @@ class ServerPanel(QWidget):
                       f"{self._name(model)}: stop and start again to serve it.")
 
     def shutdown(self) -> None:
-        """Stop the server and wait for it (the window is closing)."""
+        """Stop the server and wait for it (the window is closing); the port chosen is kept for next time."""
+        self._remember()
         if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
             self._stopping = True
             self.process.terminate()
@@ -114,6 +162,7 @@ class ServerPanel(QWidget):
             self._fail("To let other computers in, set an API key first: anyone who can reach this computer "
                        "could use the model otherwise.")
             return
+        self._remember()
         args = serve_command()[1:] + ["serve", "--port", str(self.port.value()), "--host", host, "--log-requests",
                                       "--dtype", self.precision]
         trained = resolve_trained(self.model)  # a Fine-tune view's result: its base with its adapter
@@ -134,7 +183,7 @@ class ServerPanel(QWidget):
         self.process.errorOccurred.connect(self._on_error)
         self._errors, self._stopping = [], False
         self.served_model = self.model
-        self.answered, self.clients = 0, {}
+        self.answered, self.completions, self.clients = 0, 0, {}
         self._show_clients()
         self._set_state("starting", f"Loading {self._name(self.model)} for the server…")
         self.process.start(serve_command()[0], args)
@@ -179,15 +228,27 @@ class ServerPanel(QWidget):
         self.copy.setEnabled(False)
         self.address.clear()
         if self._stopping or code == 0:
-            self._set_state("stopped", f"Not serving. It answered {self.answered} requests.")
+            self._set_state("stopped", f"Not serving. It answered {plural(self.answered, 'request')}"
+                                       + (f" ({plural(self.completions, 'completion')})." if self.answered else "."))
         else:
-            reason = next((e for e in reversed(self._errors) if not e.startswith(" ")), "it stopped unexpectedly")
-            self._fail(f"The server stopped: {reason.removeprefix('error: ')}")
+            reason = cli_error(self._errors, "serve") or \
+                next((e for e in reversed(self._errors) if not e.startswith(" ")), "it stopped unexpectedly")
+            self._fail(f"The server stopped: {reason}")
+
+    def _remember(self) -> None:
+        """Keep the port and whether other computers may connect for the next start (not the key)."""
+        try:
+            write_atomic(server_file(), json.dumps({"port": self.port.value(), "others": self.others.isChecked()}),
+                         what="the server's port")
+        except StorageError as exc:
+            self.counts.setText(str(exc))
 
     # what it shows
 
     def _note(self, request: dict) -> None:
         self.answered += 1
+        if request.get("method") == "POST" and request.get("path") in COMPLETIONS and request.get("status") == 200:
+            self.completions += 1
         host = str(request.get("client", "?")).rsplit(":", 1)[0]
         entry = self.clients.setdefault(host, [0, "", ""])
         entry[0] += 1
@@ -196,8 +257,9 @@ class ServerPanel(QWidget):
         self._show_clients()
 
     def _show_clients(self) -> None:
-        self.counts.setText(f"{self.answered} requests answered, from {len(self.clients)} "
-                            f"client{'s' if len(self.clients) != 1 else ''}" if self.answered else "")
+        self.counts.setText(f"{plural(self.answered, 'request')} answered, from {plural(len(self.clients), 'client')} "
+                            f"· {plural(self.completions, 'completion')} written (what /health counts as “served”; "
+                            "the others were model lists, health checks or refused)" if self.answered else "")
         self.table.setRowCount(len(self.clients))
         for row, (host, (n, last, when)) in enumerate(sorted(self.clients.items())):
             for column, value in enumerate((host, str(n), last, when)):

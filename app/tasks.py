@@ -77,12 +77,14 @@ class TasksView(QWidget):
         self.list.setTextElideMode(Qt.ElideRight)
         self.list.currentItemChanged.connect(lambda item, _prev: self.select(item.data(Qt.UserRole) if item else None))
         buttons = QGridLayout()
+        self.buttons: dict[str, QPushButton] = {}
         for i, (text, slot) in enumerate([("New…", self.new_template), ("Duplicate", self.duplicate_template),
                                           ("Edit…", self.edit_template), ("Delete", self.ask_delete),
                                           ("Import…", self.ask_import), ("Export…", self.ask_export)]):
-            button = QPushButton(text)
+            button = self.buttons[text] = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button, i // 2, i % 2)
+        self.delete_button = self.buttons["Delete"]
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(6, 6, 0, 6)
@@ -142,7 +144,8 @@ class TasksView(QWidget):
 
     def reload(self, select: str | None = None) -> None:
         current = select or (self.template.name if self.template else None)
-        self.templates = all_templates(self.user_folder)
+        self.problems: list[str] = []  # the user's template files that could not be read, and why
+        self.templates = all_templates(self.user_folder, self.problems)
         self.list.blockSignals(True)
         self.list.clear()
         for name in sorted(self.templates, key=str.lower):
@@ -157,6 +160,9 @@ class TasksView(QWidget):
             self.list.setCurrentRow(0)
         elif self.list.currentItem() is not None:
             self.select(self.list.currentItem().data(Qt.UserRole))
+        if self.problems:
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            say(self.message, f"Not listed: {self.problems[0]}{more}", error=True)
 
     def select_by_name(self, name: str) -> None:
         for i in range(self.list.count()):
@@ -181,6 +187,9 @@ class TasksView(QWidget):
             self._set_value(widget, previous.get(var.name, var.example))
             self.fields[var.name] = widget
             self.form.addRow(var.label, widget)
+        self.delete_button.setEnabled(not template.builtin)
+        self.delete_button.setToolTip("Built-in templates cannot be deleted; Edit… makes your own version of it"
+                                      if template.builtin else f"Delete {Path(template.source).name}")
         self.normalise.setVisible(template.kind == "choose")
         self.chart_host.setVisible(template.kind == "choose")
         self.output.setVisible(template.kind == "generate")
@@ -313,12 +322,12 @@ class TasksView(QWidget):
         self._editor(self._source_text(), previous)
 
     def ask_delete(self) -> None:
-        if self.template is None:
+        if self.template is None or self.template.builtin:  # (its button is disabled for a built-in)
             return
-        if self.template.builtin:
-            QMessageBox.information(self, "Delete template", "Built-in templates cannot be deleted.")
-            return
-        if QMessageBox.question(self, "Delete template", f"Delete “{self.template.name}”?") == QMessageBox.Yes:
+        answer = QMessageBox.question(self, "Delete template", f"Delete “{self.template.name}” "
+                                      f"({Path(self.template.source).name})? This cannot be undone.",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if answer == QMessageBox.Yes:
             self.delete_template(self.template)
 
     def delete_template(self, template: Template) -> None:

@@ -9,6 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QSplitter, QVBoxLayout
 
+from app.notice import say
 from engine.errors import StorageError
 from engine.inference.templates import Template, TemplateError, parse_template, render, save_user_template
 
@@ -51,20 +52,20 @@ class TemplateEditor(QDialog):
             template = parse_template(tomllib.loads(self.source.toPlainText()))
             rendered = render(template, template.example_values())
         except (TemplateError, tomllib.TOMLDecodeError) as exc:
-            self.status.setText(f"⚠ {exc}")
+            say(self.status, f"⚠ {exc}", error=True)
             return False
         self.preview.setPlainText(rendered.text)
         if self.tokenizer is not None:
             tokens = len(self.tokenizer.encode(rendered.text))
-            self.status.setText(f"{tokens} / {self.context_window} tokens of the model's context window")
+            say(self.status, f"{tokens} / {self.context_window} tokens of the model's context window")
         else:
-            self.status.setText("Template is valid.")
+            say(self.status, "Template is valid.")
         return True
 
     def save(self) -> None:
         try:
             self.saved = save_user_template(self.source.toPlainText(), self.user_folder, self.previous)
         except (TemplateError, StorageError) as exc:
-            self.status.setText(f"⚠ {exc}")
+            say(self.status, f"⚠ {exc}", error=True)
             return
         self.accept()

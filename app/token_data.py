@@ -256,11 +256,14 @@ class TextAnalysis:
     nll: float  # nats, over every token
     places: list[tuple[int, int, int]]  # spans(data)
     cuts: list[int]  # soft_breaks(data.text())
+    model: str = ""  # the model that scored it
+    line_endings: int = 0  # Windows (CR LF) or old Mac (CR) line endings it had, scored as plain LF
 
     @classmethod
-    def of(cls, data: ReplyTokens) -> TextAnalysis:
+    def of(cls, data: ReplyTokens, model: str = "", line_endings: int = 0) -> TextAnalysis:
         text = data.text()
-        return cls(data, data.counts(), len(text.encode("utf-8")), -sum(data.logprobs), spans(data), soft_breaks(text))
+        return cls(data, data.counts(), len(text.encode("utf-8")), -sum(data.logprobs), spans(data), soft_breaks(text),
+                   model, line_endings)
 
     @property
     def bits_per_byte(self) -> float:

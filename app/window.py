@@ -90,9 +90,9 @@ class MainWindow(QMainWindow):
         self.conversations.start(self.settings.mode)  # a person opens the app and types: it lands in the message box
         self._started = True
         self.load_model(self._start_model)
-        if self.finetune.state == "paused":  # the app was closed mid-training
-            self.status_bar.showMessage(f"Fine-tuning {self.finetune.run.model_name} was paused; resume it in "
-                                        "Fine-tune (Ctrl+6).", 15000)
+        if self.finetune.resume_offer and self.banner.isHidden():  # the app was closed mid-training
+            self.banner.show_message(self.finetune.resume_offer, kind="finetune")  # said until the run is taken up
+        self.finetune.offer_taken.connect(lambda: self.banner.hide_kind("finetune"))
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -692,7 +692,11 @@ class MainWindow(QMainWindow):
                           f"<b>gpt2-desktop {version()}</b><p>Runs GPT-2-family language models on this computer.</p>")
 
     def closeEvent(self, event) -> None:
-        """Stop a streaming reply, keep what it wrote, and end the engine thread cleanly."""
+        """Stop a streaming reply, keep what it wrote, and end the engine thread cleanly (a fine-tuning run under
+        way: once the person has said to quit)."""
+        if not self.finetune.may_close():
+            event.ignore()
+            return
         self.conversations.store_document()
         self.conversations.keep_unsent()
         self.chat.stop_counting()

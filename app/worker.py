@@ -224,29 +224,34 @@ class EngineWorker(QObject):
                                          "gpt2-desktop analyse --remote URL).")
             return
         from engine.core.tokenizer import StreamDecoder
-        from engine.inference.scoring import score_ids
+        from engine.inference.analysis import Cancelled, cancellable
+        from engine.inference.scoring import normalise_newlines, score_ids
 
         with self._failures_sent(request_id, "while analysing"):
             loaded, cancel = self.generator.loaded, _CancelFlag(self, request_id)
+            text, line_endings = normalise_newlines(text)  # as training reads text
             ids = _encode_in_pieces(loaded.tokenizer, text)
             if not ids:
                 self.failed.emit(request_id, "There is no text to analyse.")
                 return
             data, decoder, done = ReplyTokens(), StreamDecoder(loaded.tokenizer), 0
             self.progress.emit(request_id, 0, len(ids))
-            for batch in score_ids(loaded, ids, top_logprobs=data.k):
-                if cancel.is_set():
-                    self.analysed.emit(request_id, None)
-                    return
-                for score in batch:
-                    data.add(score.token, decoder.push(score.token), score.logprob, score.rank,
-                             [(a.token, a.text, a.logprob) for a in score.top])
-                done += len(batch)
-                self.progress.emit(request_id, done, len(ids))
+            try:
+                with cancellable(loaded, cancel.is_set):  # Cancel stops within a layer, not at the window's end
+                    for batch in score_ids(loaded, ids, top_logprobs=data.k):
+                        if cancel.is_set():
+                            raise Cancelled
+                        for score in batch:
+                            data.add(score.token, decoder.push(score.token), score.logprob, score.rank,
+                                     [(a.token, a.text, a.logprob) for a in score.top])
+                        done += len(batch)
+                        self.progress.emit(request_id, done, len(ids))
+            except Cancelled:
+                self.analysed.emit(request_id, None)
+                return
             if data.pieces:
                 data.pieces[-1] += decoder.flush()
-            analysis = TextAnalysis.of(data)
-            self.analysed.emit(request_id, analysis)
+            self.analysed.emit(request_id, TextAnalysis.of(data, loaded.name, line_endings))
 
 
 SUGGESTION_TOKENS = 8  # a suggestion is a few words: up to a new line or this many tokens

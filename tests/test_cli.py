@@ -156,3 +156,133 @@ def test_a_prompt_file_larger_than_any_prompt_is_refused(tiny_model_dir, tmp_pat
     big.write_bytes(b"The fox ran. " * ((17 << 20) // 13 + 1))
     result = cli("generate", "--model", str(tiny_model_dir), "--prompt-file", str(big))
     assert result.returncode == 2 and "is larger than 16 MiB, more than a prompt can be" in result.stderr
+
+
+# one form for every error, and the small things a new user met (issue 18)
+
+ONE_FORM = r"^gpt2-desktop( [a-z-]+)?: \S"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["generate", "--temperature", "warm", "--prompt", "x"], "gpt2-desktop generate: argument --temperature"),
+    (["perplexity", "--file", "/no/such/file.txt"], "gpt2-desktop perplexity: No such file: /no/such/file.txt"),
+    (["generate", "--prompt", "x", "--var", "a=b"], "gpt2-desktop generate: --var is only used with --template"),
+    (["choose", "--prompt", "x", "--option", "a"], "gpt2-desktop choose: give at least two --option values"),
+    (["generate", "--model", "/no/such/model", "--prompt", "x"], "gpt2-desktop generate: "),
+    (["templates", "show"], "gpt2-desktop templates: name a template"),
+    (["history", "import", "/no/such/export.json"], "gpt2-desktop history: /no/such/export.json could not be read"),
+    (["frobnicate"], "gpt2-desktop: argument command: invalid choice: 'frobnicate'"),
+    ([], None),
+])
+def test_every_error_is_one_line_in_one_form(tmp_path, args, fragment):
+    import re
+
+    if not args:  # no command opens the window; a bare option is the command line's
+        args = ["--model", "x"]
+    result = cli(*args, env={"GPT2_DESKTOP_DATA_DIR": str(tmp_path / "data"),
+                             "GPT2_DESKTOP_CONFIG_DIR": str(tmp_path / "config")})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert re.match(ONE_FORM, lines[0]) and "error:" not in lines[0], lines[0]
+    assert fragment is None or lines[0].startswith(fragment), lines[0]
+
+
+def test_help_lists_history_among_the_commands():
+    out = cli("--help").stdout
+    commands = out[out.index("{") + 1:out.index("}")].split(",")
+    assert "history" in commands and "generate" in commands
+    assert any(line.split()[:1] == ["history"] and "conversations" in line for line in out.splitlines())
+
+
+def test_more_threads_than_cpus_are_said_and_capped_and_none_is_refused(tiny_model_dir):
+    from engine.tooling.cli import available_cpus
+
+    cpus = available_cpus()
+    result = cli("generate", "--model", str(tiny_model_dir), "--prompt", "Hi", "--max-new-tokens", "2",
+                 "--threads", str(cpus + 997))
+    assert result.returncode == 0, result.stderr
+    assert f"note: --threads {cpus + 997} is more than the {cpus} CPU" in result.stderr
+    assert f"using {cpus}." in result.stderr
+    refused = cli("generate", "--model", str(tiny_model_dir), "--prompt", "Hi", "--threads", "0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "gpt2-desktop generate: --threads takes 1 or more, got 0"
+
+
+def letters(folder) -> str:
+    path = folder / "letters.txt"
+    path.write_text("".join(f"Dear friend, this is letter number {n}. The garden is green and the river runs "
+                            f"slowly by the old mill.\n\n" for n in range(120)), encoding="utf-8")
+    return str(path)
+
+
+def test_train_says_no_validation_yet_instead_of_nan(tmp_path, tiny_model_dir):
+    result = cli("train", "--out", str(tmp_path / "run"), "--init", str(tiny_model_dir), "--data", letters(tmp_path),
+                 "--steps", "3", "--eval-every", "3", "--context", "32", "--batch-size", "2", "--eval-batches", "1",
+                 "--lora", "2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stderr.splitlines() if " step " in line]
+    assert "step 1/3" in steps[0] and "val not measured yet" in steps[0]
+    assert "nan" not in result.stderr.lower()
+    assert "step 3/3" in steps[-1] and "bits/byte" in steps[-1]
+
+
+def test_a_pause_during_an_evaluation_keeps_that_steps_point_on_the_curves(tmp_path, tiny_model_dir):
+    """SIGTERM (the window's Pause) mostly lands in an evaluation here (one after every step, each much longer
+    than the step): the checkpoint then holds a step whose log line, its point on the curves, was not written
+    yet. It is written before the checkpoint; before, a resumed run never had that point."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import CLI
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([CLI, "train", "--out", str(run), "--init", str(tiny_model_dir), "--data",
+                             letters(tmp_path), "--steps", "1000", "--eval-every", "1", "--context", "32",
+                             "--batch-size", "2", "--eval-batches", "100", "--lora", "2", "--autocast", "off"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stderr:
+            if "step 1/1000" in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == list(range(1, state["step"] + 1))  # the checkpoint's step too
+    assert math.isfinite(logged[-1]["val_loss"]) and logged[-1]["val_loss"] == state["val_loss"]
+
+
+def test_an_exported_folder_is_readable_as_its_other_files_are(tmp_path, tiny_model_dir):
+    import stat
+
+    out = tmp_path / "exported"
+    result = cli("export", "--model", str(tiny_model_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] and modes["config.json"] & 0o044, modes
+
+
+def test_windows_line_endings_are_scored_as_train_reads_them_and_said(tiny_model_dir, tmp_path):
+    text = "The keeper wrote in his book.\nThe storm came over the sea.\n\nAnd the ships were late.\n" * 20
+    unix, windows, old_mac = tmp_path / "unix.txt", tmp_path / "windows.txt", tmp_path / "mac.txt"
+    unix.write_bytes(text.encode())
+    windows.write_bytes(text.replace("\n", "\r\n").encode())
+    old_mac.write_bytes(text.replace("\n", "\r").encode())
+    for command in ("perplexity", "analyse"):
+        plain = cli(command, "--model", str(tiny_model_dir), "--file", str(unix), "--json")
+        assert plain.returncode == 0 and "line endings" not in plain.stderr, plain.stderr
+        for path in (windows, old_mac):
+            result = cli(command, "--model", str(tiny_model_dir), "--file", str(path), "--json")
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout) == json.loads(plain.stdout)  # the same figures, the same keys
+            notes = [line for line in result.stderr.splitlines() if "line endings" in line]
+            assert len(notes) == 1 and notes[0].startswith(f"note: {path} has Windows (CR LF) or old Mac (CR)")
+            assert f"its {text.count(chr(10))} line breaks were scored as plain LF" in notes[0]
+    out = json.loads(cli("perplexity", "--model", str(tiny_model_dir), "--file", str(windows), "--json").stdout)
+    assert set(out) == {"tokens", "bytes", "nll", "ppl", "bits_per_byte"}

@@ -3,7 +3,9 @@ called by the official openai client, its requests and clients counted."""
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.request
 
 import openai
 import pytest
@@ -14,6 +16,7 @@ from app.server_panel import ServerPanel
 @pytest.fixture
 def panel(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GPT2_DESKTOP_CONFIG_DIR", str(tmp_path / "config"))
     widget = ServerPanel()
     qtbot.addWidget(widget)
     yield widget
@@ -29,17 +32,22 @@ def test_switch_serves_the_model_counts_requests_and_stops(panel, qtbot, tiny_mo
     assert not panel.port.isEnabled()  # fixed while it runs
     client = openai.OpenAI(base_url=panel.url, api_key="x", max_retries=0)
     assert client.completions.create(model="tiny", prompt="Hello", max_tokens=3).usage.completion_tokens == 3
+    qtbot.waitUntil(lambda: panel.answered == 1, timeout=10000)
+    assert panel.counts.text().startswith("1 request answered, from 1 client · 1 completion written")
     client.models.list()
-    qtbot.waitUntil(lambda: panel.answered == 2, timeout=10000)
+    health = json.loads(urllib.request.urlopen(panel.url.removesuffix("/v1") + "/health", timeout=10).read())
+    qtbot.waitUntil(lambda: panel.answered == 3, timeout=10000)
     assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "127.0.0.1"
-    assert panel.table.item(0, 1).text() == "2" and "2 requests" in panel.counts.text()
+    assert panel.table.item(0, 1).text() == "3" and panel.completions == health["served"] == 1
+    assert panel.counts.text().startswith("3 requests answered, from 1 client · 1 completion written (what "
+                                          "/health counts as “served”")
     panel.copy.click()
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == panel.url
     panel.switch.click()
     qtbot.waitUntil(lambda: panel.state == "stopped", timeout=15000)
-    assert "answered 2 requests" in panel.status.text() and not panel.copy.isEnabled()
+    assert "It answered 3 requests (1 completion)." in panel.status.text() and not panel.copy.isEnabled()
 
 
 def test_a_taken_port_is_said_plainly(panel, qtbot, tiny_model_dir):
@@ -61,3 +69,25 @@ def test_other_computers_need_a_key(panel, qtbot):
     panel.others.setChecked(True)
     panel.switch.click()
     assert panel.state == "failed" and "API key" in panel.status.text() and panel.process is None
+
+
+def test_the_port_and_other_computers_are_remembered_for_the_next_start(panel, qtbot, tmp_path):
+    panel.port.setValue(8123)
+    panel.others.setChecked(True)
+    panel.key.setText("a-secret-key")
+    panel.shutdown()  # the window closes
+    again = ServerPanel()
+    qtbot.addWidget(again)
+    assert again.port.value() == 8123 and again.others.isChecked() and again.key.text() == ""
+    kept = (tmp_path / "config" / "server.json").read_text()
+    assert "8123" in kept and "a-secret-key" not in kept  # the key is never written down
+
+
+def test_an_unreadable_server_file_is_set_aside_and_the_defaults_used(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_CONFIG_DIR", str(tmp_path / "config"))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "server.json").write_text('{"port": "eighty"}')
+    widget = ServerPanel()
+    qtbot.addWidget(widget)
+    assert widget.port.value() == 8080 and not widget.others.isChecked()
+    assert [p.name.startswith("server.json.broken-") for p in (tmp_path / "config").iterdir()] == [True]

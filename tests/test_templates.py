@@ -122,3 +122,66 @@ def test_cli_generate_with_template_and_choose(tiny_model_dir):
     assert missing.returncode == 2 and "'article'" in missing.stderr
     listing = cli("templates", "list")
     assert listing.returncode == 0 and "Translate" in listing.stdout
+
+
+# unknown keys are named, built-ins cannot be deleted (issue 18)
+
+@pytest.mark.parametrize("data,said", [
+    ({"name": "t", "promt": "x"}, "unknown key 'promt'; did you mean 'prompt'?"),
+    ({"name": "t", "prompt": "x", "max_tokens": 9}, "unknown key 'max_tokens'; did you mean 'max_new_tokens'?"),
+    ({"name": "t", "prompt": "x", "colour": "red"}, "unknown key 'colour'; a template takes name, description"),
+    ({"name": "t", "prompt": "{a}", "variables": [{"name": "a", "mutliline": True}]},
+     "unknown key 'mutliline' in [[variables]]; did you mean 'multiline'?"),
+    ({"name": "t", "prompt": "x", "sampling": {"temprature": 0.5}},
+     "unknown key 'temprature' in [sampling]; did you mean 'temperature'?"),
+])
+def test_an_unknown_key_is_named_not_ignored(data, said):
+    with pytest.raises(TemplateError) as caught:
+        parse_template(data)
+    assert said in str(caught.value)
+
+
+def test_sampling_takes_every_sampling_setting():
+    template = parse_template({"name": "t", "prompt": "x", "sampling": {"min_p": 0.1, "temperature": 0.5}})
+    assert template.sampling == {"min_p": 0.1, "temperature": 0.5}
+
+
+def test_the_template_editor_refuses_an_unknown_key_and_saves_nothing(qtbot, tmp_path):
+    from app.template_editor import TemplateEditor
+    from engine.inference.templates import NEW_TEMPLATE
+
+    editor = TemplateEditor(NEW_TEMPLATE.replace("max_new_tokens", "max_tokens"), tmp_path / "templates", None,
+                            None, 0)
+    qtbot.addWidget(editor)
+    assert "unknown key 'max_tokens'; did you mean 'max_new_tokens'?" in editor.status.text()
+    assert editor.status.property("error")
+    editor.save()
+    assert editor.saved is None and not (tmp_path / "templates").exists()
+    editor.source.setPlainText(NEW_TEMPLATE)
+    editor.save()
+    assert editor.saved is not None and editor.saved.name == "My template"
+
+
+def test_delete_is_offered_only_for_your_own_templates_and_a_broken_one_is_named(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.tasks import TasksView
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "mine.toml").write_text('name = "Mine"\nprompt = "{text}"\n[[variables]]\nname = "text"\n')
+    (folder / "slip.toml").write_text('name = "Slip"\npromt = "x"\n')
+    view = TasksView(folder)
+    qtbot.addWidget(view)
+    assert "slip.toml: unknown key 'promt'; did you mean 'prompt'?" in view.message.text()
+    view.select_by_name("Summarise")
+    assert view.template.builtin and not view.delete_button.isEnabled()
+    view.select_by_name("Mine")
+    assert not view.template.builtin and view.delete_button.isEnabled()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args) or QMessageBox.No)
+    view.delete_button.click()
+    assert (folder / "mine.toml").exists() and asked[0][-1] == QMessageBox.No  # asked, the safe choice the default
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.Yes)
+    view.delete_button.click()
+    assert not (folder / "mine.toml").exists() and "Mine" not in view.templates

@@ -122,6 +122,16 @@ def score_text(loaded: LoadedModel, text: str, top_logprobs: int = 0) -> list[To
     return [score for batch in score_ids(loaded, loaded.tokenizer.encode(text), top_logprobs) for score in batch]
 
 
+def normalise_newlines(text: str) -> tuple[str, int]:
+    """`text` with Windows (CR LF) and old Mac (CR) line endings as plain LF, as training reads text, and how many
+    line endings were changed. Scored literally, every CR is a token of its own that costs the model many nats:
+    a text's bits per byte would depend on the editor that saved it."""
+    changed = text.count("\r")
+    if not changed:
+        return text, 0
+    return text.replace("\r\n", "\n").replace("\r", "\n"), changed
+
+
 def perplexity(loaded: LoadedModel, text: str) -> Perplexity:
     ids = loaded.tokenizer.encode(text)
     nll = -sum(token_logprobs(loaded, ids))

@@ -6,6 +6,7 @@ whose template name matches a built-in's overrides it (built-ins are never edite
 
 from __future__ import annotations
 
+import difflib
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -15,9 +16,14 @@ from pathlib import Path
 from engine.errors import TemplateError
 from engine.files import write_atomic
 from engine.core.tokenizer import GPT2Tokenizer
+from engine.inference.settings import SamplingSettings
 
 KINDS = ("generate", "choose")
-SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+# What [sampling] may set: every sampling setting but max_new_tokens, which is a key of its own
+SAMPLING_KEYS = tuple(name for name in SamplingSettings.SCALARS if name != "max_new_tokens")
+KEYS = ("name", "description", "kind", "prompt", "variables", "example", "examples", "stop", "max_new_tokens",
+        "sampling", "options", "options_variable")
+VARIABLE_KEYS = ("name", "label", "multiline", "example")
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,20 @@ def _placeholders(text: str, where: str) -> set[str]:
     return names
 
 
+def _check_keys(table: dict, known: tuple[str, ...], where: str, what: str) -> None:
+    """A key the template format does not have (a typing slip, most often) is named, not silently ignored."""
+    unknown = [key for key in table if key not in known]
+    if unknown:
+        place = "" if what == "a template" else f" in {what}"
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"{what} takes {', '.join(known)}."
+        raise TemplateError(f"{where}: unknown key '{unknown[0]}'{place}; {hint}")
+
+
 def parse_template(data: dict, source: str = "", builtin: bool = False) -> Template:
-    """Check a template's fields; every placeholder must be a declared variable."""
+    """Check a template's fields; every key must be one the format has, every placeholder a declared variable."""
     where = source or data.get("name", "template")
+    _check_keys(data, KEYS, where, "a template")
 
     def need(key: str, kind: type):
         value = data.get(key)
@@ -87,6 +104,7 @@ def parse_template(data: dict, source: str = "", builtin: bool = False) -> Templ
     for raw in data.get("variables", []):
         if not isinstance(raw, dict) or not str(raw.get("name", "")).isidentifier():
             raise TemplateError(f"{where}: every [[variables]] entry needs a 'name' that is a valid identifier.")
+        _check_keys(raw, VARIABLE_KEYS, where, "[[variables]]")
         variables.append(Variable(raw["name"], str(raw.get("label", raw["name"])), bool(raw.get("multiline", False)),
                                   str(raw.get("example", ""))))
     declared = {v.name for v in variables}
@@ -101,7 +119,10 @@ def parse_template(data: dict, source: str = "", builtin: bool = False) -> Templ
     options_variable = data.get("options_variable")
     if kind == "choose" and not options and options_variable not in declared:
         raise TemplateError(f"{where}: a 'choose' template needs 'options' or an 'options_variable' it declares.")
-    sampling = {k: v for k, v in data.get("sampling", {}).items() if k in SAMPLING_KEYS}
+    sampling = data.get("sampling", {})
+    if not isinstance(sampling, dict):
+        raise TemplateError(f"{where}: [sampling] should be a table of {', '.join(SAMPLING_KEYS)}.")
+    _check_keys(sampling, SAMPLING_KEYS, where, "[sampling]")
     return Template(
         name=name, description=str(data.get("description", "")), kind=kind, prompt=prompt,
         variables=tuple(variables), example=example, examples=examples, stop=tuple(data.get("stop", ())),
@@ -126,14 +147,17 @@ def builtin_templates() -> list[Template]:
             if p.name.endswith(".toml")]
 
 
-def all_templates(user_folder: Path | None = None) -> dict[str, Template]:
-    """Built-ins, then the user's templates (a same-named user template wins). Broken user files are skipped."""
+def all_templates(user_folder: Path | None = None, problems: list[str] | None = None) -> dict[str, Template]:
+    """Built-ins, then the user's templates (a same-named user template wins). Broken user files are skipped;
+    what is wrong with each is added to `problems`, when given."""
     templates = {t.name: t for t in builtin_templates()}
     if user_folder and user_folder.is_dir():
         for path in sorted(user_folder.glob("*.toml")):
             try:
                 template = read_template(path)
-            except TemplateError:
+            except TemplateError as exc:
+                if problems is not None:
+                    problems.append(str(exc))
                 continue
             templates[template.name] = template
     return templates

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from pathlib import Path
 from engine.core import precisions
 from engine.errors import EngineError, UsageError
 from engine.inference.settings import SamplingSettings
+
+PROG = "gpt2-desktop"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump, exit 2
@@ -58,10 +62,9 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gpt2-desktop", description="Run GPT-2-family models locally. With no command, open the window.",
+    parser = _Parser(prog=PROG, description="Run GPT-2-family models locally. With no command, open the window.",
                      epilog="Also: gpt2-desktop --version; gpt2-desktop --self-test (open the window, write one "
-                            "short reply, exit 0 if all worked); and gpt2-desktop history export|import|list (the "
-                            "window's conversations as JSON or Markdown; see gpt2-desktop history --help).")
+                            "short reply, exit 0 if all worked).")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("generate", help="continue a prompt")
@@ -114,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", required=True, type=Path)
     _add_remote_args(p)
     p.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("history", help="export, import or list the window's conversations (JSON or Markdown; see "
+                                       "gpt2-desktop history --help)", add_help=False)
+    h.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, "
                                       "/v1/models, /health) on one model")
@@ -201,7 +208,7 @@ def _load(args):
     if getattr(args, "remote", None):
         return _remote(args)
     if getattr(args, "remote_model", None) or (getattr(args, "api_key", None) and args.command != "serve"):
-        raise UsageError(f"gpt2-desktop {args.command}: --remote-model and --api-key go with --remote URL")
+        raise UsageError("--remote-model and --api-key go with --remote URL")
     from engine import load_model
     from engine.core.device import set_threads
 
@@ -213,12 +220,10 @@ def _load(args):
 
 
 def _remote(args):
-    import os
-
     from engine.inference.remote import RemoteEngine, RemoteServer
 
     if args.model:
-        raise UsageError(f"gpt2-desktop {args.command}: --model is for local models; with --remote, name the "
+        raise UsageError("--model is for local models; with --remote, name the "
                          "server's model with --remote-model")
     key = args.api_key if args.api_key is not None else os.environ.get("OPENAI_API_KEY")
     return RemoteEngine(RemoteServer(args.remote, model=args.remote_model, api_key=key))
@@ -353,10 +358,21 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _scored_text(path: Path) -> str:
+    """A text file to score, its line endings read as `train` reads them (a note on stderr says so)."""
+    from engine.inference.scoring import normalise_newlines
+
+    text, changed = normalise_newlines(_read_text(path))
+    if changed:
+        print(f"note: {path} has Windows (CR LF) or old Mac (CR) line endings; its {changed:,} line "
+              f"break{'s were' if changed != 1 else ' was'} scored as plain LF, as train reads text.", file=sys.stderr)
+    return text
+
+
 def cmd_perplexity(args) -> int:
     from engine.inference.scoring import perplexity
 
-    text = _read_text(args.file)
+    text = _scored_text(args.file)
     if not text:
         raise UsageError(f"{args.file} is empty; there is nothing to measure.")
     model = _load(args)
@@ -372,11 +388,11 @@ def cmd_perplexity(args) -> int:
 def cmd_analyse(args) -> int:
     from engine.inference.analysis import BUCKET_NAMES, LIMITS, analyse
 
-    text = _read_text(args.file)
+    text = _scored_text(args.file)
     if not text.strip():
         raise UsageError(f"{args.file} is empty; there is nothing to analyse.")
     if args.surprising < 0:
-        raise UsageError("gpt2-desktop analyse: --surprising takes 0 or more")
+        raise UsageError("--surprising takes 0 or more")
     loaded = _load(args)
 
     def progress(done: int, total: int) -> None:
@@ -422,7 +438,7 @@ def cmd_choose(args) -> int:
         prompt, rendered = _prompt_text(args, template, loaded)
     options = list(args.option) or list(rendered.options if rendered else [])
     if len(options) < 2:
-        raise UsageError("gpt2-desktop choose: give at least two --option values (or a choose template)")
+        raise UsageError("give at least two --option values (or a choose template)")
     if args.remote:
         scores, best = loaded.choose(prompt, options, normalise=args.normalise)
     else:
@@ -447,7 +463,7 @@ def cmd_templates(args) -> int:
             print(f"{template.name:40} {template.kind:9} {origin:9} {template.description}")
         return 0
     if not args.name:
-        raise UsageError("gpt2-desktop templates show: name a template (see: gpt2-desktop templates list)")
+        raise UsageError("name a template (see: gpt2-desktop templates list)")
     template = find_template(args.name, user_templates_dir())
     print(f"{template.name} ({template.kind}) — {template.description}")
     print(f"file: {template.source}")
@@ -486,7 +502,7 @@ def cmd_models(args) -> int:
                   f"{entry.description} {mark}")
         return 0
     if not args.target:
-        raise UsageError(f"gpt2-desktop models {args.action}: say what to {args.action}")
+        raise UsageError(f"say what to {args.action}")
     if args.action == "download":
         drawn = []  # the progress bar was drawn: what ends the download goes on the line below it
 
@@ -511,7 +527,7 @@ def cmd_models(args) -> int:
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
-            raise UsageError("gpt2-desktop models remove: pass --yes to remove without a question")
+            raise UsageError("pass --yes to remove without a question")
         if input(f"Remove {args.target}? [y/N] ").strip().lower() not in ("y", "yes"):
             return 1
     model = local.remove_model(args.target)
@@ -549,10 +565,10 @@ def cmd_export(args) -> int:
     from engine.tooling.export import export_gguf, export_model, load_for_export
 
     if args.out is not None and args.gguf_type != "f16":
-        raise UsageError("gpt2-desktop export: --type is for --gguf")
+        raise UsageError("--type is for --gguf")
     target = args.out if args.out is not None else args.gguf
     if target.exists() and (args.out is None or not target.is_dir() or any(target.iterdir())):
-        raise UsageError(f"gpt2-desktop export: {target} already exists; remove it or choose another name")
+        raise UsageError(f"{target} already exists; remove it or choose another name")
     model, tokenizer, name = load_for_export(args.model, args.adapter)
     if args.out is not None:
         card = f"# {args.out.name}\n\n{name}, exported by `gpt2-desktop export`.\n"
@@ -574,10 +590,10 @@ def cmd_train(args) -> int:
         gentle = {"lr": lr, "min_lr": lr / 10, "warmup": max(1, min(chosen.get("steps", 4000) // 10, 100))}
         chosen = {**gentle, **chosen}
     if not args.resume and not args.data:
-        raise UsageError("gpt2-desktop train: --data is required (or --resume to continue a run)")
+        raise UsageError("--data is required (or --resume to continue a run)")
     settings = TrainSettings(**chosen) if args.data else None
     if args.resume and settings is None and "steps" in chosen:
-        raise UsageError("gpt2-desktop train: to change --steps on --resume, pass --data too")
+        raise UsageError("to change --steps on --resume, pass --data too")
     # A polite kill (logout, `kill`) saves a checkpoint just as Ctrl+C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -591,15 +607,50 @@ def cmd_train(args) -> int:
 COMMANDS = {"generate": cmd_generate, "score": cmd_score, "perplexity": cmd_perplexity, "analyse": cmd_analyse,
             "bench": cmd_bench, "serve": cmd_serve, "train": cmd_train, "choose": cmd_choose, "templates": cmd_templates,
             "models": cmd_models, "export": cmd_export}
+COMMAND_NAMES = ("generate", "choose", "score", "perplexity", "analyse", "templates", "models", "history", "serve",
+                 "bench", "train", "export")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system says; else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _checked_threads(threads: int | None) -> int | None:
+    """--threads as given, or the CPUs there are when it asks for more (said in a note: more threads than CPUs
+    only take turns on them, which is slower)."""
+    if threads is None:
+        return None
+    if threads < 1:
+        raise UsageError(f"--threads takes 1 or more, got {threads}")
+    cpus = available_cpus()
+    if threads > cpus:
+        print(f"note: --threads {threads} is more than the {cpus} CPU{'s' if cpus != 1 else ''} here; using {cpus}.",
+              file=sys.stderr)
+        return cpus
+    return threads
+
+
+def error_line(command: str | None, message: str) -> str:
+    """Every error the command line prints, in one form: `gpt2-desktop COMMAND: what is wrong`."""
+    prefix = f"{PROG} {command}" if command else PROG
+    return message if message.startswith(PROG) else f"{prefix}: {message}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UsageError("gpt2-desktop: name a command: generate, choose, score, perplexity, analyse, templates, models, "
-                             "serve, bench, train or export (see --help)")
+            raise UsageError(f"name a command: {', '.join(COMMAND_NAMES)} (see --help)")
+        if args.command == "history":  # the app's entry point runs it (app.history_io): not the engine's
+            raise UsageError("run it as gpt2-desktop history export|import|list (the window's conversations)")
+        if "threads" in vars(args):
+            args.threads = _checked_threads(args.threads)
         return COMMANDS[args.command](args)
     except EngineError as exc:
-        print(str(exc) if isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
+        print(error_line(getattr(args, "command", None), str(exc)), file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -55,6 +56,8 @@ def export_model(model: GPT, tokenizer: GPT2Tokenizer, folder: Path, card: str |
     generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
     (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     save_file(hf_state_dict(model, dtype), tmp / "model.safetensors", metadata={"format": "pt"})
+    # safetensors writes through a private temporary file (mode 0600): readable as the folder's other files are
+    os.chmod(tmp / "model.safetensors", stat.S_IMODE((tmp / "config.json").stat().st_mode))
     (tmp / "tokenizer.json").write_text(tokenizer.backend.to_str(), encoding="utf-8")  # (save() hides OSError)
     if card:
         (tmp / "README.md").write_text(card)

@@ -10,6 +10,7 @@ Nothing is pickled: tensors go to safetensors, the rest to JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -283,10 +284,11 @@ class Progress:
         self._last_print = now
         left = (self.total - state.step) * (state.elapsed_s / max(1, state.step))
         done = int(30 * state.step / self.total)
+        val = (f"val {state.val_loss:.3f} ({state.val_bpb:.3f} bits/byte)" if math.isfinite(state.val_loss)
+               else "val not measured yet")  # before the first evaluation
         line = (
             f"[{'#' * done}{'.' * (30 - done)}] step {state.step}/{self.total}  loss {state.last_loss:.3f}  "
-            f"val {state.val_loss:.3f} ({state.val_bpb:.3f} bits/byte)  {tok_s:,.0f} tok/s  "
-            f"ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+            f"{val}  {tok_s:,.0f} tok/s  ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
         )
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
@@ -350,6 +352,15 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
 
     progress = Progress(s.steps)
     tok_s = 0.0
+    recorded = state.step  # the last step whose evaluation and log line (where due) are written
+
+    def record() -> None:
+        """The step just taken: its evaluation and its log line, where they are due."""
+        if state.step % s.eval_every == 0 or state.step == s.steps:
+            state.val_loss, state.val_bpb = evaluate(model, val_ids, s, bytes_per_token)
+        if state.step % s.eval_every == 0 or state.step % 10 == 0:
+            append_log(run, {**asdict(state), "lr": lr_at(state.step - 1, s), "tok_s": tok_s})
+
     try:
         while state.step < s.steps:
             t0 = time.perf_counter()
@@ -370,10 +381,8 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
             state.elapsed_s += dt
             state.last_loss = loss.item()
             tok_s = x.numel() / dt
-            if state.step % s.eval_every == 0 or state.step == s.steps:
-                state.val_loss, state.val_bpb = evaluate(model, val_ids, s, bytes_per_token)
-            if state.step % s.eval_every == 0 or state.step % 10 == 0:
-                append_log(run, {**asdict(state), "lr": lr_at(state.step - 1, s), "tok_s": tok_s})
+            record()
+            recorded = state.step
             if state.step % s.checkpoint_every == 0 or state.step == s.steps:
                 save_checkpoint(run, model, opt, state)
             progress.update(state, tok_s, final=state.step == s.steps)
@@ -381,6 +390,9 @@ def train(run_folder: Path, settings: TrainSettings | None, resume: bool = False
                 save_checkpoint(run, model, opt, state)
                 return None
     except KeyboardInterrupt:
+        if recorded < state.step:  # stopped between a step and its evaluation or log line: the checkpoint holds
+            with contextlib.suppress(KeyboardInterrupt):  # that step, so its point on the curves is written first
+                record()
         save_checkpoint(run, model, opt, state)
         say(f"\ninterrupted: checkpoint saved at step {state.step}; continue with --resume")
         raise
