@@ -135,16 +135,22 @@ class ChatPage(QWidget):
     def focus_composer(self) -> None:
         self.composer.setFocus()
 
-    def start_edit(self, message_id: int, text: str) -> None:
+    def start_edit(self, message_id: int, text: str, focus: bool = True) -> None:
         """Put a user message in the message box; sending it replaces that message and what follows. The unsent
-        message that was there is set aside, and comes back when the edit is sent or cancelled (Esc)."""
+        message that was there is set aside, and comes back when the edit is sent or cancelled (Esc). `text`: the
+        message's, or an edit of it begun earlier (kept like a draft)."""
         if self.editing_id is None:
             self._set_aside = self.composer.toPlainText()
         self.editing_id = message_id
         self.composer.setPlainText(text)
         self.composer.moveCursor(QTextCursor.End)
-        self.composer.setFocus()
+        if focus:
+            self.composer.setFocus()
         self.edit_hint.show()
+
+    def edit_in_progress(self) -> tuple[int, str] | None:
+        """The message being edited and the edit's text so far (None: no edit in progress)."""
+        return (self.editing_id, self.composer.toPlainText()) if self.editing_id is not None else None
 
     def cancel_edit(self) -> None:
         """Stop editing (Esc, or the edit was sent): the unsent message comes back."""
@@ -152,6 +158,7 @@ class ChatPage(QWidget):
             self.editing_id = None
             self.set_draft(self._set_aside, focus=False)
             self._set_aside = ""
+            self._draft_timer.start()  # the edit is no longer in progress: kept so in a moment
         self.edit_hint.hide()
 
     # the conversation's options

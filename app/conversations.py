@@ -164,10 +164,12 @@ class ConversationController(QObject):
         self.show_mode(conv.mode)
         streaming = active is not None and active.conversation_id == conv.id
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
-        self.chat.draft_kept()
         self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse)
         if conv.mode == "chat":
-            self.show_messages(self.history.messages(conv.id), to_end=True)
+            messages = self.history.messages(conv.id)
+            if any(m.id == conv.edit_id and m.role == "user" for m in messages):  # an edit left half-written
+                self.chat.start_edit(conv.edit_id, conv.edit_text, focus=False)
+            self.show_messages(messages, to_end=True)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream(self._writer())
                 self.chat.append((active.prefix + active.text).lstrip())
@@ -181,6 +183,7 @@ class ConversationController(QObject):
                 self.notebook.begin_continuation()
         if streaming:
             active.detached = False
+        self.chat.draft_kept()
         if focus:
             self.focus_page()
         self.refresh()
@@ -405,11 +408,15 @@ class ConversationController(QObject):
 
     @_reporting
     def store_draft(self) -> None:
-        """Keep the open chat's unsent message with it (so it survives switching and restarting)."""
+        """Keep the open chat's unsent message with it, and an edit of an earlier message in progress (so they
+        survive switching and restarting)."""
         self.chat.draft_kept()
         conv = self._current()
-        if conv is not None and conv.mode == "chat" and conv.draft != self.chat.unsent():
-            self.history.set_draft(conv.id, self.chat.unsent())
+        if conv is None or conv.mode != "chat":
+            return
+        edit_id, edit_text = self.chat.edit_in_progress() or (None, "")
+        if (conv.draft, conv.edit_id, conv.edit_text) != (self.chat.unsent(), edit_id, edit_text):
+            self.history.set_draft(conv.id, self.chat.unsent(), edit_id, edit_text)
 
     @_reporting
     def keep_unsent(self) -> None:

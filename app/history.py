@@ -30,7 +30,7 @@ from pathlib import Path
 
 from engine.files import disk_problem
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,7 +43,9 @@ CREATE TABLE conversations (
     leaf_id INTEGER,  -- the last message of the version shown; the thread is its line of parents (version 3)
     model TEXT,  -- the model this conversation is written with (NULL: the one loaded) (version 4)
     preset TEXT,  -- its sampling preset, a name in app.presets (NULL: the settings panel's values) (version 4)
-    preamble TEXT NOT NULL DEFAULT ''  -- text before the conversation: a system prompt (version 4)
+    preamble TEXT NOT NULL DEFAULT '',  -- text before the conversation: a system prompt (version 4)
+    edit_id INTEGER,  -- the user message being edited in its message box, not yet resent (version 6)
+    edit_text TEXT NOT NULL DEFAULT ''  -- ... and the edit's text so far (version 6)
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a regenerated reply gets a new id
@@ -80,6 +82,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE conversations ADD COLUMN preamble TEXT NOT NULL DEFAULT ''",
     ),
     4: ("ALTER TABLE messages ADD COLUMN tokens BLOB",),  # what the model predicted at each token of a reply
+    5: (  # an edit in progress is kept like a draft
+        "ALTER TABLE conversations ADD COLUMN edit_id INTEGER",
+        "ALTER TABLE conversations ADD COLUMN edit_text TEXT NOT NULL DEFAULT ''",
+    ),
 }
 
 
@@ -159,13 +165,15 @@ class Conversation:
     model: str | None = None  # the model it is written with (None: the one loaded)
     preset: str | None = None  # its sampling preset (None: the settings panel's values)
     preamble: str = ""  # text before the conversation (a system prompt)
+    edit_id: int | None = None  # the user message being edited in the message box (None: no edit in progress)
+    edit_text: str = ""  # ... and the edit's text so far
 
 
 _TEXT_OR_NULL, _ID_OR_NULL = (str, type(None)), (int, type(None))
 # The columns read, with the kind of value each holds (SQLite keeps whatever a damaged record says).
 _CONVERSATION_KINDS = {"id": int, "title": str, "mode": str, "document": str, "updated_at": str, "draft": str,
                        "created_at": str, "leaf_id": _ID_OR_NULL, "model": _TEXT_OR_NULL, "preset": _TEXT_OR_NULL,
-                       "preamble": str}
+                       "preamble": str, "edit_id": _ID_OR_NULL, "edit_text": str}
 _MESSAGE_KINDS = {"id": int, "conversation_id": int, "role": str, "content": str, "created_at": str,
                   "model": _TEXT_OR_NULL, "settings": _TEXT_OR_NULL, "stop_reason": _TEXT_OR_NULL,
                   "parent_id": _ID_OR_NULL}
@@ -414,9 +422,9 @@ class History:
             columns = {table: {r[1] for r in probe.execute(f"PRAGMA table_info({table})")}
                        for table in ("conversations", "messages")}
             if version == 0:  # tables made, version not yet written
-                version = (5 if "tokens" in columns["messages"] else 4 if "preamble" in columns["conversations"]
-                           else 3 if "leaf_id" in columns["conversations"] else 2 if "draft" in columns["conversations"]
-                           else 1)
+                version = (6 if "edit_id" in columns["conversations"] else 5 if "tokens" in columns["messages"]
+                           else 4 if "preamble" in columns["conversations"] else 3 if "leaf_id" in columns["conversations"]
+                           else 2 if "draft" in columns["conversations"] else 1)
             if version < 0:
                 raise HistoryError(f"{path} is damaged: its history version is {version}, which no gpt2-desktop "
                                    "writes. It was left untouched.")
@@ -504,10 +512,12 @@ class History:
                 self.db.execute(f"UPDATE conversations SET {key} = ? WHERE id = ?", (value, conversation_id))
 
     @_guarded
-    def set_draft(self, conversation_id: int, text: str) -> None:
-        """The unsent text of a conversation's message box (not a change: its place in the list stays)."""
+    def set_draft(self, conversation_id: int, text: str, edit_id: int | None = None, edit_text: str = "") -> None:
+        """The unsent text of a conversation's message box, and the edit of an earlier message in progress there
+        (`edit_id`, None: none) with its text so far; not a change: its place in the list stays."""
         with self.db:
-            self.db.execute("UPDATE conversations SET draft = ? WHERE id = ?", (text, conversation_id))
+            self.db.execute("UPDATE conversations SET draft = ?, edit_id = ?, edit_text = ? WHERE id = ?",
+                            (text, edit_id, edit_text if edit_id is not None else "", conversation_id))
 
     # messages
 
