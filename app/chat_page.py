@@ -18,7 +18,8 @@ from app.welcome import WelcomePanel
 class ChatPage(QWidget):
     send_requested = Signal()  # Enter in the message box, or Send
     stop_requested = Signal()  # Stop, while a reply is being written
-    message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
+    message_action = Signal(str, int)  # "copy" | "regenerate" | "continue" | "edit" | "retry" | "older" | "newer", id
+    edit_last_requested = Signal()  # Up in the empty message box
     alternative_picked = Signal(int, int, object)  # a reply's id, a token's index, the Choice to continue from
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
     count_due = Signal()  # the message box changed a moment ago: time to count its tokens
@@ -49,6 +50,7 @@ class ChatPage(QWidget):
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
+        self.composer.edit_last.connect(self.edit_last_requested)
         self._draft_timer = QTimer(self, singleShot=True, interval=500)
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
@@ -179,11 +181,14 @@ class ChatPage(QWidget):
     # the transcript
 
     def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
-                      to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None) -> None:
+                      to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None, writing: bool = False,
+                      stay: bool = False, focus_links: tuple[str, ...] = ()) -> None:
         """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
-        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is.
-        `token_data`: the kept tokens of replies, coloured while the colouring is on."""
-        self.transcript.render(messages, versions or {}, to_end, token_data)
+        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is
+        (`stay`: one at the end too). `token_data`: the kept tokens of replies, coloured while the colouring is
+        on. `writing`: a reply to the last message is being written. `focus_links`: a link the keyboard was on
+        is given back its focus (the first of these found: `older:ID`, ...)."""
+        self.transcript.render(messages, versions or {}, to_end, token_data, writing, stay, focus_links)
         self.welcome.setVisible(self._welcome_wanted and not messages)
 
     def set_welcome(self, wanted: bool) -> None:

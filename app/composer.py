@@ -1,4 +1,4 @@
-"""The message box: Enter sends, Shift+Enter starts a new line."""
+"""The message box: Enter sends, Shift+Enter starts a new line, Up in an empty box edits the last message."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QPlainTextEdit
 
 class Composer(QPlainTextEdit):
     submitted = Signal()
+    edit_last = Signal()  # Up while the box is empty: the last message of one's own, to edit
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -18,5 +19,8 @@ class Composer(QPlainTextEdit):
     def keyPressEvent(self, event) -> None:
         if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not event.modifiers() & Qt.ShiftModifier:
             self.submitted.emit()
+            return
+        if event.key() == Qt.Key_Up and not event.modifiers() and not self.toPlainText():
+            self.edit_last.emit()
             return
         super().keyPressEvent(event)

@@ -169,7 +169,7 @@ class ConversationController(QObject):
             messages = self.history.messages(conv.id)
             if any(m.id == conv.edit_id and m.role == "user" for m in messages):  # an edit left half-written
                 self.chat.start_edit(conv.edit_id, conv.edit_text, focus=False)
-            self.show_messages(messages, to_end=True)
+            self.show_messages(messages, to_end=True, writing=streaming)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream(self._writer())
                 self.chat.append((active.prefix + active.text).lstrip())
@@ -189,6 +189,21 @@ class ConversationController(QObject):
         self.refresh()
         self.changed.emit()
         self.model_wanted.emit(conv.model or "")
+
+    @_reporting
+    def next_conversation(self) -> None:
+        """Open the conversation below the open one in the list."""
+        self._open_neighbour(1)
+
+    @_reporting
+    def previous_conversation(self) -> None:
+        """Open the conversation above the open one in the list."""
+        self._open_neighbour(-1)
+
+    def _open_neighbour(self, step: int) -> None:
+        target = self.sidebar.neighbour(self.current_id, step)
+        if target is not None:
+            self.open(target)
 
     # the open chat's own model, preset and preamble
 
@@ -300,31 +315,37 @@ class ConversationController(QObject):
         self.refresh()
         self._start_chat_reply()
 
-    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None) -> None:
+    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None,
+                          written: str = "") -> None:
         """Write a reply after `messages` (default: the conversation as shown), starting with the tokens of
-        `prefix` if given (an alternative picked in an earlier version)."""
+        `prefix` if given (an alternative picked in an earlier version, or a reply to continue), or with the text
+        `written` (a reply to continue whose tokens were not kept)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
         conv = self._current()
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
-        self.show_messages(messages, to_end=True)
+        self.show_messages(messages, to_end=True, writing=True)
         self.chat.begin_stream(self._writer())
         settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
-        request = self.requests.generate("chat", prompt.text, settings, self.current_id, top_logprobs=TOP,
-                                         prefix=prefix)
+        joint = " " if written and prompt.text.endswith(":") else ""  # "Assistant:" then the reply's words
+        request = self.requests.generate("chat", prompt.text + joint + written, settings, self.current_id,
+                                         top_logprobs=TOP, prefix=prefix)
         request.reply_after = messages[-1].id if messages else None
-        if prefix is not None:
-            self.chat.append(prefix.text().lstrip())
+        if written:
+            request.prefix = joint + written
+        if prefix is not None or written:
+            self.chat.append(request.prefix.lstrip())
 
     def _writer(self) -> str:
         """The name of the model writing the reply (the loaded one)."""
         return self.requests.model.name if self.requests.model else "Assistant"
 
     @_reporting
-    def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
+    def show_messages(self, messages: list[Message], to_end: bool = False, writing: bool = False, **place) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end), its replies
-        coloured by their kept tokens while the colouring is on (read once, never recomputed)."""
+        coloured by their kept tokens while the colouring is on (read once, never recomputed). `writing`: a
+        reply to it is being written; `place`: ChatPage.show_messages' `stay` and `focus_links`."""
         data = self.token_data([m.id for m in messages if m.role == "assistant"]) if self.colouring else None
-        self.chat.show_messages(messages, self.history.version_places(messages), to_end, data)
+        self.chat.show_messages(messages, self.history.version_places(messages), to_end, data, writing, **place)
 
     def token_data(self, message_ids: list[int]) -> dict[int, ReplyTokens]:
         """The kept tokens of those messages that have them (decoded once per message)."""
@@ -363,7 +384,7 @@ class ConversationController(QObject):
 
     @_reporting
     def message_action(self, action: str, message_id: int) -> None:
-        """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
+        """A link under a message: copy, regenerate or continue (a reply), edit or retry (a user message)."""
         messages = self.history.messages(self.current_id) if self.current_id else []
         message = next((m for m in messages if m.id == message_id), None)
         if message is None:
@@ -373,19 +394,59 @@ class ConversationController(QObject):
             self.status.emit("Copied", 2000)
         elif action == "regenerate":
             self.regenerate(message_id)
+        elif action == "continue":
+            self.continue_reply(message_id)
+        elif action == "retry":
+            self.retry(message_id)
         elif action == "edit":
             self.chat.start_edit(message_id, message.content)
         elif action in ("older", "newer"):
             self.show_version(message, -1 if action == "older" else 1)
 
+    def _shown(self) -> list[Message]:
+        """The open chat's thread as shown (none for a notebook, or with none open)."""
+        conv = self._current()
+        return self.history.messages(conv.id) if conv is not None and conv.mode == "chat" else []
+
+    @staticmethod
+    def _find(messages: list[Message], message_id: int | None, role: str) -> int | None:
+        """The index of `message_id` in a thread if it is a message of `role`; with None, of the last such."""
+        for i in range(len(messages) - 1, -1, -1):
+            if messages[i].role == role and message_id in (None, messages[i].id):
+                return i
+        return None
+
+    @_reporting
+    def copy_reply(self, message_id: int | None = None) -> None:
+        """Put a reply on the clipboard (None: the open chat's last reply)."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if at is None:
+            self.status.emit("There is no reply here to copy.", 3000)
+            return
+        QGuiApplication.clipboard().setText(messages[at].content)
+        self.status.emit("Copied", 2000)
+
+    @_reporting
+    def edit_last(self) -> None:
+        """Put the open chat's last message of one's own in the message box, to edit and resend it."""
+        messages = self._shown()
+        at = self._find(messages, None, "user")
+        if at is not None:
+            self.chat.start_edit(messages[at].id, messages[at].content)
+
     @_reporting
     def show_version(self, message: Message, step: int) -> None:
-        """Show the previous or next version of a turn, with the turns that followed it then."""
+        """Show the previous or next version of a turn, with the turns that followed it then. The view stays
+        where it is, and an arrow reached by the keyboard keeps the focus (the same way, if there is one)."""
         ids = self.history.versions(message)
         index = ids.index(message.id) + step
         if 0 <= index < len(ids) and not self._writing_here():
-            self.history.show_version(self.current_id, ids[index])
-            self.show_messages(self.history.messages(self.current_id))
+            shown = ids[index]
+            self.history.show_version(self.current_id, shown)
+            ways = ("older", "newer") if step < 0 else ("newer", "older")
+            self.show_messages(self.history.messages(self.current_id), stay=True,
+                               focus_links=tuple(f"{way}:{shown}" for way in ways))
             self.changed.emit()
 
     def _writing_here(self) -> bool:
@@ -396,15 +457,47 @@ class ConversationController(QObject):
         return False
 
     @_reporting
-    def regenerate(self, message_id: int) -> None:
-        """Write a new version of a reply; the old one is kept, with the turns that followed it."""
+    def regenerate(self, message_id: int | None = None) -> None:
+        """Write a new version of a reply (None: the open chat's last reply, or, if its last message has none,
+        that message's); the old one is kept, with the turns that followed it."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if message_id is None and messages and messages[-1].role == "user":
+            self.retry()
+        elif at is None or at == 0:
+            self.status.emit("There is no reply here to write again.", 3000)
+        elif self._ready():
+            self._start_chat_reply(messages[:at])
+
+    @_reporting
+    def continue_reply(self, message_id: int | None = None) -> None:
+        """Let the model go on from the end of a reply (None: the open chat's last reply), as when it was cut at
+        the length limit. The longer text is a new version of that turn; the old one stays (‹ ›)."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if at is None:
+            self.status.emit("There is no reply here to continue.", 3000)
+            return
         if not self._ready():
             return
-        messages = self.history.messages(self.current_id)
-        index = next(i for i, m in enumerate(messages) if m.id == message_id)
-        if index == 0:
+        reply = messages[at]
+        data = self.token_data([reply.id]).get(reply.id)
+        if data is not None and not self.requests.model.server and data.text().strip() == reply.content:
+            self._start_chat_reply(messages[:at], prefix=data)  # the same tokens: the colours go on too
+        else:
+            self._start_chat_reply(messages[:at], written=reply.content)
+
+    @_reporting
+    def retry(self, message_id: int | None = None) -> None:
+        """Send again a message left without a reply (a request that failed, a crash, a server gone): the
+        reply is written now, without typing the message again. None: the open chat's last message."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "user")
+        if at is None or at != len(messages) - 1:
+            self.status.emit("Every message here has its reply; Regenerate writes another.", 4000)
             return
-        self._start_chat_reply(messages[:index])
+        if self._ready():
+            self._start_chat_reply(messages)
 
     @_reporting
     def store_draft(self) -> None:

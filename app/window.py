@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         self.chat.send_requested.connect(conversations.send)
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
+        self.chat.edit_last_requested.connect(conversations.edit_last)
         self.chat.alternative_picked.connect(conversations.pick_alternative)
         self.notebook.alternative_picked.connect(conversations.pick_notebook_alternative)
         self.chat.draft_due.connect(conversations.store_draft)

@@ -48,3 +48,224 @@ def test_an_edit_left_half_written_is_kept_across_switching_and_a_restart(qtbot,
     third = open_window()
     third.conversations.open(chat)
     assert third.chat.editing_id is None and third.chat.draft() == "an unsent thought"
+
+
+def stored_tokens(window, message_id):
+    from app.token_data import ReplyTokens
+
+    blob = window.history.tokens([message_id]).get(message_id)
+    return ReplyTokens.decode(blob) if blob else None
+
+
+def link_span(view, href):
+    """Where a link of the transcript is: its first and last position."""
+    places, block = [], view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if fragment.charFormat().anchorHref() == href:
+                places += [fragment.position(), fragment.position() + fragment.length()]
+            it += 1
+        block = block.next()
+    return min(places), max(places)
+
+
+def click_link(qtbot, view, href):
+    """Click a link of the transcript (scrolled into view first), as a person does."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QTextCursor
+
+    start, end = link_span(view, href)
+    cursor = QTextCursor(view.document())
+    cursor.setPosition((start + end) // 2)
+    view.setTextCursor(cursor)
+    view.ensureCursorVisible()
+    rect = view.cursorRect(cursor)
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=QPoint(rect.x(), rect.center().y()))
+
+
+# item 7: Continue and Retry
+
+def test_a_reply_cut_at_the_length_limit_has_continue_which_goes_on_from_its_end(qtbot, open_window):
+    window = open_window(max_new_tokens=12, probabilities=True)
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    old = window.history.messages(conv)[-1]
+    assert old.stop_reason == "length"
+    view = window.chat.transcript
+    assert "Cut at the length limit" in view.toPlainText() and "Continue ›" in view.toPlainText()
+    click_link(qtbot, view, f"continue:{old.id}")
+    assert window.active is not None
+    assert "Continue ›" not in view.toPlainText()  # not while it is being written
+    wait_idle(qtbot, window)
+    new = window.history.messages(conv)[-1]
+    assert new.id != old.id and window.history.versions(new) == [old.id, new.id]  # the old text is a version
+    assert new.content.startswith(old.content) and len(new.content) > len(old.content)
+    old_data, new_data = stored_tokens(window, old.id), stored_tokens(window, new.id)
+    assert list(new_data.ids[:len(old_data)]) == list(old_data.ids) and len(new_data) == len(old_data) + 12
+    assert "‹ 2/2 ›" in view.toPlainText().replace("\xa0", " ")
+    window.conversations.continue_reply()  # the same for the last reply, from a menu
+    wait_idle(qtbot, window)
+    longest = window.history.messages(conv)[-1]
+    assert longest.content.startswith(new.content) and len(window.history.versions(longest)) == 3
+    window.conversations.message_action("older", longest.id)
+    window.conversations.message_action("older", new.id)
+    assert window.history.messages(conv)[-1].id == old.id  # the first text is there still
+
+
+def test_continue_goes_on_from_a_reply_whose_tokens_were_not_kept(qtbot, open_window):
+    window = open_window(max_new_tokens=8)
+    conv = window.history.create_conversation("Old chat", "chat")
+    window.history.add_message(conv, "user", "Tell me a story")
+    old = window.history.add_message(conv, "assistant", "Once upon a time there was a fox", model="tiny",
+                                     stop_reason="length")
+    window.conversations.open(conv)
+    window.conversations.continue_reply(old)
+    wait_idle(qtbot, window)
+    new = window.history.messages(conv)[-1]
+    assert new.id != old and new.content.startswith("Once upon a time there was a fox")
+    assert len(new.content) > len("Once upon a time there was a fox")
+
+
+def test_a_message_left_without_a_reply_has_retry(qtbot, open_window):
+    window = open_window()
+    conv = window.history.create_conversation("Cut off", "chat")  # as a kill -9 mid-reply leaves it
+    asked = window.history.add_message(conv, "user", "Are you there?")
+    window.conversations.open(conv)
+    view = window.chat.transcript
+    assert "No reply came to this message." in view.toPlainText() and "Retry ›" in view.toPlainText()
+    click_link(qtbot, view, f"retry:{asked}")
+    assert window.active is not None and "Retry ›" not in view.toPlainText()
+    wait_idle(qtbot, window)
+    messages = window.history.messages(conv)
+    assert [(m.role, m.id == asked) for m in messages] == [("user", True), ("assistant", False)]
+    assert "Retry ›" not in view.toPlainText() and messages[1].content in view.toPlainText()
+    window.conversations.retry()  # nothing left to retry: said, and nothing sent
+    assert window.active is None and "Regenerate" in window.status_bar.currentMessage()
+
+
+def test_a_failed_send_leaves_retry_and_the_message_is_sent_again_without_typing_it(qtbot, open_window):
+    window = open_window()
+    window.requests.worker.generator = None  # the engine cannot answer: the request fails
+    type_and_send(qtbot, window, "Hello?")
+    qtbot.waitUntil(lambda: window.active is None, timeout=5000)
+    conv = window.conversations.current_id
+    assert [m.role for m in window.history.messages(conv)] == ["user"]
+    assert "Retry ›" in window.chat.transcript.toPlainText() and window.chat.draft() == ""
+    window.use_model(str(window.model_info.folder))
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
+    window.conversations.retry()
+    wait_idle(qtbot, window)
+    assert [m.role for m in window.history.messages(conv)] == ["user", "assistant"]
+
+
+def test_the_menu_actions_act_on_the_last_reply(qtbot, open_window):
+    from PySide6.QtGui import QGuiApplication
+
+    window = open_window(temperature=1.0, seed=1)
+    type_and_send(qtbot, window, "Hi")
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    first = window.history.messages(conv)[-1]
+    window.conversations.copy_reply()
+    assert QGuiApplication.clipboard().text() == first.content
+    window.settings_panel.seed.setValue(2)
+    window.conversations.regenerate()
+    wait_idle(qtbot, window)
+    assert window.history.versions(window.history.messages(conv)[-1]) == [first.id, window.history.messages(conv)[-1].id]
+    window.conversations.new_chat()
+    second = window.conversations.current_id
+    window.conversations.next_conversation()  # the list, most recent first: the new chat, then "Hi"
+    assert window.conversations.current_id == conv
+    window.conversations.previous_conversation()
+    assert window.conversations.current_id == second
+
+
+# items 16 and 17: the version arrows
+
+def two_versions(window, long_first=True):
+    """A chat whose last reply has two versions, the first long; the second shown."""
+    history = window.history
+    conv = history.create_conversation("Versions", "chat")
+    for i in range(4):
+        history.add_message(conv, "user", f"Question {i}: " + "tell me more " * 10)
+        history.add_message(conv, "assistant", f"Answer {i}. " + "The fox ran into the wood. " * 20, model="tiny")
+    asked = history.add_message(conv, "user", "And the end?")
+    old = history.add_message(conv, "assistant", "The long end. " + "The crow flew over the hill. " * 60,
+                              model="tiny", after=asked)
+    new = history.add_message(conv, "assistant", "A short end.", model="tiny", after=asked)
+    window.conversations.open(conv)
+    return conv, old, new
+
+
+def test_the_version_arrows_are_large_enough_to_hit(qtbot, open_window):
+    from PySide6.QtGui import QTextCursor
+
+    window = open_window()
+    _conv, _old, new = two_versions(window)
+    view = window.chat.transcript
+    start, end = link_span(view, f"older:{new}")
+    left, right = QTextCursor(view.document()), QTextCursor(view.document())
+    left.setPosition(start)
+    right.setPosition(end)
+    width, height = view.cursorRect(right).x() - view.cursorRect(left).x(), view.cursorRect(right).height()
+    assert width >= 24 and height >= 24, (width, height)  # the smallest target a pointer should be asked to hit
+
+
+def test_switching_a_version_keeps_the_view_where_it_was(qtbot, open_window):
+    window = open_window()
+    _conv, old, new = two_versions(window)
+    view = window.chat.transcript
+    qtbot.wait(50)
+    assert view.verticalScrollBar().value() == view.verticalScrollBar().maximum() > 0  # at the end
+    before = view.cursorRect(cursor_at(view, link_span(view, f"older:{new}")[0])).top()
+    click_link(qtbot, view, f"older:{new}")
+    assert window.history.messages(window.conversations.current_id)[-1].id == old
+    qtbot.wait(50)
+    after = view.cursorRect(cursor_at(view, link_span(view, f"newer:{old}")[0])).top()
+    assert abs(after - before) <= 2, (before, after)  # the arrows clicked are where they were
+
+
+def cursor_at(view, position):
+    from PySide6.QtGui import QTextCursor
+
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(position)
+    return cursor
+
+
+def test_after_a_version_switch_by_keyboard_the_arrow_keeps_the_focus(qtbot, open_window):
+    window = open_window()
+    conv, old, new = two_versions(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    view = window.chat.transcript
+    view.setFocus()
+    for _ in range(60):  # Tab from link to link, as a person does, to the last reply's ‹
+        qtbot.keyClick(view, Qt.Key_Tab)
+        if view.textCursor().charFormat().anchorHref() == f"older:{new}":
+            break
+    assert view.textCursor().charFormat().anchorHref() == f"older:{new}"
+    qtbot.keyClick(view, Qt.Key_Return)
+    assert window.history.messages(conv)[-1].id == old
+    assert view.hasFocus() and view.textCursor().hasSelection()  # shown, on the arrow back
+    assert view.textCursor().charFormat().anchorHref() == f"newer:{old}"
+    qtbot.keyClick(view, Qt.Key_Return)  # and Enter again goes back
+    assert window.history.messages(conv)[-1].id == new
+    assert view.textCursor().charFormat().anchorHref() == f"older:{new}"
+
+
+def test_up_in_the_empty_message_box_edits_the_last_message(qtbot, open_window):
+    window = open_window()
+    type_and_send(qtbot, window, "First question")
+    wait_idle(qtbot, window)
+    type_and_send(qtbot, window, "Second question")
+    wait_idle(qtbot, window)
+    second = window.history.messages(window.conversations.current_id)[2]
+    qtbot.keyClick(window.chat.composer, Qt.Key_Up)
+    assert window.chat.editing_id == second.id and window.chat.draft() == "Second question"
+    assert window.chat.edit_hint.isVisibleTo(window)
+    qtbot.keyClick(window.chat.composer, Qt.Key_Up)  # in a box with text, Up moves the cursor as before
+    assert window.chat.editing_id == second.id and window.chat.draft() == "Second question"
