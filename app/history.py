@@ -137,6 +137,12 @@ def _disk_errno(folder: Path, exc: sqlite3.Error) -> int | None:
     return {sqlite3.SQLITE_IOERR: errno.EIO, sqlite3.SQLITE_READONLY: errno.EACCES}.get(code)
 
 
+def _said(exc: Exception, limit: int = 200) -> str:
+    """SQLite's message on one line, cut short (a damaged schema's message quotes the whole schema)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 class _BadValue(ValueError):
     """A row holds a value of the wrong kind (a NULL title, settings that are not a JSON object)."""
 
@@ -305,7 +311,7 @@ class History:
             elif version < SCHEMA_VERSION:
                 self._migrate(version)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"{path} could not be opened ({self._disk_words(exc) or exc}).") from None
+            raise HistoryError(f"{path} could not be opened ({self._disk_words(exc) or _said(exc)}).") from None
 
     @staticmethod
     def _memory() -> sqlite3.Connection:
@@ -325,13 +331,13 @@ class History:
         """The HistoryError for an error of an open history. Damage found now: the file is left alone from here
         on and the history goes on, empty, in memory (`detached`)."""
         if self.detached is not None:
-            return HistoryError(f"{self.detached} ({exc})")
+            return HistoryError(f"{self.detached} ({_said(exc)})")
         disk = self._disk_words(exc) if isinstance(exc, sqlite3.Error) else None
         if disk is not None:
             return HistoryError(f"{self.path} cannot be written: {disk}; the history is as it was.")
         if isinstance(exc, sqlite3.DatabaseError) and _primary(exc) not in _DAMAGE:
-            return HistoryError(f"{self.path}: {exc}; the history is as it was.")
-        self.detached = f"{self.path} turned out to be damaged ({exc}). It was left as it is."
+            return HistoryError(f"{self.path}: {_said(exc)}; the history is as it was.")
+        self.detached = f"{self.path} turned out to be damaged ({_said(exc)}). It was left as it is."
         try:
             self.db.close()
         except sqlite3.Error:
@@ -389,11 +395,12 @@ class History:
                 self._finish_interrupted(path)
             except sqlite3.DatabaseError as exc:
                 raise HistoryError(f"{path} has a change left unfinished by a crash ({path.name}-journal beside "
-                                   f"it), which cannot be undone now ({self._disk_words(exc) or exc}). It was left "
-                                   "untouched.") from None
+                                   f"it), which cannot be undone now ({self._disk_words(exc) or _said(exc)}). "
+                                   "It was left untouched.") from None
             return self._read_version(path)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # (the latter: SQLite's message, damaged too)
-            raise HistoryError(f"{path} is not a readable history file ({exc}). It was left untouched.") from None
+            raise HistoryError(f"{path} is not a readable history file ({_said(exc)}). "
+                               "It was left untouched.") from None
 
     @staticmethod
     def _finish_interrupted(path: Path) -> None:
@@ -422,9 +429,10 @@ class History:
             columns = {table: {r[1] for r in probe.execute(f"PRAGMA table_info({table})")}
                        for table in ("conversations", "messages")}
             if version == 0:  # tables made, version not yet written
-                version = (6 if "edit_id" in columns["conversations"] else 5 if "tokens" in columns["messages"]
-                           else 4 if "preamble" in columns["conversations"] else 3 if "leaf_id" in columns["conversations"]
-                           else 2 if "draft" in columns["conversations"] else 1)
+                conversations, messages = columns["conversations"], columns["messages"]
+                version = (6 if "edit_id" in conversations else 5 if "tokens" in messages
+                           else 4 if "preamble" in conversations else 3 if "leaf_id" in conversations
+                           else 2 if "draft" in conversations else 1)
             if version < 0:
                 raise HistoryError(f"{path} is damaged: its history version is {version}, which no gpt2-desktop "
                                    "writes. It was left untouched.")
@@ -444,7 +452,7 @@ class History:
             return version
         except sqlite3.DatabaseError as exc:
             if _primary(exc) == sqlite3.SQLITE_CORRUPT:
-                raise HistoryError(f"{path} is damaged ({exc}). It was left untouched.") from None
+                raise HistoryError(f"{path} is damaged ({_said(exc)}). It was left untouched.") from None
             raise
         finally:
             probe.close()

@@ -539,3 +539,17 @@ def test_any_damage_is_refused_or_read_but_never_an_error_of_another_kind(writte
             assert "\n" not in str(exc)
         finally:
             h.close()
+
+
+def test_a_damaged_schema_is_said_in_one_short_line(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    History(path).close()
+    with sqlite3.connect(path) as db:  # a stray byte in the tables' definition, as a bad sector leaves it
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("UPDATE sqlite_master SET sql = replace(sql, 'CHECK (mode', '\"CHECK (mode') "
+                   "WHERE name = 'conversations'")
+    before = digest(path)
+    with pytest.raises(HistoryError, match="damaged") as raised:
+        History(path)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 400  # not the whole schema, line by line
+    assert digest(path) == before
