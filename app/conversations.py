@@ -69,6 +69,8 @@ class ConversationController(QObject):
         self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
         self._decoded: dict[int, ReplyTokens | None] = {}  # kept tokens read from the history, by message id
+        for signal in (requests.started, requests.finished, requests.failed):
+            signal.connect(self._show_writing)
 
     @_reporting
     def current(self) -> Conversation | None:
@@ -140,8 +142,16 @@ class ConversationController(QObject):
 
     @_reporting
     def refresh(self) -> None:
-        """Refill the sidebar (what the search matches, most recent first)."""
-        self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
+        """Refill the sidebar (what the search matches, most recent first, with where it matched)."""
+        search = self.sidebar.search_text()
+        self.sidebar.show_conversations(self.history.conversations(search), self.current_id,
+                                        self.history.matches(search) if search.strip() else None)
+
+    def _show_writing(self, *_request) -> None:
+        """A request began or ended: the list marks the conversation the model writes in, if any."""
+        active = self.requests.active
+        writing = active is not None and active.kind in ("chat", "notebook")
+        self.sidebar.set_writing(active.conversation_id if writing else None)
 
     @_reporting
     def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
@@ -257,8 +267,15 @@ class ConversationController(QObject):
         self._new(NOTEBOOK_TITLE, "notebook")
 
     def _new(self, title: str, mode: str) -> None:
+        """Open a new, empty chat or notebook: one still empty from before if there is one (Ctrl+N twice makes
+        one, not two)."""
         self.sidebar.clear_search()
-        self.open(self.history.create_conversation(title, mode))
+        self.store_document()
+        self.store_draft()
+        empty = next((c.id for c in self.history.conversations() if c.mode == mode and c.title == title
+                      and c.leaf_id is None and not (c.draft + c.edit_text + c.preamble + c.document).strip()), None)
+        self.open(empty if empty is not None else self.history.create_conversation(title, mode))
+        self.focus_page()
 
     @_reporting
     def rename(self, conversation_id: int, title: str) -> None:
@@ -283,10 +300,17 @@ class ConversationController(QObject):
         self.refresh()
 
     def _ready(self) -> bool:
-        """Whether a new reply can start now; if not, says why in the status bar."""
+        """Whether a new reply can start now; if not, says why in the status bar (and where the model is
+        writing, if that is elsewhere)."""
         problem = self.requests.why_not_ready()
+        active = self.requests.active
+        if problem and active is not None and active.conversation_id not in (None, self.current_id):
+            elsewhere = self.history.conversation(active.conversation_id)
+            if elsewhere is not None:
+                problem = (f"The model is still writing in “{elsewhere.title}” (✎ in the list); wait for it, or "
+                           "stop it with Esc.")
         if problem:
-            self.status.emit(problem, 5000)
+            self.status.emit(problem, 8000)
         return problem is None
 
     # chat
@@ -527,9 +551,10 @@ class ConversationController(QObject):
         self.notebook.cancel_autosave()
         if self.notebook.continuing():
             return
-        if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
-            self.history.set_document(self.current_id, self.notebook.document())
-            self._title_notebook(self.current_id, self.notebook.document())
+        conv = self._current() if self.pages.currentIndex() == NOTEBOOK_PAGE else None
+        if conv is not None and conv.document != self.notebook.document():  # (unchanged: its place in the list stays)
+            self.history.set_document(conv.id, self.notebook.document())
+            self._title_notebook(conv.id, self.notebook.document())
 
     def _title_notebook(self, conversation_id: int, document: str) -> None:
         """A notebook still called "Notebook" is named after its first words once it has some."""

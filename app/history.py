@@ -462,12 +462,17 @@ class History:
 
     # conversations
 
+    @staticmethod
+    def _like(search: str) -> str:
+        """A LIKE pattern that finds `search` as it is (its % and _ too)."""
+        return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
     @_guarded
     def conversations(self, search: str = "") -> list[Conversation]:
         sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
         args: tuple = ()
         if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = self._like(search)
             sql += (
                 " WHERE title LIKE ?1 ESCAPE '\\' OR document LIKE ?1 ESCAPE '\\' OR id IN "
                 "(SELECT conversation_id FROM messages WHERE content LIKE ?1 ESCAPE '\\')"
@@ -475,6 +480,21 @@ class History:
             args = (pattern,)
         rows = self.db.execute(sql + " ORDER BY updated_at DESC, id DESC", args).fetchall()
         return [_conversation(row) for row in rows]
+
+    @_guarded
+    def matches(self, search: str) -> dict[int, str]:
+        """Where `conversations(search)` found each conversation, if not only in its title: a notebook's text,
+        or else the first of its messages (any version) that holds `search`."""
+        if not search:
+            return {}
+        pattern = self._like(search)
+        found = dict(self.db.execute("SELECT id, document FROM conversations WHERE document LIKE ? ESCAPE '\\'",
+                                     (pattern,)).fetchall())
+        for conversation_id, content in self.db.execute(
+                "SELECT conversation_id, content FROM messages WHERE content LIKE ? ESCAPE '\\' ORDER BY id",
+                (pattern,)):
+            found.setdefault(conversation_id, content)
+        return found
 
     @_guarded
     def conversation(self, conversation_id: int) -> Conversation | None:

@@ -422,15 +422,19 @@ class MainWindow(QMainWindow):
         conv = self.conversations.current()
         if conv is None:
             return
-        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=conv.title)
-        if ok and title.strip():
-            self.conversations.rename(conv.id, title.strip())
+        dialog = QInputDialog(self, windowTitle="Rename conversation", labelText="Title:", textValue=conv.title)
+        room = dialog.fontMetrics().horizontalAdvance(conv.title + "MMMMMM")  # the whole title, and room to type
+        dialog.resize(max(dialog.sizeHint().width(), min(room, max(400, self.width() * 3 // 4))),
+                      dialog.sizeHint().height())
+        if dialog.exec() and dialog.textValue().strip():
+            self.conversations.rename(conv.id, dialog.textValue().strip())
 
     def ask_delete(self) -> None:
         conv = self.conversations.current()
         if conv is None:
             return
-        answer = QMessageBox.question(self, "Delete conversation", f"Delete “{conv.title}” and all its messages?")
+        answer = QMessageBox.question(self, "Delete conversation", f"Delete “{conv.title}” and all its messages?",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)  # Enter keeps it
         if answer == QMessageBox.Yes:
             self.conversations.delete(conv.id)
 

@@ -99,6 +99,7 @@ def test_search_looks_at_titles_documents_and_messages(history):
     assert {c.id for c in history.conversations("fox")} == {by_title, by_document, by_message}
     assert history.conversations("badger") == []
     assert len(history.conversations("")) == 4
+    assert history.matches("fox") == {by_document: "The fox ran away.", by_message: "A FOX, said the crow."}
 
 
 def test_search_takes_wildcards_literally(history):

@@ -269,3 +269,163 @@ def test_up_in_the_empty_message_box_edits_the_last_message(qtbot, open_window):
     assert window.chat.edit_hint.isVisibleTo(window)
     qtbot.keyClick(window.chat.composer, Qt.Key_Up)  # in a box with text, Up moves the cursor as before
     assert window.chat.editing_id == second.id and window.chat.draft() == "Second question"
+
+
+# item 13: the conversation list
+
+def order(window):
+    rows = window.sidebar.list
+    return [rows.item(i).data(Qt.UserRole) for i in range(rows.count())]
+
+
+def test_opening_a_notebook_without_editing_it_leaves_the_list_as_it_was(qtbot, open_window):
+    window = open_window()
+    book = window.history.create_conversation("A notebook", "notebook")
+    window.history.set_document(book, "Once upon a time")
+    chat = window.history.create_conversation("A chat", "chat")
+    window.conversations.refresh()
+    assert order(window) == [chat, book]
+    click_row(qtbot, window, book)
+    click_row(qtbot, window, chat)
+    assert order(window) == [chat, book] and window.conversations.current_id == chat
+
+
+def test_the_highlight_stays_on_the_conversation_opened_when_the_list_reorders(qtbot, open_window):
+    window = open_window()
+    book = window.history.create_conversation("A notebook", "notebook")
+    second = window.history.create_conversation("Second", "chat")
+    first = window.history.create_conversation("First", "chat")
+    window.conversations.refresh()
+    assert order(window) == [first, second, book]
+    click_row(qtbot, window, book)
+    qtbot.keyClicks(window.notebook.editor, "An edit")  # changed: leaving it puts it at the top
+    click_row(qtbot, window, second)
+    rows = window.sidebar.list
+    assert order(window) == [book, first, second] and window.conversations.current_id == second
+    assert [item.data(Qt.UserRole) for item in rows.selectedItems()] == [second]
+    assert rows.currentItem().data(Qt.UserRole) == second
+
+
+def test_the_list_marks_where_the_model_writes_and_a_send_elsewhere_says_where(qtbot, open_window):
+    window = open_window(max_new_tokens=2000, wide=True)
+    type_and_send(qtbot, window, "About foxes")
+    fox = window.conversations.current_id
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 5, timeout=20000)
+    rows = window.sidebar.list
+    assert rows.item(row_of(window, fox)).text() == "✎ About foxes"
+    window.conversations.new_chat()
+    assert rows.item(row_of(window, fox)).text() == "✎ About foxes"  # in the background too
+    assert "writing" in rows.item(row_of(window, fox)).data(Qt.AccessibleTextRole)
+    type_and_send(qtbot, window, "About crows")
+    message = window.status_bar.currentMessage()
+    assert "“About foxes”" in message and "Esc" in message
+    assert window.chat.draft() == "About crows"  # nothing typed is lost
+    qtbot.keyClick(window, Qt.Key_Escape)
+    wait_idle(qtbot, window)
+    assert rows.item(row_of(window, fox)).text() == "About foxes"
+
+
+def match_pixels(widget):
+    """How many pixels of a widget are painted in the search's match colour."""
+    from PySide6.QtGui import QColor
+
+    import app.sidebar
+
+    image, want = widget.grab().toImage(), QColor(getattr(app.sidebar, "MATCH_COLOUR", "#f2d13a"))
+    return sum(1 for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
+               if abs(image.pixelColor(x, y).red() - want.red()) < 12
+               and abs(image.pixelColor(x, y).green() - want.green()) < 12
+               and abs(image.pixelColor(x, y).blue() - want.blue()) < 12)
+
+
+def test_search_highlights_matches_says_when_none_and_esc_clears_it(qtbot, open_window):
+    window = open_window()
+    fox = window.history.create_conversation("Foxes", "chat")
+    window.history.add_message(fox, "user", "And then the old crow sat on a branch and sang")
+    book = window.history.create_conversation("Lighthouse", "notebook")
+    window.history.set_document(book, "The keeper counted the ships.")
+    window.conversations.refresh()
+    sidebar = window.sidebar
+    sidebar.focus_search()
+    assert match_pixels(sidebar.list) == 0
+    qtbot.keyClicks(sidebar.search, "crow")
+    assert order(window) == [fox]
+    assert "crow" in sidebar.list.item(0).data(Qt.AccessibleTextRole)  # where it matched, said too
+    assert match_pixels(sidebar.list) > 20  # and the match shown highlighted
+    qtbot.keyClicks(sidebar.search, "zzz")
+    assert order(window) == [] and sidebar.no_match.isVisibleTo(window)
+    assert "crowzzz" in sidebar.no_match.text()
+    qtbot.keyClick(sidebar.search, Qt.Key_Escape)
+    assert sidebar.search.text() == "" and not sidebar.no_match.isVisibleTo(window)
+    assert set(order(window)) == {fox, book} and match_pixels(sidebar.list) == 0
+
+
+def test_ctrl_n_twice_makes_one_new_chat(qtbot, open_window):
+    window = open_window()
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    assert [c.title for c in window.history.conversations()] == ["New chat"]
+    assert window.chat.composer.hasFocus() or not window.isActiveWindow()
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier | Qt.ShiftModifier)
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier | Qt.ShiftModifier)
+    assert sorted(c.title for c in window.history.conversations()) == ["New chat", "Notebook"]
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    qtbot.keyClicks(window.chat.composer, "a thought")  # a chat with something in it is not empty any more
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    assert sorted(c.title for c in window.history.conversations()) == ["New chat", "New chat", "Notebook"]
+
+
+def answer_dialog(qtbot, answer):
+    """Once a modal dialog is up, `answer(dialog)`; what it returned comes in the list returned."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    got = []
+
+    def look():
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            QTimer.singleShot(20, look)
+            return
+        got.append(answer(dialog))
+
+    QTimer.singleShot(0, look)
+    return got
+
+
+def test_the_delete_confirmation_keeps_the_conversation_on_enter(qtbot, open_window):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = open_window()
+    type_and_send(qtbot, window, "Keep me")
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+
+    def press_enter(dialog):
+        default = dialog.defaultButton() is dialog.button(QMessageBox.No)
+        qtbot.keyClick(dialog, Qt.Key_Return)
+        return default
+
+    got = answer_dialog(qtbot, press_enter)
+    qtbot.keyClick(window.sidebar.list, Qt.Key_Delete)
+    assert got == [True] and [c.id for c in window.history.conversations()] == [conv]
+
+
+def test_the_rename_dialog_shows_the_whole_title(qtbot, open_window):
+    from PySide6.QtWidgets import QLineEdit
+
+    window = open_window()
+    title = "A story about a fox, a crow and the old dark wood"
+    conv = window.history.create_conversation(title, "chat")
+    window.conversations.open(conv)
+
+    def rename(dialog):
+        field = dialog.findChild(QLineEdit)
+        fits = field.width() > field.fontMetrics().horizontalAdvance(title) + 10
+        field.setText("Fox and crow")
+        dialog.accept()
+        return fits
+
+    got = answer_dialog(qtbot, rename)
+    window.ask_rename()
+    assert got == [True] and window.history.conversation(conv).title == "Fox and crow"
