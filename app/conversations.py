@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QStackedWidget
 
 from app.chat_page import ChatPage
 from app.history import FIRST, Conversation, History, HistoryError, Message
-from app.notebook_page import NotebookPage
+from app.notebook_page import Continuation, NotebookPage
 from app.presets import sampling_for
 from app.probabilities import Colouring
 from app.requests import ActiveRequest, RequestController
@@ -184,11 +184,13 @@ class ConversationController(QObject):
                 self.chat.begin_stream(self._writer())
                 self.chat.append((active.prefix + active.text).lstrip())
         else:
-            replies = [m for m in self.history.messages(conv.id) if m.role == "assistant"]
+            self.notebook.show_options(conv.model, conv.preset)
+            record = self.history.record(conv.id)  # every version: Ctrl+Z may have brought an older one back
+            replies = [m for m in record.messages if m.role == "assistant"] if record is not None else []
             kept = self.token_data([m.id for m in replies])
+            continuations = [Continuation(m.content, m.id, kept.get(m.id), m.parent_id or FIRST) for m in replies]
             self.notebook.set_document(conv.document + (active.text if streaming else ""),
-                                       [m.content for m in replies] + ([active.text] if streaming else []),
-                                       [(m.id, kept.get(m.id)) for m in replies])
+                                       continuations + ([Continuation(active.text)] if streaming else []))
             if streaming:
                 self.notebook.begin_continuation()
         if streaming:
@@ -217,26 +219,32 @@ class ConversationController(QObject):
 
     # the open chat's own model, preset and preamble
 
-    def _set_options(self, **options) -> None:
-        """Keep options with the open chat; with none open, a new chat is made with them (and opened)."""
-        if self.current_id is None or self._current().mode != "chat":
-            made = self.history.create_conversation("New chat", "chat")
+    def _set_options(self, mode: str = "chat", **options) -> None:
+        """Keep options with the open chat (or notebook); with none open, a new one is made with them (and
+        opened: a notebook with what was written on its page)."""
+        if self.current_id is None or self._current().mode != mode:
+            made = self.history.create_conversation("New chat" if mode == "chat" else NOTEBOOK_TITLE, mode)
             self.history.set_options(made, **options)
+            if mode == "notebook":
+                self.history.set_document(made, self.notebook.document())
+                self._title_notebook(made, self.notebook.document())
             self.open(made, focus=False, collapse=False)
         else:
             self.history.set_options(self.current_id, **options)
 
     @_reporting
-    def choose_model(self, name: str) -> None:
-        """The open chat is written with `name` from now on ("": with whatever model is in use)."""
-        self._set_options(model=name or None)
+    def choose_model(self, name: str, mode: str = "chat") -> None:
+        """The open chat (or notebook, `mode`) is written with `name` from now on ("": with whatever model is in
+        use)."""
+        self._set_options(mode, model=name or None)
         if name:
             self.model_wanted.emit(name)
 
     @_reporting
-    def choose_preset(self, name: str) -> None:
-        self._set_options(preset=name or None)
-        self.status.emit(f"This conversation samples with {name or 'the settings panel'}.", 3000)
+    def choose_preset(self, name: str, mode: str = "chat") -> None:
+        self._set_options(mode, preset=name or None)
+        self.status.emit(f"This {'notebook' if mode == 'notebook' else 'conversation'} samples with "
+                         f"{name or 'the settings panel'}.", 3000)
 
     @_reporting
     def store_preamble(self, text: str) -> None:
@@ -573,7 +581,7 @@ class ConversationController(QObject):
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
         self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
     @_reporting
@@ -593,7 +601,7 @@ class ConversationController(QObject):
         self.notebook.replace_from(position, choice.text)
         self.history.set_document(self.current_id, head)  # what the continuation is written after
         self.notebook.begin_continuation(start=position)
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
         request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
                                          prefix=picked)
         request.replaces = old.id if old is not None else None

@@ -28,6 +28,7 @@ BUCKET_COLOURS = {GLTR: ("#5fd35f", "#f2d13a", "#f26b5b", "#b38cf0"),
                   COLOUR_BLIND: ("#fde725", "#35b779", "#31688e", "#8e5aa8")}
 GRADIENT = {GLTR: ("#f26b5b", "#f2d13a", "#5fd35f"), COLOUR_BLIND: ("#3b528b", "#21918c", "#fde725")}  # p 0 → 1
 ALPHA = 150  # of a token's background: the text stays readable, light or dark
+PICK_HINT = "Click an alternative (or ↑↓ and Enter) to continue from it; this reply stays as a version."
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,9 @@ class TokenCard(QFrame):
     picked = Signal(int, int, object)  # message id, token index, the Choice
     left = Signal()  # the mouse left the card
 
-    def __init__(self, parent: QWidget):
+    def __init__(self, parent: QWidget, pick_hint: str = PICK_HINT):
         super().__init__(parent)
+        self.pick_hint = pick_hint  # the footer, when an alternative can be picked
         self.setFrameShape(QFrame.StyledPanel)
         self.setAutoFillBackground(True)
         self.setAccessibleName("Token alternatives")
@@ -196,8 +198,8 @@ class TokenCard(QFrame):
             self.box.insertWidget(self.box.count() - 1, row)
             row.setEnabled(pickable)
             row.clicked.connect(lambda _checked=False, c=row.choice: self.picked.emit(*self.key, c))
-        self.hint.setText("<small>Click an alternative to continue from it; this reply stays as a version.</small>"
-                          if pickable else "<small>The model's likeliest tokens here.</small>")
+        self.hint.setText(f"<small>{_escape(self.pick_hint)}</small>" if pickable
+                          else "<small>The model's likeliest tokens here.</small>")
         self.adjustSize()
 
     def leaveEvent(self, event) -> None:
@@ -234,11 +236,11 @@ class TokenHover(QObject):
     ReplyTokens (or None); `pickable(message_id)` whether an alternative can be picked there now."""
 
     def __init__(self, view, lookup: Callable[[int], ReplyTokens | None], pickable: Callable[[int], bool],
-                 parent: QObject | None = None):
+                 parent: QObject | None = None, pick_hint: str = PICK_HINT):
         super().__init__(parent or view)
         self.view, self.lookup, self.pickable = view, lookup, pickable
         self.enabled = False
-        self.card = TokenCard(view.viewport())
+        self.card = TokenCard(view.viewport(), pick_hint)
         self.card.left.connect(self._hide_soon)
         self._hide_timer = QTimer(self, singleShot=True, interval=350)
         self._hide_timer.timeout.connect(self._hide_unless_over_card)

@@ -188,6 +188,8 @@ class MainWindow(QMainWindow):
         self.chat.model_chosen.connect(conversations.choose_model)
         self.chat.preset_chosen.connect(conversations.choose_preset)
         self.chat.preamble_changed.connect(conversations.store_preamble)
+        self.notebook.model_chosen.connect(lambda name: conversations.choose_model(name, "notebook"))
+        self.notebook.preset_chosen.connect(lambda name: conversations.choose_preset(name, "notebook"))
         conversations.model_wanted.connect(self._conversation_model)
         self.chat.models_requested.connect(lambda: self.tabs.setCurrentWidget(self.models))
         self.chat.welcome_dismissed.connect(self._welcome_dismissed)
@@ -299,9 +301,11 @@ class MainWindow(QMainWindow):
         remote = [remote_name(model, url) for url, entry in self.settings.servers.items() for model in entry["models"]]
         try:
             trained = [run.model_name for run in finished_runs()]
-            self.chat.set_model_choices([m.name for m in local_models()] + trained + remote)
+            names = [m.name for m in local_models()] + trained + remote
         except (OSError, EngineError):
-            self.chat.set_model_choices(remote)
+            names = remote
+        self.chat.set_model_choices(names)
+        self.notebook.set_model_choices(names)
 
     def _trained(self) -> None:
         """A fine-tuning run finished: its model joins Models and the chat's model choice."""

@@ -429,3 +429,115 @@ def test_the_rename_dialog_shows_the_whole_title(qtbot, open_window):
     got = answer_dialog(qtbot, rename)
     window.ask_rename()
     assert got == [True] and window.history.conversation(conv).title == "Fox and crow"
+
+
+# item 14: the notebook
+
+def continued_notebook(qtbot, window, start="Once upon a time"):
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText(start)
+    window.conversations.continue_notebook()
+    wait_idle(qtbot, window)
+    book = window.conversations.current_id
+    return book, window.history.messages(book)[-1]
+
+
+def pick_in_notebook(qtbot, window, message, nth=3, row=1):
+    """Pick the `row`th alternative of the `nth` token of a continuation, through its card."""
+    from tests.test_probabilities import fragments, hover_token
+
+    from PySide6.QtCore import QPoint
+
+    position, _text, index, _ = [f for f in fragments(window.notebook.editor, message.id) if f[1].strip()][nth]
+    qtbot.mouseMove(window.notebook.editor.viewport(), QPoint(1, 1))  # (the mouse may be there from before)
+    hover_token(qtbot, window.notebook.editor, position)
+    card = window.notebook.hover.card
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    qtbot.mouseClick(card.rows[row], Qt.LeftButton)
+    wait_idle(qtbot, window)
+    return position
+
+
+def test_one_ctrl_z_takes_back_an_alternative_and_its_continuation(qtbot, open_window):
+    window = open_window(max_new_tokens=20, probabilities=True)
+    book, old = continued_notebook(qtbot, window)
+    before = window.notebook.document()
+    pick_in_notebook(qtbot, window, old)
+    assert window.notebook.document() != before
+    qtbot.keyClick(window.notebook.editor, Qt.Key_Z, Qt.ControlModifier)
+    assert window.notebook.document() == before
+
+
+def test_a_notebooks_colours_survive_a_restart_after_an_alternative_and_after_ctrl_z(qtbot, open_window):
+    from tests.test_probabilities import fragments, notebook_colours
+
+    window = open_window(max_new_tokens=20, probabilities=True)
+    picked, old = continued_notebook(qtbot, window)
+    pick_in_notebook(qtbot, window, old)  # an alternative picked and left so
+    new = window.history.messages(picked)[-1]
+    undone, first = continued_notebook(qtbot, window, "The lighthouse keeper")
+    before = window.notebook.document()
+    pick_in_notebook(qtbot, window, first)
+    for _ in range(3):  # ... and one taken back: Ctrl+Z until the older text is back
+        if window.notebook.document() == before:
+            break
+        qtbot.keyClick(window.notebook.editor, Qt.Key_Z, Qt.ControlModifier)
+    assert window.notebook.document() == before
+    window.close()
+    again = open_window(probabilities=True)
+    again.conversations.open(picked)  # the new continuation coloured, and the old one's words before the cut
+    head = "".join(t for _, t, _, _ in fragments(again.notebook.editor, old.id))
+    assert head and old.content.startswith(head) and head != old.content
+    assert "".join(t for _, t, _, _ in fragments(again.notebook.editor, new.id)) == new.content
+    again.conversations.open(undone)  # the older text brought back: coloured again
+    assert again.notebook.document() == before
+    assert "".join(t for _, t, _, _ in fragments(again.notebook.editor, first.id)) == first.content
+    assert notebook_colours(again) and again.notebook.model_text() == first.content
+
+
+def test_a_notebook_has_its_own_model_and_preset_and_its_card_speaks_of_the_text(qtbot, open_window, wide_model_dir):
+    from tests.test_probabilities import fragments, hover_token
+
+    window = open_window(max_new_tokens=20, probabilities=True)
+    window.conversations.new_notebook()
+    book = window.conversations.current_id
+    options = window.notebook.options
+    assert options.model.isVisibleTo(window) and not options.preamble_button.isVisibleTo(window)
+    window.notebook.model_chosen.emit(str(wide_model_dir))  # as choosing it in the bar above the notebook
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == wide_model_dir,
+                    timeout=20000)
+    options.preset.setCurrentIndex(options.preset.findData("Precise"))
+    options.preset.activated.emit(options.preset.currentIndex())
+    conv = window.history.conversation(book)
+    assert (conv.model, conv.preset) == (str(wide_model_dir), "Precise")
+    window.notebook.editor.setPlainText("The fox")
+    window.conversations.continue_notebook()
+    wait_idle(qtbot, window)
+    reply = window.history.messages(book)[-1]
+    assert reply.model == "tiny-wide" and reply.settings["temperature"] == 0.3 and reply.settings["top_k"] == 20
+    position = [f for f in fragments(window.notebook.editor, reply.id) if f[1].strip()][1][0]
+    hover_token(qtbot, window.notebook.editor, position)
+    card = window.notebook.hover.card
+    qtbot.waitUntil(card.isVisible, timeout=2000)
+    assert "reply" not in card.hint.text() and "Ctrl+Z" in card.hint.text()
+    window.conversations.new_chat()
+    assert window.chat.options.model.currentData() == ""  # the chat's own choice is apart
+    window.conversations.open(book)
+    assert options.model.currentData() == str(wide_model_dir) and options.preset.currentData() == "Precise"
+
+
+def test_a_reply_cut_by_quitting_keeps_its_colours(qtbot, open_window):
+    from tests.test_probabilities import fragments
+
+    window = open_window(max_new_tokens=4000, wide=True, probabilities=True)
+    type_and_send(qtbot, window, "Tell me a long story")
+    qtbot.waitUntil(lambda: window.active is not None and len(window.active.text) > 40, timeout=20000)
+    conv = window.conversations.current_id
+    window.close()
+    reply = window.history.messages(conv)[-1]
+    assert reply.role == "assistant" and reply.stop_reason == "cancelled"
+    data = stored_tokens(window, reply.id)
+    assert data is not None and data.text().strip() == reply.content
+    again = open_window(wide=True, probabilities=True)
+    again.conversations.open(conv)
+    assert "".join(t for _, t, _, _ in fragments(again.chat.transcript, reply.id)) == reply.content
