@@ -51,6 +51,7 @@ class ChatPage(QWidget):
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
         self.composer.edit_last.connect(self.edit_last_requested)
+        self.composer.to_tokens.connect(self._to_tokens)
         self._draft_timer = QTimer(self, singleShot=True, interval=500)
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
@@ -79,6 +80,11 @@ class ChatPage(QWidget):
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
         layout.addWidget(self.count_label)
+
+    def _to_tokens(self, step: int) -> None:
+        """Alt+← → in the message box: the keyboard goes to the replies' tokens (from the end, the last reply's)."""
+        if self.transcript.token_cursor.enter(step):
+            self.transcript.setFocus(Qt.OtherFocusReason)
 
     def _send_or_stop(self) -> None:
         self.stop_requested.emit() if self._generating else self.send_requested.emit()

@@ -16,7 +16,8 @@ from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHig
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.chat_options import ChatOptions
-from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenHover, spans, token_format
+from app.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, spans,
+                               token_format)
 from app.token_data import ReplyTokens
 
 AUTOSAVE_DELAY_MS = 400
@@ -124,6 +125,7 @@ class NotebookPage(QWidget):
         self.hover = TokenHover(self.editor, self.token_data.get, lambda _message_id: not self._generating, self,
                                 pick_hint=PICK_HINT)
         self.hover.card.picked.connect(self.alternative_picked)
+        self.token_cursor = TokenCursor(self.editor, self.hover, self)  # Alt+← →: from token to token, Enter: card
         self.legend = Legend()
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Ctrl+Enter")
@@ -185,6 +187,7 @@ class NotebookPage(QWidget):
         as the model's, its tokens (if kept) coloured. Of a version cut for an alternative picked, the part
         before the cut is found too."""
         self.hover.hide()
+        self.token_cursor.reset()
         self.token_data.clear()
         self.editor.blockSignals(True)
         self.editor.setPlainText(text)
@@ -282,6 +285,7 @@ class NotebookPage(QWidget):
         was, self.colouring = self.colouring, colouring
         self.legend.show_for(colouring)
         self.hover.set_enabled(colouring is not None)
+        self.token_cursor.reset()
         if colouring is not None or was is not None:
             self.editor.blockSignals(True)  # colours are not an edit: nothing to save
             self.highlighter.setDocument(self.editor.document() if colouring is not None else None)
@@ -369,6 +373,7 @@ class NotebookPage(QWidget):
         continuation began, if before the end (an alternative already written by `replace_from`: the cut, the
         alternative and the continuation are then one undo step)."""
         self.hover.hide()
+        self.token_cursor.reset()
         self.editor.setReadOnly(True)
         self._cursor = QTextCursor(self.editor.document())
         self._cursor.movePosition(QTextCursor.End)

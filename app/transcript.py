@@ -10,7 +10,8 @@ from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
 from app.history import Message, speaker
-from app.probabilities import Colouring, TokenHover, block_positions, soft_breaks, spans, token_format, write_broken
+from app.probabilities import (Colouring, TokenCursor, TokenHover, block_positions, soft_breaks, spans, token_format,
+                               write_broken)
 from app.token_data import ReplyTokens
 
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
@@ -56,6 +57,7 @@ class TranscriptView(QTextBrowser):
         self.pickable = True  # whether an alternative can be picked now (not while the model writes)
         self.hover = TokenHover(self, self.token_data.get, lambda _message_id: self.pickable, self)
         self.hover.card.picked.connect(self.alternative_picked)
+        self.token_cursor = TokenCursor(self, self.hover, self)  # Alt+← →: from token to token, Enter: the card
         self._to_paint: list[tuple] = []  # (message id, ReplyTokens, its places left, start→position, end→position)
         self._painter = QTimer(self, interval=0)
         self._painter.timeout.connect(self._paint_slice)
@@ -64,6 +66,7 @@ class TranscriptView(QTextBrowser):
         """Colour replies by what the model predicted (None: plain Markdown); takes effect at the next render."""
         self.colouring = colouring
         self.hover.set_enabled(colouring is not None)
+        self.token_cursor.reset()
 
     def _new_block(self, cursor: QTextCursor, first: bool) -> None:
         if not first:
@@ -122,6 +125,7 @@ class TranscriptView(QTextBrowser):
         `focus_links`: if a link had the keyboard's focus, the first of these found has it now."""
         versions = versions or {}
         self.hover.hide()
+        self.token_cursor.reset()
         self._painter.stop()
         self._to_paint.clear()
         self.token_data.clear()

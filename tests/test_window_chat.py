@@ -541,3 +541,92 @@ def test_a_reply_cut_by_quitting_keeps_its_colours(qtbot, open_window):
     again = open_window(wide=True, probabilities=True)
     again.conversations.open(conv)
     assert "".join(t for _, t, _, _ in fragments(again.chat.transcript, reply.id)) == reply.content
+
+
+# item 5: the keyboard's way to a token's card
+
+def focused():
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.focusWidget()
+
+
+def test_the_keyboard_goes_from_token_to_token_opens_the_card_and_continues_from_an_alternative(qtbot, open_window):
+    from PySide6.QtGui import QAccessible
+
+    window = open_window(max_new_tokens=20, probabilities=True)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    type_and_send(qtbot, window, "Hello there")
+    wait_idle(qtbot, window)
+    conv = window.conversations.current_id
+    old = window.history.messages(conv)[-1]
+    data = stored_tokens(window, old.id)
+    view, card = window.chat.transcript, window.chat.transcript.hover.card
+    assert window.chat.composer.hasFocus()
+    qtbot.keyClick(window.chat.composer, Qt.Key_Right, Qt.AltModifier)  # from the message box: the last reply
+    assert view.hasFocus()
+    shown = [t[3] for t in view.token_cursor.tokens()]  # the reply's tokens that show text
+    assert view.token_cursor.key == (old.id, shown[0])
+    for _ in range(4):
+        qtbot.keyClick(view, Qt.Key_Right, Qt.AltModifier)
+    qtbot.keyClick(view, Qt.Key_Left, Qt.AltModifier)
+    index = shown[3]
+    assert view.token_cursor.key == (old.id, index)
+    said = QAccessible.queryAccessibleInterface(view).text(QAccessible.Description)
+    token = data.token(index)
+    assert f"probability {token.prob:.1%}" in said and f"rank {token.rank}" in said and token.piece.strip() in said
+    assert view.extraSelections() and not card.isVisible()  # shown highlighted
+    qtbot.keyClick(view, Qt.Key_Return)
+    assert card.isVisible() and card.key == (old.id, index)
+    assert focused() in card.rows and focused().chosen  # on the model's own choice
+    qtbot.keyClick(focused(), Qt.Key_Down)
+    assert focused() is card.rows[1]
+    qtbot.keyClick(focused(), Qt.Key_Escape)  # Esc closes the card, back on the token
+    assert not card.isVisible() and view.hasFocus() and view.token_cursor.key == (old.id, index)
+    qtbot.keyClick(view, Qt.Key_Return)
+    qtbot.keyClick(focused(), Qt.Key_Down)
+    choice = focused().choice
+    qtbot.keyClick(focused(), Qt.Key_Return)  # Enter continues from the alternative
+    assert window.active is not None
+    wait_idle(qtbot, window)
+    new = window.history.messages(conv)[-1]
+    assert window.history.versions(new) == [old.id, new.id]
+    new_data = stored_tokens(window, new.id)
+    assert list(new_data.ids[:index]) == list(data.ids[:index]) and new_data.ids[index] == choice.token
+    assert view.hasFocus()
+
+
+def test_in_the_notebook_alt_arrows_reach_the_tokens_and_other_keys_type_as_before(qtbot, open_window):
+    window = open_window(max_new_tokens=20, probabilities=True)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    book, old = continued_notebook(qtbot, window)
+    editor, card = window.notebook.editor, window.notebook.hover.card
+    editor.setFocus()
+    editor.moveCursor(editor.textCursor().MoveOperation.End)
+    before = window.notebook.document()
+    qtbot.keyClick(editor, Qt.Key_Left, Qt.AltModifier)  # from the caret: the token before it
+    qtbot.keyClick(editor, Qt.Key_Return)
+    assert card.isVisible() and window.notebook.document() == before  # Enter opened the card, wrote nothing
+    cursor = window.notebook.token_cursor
+    last = cursor.tokens()[-1]
+    assert cursor.key == card.key == (old.id, last[3]) and "Ctrl+Z" in card.hint.text()
+    qtbot.keyClick(focused(), Qt.Key_Escape)
+    qtbot.keyClick(editor, Qt.Key_X)  # another key: the editor's own again
+    assert cursor.key is None and not editor.extraSelections() and "x" in window.notebook.document()
+    qtbot.keyClick(editor, Qt.Key_Return)
+    assert not card.isVisible() and window.notebook.document().count("\n") == before.count("\n") + 1
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)
+    assert window.notebook.document() == before
+    editor.moveCursor(editor.textCursor().MoveOperation.End)
+    qtbot.keyClick(editor, Qt.Key_Left, Qt.AltModifier)
+    qtbot.keyClick(editor, Qt.Key_Return)
+    qtbot.keyClick(focused(), Qt.Key_Down)
+    qtbot.keyClick(focused(), Qt.Key_Return)  # continue from the alternative to the last token
+    assert window.active is not None
+    wait_idle(qtbot, window)
+    assert window.history.versions(window.history.messages(book)[-1])[0] == old.id
+    qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)
+    assert window.notebook.document() == before
