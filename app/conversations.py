@@ -279,7 +279,7 @@ class ConversationController(QObject):
         one, not two)."""
         self.sidebar.clear_search()
         self.store_document()
-        self.store_draft()
+        self.keep_unsent()  # (typed with no conversation open: kept in a chat of its own, not lost)
         empty = next((c.id for c in self.history.conversations() if c.mode == mode and c.title == title
                       and c.leaf_id is None and not (c.draft + c.edit_text + c.preamble + c.document).strip()), None)
         self.open(empty if empty is not None else self.history.create_conversation(title, mode))

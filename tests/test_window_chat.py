@@ -375,6 +375,15 @@ def test_ctrl_n_twice_makes_one_new_chat(qtbot, open_window):
     assert sorted(c.title for c in window.history.conversations()) == ["New chat", "New chat", "Notebook"]
 
 
+def test_a_message_typed_before_any_chat_is_kept_when_ctrl_n_opens_one(qtbot, open_window):
+    window = open_window()
+    qtbot.keyClicks(window.chat.composer, "an idea for later")
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    assert window.chat.draft() == ""
+    kept = [c for c in window.history.conversations() if c.draft]
+    assert [(c.title, c.draft) for c in kept] == [("an idea for later", "an idea for later")]
+
+
 def answer_dialog(qtbot, answer):
     """Once a modal dialog is up, `answer(dialog)`; what it returned comes in the list returned."""
     from PySide6.QtCore import QTimer
