@@ -84,8 +84,9 @@ class TranscriptView(QTextBrowser):
         self._new_block(cursor, False)
 
     @staticmethod
-    def _link(message: Message, action: str, label: str) -> str:
-        return f'<a href="{action}:{message.id}">{label}</a>'
+    def _link(message: Message, action: str, label: str, style: str = "") -> str:
+        styled = f' style="{style}"' if style else ""
+        return f'<a href="{action}:{message.id}"{styled}>{label}</a>'
 
     @staticmethod
     def _switch(message: Message, version: tuple[int, int] | None) -> str:
@@ -97,7 +98,9 @@ class TranscriptView(QTextBrowser):
 
         def arrow(action: str, glyph: str, there: bool) -> str:
             big = f'<span style="font-size:xx-large">&nbsp;{glyph}&nbsp;</span>'
-            return TranscriptView._link(message, action, big) if there else f'<span style="color:gray">{big}</span>'
+            if not there:
+                return f'<span style="color:gray">{big}</span>'
+            return TranscriptView._link(message, action, big, "text-decoration:none")  # (an underlined space: odd)
 
         return f"{arrow('older', '‹', place > 1)}{place}/{count}{arrow('newer', '›', place < count)}&nbsp;&nbsp;"
 

@@ -428,7 +428,7 @@ class MainWindow(QMainWindow):
             return
         dialog = QInputDialog(self, windowTitle="Rename conversation", labelText="Title:", textValue=conv.title)
         room = dialog.fontMetrics().horizontalAdvance(conv.title + "MMMMMM")  # the whole title, and room to type
-        dialog.resize(max(dialog.sizeHint().width(), min(room, max(400, self.width() * 3 // 4))),
+        dialog.resize(max(dialog.sizeHint().width(), 360, min(room, max(400, self.width() * 3 // 4))),
                       dialog.sizeHint().height())
         if dialog.exec() and dialog.textValue().strip():
             self.conversations.rename(conv.id, dialog.textValue().strip())
