@@ -195,10 +195,11 @@ class NotebookPage(QWidget):
         document.setUndoRedoEnabled(False)  # marking is not an edit to take back
         placed = place(text, [c.text for c in continuations])
         ends = [0] + [at + len(continuations[i].text) for at, i in placed]
+        found = {i for _at, i in placed}
         for (at, i), free in zip(placed, ends):
             self._mark(at, continuations[i], continuations[i].tokens)
-            for other in continuations:  # a version cut at `at`, for this one: its words before the cut
-                if other.turn == continuations[i].turn and other.turn is not None and other is not continuations[i]:
+            for j, other in enumerate(continuations):  # a version cut at `at` for this one: its words before
+                if j not in found and other.turn is not None and other.turn == continuations[i].turn:
                     self._mark_head(text, at, free, other)
         document.setUndoRedoEnabled(True)
         self.editor.blockSignals(False)

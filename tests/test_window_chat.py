@@ -639,3 +639,12 @@ def test_in_the_notebook_alt_arrows_reach_the_tokens_and_other_keys_type_as_befo
     assert window.history.versions(window.history.messages(book)[-1])[0] == old.id
     qtbot.keyClick(editor, Qt.Key_Z, Qt.ControlModifier)
     assert window.notebook.document() == before
+
+
+def test_continuations_are_placed_in_the_texts_order_without_overlapping():
+    from app.notebook_page import place
+
+    text = "Once upon a time there was a fox. The fox ran."
+    pieces = [" The fox ran.", " there was a fox.", " there was", "absent", " fox"]
+    assert place(text, pieces) == [(16, 1), (33, 0)]  # the longer of two at one place; nothing placed twice
+    assert place("abab", ["ab", "ab"]) == [(0, 0), (2, 1)]
