@@ -17,7 +17,8 @@ class ChatOptions(QWidget):
     preset_chosen = Signal(str)  # a preset's name; "": the settings panel's values
     preamble_changed = Signal(str)  # a moment after the preamble was edited
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, preamble: bool = True):
+        """`preamble`: offer one (not for a notebook, whose text is the whole prompt)."""
         super().__init__(parent)
         self.model = QComboBox(accessibleName="Model for this conversation")
         self.model.setToolTip("The model this conversation is written with; opening the conversation loads it")
@@ -51,6 +52,7 @@ class ChatOptions(QWidget):
         row.addWidget(QLabel("Preset", buddy=self.preset))
         row.addWidget(self.preset)
         row.addWidget(self.preamble_button)
+        self.preamble_button.setVisible(preamble)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 4)
         layout.addLayout(row)

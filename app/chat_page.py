@@ -18,7 +18,8 @@ from app.welcome import WelcomePanel
 class ChatPage(QWidget):
     send_requested = Signal()  # Enter in the message box, or Send
     stop_requested = Signal()  # Stop, while a reply is being written
-    message_action = Signal(str, int)  # "copy" | "regenerate" | "edit", message id
+    message_action = Signal(str, int)  # "copy" | "regenerate" | "continue" | "edit" | "retry" | "older" | "newer", id
+    edit_last_requested = Signal()  # Up in the empty message box
     alternative_picked = Signal(int, int, object)  # a reply's id, a token's index, the Choice to continue from
     draft_due = Signal()  # the unsent message changed a moment ago: time to keep it
     count_due = Signal()  # the message box changed a moment ago: time to count its tokens
@@ -49,6 +50,8 @@ class ChatPage(QWidget):
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send_requested)
+        self.composer.edit_last.connect(self.edit_last_requested)
+        self.composer.to_tokens.connect(self._to_tokens)
         self._draft_timer = QTimer(self, singleShot=True, interval=500)
         self._draft_timer.timeout.connect(self.draft_due)
         self.composer.textChanged.connect(self._draft_timer.start)
@@ -77,6 +80,11 @@ class ChatPage(QWidget):
         layout.addWidget(self.edit_hint)
         layout.addLayout(composer_row)
         layout.addWidget(self.count_label)
+
+    def _to_tokens(self, step: int) -> None:
+        """Alt+← → in the message box: the keyboard goes to the replies' tokens (from the end, the last reply's)."""
+        if self.transcript.token_cursor.enter(step):
+            self.transcript.setFocus(Qt.OtherFocusReason)
 
     def _send_or_stop(self) -> None:
         self.stop_requested.emit() if self._generating else self.send_requested.emit()
@@ -143,16 +151,22 @@ class ChatPage(QWidget):
     def focus_composer(self) -> None:
         self.composer.setFocus()
 
-    def start_edit(self, message_id: int, text: str) -> None:
+    def start_edit(self, message_id: int, text: str, focus: bool = True) -> None:
         """Put a user message in the message box; sending it replaces that message and what follows. The unsent
-        message that was there is set aside, and comes back when the edit is sent or cancelled (Esc)."""
+        message that was there is set aside, and comes back when the edit is sent or cancelled (Esc). `text`: the
+        message's, or an edit of it begun earlier (kept like a draft)."""
         if self.editing_id is None:
             self._set_aside = self.composer.toPlainText()
         self.editing_id = message_id
         self.composer.setPlainText(text)
         self.composer.moveCursor(QTextCursor.End)
-        self.composer.setFocus()
+        if focus:
+            self.composer.setFocus()
         self.edit_hint.show()
+
+    def edit_in_progress(self) -> tuple[int, str] | None:
+        """The message being edited and the edit's text so far (None: no edit in progress)."""
+        return (self.editing_id, self.composer.toPlainText()) if self.editing_id is not None else None
 
     def cancel_edit(self) -> None:
         """Stop editing (Esc, or the edit was sent): the unsent message comes back."""
@@ -160,6 +174,7 @@ class ChatPage(QWidget):
             self.editing_id = None
             self.set_draft(self._set_aside, focus=False)
             self._set_aside = ""
+            self._draft_timer.start()  # the edit is no longer in progress: kept so in a moment
         self.edit_hint.hide()
 
     # the conversation's options
@@ -180,11 +195,14 @@ class ChatPage(QWidget):
     # the transcript
 
     def show_messages(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
-                      to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None) -> None:
+                      to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None, writing: bool = False,
+                      stay: bool = False, focus_links: tuple[str, ...] = ()) -> None:
         """`versions`: for a message with several, its place among them and how many (1-based). `to_end`: show
-        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is.
-        `token_data`: the kept tokens of replies, coloured while the colouring is on."""
-        self.transcript.render(messages, versions or {}, to_end, token_data)
+        the end (a conversation opened, a message sent); otherwise a transcript scrolled up stays where it is
+        (`stay`: one at the end too). `token_data`: the kept tokens of replies, coloured while the colouring is
+        on. `writing`: a reply to the last message is being written. `focus_links`: a link the keyboard was on
+        is given back its focus (the first of these found: `older:ID`, ...)."""
+        self.transcript.render(messages, versions or {}, to_end, token_data, writing, stay, focus_links)
         self.welcome.setVisible(self._welcome_wanted and not messages)
 
     def set_welcome(self, wanted: bool) -> None:

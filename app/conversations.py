@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QStackedWidget
 
 from app.chat_page import ChatPage
 from app.history import FIRST, Conversation, History, HistoryError, Message
-from app.notebook_page import NotebookPage
+from app.notebook_page import Continuation, NotebookPage
 from app.presets import sampling_for
 from app.probabilities import Colouring
 from app.requests import ActiveRequest, RequestController
@@ -73,6 +73,8 @@ class ConversationController(QObject):
         # reply's message id; a notebook's, with the text they made, by conversation (this session's only).
         self._counted: dict[int, int] = {}
         self._counted_text: dict[int, tuple[str, int]] = {}
+        for signal in (requests.started, requests.finished, requests.failed):
+            signal.connect(self._show_writing)
 
     @_reporting
     def current(self) -> Conversation | None:
@@ -152,8 +154,16 @@ class ConversationController(QObject):
 
     @_reporting
     def refresh(self) -> None:
-        """Refill the sidebar (what the search matches, most recent first)."""
-        self.sidebar.show_conversations(self.history.conversations(self.sidebar.search_text()), self.current_id)
+        """Refill the sidebar (what the search matches, most recent first, with where it matched)."""
+        search = self.sidebar.search_text()
+        self.sidebar.show_conversations(self.history.conversations(search), self.current_id,
+                                        self.history.matches(search) if search.strip() else None)
+
+    def _show_writing(self, *_request) -> None:
+        """A request began or ended: the list marks the conversation the model writes in, if any."""
+        active = self.requests.active
+        writing = active is not None and active.kind in ("chat", "notebook")
+        self.sidebar.set_writing(active.conversation_id if writing else None)
 
     @_reporting
     def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
@@ -176,51 +186,77 @@ class ConversationController(QObject):
         self.show_mode(conv.mode)
         streaming = active is not None and active.conversation_id == conv.id
         self.chat.set_draft(conv.draft if conv.mode == "chat" else "", focus=False)
-        self.chat.draft_kept()
         self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse)
         if conv.mode == "chat":
-            self.show_messages(self.history.messages(conv.id), to_end=True)
+            messages = self.history.messages(conv.id)
+            if any(m.id == conv.edit_id and m.role == "user" for m in messages):  # an edit left half-written
+                self.chat.start_edit(conv.edit_id, conv.edit_text, focus=False)
+            self.show_messages(messages, to_end=True, writing=streaming)
             if streaming:  # the reply that went on meanwhile: shown again as it streams
                 self.chat.begin_stream(self._writer())
                 self.chat.append((active.prefix + active.text).lstrip())
         else:
-            replies = [m for m in self.history.messages(conv.id) if m.role == "assistant"]
+            self.notebook.show_options(conv.model, conv.preset)
+            record = self.history.record(conv.id)  # every version: Ctrl+Z may have brought an older one back
+            replies = [m for m in record.messages if m.role == "assistant"] if record is not None else []
             kept = self.token_data([m.id for m in replies])
+            continuations = [Continuation(m.content, m.id, kept.get(m.id), m.parent_id or FIRST) for m in replies]
             self.notebook.set_document(conv.document + (active.text if streaming else ""),
-                                       [m.content for m in replies] + ([active.text] if streaming else []),
-                                       [(m.id, kept.get(m.id)) for m in replies])
+                                       continuations + ([Continuation(active.text)] if streaming else []))
             if streaming:
                 self.notebook.begin_continuation()
         if streaming:
             active.detached = False
+        self.chat.draft_kept()
         if focus:
             self.focus_page()
         self.refresh()
         self.changed.emit()
         self.model_wanted.emit(conv.model or "")
 
+    @_reporting
+    def next_conversation(self) -> None:
+        """Open the conversation below the open one in the list."""
+        self._open_neighbour(1)
+
+    @_reporting
+    def previous_conversation(self) -> None:
+        """Open the conversation above the open one in the list."""
+        self._open_neighbour(-1)
+
+    def _open_neighbour(self, step: int) -> None:
+        target = self.sidebar.neighbour(self.current_id, step)
+        if target is not None:
+            self.open(target)
+
     # the open chat's own model, preset and preamble
 
-    def _set_options(self, **options) -> None:
-        """Keep options with the open chat; with none open, a new chat is made with them (and opened)."""
-        if self.current_id is None or self._current().mode != "chat":
-            made = self.history.create_conversation("New chat", "chat")
+    def _set_options(self, mode: str = "chat", **options) -> None:
+        """Keep options with the open chat (or notebook); with none open, a new one is made with them (and
+        opened: a notebook with what was written on its page)."""
+        if self.current_id is None or self._current().mode != mode:
+            made = self.history.create_conversation("New chat" if mode == "chat" else NOTEBOOK_TITLE, mode)
             self.history.set_options(made, **options)
+            if mode == "notebook":
+                self.history.set_document(made, self.notebook.document())
+                self._title_notebook(made, self.notebook.document())
             self.open(made, focus=False, collapse=False)
         else:
             self.history.set_options(self.current_id, **options)
 
     @_reporting
-    def choose_model(self, name: str) -> None:
-        """The open chat is written with `name` from now on ("": with whatever model is in use)."""
-        self._set_options(model=name or None)
+    def choose_model(self, name: str, mode: str = "chat") -> None:
+        """The open chat (or notebook, `mode`) is written with `name` from now on ("": with whatever model is in
+        use)."""
+        self._set_options(mode, model=name or None)
         if name:
             self.model_wanted.emit(name)
 
     @_reporting
-    def choose_preset(self, name: str) -> None:
-        self._set_options(preset=name or None)
-        self.status.emit(f"This conversation samples with {name or 'the settings panel'}.", 3000)
+    def choose_preset(self, name: str, mode: str = "chat") -> None:
+        self._set_options(mode, preset=name or None)
+        self.status.emit(f"This {'notebook' if mode == 'notebook' else 'conversation'} samples with "
+                         f"{name or 'the settings panel'}.", 3000)
 
     @_reporting
     def store_preamble(self, text: str) -> None:
@@ -251,8 +287,15 @@ class ConversationController(QObject):
         self._new(NOTEBOOK_TITLE, "notebook")
 
     def _new(self, title: str, mode: str) -> None:
+        """Open a new, empty chat or notebook: one still empty from before if there is one (Ctrl+N twice makes
+        one, not two)."""
         self.sidebar.clear_search()
-        self.open(self.history.create_conversation(title, mode))
+        self.store_document()
+        self.keep_unsent()  # (typed with no conversation open: kept in a chat of its own, not lost)
+        empty = next((c.id for c in self.history.conversations() if c.mode == mode and c.title == title
+                      and c.leaf_id is None and not (c.draft + c.edit_text + c.preamble + c.document).strip()), None)
+        self.open(empty if empty is not None else self.history.create_conversation(title, mode))
+        self.focus_page()
 
     @_reporting
     def rename(self, conversation_id: int, title: str) -> None:
@@ -277,10 +320,17 @@ class ConversationController(QObject):
         self.refresh()
 
     def _ready(self) -> bool:
-        """Whether a new reply can start now; if not, says why in the status bar."""
+        """Whether a new reply can start now; if not, says why in the status bar (and where the model is
+        writing, if that is elsewhere)."""
         problem = self.requests.why_not_ready()
+        active = self.requests.active
+        if problem and active is not None and active.conversation_id not in (None, self.current_id):
+            elsewhere = self.history.conversation(active.conversation_id)
+            if elsewhere is not None:
+                problem = (f"The model is still writing in “{elsewhere.title}” (✎ in the list); wait for it, or "
+                           "stop it with Esc.")
         if problem:
-            self.status.emit(problem, 5000)
+            self.status.emit(problem, 8000)
         return problem is None
 
     # chat
@@ -309,31 +359,37 @@ class ConversationController(QObject):
         self.refresh()
         self._start_chat_reply()
 
-    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None) -> None:
+    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None,
+                          written: str = "") -> None:
         """Write a reply after `messages` (default: the conversation as shown), starting with the tokens of
-        `prefix` if given (an alternative picked in an earlier version)."""
+        `prefix` if given (an alternative picked in an earlier version, or a reply to continue), or with the text
+        `written` (a reply to continue whose tokens were not kept)."""
         messages = self.history.messages(self.current_id) if messages is None else messages
         conv = self._current()
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
-        self.show_messages(messages, to_end=True)
+        self.show_messages(messages, to_end=True, writing=True)
         self.chat.begin_stream(self._writer())
         settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
-        request = self.requests.generate("chat", prompt.text, settings, self.current_id, top_logprobs=TOP,
-                                         prefix=prefix)
+        joint = " " if written and prompt.text.endswith(":") else ""  # "Assistant:" then the reply's words
+        request = self.requests.generate("chat", prompt.text + joint + written, settings, self.current_id,
+                                         top_logprobs=TOP, prefix=prefix)
         request.reply_after = messages[-1].id if messages else None
-        if prefix is not None:
-            self.chat.append(prefix.text().lstrip())
+        if written:
+            request.prefix = joint + written
+        if prefix is not None or written:
+            self.chat.append(request.prefix.lstrip())
 
     def _writer(self) -> str:
         """The name of the model writing the reply (the loaded one; a remote one with its server)."""
         return self.requests.model.writer if self.requests.model else "Assistant"
 
     @_reporting
-    def show_messages(self, messages: list[Message], to_end: bool = False) -> None:
+    def show_messages(self, messages: list[Message], to_end: bool = False, writing: bool = False, **place) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end), its replies
-        coloured by their kept tokens while the colouring is on (read once, never recomputed)."""
+        coloured by their kept tokens while the colouring is on (read once, never recomputed). `writing`: a
+        reply to it is being written; `place`: ChatPage.show_messages' `stay` and `focus_links`."""
         data = self.token_data([m.id for m in messages if m.role == "assistant"]) if self.colouring else None
-        self.chat.show_messages(messages, self.history.version_places(messages), to_end, data)
+        self.chat.show_messages(messages, self.history.version_places(messages), to_end, data, writing, **place)
 
     def token_data(self, message_ids: list[int]) -> dict[int, ReplyTokens]:
         """The kept tokens of those messages that have them (decoded once per message)."""
@@ -372,7 +428,7 @@ class ConversationController(QObject):
 
     @_reporting
     def message_action(self, action: str, message_id: int) -> None:
-        """A link under a message: copy, regenerate (a reply) or edit (a user message)."""
+        """A link under a message: copy, regenerate or continue (a reply), edit or retry (a user message)."""
         messages = self.history.messages(self.current_id) if self.current_id else []
         message = next((m for m in messages if m.id == message_id), None)
         if message is None:
@@ -382,19 +438,59 @@ class ConversationController(QObject):
             self.status.emit("Copied", 2000)
         elif action == "regenerate":
             self.regenerate(message_id)
+        elif action == "continue":
+            self.continue_reply(message_id)
+        elif action == "retry":
+            self.retry(message_id)
         elif action == "edit":
             self.chat.start_edit(message_id, message.content)
         elif action in ("older", "newer"):
             self.show_version(message, -1 if action == "older" else 1)
 
+    def _shown(self) -> list[Message]:
+        """The open chat's thread as shown (none for a notebook, or with none open)."""
+        conv = self._current()
+        return self.history.messages(conv.id) if conv is not None and conv.mode == "chat" else []
+
+    @staticmethod
+    def _find(messages: list[Message], message_id: int | None, role: str) -> int | None:
+        """The index of `message_id` in a thread if it is a message of `role`; with None, of the last such."""
+        for i in range(len(messages) - 1, -1, -1):
+            if messages[i].role == role and message_id in (None, messages[i].id):
+                return i
+        return None
+
+    @_reporting
+    def copy_reply(self, message_id: int | None = None) -> None:
+        """Put a reply on the clipboard (None: the open chat's last reply)."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if at is None:
+            self.status.emit("There is no reply here to copy.", 3000)
+            return
+        QGuiApplication.clipboard().setText(messages[at].content)
+        self.status.emit("Copied", 2000)
+
+    @_reporting
+    def edit_last(self) -> None:
+        """Put the open chat's last message of one's own in the message box, to edit and resend it."""
+        messages = self._shown()
+        at = self._find(messages, None, "user")
+        if at is not None:
+            self.chat.start_edit(messages[at].id, messages[at].content)
+
     @_reporting
     def show_version(self, message: Message, step: int) -> None:
-        """Show the previous or next version of a turn, with the turns that followed it then."""
+        """Show the previous or next version of a turn, with the turns that followed it then. The view stays
+        where it is, and an arrow reached by the keyboard keeps the focus (the same way, if there is one)."""
         ids = self.history.versions(message)
         index = ids.index(message.id) + step
         if 0 <= index < len(ids) and not self._writing_here():
-            self.history.show_version(self.current_id, ids[index])
-            self.show_messages(self.history.messages(self.current_id))
+            shown = ids[index]
+            self.history.show_version(self.current_id, shown)
+            ways = ("older", "newer") if step < 0 else ("newer", "older")
+            self.show_messages(self.history.messages(self.current_id), stay=True,
+                               focus_links=tuple(f"{way}:{shown}" for way in ways))
             self.changed.emit()
 
     def _writing_here(self) -> bool:
@@ -405,23 +501,59 @@ class ConversationController(QObject):
         return False
 
     @_reporting
-    def regenerate(self, message_id: int) -> None:
-        """Write a new version of a reply; the old one is kept, with the turns that followed it."""
+    def regenerate(self, message_id: int | None = None) -> None:
+        """Write a new version of a reply (None: the open chat's last reply, or, if its last message has none,
+        that message's); the old one is kept, with the turns that followed it."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if message_id is None and messages and messages[-1].role == "user":
+            self.retry()
+        elif at is None or at == 0:
+            self.status.emit("There is no reply here to write again.", 3000)
+        elif self._ready():
+            self._start_chat_reply(messages[:at])
+
+    @_reporting
+    def continue_reply(self, message_id: int | None = None) -> None:
+        """Let the model go on from the end of a reply (None: the open chat's last reply), as when it was cut at
+        the length limit. The longer text is a new version of that turn; the old one stays (‹ ›)."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "assistant")
+        if at is None:
+            self.status.emit("There is no reply here to continue.", 3000)
+            return
         if not self._ready():
             return
-        messages = self.history.messages(self.current_id)
-        index = next(i for i, m in enumerate(messages) if m.id == message_id)
-        if index == 0:
+        reply = messages[at]
+        data = self.token_data([reply.id]).get(reply.id)
+        if data is not None and not self.requests.model.server and data.text().strip() == reply.content:
+            self._start_chat_reply(messages[:at], prefix=data)  # the same tokens: the colours go on too
+        else:
+            self._start_chat_reply(messages[:at], written=reply.content)
+
+    @_reporting
+    def retry(self, message_id: int | None = None) -> None:
+        """Send again a message left without a reply (a request that failed, a crash, a server gone): the
+        reply is written now, without typing the message again. None: the open chat's last message."""
+        messages = self._shown()
+        at = self._find(messages, message_id, "user")
+        if at is None or at != len(messages) - 1:
+            self.status.emit("Every message here has its reply; Regenerate writes another.", 4000)
             return
-        self._start_chat_reply(messages[:index])
+        if self._ready():
+            self._start_chat_reply(messages)
 
     @_reporting
     def store_draft(self) -> None:
-        """Keep the open chat's unsent message with it (so it survives switching and restarting)."""
+        """Keep the open chat's unsent message with it, and an edit of an earlier message in progress (so they
+        survive switching and restarting)."""
         self.chat.draft_kept()
         conv = self._current()
-        if conv is not None and conv.mode == "chat" and conv.draft != self.chat.unsent():
-            self.history.set_draft(conv.id, self.chat.unsent())
+        if conv is None or conv.mode != "chat":
+            return
+        edit_id, edit_text = self.chat.edit_in_progress() or (None, "")
+        if (conv.draft, conv.edit_id, conv.edit_text) != (self.chat.unsent(), edit_id, edit_text):
+            self.history.set_draft(conv.id, self.chat.unsent(), edit_id, edit_text)
 
     @_reporting
     def keep_unsent(self) -> None:
@@ -439,9 +571,10 @@ class ConversationController(QObject):
         self.notebook.cancel_autosave()
         if self.notebook.continuing():
             return
-        if self.current_id is not None and self.pages.currentIndex() == NOTEBOOK_PAGE:
-            self.history.set_document(self.current_id, self.notebook.document())
-            self._title_notebook(self.current_id, self.notebook.document())
+        conv = self._current() if self.pages.currentIndex() == NOTEBOOK_PAGE else None
+        if conv is not None and conv.document != self.notebook.document():  # (unchanged: its place in the list stays)
+            self.history.set_document(conv.id, self.notebook.document())
+            self._title_notebook(conv.id, self.notebook.document())
 
     def _title_notebook(self, conversation_id: int, document: str) -> None:
         """A notebook still called "Notebook" is named after its first words once it has some."""
@@ -460,7 +593,7 @@ class ConversationController(QObject):
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
         self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
     @_reporting
@@ -480,7 +613,7 @@ class ConversationController(QObject):
         self.notebook.replace_from(position, choice.text)
         self.history.set_document(self.current_id, head)  # what the continuation is written after
         self.notebook.begin_continuation(start=position)
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
         request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
                                          prefix=picked)
         request.replaces = old.id if old is not None else None

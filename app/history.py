@@ -30,7 +30,7 @@ from pathlib import Path
 
 from engine.files import disk_problem
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,7 +43,9 @@ CREATE TABLE conversations (
     leaf_id INTEGER,  -- the last message of the version shown; the thread is its line of parents (version 3)
     model TEXT,  -- the model this conversation is written with (NULL: the one loaded) (version 4)
     preset TEXT,  -- its sampling preset, a name in app.presets (NULL: the settings panel's values) (version 4)
-    preamble TEXT NOT NULL DEFAULT ''  -- text before the conversation: a system prompt (version 4)
+    preamble TEXT NOT NULL DEFAULT '',  -- text before the conversation: a system prompt (version 4)
+    edit_id INTEGER,  -- the user message being edited in its message box, not yet resent (version 6)
+    edit_text TEXT NOT NULL DEFAULT ''  -- ... and the edit's text so far (version 6)
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a regenerated reply gets a new id
@@ -80,6 +82,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE conversations ADD COLUMN preamble TEXT NOT NULL DEFAULT ''",
     ),
     4: ("ALTER TABLE messages ADD COLUMN tokens BLOB",),  # what the model predicted at each token of a reply
+    5: (  # an edit in progress is kept like a draft
+        "ALTER TABLE conversations ADD COLUMN edit_id INTEGER",
+        "ALTER TABLE conversations ADD COLUMN edit_text TEXT NOT NULL DEFAULT ''",
+    ),
 }
 
 
@@ -131,6 +137,12 @@ def _disk_errno(folder: Path, exc: sqlite3.Error) -> int | None:
     return {sqlite3.SQLITE_IOERR: errno.EIO, sqlite3.SQLITE_READONLY: errno.EACCES}.get(code)
 
 
+def _said(exc: Exception, limit: int = 200) -> str:
+    """SQLite's message on one line, cut short (a damaged schema's message quotes the whole schema)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 class _BadValue(ValueError):
     """A row holds a value of the wrong kind (a NULL title, settings that are not a JSON object)."""
 
@@ -159,13 +171,15 @@ class Conversation:
     model: str | None = None  # the model it is written with (None: the one loaded)
     preset: str | None = None  # its sampling preset (None: the settings panel's values)
     preamble: str = ""  # text before the conversation (a system prompt)
+    edit_id: int | None = None  # the user message being edited in the message box (None: no edit in progress)
+    edit_text: str = ""  # ... and the edit's text so far
 
 
 _TEXT_OR_NULL, _ID_OR_NULL = (str, type(None)), (int, type(None))
 # The columns read, with the kind of value each holds (SQLite keeps whatever a damaged record says).
 _CONVERSATION_KINDS = {"id": int, "title": str, "mode": str, "document": str, "updated_at": str, "draft": str,
                        "created_at": str, "leaf_id": _ID_OR_NULL, "model": _TEXT_OR_NULL, "preset": _TEXT_OR_NULL,
-                       "preamble": str}
+                       "preamble": str, "edit_id": _ID_OR_NULL, "edit_text": str}
 _MESSAGE_KINDS = {"id": int, "conversation_id": int, "role": str, "content": str, "created_at": str,
                   "model": _TEXT_OR_NULL, "settings": _TEXT_OR_NULL, "stop_reason": _TEXT_OR_NULL,
                   "parent_id": _ID_OR_NULL}
@@ -297,7 +311,7 @@ class History:
             elif version < SCHEMA_VERSION:
                 self._migrate(version)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"{path} could not be opened ({self._disk_words(exc) or exc}).") from None
+            raise HistoryError(f"{path} could not be opened ({self._disk_words(exc) or _said(exc)}).") from None
 
     @staticmethod
     def _memory() -> sqlite3.Connection:
@@ -317,13 +331,13 @@ class History:
         """The HistoryError for an error of an open history. Damage found now: the file is left alone from here
         on and the history goes on, empty, in memory (`detached`)."""
         if self.detached is not None:
-            return HistoryError(f"{self.detached} ({exc})")
+            return HistoryError(f"{self.detached} ({_said(exc)})")
         disk = self._disk_words(exc) if isinstance(exc, sqlite3.Error) else None
         if disk is not None:
             return HistoryError(f"{self.path} cannot be written: {disk}; the history is as it was.")
         if isinstance(exc, sqlite3.DatabaseError) and _primary(exc) not in _DAMAGE:
-            return HistoryError(f"{self.path}: {exc}; the history is as it was.")
-        self.detached = f"{self.path} turned out to be damaged ({exc}). It was left as it is."
+            return HistoryError(f"{self.path}: {_said(exc)}; the history is as it was.")
+        self.detached = f"{self.path} turned out to be damaged ({_said(exc)}). It was left as it is."
         try:
             self.db.close()
         except sqlite3.Error:
@@ -381,11 +395,12 @@ class History:
                 self._finish_interrupted(path)
             except sqlite3.DatabaseError as exc:
                 raise HistoryError(f"{path} has a change left unfinished by a crash ({path.name}-journal beside "
-                                   f"it), which cannot be undone now ({self._disk_words(exc) or exc}). It was left "
-                                   "untouched.") from None
+                                   f"it), which cannot be undone now ({self._disk_words(exc) or _said(exc)}). "
+                                   "It was left untouched.") from None
             return self._read_version(path)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # (the latter: SQLite's message, damaged too)
-            raise HistoryError(f"{path} is not a readable history file ({exc}). It was left untouched.") from None
+            raise HistoryError(f"{path} is not a readable history file ({_said(exc)}). "
+                               "It was left untouched.") from None
 
     @staticmethod
     def _finish_interrupted(path: Path) -> None:
@@ -414,9 +429,10 @@ class History:
             columns = {table: {r[1] for r in probe.execute(f"PRAGMA table_info({table})")}
                        for table in ("conversations", "messages")}
             if version == 0:  # tables made, version not yet written
-                version = (5 if "tokens" in columns["messages"] else 4 if "preamble" in columns["conversations"]
-                           else 3 if "leaf_id" in columns["conversations"] else 2 if "draft" in columns["conversations"]
-                           else 1)
+                conversations, messages = columns["conversations"], columns["messages"]
+                version = (6 if "edit_id" in conversations else 5 if "tokens" in messages
+                           else 4 if "preamble" in conversations else 3 if "leaf_id" in conversations
+                           else 2 if "draft" in conversations else 1)
             if version < 0:
                 raise HistoryError(f"{path} is damaged: its history version is {version}, which no gpt2-desktop "
                                    "writes. It was left untouched.")
@@ -436,7 +452,7 @@ class History:
             return version
         except sqlite3.DatabaseError as exc:
             if _primary(exc) == sqlite3.SQLITE_CORRUPT:
-                raise HistoryError(f"{path} is damaged ({exc}). It was left untouched.") from None
+                raise HistoryError(f"{path} is damaged ({_said(exc)}). It was left untouched.") from None
             raise
         finally:
             probe.close()
@@ -446,12 +462,17 @@ class History:
 
     # conversations
 
+    @staticmethod
+    def _like(search: str) -> str:
+        """A LIKE pattern that finds `search` as it is (its % and _ too)."""
+        return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
     @_guarded
     def conversations(self, search: str = "") -> list[Conversation]:
         sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
         args: tuple = ()
         if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = self._like(search)
             sql += (
                 " WHERE title LIKE ?1 ESCAPE '\\' OR document LIKE ?1 ESCAPE '\\' OR id IN "
                 "(SELECT conversation_id FROM messages WHERE content LIKE ?1 ESCAPE '\\')"
@@ -459,6 +480,21 @@ class History:
             args = (pattern,)
         rows = self.db.execute(sql + " ORDER BY updated_at DESC, id DESC", args).fetchall()
         return [_conversation(row) for row in rows]
+
+    @_guarded
+    def matches(self, search: str) -> dict[int, str]:
+        """Where `conversations(search)` found each conversation, if not only in its title: a notebook's text,
+        or else the first of its messages (any version) that holds `search`."""
+        if not search:
+            return {}
+        pattern = self._like(search)
+        found = dict(self.db.execute("SELECT id, document FROM conversations WHERE document LIKE ? ESCAPE '\\'",
+                                     (pattern,)).fetchall())
+        for conversation_id, content in self.db.execute(
+                "SELECT conversation_id, content FROM messages WHERE content LIKE ? ESCAPE '\\' ORDER BY id",
+                (pattern,)):
+            found.setdefault(conversation_id, content)
+        return found
 
     @_guarded
     def conversation(self, conversation_id: int) -> Conversation | None:
@@ -504,10 +540,12 @@ class History:
                 self.db.execute(f"UPDATE conversations SET {key} = ? WHERE id = ?", (value, conversation_id))
 
     @_guarded
-    def set_draft(self, conversation_id: int, text: str) -> None:
-        """The unsent text of a conversation's message box (not a change: its place in the list stays)."""
+    def set_draft(self, conversation_id: int, text: str, edit_id: int | None = None, edit_text: str = "") -> None:
+        """The unsent text of a conversation's message box, and the edit of an earlier message in progress there
+        (`edit_id`, None: none) with its text so far; not a change: its place in the list stays."""
         with self.db:
-            self.db.execute("UPDATE conversations SET draft = ? WHERE id = ?", (text, conversation_id))
+            self.db.execute("UPDATE conversations SET draft = ?, edit_id = ?, edit_text = ? WHERE id = ?",
+                            (text, edit_id, edit_text if edit_id is not None else "", conversation_id))
 
     # messages
 

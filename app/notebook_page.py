@@ -1,17 +1,54 @@
-"""The notebook page: one document the model continues at its end, saved a moment after each edit."""
+"""The notebook page: one document the model continues at its end, saved a moment after each edit.
+
+What the model wrote is marked (and, with Probabilities, coloured token by token) until it is edited. Opening a
+notebook finds each continuation it ever had in its text (every version: Ctrl+Z may have brought an older one
+back), so that the marks and colours survive a restart.
+"""
 
 from __future__ import annotations
+
+import heapq
+from typing import NamedTuple
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHighlighter, QTextCharFormat, QTextCursor,
                            QTextFormat)
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenHover, spans, token_format
+from app.chat_options import ChatOptions
+from app.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, spans,
+                               token_format)
 from app.token_data import ReplyTokens
 
 AUTOSAVE_DELAY_MS = 400
 MODEL_WROTE = QTextFormat.UserProperty + 1  # a char format property: this text came from the model
+PICK_HINT = "Click an alternative (or ↑↓ and Enter) to continue from it; Ctrl+Z brings the old text back."
+
+
+class Continuation(NamedTuple):
+    """A text the model wrote into a notebook, as the history keeps it."""
+
+    text: str
+    message_id: int | None = None
+    tokens: ReplyTokens | None = None  # its kept tokens, if any
+    turn: int | None = None  # continuations of the same turn are versions of each other (their parent's id)
+
+
+def place(text: str, pieces: list[str]) -> list[tuple[int, int]]:
+    """Where the pieces are found in `text`, one after another without overlapping: (position, piece's index),
+    in the order of the text; the earliest first, the longer of two at one place. A piece not found is left out."""
+    found = [(at, -len(piece), i) for i, piece in enumerate(pieces) if piece and (at := text.find(piece)) >= 0]
+    heapq.heapify(found)
+    placed, start = [], 0
+    while found:
+        at, length, i = heapq.heappop(found)
+        if at < start:  # overlaps one placed before it: look further on
+            if (at := text.find(pieces[i], start)) >= 0:
+                heapq.heappush(found, (at, length, i))
+            continue
+        placed.append((at, i))
+        start = at - length
+    return placed
 
 
 def model_format(palette: QPalette) -> QTextCharFormat:
@@ -59,10 +96,18 @@ class NotebookPage(QWidget):
     alternative_picked = Signal(int, int, object)  # a continuation's id, a token's index, the Choice instead
     analyse_requested = Signal(str)  # Analyse: the whole text, scored token by token (also after edits)
     suggest_requested = Signal(str)  # Ctrl+Space: the text before the cursor, to continue in a few words
+    model_chosen = Signal(str)  # for the open notebook: a model's name ("": none of its own)
+    preset_chosen = Signal(str)  # for the open notebook: a sampling preset ("": the settings panel's values)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._generating = False
+        self.options = ChatOptions(preamble=False)  # its model and preset (the text itself is the prompt)
+        self.options.model.setAccessibleName("Model for this notebook")
+        self.options.preset.setAccessibleName("Sampling preset for this notebook")
+        self.options.model.setToolTip("The model this notebook is continued with; opening the notebook loads it")
+        self.options.model_chosen.connect(self.model_chosen)
+        self.options.preset_chosen.connect(self.preset_chosen)
         self._cursor: QTextCursor | None = None  # where a continuation is written
         self.editor = QPlainTextEdit()
         self.editor.setAccessibleName("Notebook text")
@@ -72,12 +117,15 @@ class NotebookPage(QWidget):
         self.editor.cursorPositionChanged.connect(self._type_plain)
         self.editor.installEventFilter(self)
         self._first_piece = False  # the next piece of a continuation starts its undo step
+        self._join = False  # ... or joins the one before it (the cut for an alternative picked)
         self._start = 0  # where the continuation being written began
         self.colouring: Colouring | None = None
         self.token_data: dict[int, ReplyTokens] = {}  # the kept tokens of the continuations shown, by message id
         self.highlighter = TokenHighlighter(self)
-        self.hover = TokenHover(self.editor, self.token_data.get, lambda _message_id: not self._generating, self)
+        self.hover = TokenHover(self.editor, self.token_data.get, lambda _message_id: not self._generating, self,
+                                pick_hint=PICK_HINT)
         self.hover.card.picked.connect(self.alternative_picked)
+        self.token_cursor = TokenCursor(self.editor, self.hover, self)  # Alt+← →: from token to token, Enter: card
         self.legend = Legend()
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Ctrl+Enter")
@@ -98,6 +146,7 @@ class NotebookPage(QWidget):
         row.addWidget(self.continue_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.options)
         layout.addWidget(self.legend)
         layout.addWidget(self.editor, 1)
         layout.addLayout(row)
@@ -117,6 +166,14 @@ class NotebookPage(QWidget):
         self.continue_button.setText("Stop" if generating else "Continue")
         self.continue_button.setEnabled(generating or ready)
 
+    def set_model_choices(self, names: list[str]) -> None:
+        """The models a notebook can be continued with (their names, as the engine loads them)."""
+        self.options.set_model_choices(names)
+
+    def show_options(self, model: str | None, preset: str | None) -> None:
+        """The open notebook's model (None: the one in use) and sampling preset (None: the panel's)."""
+        self.options.show_options(model, preset, "")
+
     def cancel_autosave(self) -> None:
         """The document is being saved now: no need to save it again later."""
         self._autosave.stop()
@@ -124,31 +181,56 @@ class NotebookPage(QWidget):
     def document(self) -> str:
         return self.editor.toPlainText()
 
-    def set_document(self, text: str, model_wrote: list[str] = (),
-                     tokens: list[tuple[int, ReplyTokens | None]] = ()) -> None:
+    def set_document(self, text: str, continuations: list[Continuation] = ()) -> None:
         """Show another document, the cursor at its end (this is not an edit: nothing is autosaved).
-        `model_wrote`: the continuations, in order; each found unedited in the text is marked as the model's.
-        `tokens`: beside each, its message id and kept tokens (if any), so that its tokens can be coloured."""
+        `continuations`: what the model wrote into it, every version; each found unedited in the text is marked
+        as the model's, its tokens (if kept) coloured. Of a version cut for an alternative picked, the part
+        before the cut is found too."""
         self.hover.hide()
+        self.token_cursor.reset()
         self.token_data.clear()
         self.editor.blockSignals(True)
         self.editor.setPlainText(text)
         document = self.editor.document()
         document.setUndoRedoEnabled(False)  # marking is not an edit to take back
-        cursor, start, fmt = QTextCursor(document), 0, model_format(self.palette())
-        for i, piece in enumerate(model_wrote):
-            at = text.find(piece, start) if piece else -1
-            if at >= 0:
-                cursor.setPosition(at)
-                cursor.setPosition(at + len(piece), QTextCursor.KeepAnchor)
-                cursor.mergeCharFormat(fmt)
-                message_id, data = tokens[i] if i < len(tokens) else (None, None)
-                if data is not None and data.text() == piece:
-                    self._mark_tokens(cursor, at, message_id, data)
-                start = at + len(piece)
+        placed = place(text, [c.text for c in continuations])
+        ends = [0] + [at + len(continuations[i].text) for at, i in placed]
+        found = {i for _at, i in placed}
+        for (at, i), free in zip(placed, ends):
+            self._mark(at, continuations[i], continuations[i].tokens)
+            for j, other in enumerate(continuations):  # a version cut at `at` for this one: its words before
+                if j not in found and other.turn is not None and other.turn == continuations[i].turn:
+                    self._mark_head(text, at, free, other)
         document.setUndoRedoEnabled(True)
         self.editor.blockSignals(False)
         self.editor.moveCursor(QTextCursor.End)
+
+    def _mark(self, at: int, continuation: Continuation, data: ReplyTokens | None) -> None:
+        """Mark a continuation found at `at` as the model's; with its tokens (`data`, its own or its first ones)."""
+        cursor = QTextCursor(self.editor.document())
+        length = len(data.text()) if data is not None else len(continuation.text)
+        cursor.setPosition(at)
+        cursor.setPosition(at + length, QTextCursor.KeepAnchor)
+        cursor.mergeCharFormat(model_format(self.palette()))
+        full = continuation.tokens
+        if data is not None and full is not None and full.text().startswith(data.text()) \
+                and full.text() == continuation.text:
+            self._mark_tokens(cursor, at, continuation.message_id, data)
+            self.token_data[continuation.message_id] = full
+
+    def _mark_head(self, text: str, cut: int, free: int, version: Continuation) -> None:
+        """If the text before `cut` (and after `free`) ends with first tokens of `version` (a version cut there
+        for an alternative), mark them: as many as are found there."""
+        data = version.tokens
+        if data is None or data.text() != version.text:
+            return
+        head, length, found = 0, 0, 0
+        for n, piece in enumerate(data.pieces[:-1]):  # a head: never the whole (that would have been placed)
+            length += len(piece)
+            if piece and cut - length >= free and text[cut - length:cut] == version.text[:length]:
+                head, found = n + 1, length
+        if head:
+            self._mark(cut - found, version, data.prefix(head))
 
     def _mark_tokens(self, cursor: QTextCursor, at: int, message_id: int, data: ReplyTokens) -> None:
         """Mark each token of a continuation written at `at` with its place (for colours and the hover card)."""
@@ -204,6 +286,7 @@ class NotebookPage(QWidget):
         was, self.colouring = self.colouring, colouring
         self.legend.show_for(colouring)
         self.hover.set_enabled(colouring is not None)
+        self.token_cursor.reset()
         if colouring is not None or was is not None:
             self.editor.blockSignals(True)  # colours are not an edit: nothing to save
             self.highlighter.setDocument(self.editor.document() if colouring is not None else None)
@@ -288,23 +371,26 @@ class NotebookPage(QWidget):
 
     def begin_continuation(self, start: int | None = None) -> None:
         """The document turns read-only; `append` writes at its end until `end_continuation`. `start`: where the
-        continuation began, if before the end (an alternative already written)."""
+        continuation began, if before the end (an alternative already written by `replace_from`: the cut, the
+        alternative and the continuation are then one undo step)."""
         self.hover.hide()
+        self.token_cursor.reset()
         self.editor.setReadOnly(True)
         self._cursor = QTextCursor(self.editor.document())
         self._cursor.movePosition(QTextCursor.End)
         self._start = self._cursor.position() if start is None else start
         self._first_piece = True
+        self._join = start is not None
 
     def append(self, text: str) -> None:
         """Write a piece of the continuation, marked as the model's; the whole continuation is one undo step."""
         if self._cursor is None or not text:
             return
-        if self._first_piece:
+        if self._first_piece and not self._join:
             self._cursor.beginEditBlock()
-            self._first_piece = False
         else:
             self._cursor.joinPreviousEditBlock()
+        self._first_piece = False
         self._cursor.insertText(text, model_format(self.palette()))
         self._cursor.endEditBlock()
 

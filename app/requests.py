@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QThread, Signal
 
 from app.worker import EngineWorker, ModelInfo
 
@@ -73,6 +73,7 @@ class RequestController(QObject):
         self._previous: ModelInfo | None = None  # the model the engine keeps while another one loads
         self.active: ActiveRequest | None = None
         self._last_id = 0
+        self._closing = False  # shut down: what still arrives ends nothing
         self.engine_thread = QThread(self)
         self.engine_thread.setObjectName("engine")
         self.worker = EngineWorker()
@@ -148,12 +149,17 @@ class RequestController(QObject):
             self.worker.cancel(self.active.request_id)
 
     def shutdown(self) -> ActiveRequest | None:
-        """Stop and forget the active request and end the engine thread; returns that request, if any."""
-        active, self.active = self.active, None
+        """Stop and forget the active request and end the engine thread; returns that request, if any, with all
+        it wrote and (if asked for) its token data: what the engine sent before it stopped is taken in, though
+        nothing more is emitted but its last `tokens`."""
+        active = self.active
         if active is not None:
             self.worker.cancel(active.request_id)
         self.engine_thread.quit()
         self.engine_thread.wait(5000)
+        self._closing = True
+        QCoreApplication.sendPostedEvents(self, QEvent.MetaCall)  # the worker's last signals, queued to us
+        self.active = None
         return active
 
     def _begin(self, kind: Kind, settings: dict, conversation_id: int | None = None) -> ActiveRequest:
@@ -165,18 +171,23 @@ class RequestController(QObject):
         return self.active
 
     def _take(self, request_id: int) -> ActiveRequest | None:
-        """The active request if `request_id` is it, no longer active; None for a stale signal."""
+        """The active request if `request_id` is it, no longer active; None for a stale signal (and after
+        shutdown, which hands the request over itself)."""
         active = self.active
-        if active is None or active.request_id != request_id:
+        if active is None or active.request_id != request_id or self._closing:
             return None
         self.active = None
         return active
 
     def _on_loaded(self, info: ModelInfo) -> None:
+        if self._closing:
+            return
         self.model, self._previous = info, None
         self.loaded.emit(info)
 
     def _on_load_failed(self, message: str) -> None:
+        if self._closing:
+            return
         self.model, self._previous = self._previous, None
         self.load_failed.emit(message)
 

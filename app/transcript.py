@@ -10,7 +10,8 @@ from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
 from app.history import Message, speaker
-from app.probabilities import Colouring, TokenHover, block_positions, soft_breaks, spans, token_format, write_broken
+from app.probabilities import (Colouring, TokenCursor, TokenHover, block_positions, soft_breaks, spans, token_format,
+                               write_broken)
 from app.token_data import ReplyTokens
 
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
@@ -20,9 +21,14 @@ PAINT_SLICE = 150  # tokens coloured per turn of the event loop (a long reply ne
 
 
 
+CUT = {"length": "Cut at the length limit (Max new tokens).", "cancelled": "Stopped.",
+       "interrupted": "Cut short: the server went away."}  # a reply that can be continued, and why it ended
+
+
 class TranscriptView(QTextBrowser):
     """Read-only transcript. Per-message actions are links: copy:ID, regenerate:ID, edit:ID, and older:ID /
-    newer:ID beside a turn that has several versions. With a `colouring`, each reply whose tokens were kept is
+    newer:ID beside a turn that has several versions; under the last message, continue:ID (a reply cut short)
+    or retry:ID (a message left without a reply). With a `colouring`, each reply whose tokens were kept is
     shown token by token, coloured, and hovering a token shows its alternatives."""
 
     action = Signal(str, int)  # action name, message id
@@ -41,6 +47,7 @@ class TranscriptView(QTextBrowser):
         # stops it; scrolling back to the end starts it again. Nothing else moves a view the person scrolled.
         self._follow = True
         self._rebuilding = False
+        self._hold: int | None = None  # a place to keep once the layout has grown to it (Qt lays out in steps)
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._scrolled)
         bar.rangeChanged.connect(self._range_changed)
@@ -50,6 +57,7 @@ class TranscriptView(QTextBrowser):
         self.pickable = True  # whether an alternative can be picked now (not while the model writes)
         self.hover = TokenHover(self, self.token_data.get, lambda _message_id: self.pickable, self)
         self.hover.card.picked.connect(self.alternative_picked)
+        self.token_cursor = TokenCursor(self, self.hover, self)  # Alt+← →: from token to token, Enter: the card
         self._to_paint: list[tuple] = []  # (message id, ReplyTokens, its places left, start→position, end→position)
         self._painter = QTimer(self, interval=0)
         self._painter.timeout.connect(self._paint_slice)
@@ -58,6 +66,7 @@ class TranscriptView(QTextBrowser):
         """Colour replies by what the model predicted (None: plain Markdown); takes effect at the next render."""
         self.colouring = colouring
         self.hover.set_enabled(colouring is not None)
+        self.token_cursor.reset()
 
     def _new_block(self, cursor: QTextCursor, first: bool) -> None:
         if not first:
@@ -65,28 +74,39 @@ class TranscriptView(QTextBrowser):
         cursor.setBlockFormat(QTextBlockFormat())
         cursor.setCharFormat(QTextCharFormat())
 
-    def _header(self, cursor: QTextCursor, name: str, links: str, first: bool) -> None:
-        """A message's heading: who wrote it (You, or the model's name) and its links."""
+    def _header(self, cursor: QTextCursor, name: str, links: str, first: bool, switch: str = "") -> None:
+        """A message's heading: who wrote it (You, or the model's name), its version arrows and its links."""
         self._new_block(cursor, first)
         fmt = QTextBlockFormat()
         fmt.setTopMargin(0 if first else 14)
         cursor.setBlockFormat(fmt)
-        cursor.insertHtml(f"<b>{html.escape(name)}</b>&nbsp;&nbsp;<small>{links}</small>")
+        cursor.insertHtml(f"<b>{html.escape(name)}</b>&nbsp;&nbsp;{switch}<small>{links}</small>")
         self._new_block(cursor, False)
 
     @staticmethod
-    def _links(message: Message, version: tuple[int, int] | None = None) -> str:
-        def link(action: str, label: str) -> str:
-            return f'<a href="{action}:{message.id}">{label}</a>'
+    def _link(message: Message, action: str, label: str, style: str = "") -> str:
+        styled = f' style="{style}"' if style else ""
+        return f'<a href="{action}:{message.id}"{styled}>{label}</a>'
 
-        switch = ""
-        if version is not None:
-            place, count = version
-            # The arrows with a space either side, so that they are not too small to click.
-            older = link("older", "&nbsp;‹&nbsp;") if place > 1 else "&nbsp;‹&nbsp;"
-            newer = link("newer", "&nbsp;›&nbsp;") if place < count else "&nbsp;›&nbsp;"
-            switch = f"{older}{place}/{count}{newer} · "
-        return switch + TranscriptView._actions(message, link)
+    @staticmethod
+    def _switch(message: Message, version: tuple[int, int] | None) -> str:
+        """`‹ 2/3 ›` beside a turn with several versions: the arrows large, with a space either side, so that
+        each is a target of at least 24 by 24 pixels; an arrow with no version that way is greyed."""
+        if version is None:
+            return ""
+        place, count = version
+
+        def arrow(action: str, glyph: str, there: bool) -> str:
+            big = f'<span style="font-size:xx-large">&nbsp;{glyph}&nbsp;</span>'
+            if not there:
+                return f'<span style="color:gray">{big}</span>'
+            return TranscriptView._link(message, action, big, "text-decoration:none")  # (an underlined space: odd)
+
+        return f"{arrow('older', '‹', place > 1)}{place}/{count}{arrow('newer', '›', place < count)}&nbsp;&nbsp;"
+
+    @staticmethod
+    def _links(message: Message) -> str:
+        return TranscriptView._actions(message, lambda action, label: TranscriptView._link(message, action, label))
 
     @staticmethod
     def _actions(message: Message, link) -> str:
@@ -99,25 +119,31 @@ class TranscriptView(QTextBrowser):
         return ""
 
     def render(self, messages: list[Message], versions: dict[int, tuple[int, int]] | None = None,
-               to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None) -> None:
+               to_end: bool = False, token_data: dict[int, ReplyTokens] | None = None, writing: bool = False,
+               stay: bool = False, focus_links: tuple[str, ...] = ()) -> None:
         """Lay out a whole conversation (on opening it, and once when a reply is complete). `to_end`: land at
-        the end; otherwise a view the person scrolled up stays where it was. `token_data`: the kept tokens of
-        replies, shown coloured while there is a colouring."""
+        the end; otherwise a view the person scrolled up stays where it was (`stay`: also one at the end, as
+        when another version of a turn is shown). `token_data`: the kept tokens of replies, shown coloured while
+        there is a colouring. `writing`: a reply to the last message is being written (nothing to retry).
+        `focus_links`: if a link had the keyboard's focus, the first of these found has it now."""
         versions = versions or {}
         self.hover.hide()
+        self.token_cursor.reset()
         self._painter.stop()
         self._to_paint.clear()
         self.token_data.clear()
         if self.colouring is not None and token_data:
             self.token_data.update(token_data)
-        follow, place = self._follow or to_end, self.verticalScrollBar().value()
+        follow, place = (self._follow and not stay) or to_end, self.verticalScrollBar().value()
+        had_link = self.textCursor().hasSelection() and self.textCursor().charFormat().isAnchor()
         self._stream_cursor = None
         self._rebuilding = True  # clearing moves the scroll bar to 0: not the person's doing
         self.clear()
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         for i, message in enumerate(messages):
-            self._header(cursor, speaker(message), self._links(message, versions.get(message.id)), first=i == 0)
+            self._header(cursor, speaker(message), self._links(message), i == 0,
+                         self._switch(message, versions.get(message.id)))
             data = self.token_data.get(message.id)
             if data is not None and self._insert_tokens(cursor, message, data):
                 pass
@@ -125,14 +151,68 @@ class TranscriptView(QTextBrowser):
                 cursor.insertMarkdown(message.content or "…")
             else:
                 cursor.insertText(message.content)
+        if messages and not writing:
+            self._offer(cursor, messages[-1])
         cursor.endEditBlock()
         self._paint_slice()
         self._rebuilding = False
         self._follow = follow or not messages
+        self._hold = None
         if self._follow:
             self.scroll_to_end()
         else:
             self.verticalScrollBar().setValue(place)
+            if self.verticalScrollBar().value() < place:
+                self._hold = place  # the layout is not that long yet
+        if had_link and focus_links:
+            self.focus_link(*focus_links)
+
+    def _offer(self, cursor: QTextCursor, last: Message) -> None:
+        """Under the last message: Continue for a reply cut short, Retry for a message left without a reply."""
+        if last.role == "assistant" and last.stop_reason in CUT:
+            why, action, label = CUT[last.stop_reason], "continue", "Continue"
+        elif last.role == "user":
+            why, action, label = "No reply came to this message.", "retry", "Retry"
+        else:
+            return
+        self._new_block(cursor, False)
+        fmt = QTextBlockFormat()
+        fmt.setTopMargin(6)
+        cursor.setBlockFormat(fmt)
+        cursor.insertHtml(f'<i>{html.escape(why)}</i>&nbsp;&nbsp;<b>{self._link(last, action, f"{label} ›")}</b>')
+
+    def link_text(self, href: str) -> tuple[int, int] | None:
+        """Where a link is in the document (its first and last position), or None."""
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                fmt = fragment.charFormat()
+                if fmt.isAnchor() and fmt.anchorHref() == href:
+                    start, end = fragment.position(), fragment.position() + fragment.length()
+                    it += 1  # a link may span several fragments (its text in another size)
+                    while not it.atEnd() and it.fragment().charFormat().anchorHref() == href:
+                        end = it.fragment().position() + it.fragment().length()
+                        it += 1
+                    return start, end
+                it += 1
+            block = block.next()
+        return None
+
+    def focus_link(self, *hrefs: str) -> bool:
+        """Give the keyboard's focus to the first of these links found (shown selected, as Tab shows a link;
+        Enter follows it); whether one was."""
+        for href in hrefs:
+            found = self.link_text(href)
+            if found is not None:
+                cursor = QTextCursor(self.document())
+                cursor.setPosition(found[0])
+                cursor.setPosition(found[1], QTextCursor.KeepAnchor)
+                self.setTextCursor(cursor)
+                self.setFocus()
+                return True
+        return False
 
     def _insert_tokens(self, cursor: QTextCursor, message: Message, data: ReplyTokens) -> bool:
         """A reply as plain text whose tokens are then coloured and marked with their places (for the hover
@@ -223,11 +303,21 @@ class TranscriptView(QTextBrowser):
     def _scrolled(self, value: int) -> None:
         if not self._rebuilding:
             self._follow = value >= self.verticalScrollBar().maximum() - 4
+            if self._hold is not None and value != self._hold and value != self.verticalScrollBar().maximum():
+                self._hold = None  # the person scrolled
 
     def _range_changed(self, _minimum: int, maximum: int) -> None:
-        # The layout grows after text is inserted (Qt lays out large documents in steps): stay at the end.
-        if self._follow and not self._rebuilding:
-            self.verticalScrollBar().setValue(maximum)
+        # The layout grows after text is inserted (Qt lays out large documents in steps): stay at the end, or
+        # at the place kept.
+        if self._rebuilding:
+            return
+        bar = self.verticalScrollBar()
+        if self._hold is not None:
+            bar.setValue(self._hold)
+            if maximum >= self._hold:
+                self._hold = None
+        elif self._follow:
+            bar.setValue(maximum)
 
     def scroll_to_end(self) -> None:
         self._follow = True

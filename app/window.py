@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         self.chat.send_requested.connect(conversations.send)
         self.chat.stop_requested.connect(requests.stop)
         self.chat.message_action.connect(conversations.message_action)
+        self.chat.edit_last_requested.connect(conversations.edit_last)
         self.chat.alternative_picked.connect(conversations.pick_alternative)
         self.notebook.alternative_picked.connect(conversations.pick_notebook_alternative)
         self.chat.draft_due.connect(conversations.store_draft)
@@ -187,6 +188,8 @@ class MainWindow(QMainWindow):
         self.chat.model_chosen.connect(conversations.choose_model)
         self.chat.preset_chosen.connect(conversations.choose_preset)
         self.chat.preamble_changed.connect(conversations.store_preamble)
+        self.notebook.model_chosen.connect(lambda name: conversations.choose_model(name, "notebook"))
+        self.notebook.preset_chosen.connect(lambda name: conversations.choose_preset(name, "notebook"))
         conversations.model_wanted.connect(self._conversation_model)
         self.chat.models_requested.connect(lambda: self.tabs.setCurrentWidget(self.models))
         self.chat.welcome_dismissed.connect(self._welcome_dismissed)
@@ -298,9 +301,11 @@ class MainWindow(QMainWindow):
         remote = [remote_name(model, url) for url, entry in self.settings.servers.items() for model in entry["models"]]
         try:
             trained = [run.model_name for run in finished_runs()]
-            self.chat.set_model_choices([m.name for m in local_models()] + trained + remote)
+            names = [m.name for m in local_models()] + trained + remote
         except (OSError, EngineError):
-            self.chat.set_model_choices(remote)
+            names = remote
+        self.chat.set_model_choices(names)
+        self.notebook.set_model_choices(names)
 
     def _trained(self) -> None:
         """A fine-tuning run finished: its model joins Models and the chat's model choice."""
@@ -421,15 +426,19 @@ class MainWindow(QMainWindow):
         conv = self.conversations.current()
         if conv is None:
             return
-        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=conv.title)
-        if ok and title.strip():
-            self.conversations.rename(conv.id, title.strip())
+        dialog = QInputDialog(self, windowTitle="Rename conversation", labelText="Title:", textValue=conv.title)
+        room = dialog.fontMetrics().horizontalAdvance(conv.title + "MMMMMM")  # the whole title, and room to type
+        dialog.resize(max(dialog.sizeHint().width(), 360, min(room, max(400, self.width() * 3 // 4))),
+                      dialog.sizeHint().height())
+        if dialog.exec() and dialog.textValue().strip():
+            self.conversations.rename(conv.id, dialog.textValue().strip())
 
     def ask_delete(self) -> None:
         conv = self.conversations.current()
         if conv is None:
             return
-        answer = QMessageBox.question(self, "Delete conversation", f"Delete “{conv.title}” and all its messages?")
+        answer = QMessageBox.question(self, "Delete conversation", f"Delete “{conv.title}” and all its messages?",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)  # Enter keeps it
         if answer == QMessageBox.Yes:
             self.conversations.delete(conv.id)
 

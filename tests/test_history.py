@@ -99,6 +99,7 @@ def test_search_looks_at_titles_documents_and_messages(history):
     assert {c.id for c in history.conversations("fox")} == {by_title, by_document, by_message}
     assert history.conversations("badger") == []
     assert len(history.conversations("")) == 4
+    assert history.matches("fox") == {by_document: "The fox ran away.", by_message: "A FOX, said the crow."}
 
 
 def test_search_takes_wildcards_literally(history):
@@ -262,6 +263,10 @@ def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
         assert (fox.model, fox.preset, fox.preamble) == (None, None, "")  # version 4: its own model and so on
         h.set_options(fox.id, model="gpt2", preset="Precise", preamble="Be brief.")
         assert h.conversation(fox.id).preamble == "Be brief." and h.conversation(fox.id).model == "gpt2"
+        assert (fox.edit_id, fox.edit_text) == (None, "")  # version 6: an edit in progress, kept like a draft
+        h.set_draft(fox.id, "half a thought", edit_id=thread[0].id, edit_text="Tell me about the crow")
+        assert (h.conversation(fox.id).edit_id, h.conversation(fox.id).edit_text) == (thread[0].id,
+                                                                                      "Tell me about the crow")
     finally:
         h.close()
     assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -299,6 +304,15 @@ def test_drafts_are_kept_and_do_not_reorder_the_list(history):
     history.set_draft(first, "unsent ✓")
     assert history.conversation(first).draft == "unsent ✓"
     assert [c.id for c in history.conversations()] == [second, first]
+    message = history.add_message(second, "user", "old words")
+    later()
+    third = history.create_conversation("third")
+    history.set_draft(second, "unsent", edit_id=message, edit_text="new words")  # an edit in progress too
+    conv = history.conversation(second)
+    assert (conv.draft, conv.edit_id, conv.edit_text) == ("unsent", message, "new words")
+    assert [c.id for c in history.conversations()] == [third, second, first]
+    history.set_draft(second, "unsent")
+    assert (history.conversation(second).edit_id, history.conversation(second).edit_text) == (None, "")
 
 
 def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
@@ -329,7 +343,7 @@ def _v3_file(path):
     schema = history_module.SCHEMA.replace(
         "parent_id INTEGER REFERENCES messages(id),  -- the message before it; its siblings are its versions "
         "(version 3)\n    tokens BLOB", "parent_id INTEGER REFERENCES messages(id)")
-    schema = re.sub(r",  -- the last message[^\n]*\n(?:[^\n]*\(version 4\)\n)+", "\n", schema)  # no v4 columns
+    schema = re.sub(r",  -- the last message[^\n]*\n(?:[^\n]*\(version [46]\)\n)+", "\n", schema)  # no v4, v6 columns
     with sqlite3.connect(path) as db:
         db.executescript(schema)
         db.execute("PRAGMA user_version = 3")
@@ -355,7 +369,7 @@ def test_a_version_3_history_gains_token_data_in_place(tmp_path):
         assert ReplyTokens.decode(h.tokens([reply])[reply]) == data
     finally:
         h.close()
-    assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]
+    assert _rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(6,)]
 
 
 def test_token_data_is_compact_and_round_trips():
@@ -526,3 +540,17 @@ def test_any_damage_is_refused_or_read_but_never_an_error_of_another_kind(writte
             assert "\n" not in str(exc)
         finally:
             h.close()
+
+
+def test_a_damaged_schema_is_said_in_one_short_line(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    History(path).close()
+    with sqlite3.connect(path) as db:  # a stray byte in the tables' definition, as a bad sector leaves it
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("UPDATE sqlite_master SET sql = replace(sql, 'CHECK (mode', '\"CHECK (mode') "
+                   "WHERE name = 'conversations'")
+    before = digest(path)
+    with pytest.raises(HistoryError, match="damaged") as raised:
+        History(path)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 400  # not the whole schema, line by line
+    assert digest(path) == before
