@@ -4,6 +4,7 @@ window, offscreen, on the tiny model and a real SQLite file."""
 from PySide6.QtCore import Qt
 
 from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from app.probabilities import percent
 
 
 def row_of(window, conversation_id):
@@ -584,7 +585,7 @@ def test_the_keyboard_goes_from_token_to_token_opens_the_card_and_continues_from
     assert view.token_cursor.key == (old.id, index)
     said = QAccessible.queryAccessibleInterface(view).text(QAccessible.Description)
     token = data.token(index)
-    assert f"probability {token.prob:.1%}" in said and f"rank {token.rank}" in said and token.piece.strip() in said
+    assert f"probability {percent(token.prob)}" in said and f"rank {token.rank}" in said and token.piece.strip() in said
     assert view.extraSelections() and not card.isVisible()  # shown highlighted
     qtbot.keyClick(view, Qt.Key_Return)
     assert card.isVisible() and card.key == (old.id, index)
