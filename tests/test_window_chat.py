@@ -3,8 +3,8 @@ window, offscreen, on the tiny model and a real SQLite file."""
 
 from PySide6.QtCore import Qt
 
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
 from app.probabilities import percent
+from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
 
 
 def row_of(window, conversation_id):
