@@ -26,6 +26,9 @@ from engine.inference.analysis import LIMITS
 from engine.inference.scoring import normalise_newlines
 from engine.tooling.corpus import read_text_file
 
+# The Analyse tab's own keys (Help > Keyboard shortcuts lists them).
+KEYS = (("Ctrl+Enter", "analyse the text (again: cancel)"),)
+
 SLICE = 150  # tokens written per turn of the event loop
 
 

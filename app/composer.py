@@ -6,6 +6,10 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QPlainTextEdit
 
+# The message box's own keys (Help > Keyboard shortcuts lists them).
+KEYS = (("Enter", "send the message"), ("Shift+Enter", "a new line"), ("Up (in an empty box)", "edit your last message"),
+        ("Alt+Left / Alt+Right", "into the last reply's tokens (with Probabilities on)"))
+
 
 class Composer(QPlainTextEdit):
     submitted = Signal()

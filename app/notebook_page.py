@@ -20,6 +20,11 @@ from app.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, To
                                token_format)
 from app.token_data import ReplyTokens
 
+# The notebook's own keys (Help > Keyboard shortcuts lists them).
+KEYS = (("Ctrl+Enter", "continue the text (again: stop)"), ("Ctrl+Space", "suggest three short continuations"),
+        ("Up / Down, Enter, Esc", "in the suggestions: choose, write one at the cursor, dismiss"),
+        ("Ctrl+Z", "take back a whole continuation"))
+
 AUTOSAVE_DELAY_MS = 400
 MODEL_WROTE = QTextFormat.UserProperty + 1  # a char format property: this text came from the model
 PICK_HINT = "Click an alternative (or ↑↓ and Enter) to continue from it; Ctrl+Z brings the old text back."

@@ -20,6 +20,12 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QFrame, QLabel, QTe
 
 from app.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo, soft_breaks, spans  # noqa: F401
 
+# The keys of the token cursor and the token card (Help > Keyboard shortcuts lists them).
+KEYS = (("Alt+Left / Alt+Right", "with Probabilities on: the previous / next token of a reply or the notebook"),
+        ("Enter (on a token)", "open its card: its probability, rank and the ten likeliest tokens there"),
+        ("Up / Down (in the card)", "choose an alternative"),
+        ("Enter or Space (in the card)", "continue from the chosen alternative"), ("Esc (in the card)", "close it"))
+
 TOKEN_MESSAGE = QTextFormat.UserProperty + 2  # a char format property: the message (or analysis) the token is of
 TOKEN_INDEX = QTextFormat.UserProperty + 3  # ... and its index there
 ANALYSIS = -1  # TOKEN_MESSAGE of an analysed text's tokens

@@ -17,6 +17,9 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QLis
 
 from app.history import Conversation
 
+# The conversation list's own keys (Help > Keyboard shortcuts lists them).
+KEYS = (("Delete", "delete the selected conversation (asks first)"), ("Esc (in the search box)", "clear the search"))
+
 WRITING = "✎ "  # before the title of the conversation the model is writing in
 MATCH_COLOUR = "#f2d13a"  # behind the words searched for (the colour of a find in a text editor)
 SNIPPET_ROLE = Qt.UserRole + 1  # an item's line of text around the match, when the title does not match

@@ -18,6 +18,9 @@ from engine.files import write_atomic
 from engine.inference.generate import Done, StopReason
 from engine.inference.templates import Template, TemplateError, all_templates, read_template, render, save_user_template
 
+# The Tasks tab's own keys (Help > Keyboard shortcuts lists them).
+KEYS = (("Ctrl+Enter", "run the task (again: stop)"),)
+
 if TYPE_CHECKING:
     from engine.inference.scoring import OptionScore
 

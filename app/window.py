@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSize, Qt
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.analysis_view import AnalysisView
 from app.appearance import next_size, sized_font
+from app.actions import build_menus
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
@@ -80,7 +81,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._build_menus()
         self._restore_layout()
-        self._colouring_changed(save=False)
+        self.colouring_changed(save=False)
         if history_problem:
             self.banner.show_message(history_problem + NOT_SAVED, kind="history")
         if settings_problem:
@@ -215,53 +216,11 @@ class MainWindow(QMainWindow):
         self.settings_panel.device_changed.connect(self._device_changed)
 
     def _build_menus(self) -> None:
-        def action(menu, text, slot, shortcut=None) -> QAction:
-            act = QAction(text, self)
-            if shortcut:
-                act.setShortcut(QKeySequence(shortcut))
-            act.triggered.connect(slot)
-            menu.addAction(act)
-            return act
-
-        file_menu = self.menuBar().addMenu("&File")
-        action(file_menu, "Open model folder…", self.choose_model_folder, "Ctrl+O")
-        action(file_menu, "Use the embedded model", lambda: self.use_model(None))
-        file_menu.addSeparator()
-        action(file_menu, "Export conversation…", self.export_conversation, "Ctrl+E")
-        action(file_menu, "Export all conversations…", self.export_all)
-        action(file_menu, "Import conversations…", self.import_conversations)
-        file_menu.addSeparator()
-        action(file_menu, "Quit", self.close, "Ctrl+Q")
-        conv_menu = self.menuBar().addMenu("&Conversation")
-        action(conv_menu, "New chat", self.conversations.new_chat, "Ctrl+N")
-        action(conv_menu, "New notebook", self.conversations.new_notebook, "Ctrl+Shift+N")
-        action(conv_menu, "Search", self.sidebar.focus_search, "Ctrl+F")
-        action(conv_menu, "Rename…", self.ask_rename, "F2")
-        action(conv_menu, "Delete…", self.ask_delete, "Ctrl+Shift+Backspace")
-        view_menu = self.menuBar().addMenu("&View")
-        action(view_menu, "Conversations", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
-        action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
-        action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
-        action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
-        action(view_menu, "Analyse text", lambda: self.tabs.setCurrentWidget(self.analysis), "Ctrl+5")
-        action(view_menu, "Fine-tune", lambda: self.tabs.setCurrentWidget(self.finetune), "Ctrl+6")
-        self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
-        view_menu.addSeparator()
-        larger = action(view_menu, "Larger text", lambda: self.change_text_size(1))
-        larger.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
-        action(view_menu, "Smaller text", lambda: self.change_text_size(-1), "Ctrl+-")
-        action(view_menu, "Default text size", lambda: self.change_text_size(0), "Ctrl+0")
-        view_menu.addSeparator()
-        self.probabilities_action = action(view_menu, "Probabilities", self._colouring_changed, "Ctrl+Shift+P")
-        self.by_probability_action = action(view_menu, "Colour by probability (not rank)", self._colouring_changed)
-        self.colour_blind_action = action(view_menu, "Colour-blind-safe colours", self._colouring_changed)
+        build_menus(self)  # from app.actions' table, which Help > Keyboard shortcuts lists too
         for act, on in ((self.probabilities_action, self.settings.probabilities),
                         (self.by_probability_action, self.settings.colour_by == PROBABILITY),
                         (self.colour_blind_action, self.settings.colour_palette == COLOUR_BLIND)):
-            act.setCheckable(True)
             act.setChecked(on)
-        help_menu = self.menuBar().addMenu("&Help")
-        action(help_menu, "About gpt2-desktop", self.show_about)
         QShortcut(QKeySequence("Escape"), self, activated=self.escape)
 
     def _restore_layout(self) -> None:
@@ -656,9 +615,9 @@ class MainWindow(QMainWindow):
             self.by_probability_action.setChecked(by == PROBABILITY)
         if palette is not None:
             self.colour_blind_action.setChecked(palette == COLOUR_BLIND)
-        self._colouring_changed()
+        self.colouring_changed()
 
-    def _colouring_changed(self, _checked: bool = False, save: bool = True) -> None:
+    def colouring_changed(self, _checked: bool = False, save: bool = True) -> None:
         self.settings.probabilities = self.probabilities_action.isChecked()
         self.settings.colour_by = PROBABILITY if self.by_probability_action.isChecked() else RANKS
         self.settings.colour_palette = COLOUR_BLIND if self.colour_blind_action.isChecked() else GLTR
@@ -693,6 +652,20 @@ class MainWindow(QMainWindow):
                                          kind="saving")
             return
         self.banner.hide_kind("saving")
+
+    def show_tab(self, page: QWidget) -> None:
+        """Bring a tab to the front, with the keyboard in it (its `focus_first`, where it has one)."""
+        self.tabs.setCurrentWidget(page)
+        focus = getattr(page, "focus_first", None)
+        if focus is not None:
+            focus()
+        elif page is self.splitter:
+            self.conversations.focus_page()
+
+    def show_shortcuts(self) -> None:
+        from app.shortcuts_page import ShortcutsPage
+
+        ShortcutsPage(self).exec()
 
     def show_about(self) -> None:
         from app.version import version
