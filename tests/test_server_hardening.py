@@ -360,6 +360,13 @@ def test_a_host_that_is_not_this_computers_is_said_plainly(tiny_model_dir):
     assert result.returncode == 2 and "pick another --port" in result.stderr
 
 
+def test_a_prompt_of_token_ids_is_one_prompt_however_long(server):
+    ids = [464, 1310] * 150  # 300 ids: more than a batch may hold prompts (256)
+    status, answer = post(server, "/v1/completions", {"prompt": ids, "max_tokens": 0, "echo": True})
+    # tiny's window is 128 tokens: what refuses it is the window, not the batch's limit
+    assert status == 400 and assert_error(answer, "prompt")["code"] == "context_length_exceeded"
+
+
 def test_logit_bias_keys_are_digits_and_include_usage_a_boolean(server):
     for key in (" 5 ", "５", "+5", "1_0", "٥", "5.0", ""):
         status, answer = post(server, "/v1/completions", {"prompt": "x", "logit_bias": {key: 1}})

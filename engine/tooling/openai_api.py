@@ -257,12 +257,12 @@ def _prompts(value, vocab_size: int) -> list[str | list[int]]:
     if not isinstance(value, list) or not value:
         raise bad("prompt", "must be a string, a list of strings, a list of token ids or a list of lists of "
                             "token ids, and not empty.")
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return [ids(value)]  # one prompt, as long as the window allows
     if len(value) > MAX_PROMPTS:
         raise bad("prompt", f"takes at most {MAX_PROMPTS} prompts in one request, got {len(value)}.")
     if all(isinstance(item, str) for item in value):
         return [_text(item, "prompt") for item in value]
-    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return [ids(value)]
     if all(isinstance(item, list) for item in value):
         return [ids(item) for item in value]
     raise bad("prompt", "must not mix strings, token ids and lists of token ids.")
