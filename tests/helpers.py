@@ -64,11 +64,19 @@ def cli(*args, timeout=120, env: dict | None = None) -> subprocess.CompletedProc
 
 
 @contextmanager
-def running_server(model_dir, tmp_path, *flags):
-    """`gpt2-desktop serve` on a free port of 127.0.0.1, as a real process; its `base_url` ends in /v1."""
+def running_server(model_dir, tmp_path, *flags, open_files: int | None = None):
+    """`gpt2-desktop serve` on a free port of 127.0.0.1, as a real process; its `base_url` ends in /v1.
+    `open_files`: the process's limit on open files (soft and hard), as `ulimit -n` sets it."""
     env = {**os.environ, "GPT2_DESKTOP_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+
+    def limit_files():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     proc = subprocess.Popen([CLI, "serve", "--model", str(model_dir), "--port", "0", *flags], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit_files if open_files else None)
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving "), (line, proc.stderr.read() if proc.poll() is not None else "")

@@ -157,6 +157,21 @@ def test_min_p_matches_transformers_warper(tiny):
     assert torch.allclose(ours, theirs, atol=1e-6) and 1 < (ours > 0).sum() < 1000
 
 
+def test_tiny_settings_that_validation_lets_through_sample_safely(tiny):
+    """1e-300 is a positive number, as validation wants; float32 holds none that small."""
+    logits = tiny.model(torch.tensor([tiny.tokenizer.encode("The little fox")]))[0, -1]
+    greedy = int(logits.argmax())
+    for settings in (SamplingSettings(temperature=1e-300), SamplingSettings(temperature=1.0, top_p=1e-300),
+                     SamplingSettings(temperature=5e-324, top_p=5e-324, top_k=3, min_p=1.0)):
+        probs = logits_to_probs(logits, settings.validate())
+        assert torch.isfinite(probs).all() and probs[greedy] == 1.0
+    seen = torch.tensor([greedy, 7, int(logits.argmin())])
+    for penalty in (1e-300, 5e-324, 1e300):
+        penalised = apply_repetition_penalty(logits, seen, penalty)
+        assert torch.isfinite(penalised).all()
+        assert torch.isfinite(logits_to_probs(penalised, SamplingSettings(temperature=1.0))).all()
+
+
 def test_presence_and_frequency_penalties_and_logit_bias_as_openai_defines_them(tiny):
     """logit[j] -= frequency * count[j] + presence * (count[j] > 0), over the tokens written so far."""
     ids = tiny.tokenizer.encode("Once upon a time")

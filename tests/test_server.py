@@ -232,6 +232,7 @@ def test_bad_chat_requests_and_bodies(server):
     host, port = server.base_url.split("//")[1].split("/")[0].split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     connection.putrequest("POST", "/v1/completions")
+    connection.putheader("Content-Type", "application/json")
     connection.putheader("Content-Length", str(9 * 2**20))
     connection.endheaders(b"{")  # the server answers from the header, without reading 9 MiB
     assert connection.getresponse().status == 413

@@ -123,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, "
-                                      "/v1/models, /health) on one model")
+                                      "/v1/models, /health) on one model",
+                        description="An OpenAI-compatible HTTP server on one model. Requests must address it by "
+                                    "a name of its own (localhost, its --host, an --allow-host name; any IP address "
+                                    "when it listens on all of them), a POST must be JSON, and no web page may use it "
+                                    "unless --allow-origin names the page's origin. A client has --timeout seconds "
+                                    "for a request's headers and again for its body, an idle connection is closed "
+                                    "after as long, and at most --max-connections are open at once.")
     _add_model_args(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer "
                                                         "only; any other needs --api-key)")
@@ -132,8 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "(default: the GPT2_DESKTOP_API_KEY variable, if set)")
     sv.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                     help="let web pages from this origin call the server (CORS); repeat for more")
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="accept requests addressed to this name too (a proxy's, a name of this computer; "
+                         "'*' accepts any); repeat for more")
     sv.add_argument("--queue", type=int, default=32, metavar="N",
                     help="requests that may wait behind the running one before the server answers 429 (default 32)")
+    sv.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                    help="how long a client has for a request's headers, and again for its body, and how long an "
+                         "idle connection stays open (default 15)")
+    sv.add_argument("--max-connections", type=int, default=256, metavar="N",
+                    help="connections open at once (default 256; a quarter of the open-file limit where that is "
+                         "lower); past it the one idle longest is closed")
     sv.add_argument("--slide", action="store_true",
                     help="let a prompt and completion longer than the model's window slide on, as generate does, "
                          "instead of refusing them")
@@ -536,23 +551,38 @@ def cmd_models(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import math
     import os
 
-    from engine.tooling.server import ServerOptions, is_loopback, serve
+    from engine.tooling.server import ServerOptions, bind, is_loopback, serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"gpt2-desktop serve: --port must be from 0 to 65535, got {args.port}")
     if args.queue < 0:
         raise UsageError("gpt2-desktop serve: --queue takes 0 or more")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"gpt2-desktop serve: --timeout takes a number of seconds above 0, got {args.timeout:g}")
+    if args.max_connections < 1:
+        raise UsageError(f"gpt2-desktop serve: --max-connections takes 1 or more, got {args.max_connections}")
+    if any(not name.strip() for name in args.allow_host):
+        raise UsageError("gpt2-desktop serve: --allow-host takes a name, e.g. --allow-host my-box.lan")
     key = args.api_key if args.api_key is not None else os.environ.get("GPT2_DESKTOP_API_KEY") or None
     if key is not None and not key.strip():
         raise UsageError("gpt2-desktop serve: --api-key cannot be empty")
-    options = ServerOptions(api_key=key, allow_origins=tuple(args.allow_origin), queue_size=max(1, args.queue),
-                            slide=args.slide, log_requests=args.log_requests)
+    options = ServerOptions(api_key=key, allow_origins=tuple(args.allow_origin), host=args.host,
+                            allow_hosts=tuple(args.allow_host), queue_size=max(1, args.queue), slide=args.slide,
+                            log_requests=args.log_requests, timeout=args.timeout,
+                            max_connections=args.max_connections)
     if not is_loopback(args.host) and not key:  # before loading the model
         raise UsageError(f"gpt2-desktop serve: --host {args.host} lets other computers in; give it an --api-key "
                          "too (or serve on 127.0.0.1)")
-    return serve(_load(args), args.host, args.port, options)
+    sock = bind(args.host, args.port)  # a wrong address or a taken port is said before the model loads
+    try:
+        loaded = _load(args)
+    except BaseException:
+        sock.close()
+        raise
+    return serve(loaded, sock, options)
 
 
 def cmd_bench(args) -> int:

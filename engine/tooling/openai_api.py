@@ -38,6 +38,23 @@ def bad(param: str, message: str) -> ApiError:
     return ApiError(400, f"'{param}' {message}", param=param, code="invalid_value")
 
 
+def shown(text: str) -> str:
+    """`text` as an answer can carry it: a lone surrogate (JSON's "\\ud800", no character of its own) written
+    as its escape, since UTF-8 cannot encode it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text(value: str, name: str) -> str:
+    """`value` if it is text UTF-8 can carry (the tokenizer and the answer both need that)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad_char = value[exc.start]
+        raise bad(name, f"holds a lone surrogate (\\u{ord(bad_char):04x}), which is not a character: "
+                        "send valid Unicode text.") from None
+    return value
+
+
 # the fields, one checker per kind of value
 
 _MISSING = object()
@@ -47,11 +64,14 @@ def _number(body: dict, name: str, default, lo: float, hi: float, lo_open: bool 
     value = body.get(name, _MISSING)
     if value is _MISSING or value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad(name, f"must be a number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                           and not math.isfinite(value)):
+        raise bad(name, f"must be a number, got {_short(value)}.")
+    # Python compares an int with a float exactly, so an integer past float's range (10**400) is refused here
+    # instead of overflowing in float().
     if value < lo or value > hi or (lo_open and value == lo):
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
-        raise bad(name, f"must be in {interval}, got {value!r}.")
+        raise bad(name, f"must be in {interval}, got {_short(value)}.")
     return float(value)
 
 
@@ -60,9 +80,9 @@ def _integer(body: dict, name: str, default, lo: int, hi: int):
     if value is _MISSING or value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(name, f"must be an integer, got {value!r}.")
+        raise bad(name, f"must be an integer, got {_short(value)}.")
     if not lo <= value <= hi:
-        raise bad(name, f"must be from {lo} to {hi}, got {value!r}.")
+        raise bad(name, f"must be from {lo} to {hi}, got {_short(value)}.")
     return value
 
 
@@ -71,8 +91,15 @@ def _boolean(body: dict, name: str, default: bool) -> bool:
     if value is _MISSING or value is None:
         return default
     if not isinstance(value, bool):
-        raise bad(name, f"must be true or false, got {value!r}.")
+        raise bad(name, f"must be true or false, got {_short(value)}.")
     return value
+
+
+def _short(value) -> str:
+    """A value as an error message quotes it: its repr, cut to 60 characters (a 4,000-digit number or a
+    megabyte of text is not repeated back)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _stops(body: dict) -> tuple[str, ...]:
@@ -86,7 +113,7 @@ def _stops(body: dict) -> tuple[str, ...]:
         raise bad("stop", f"takes at most {MAX_STOPS} sequences, got {len(stops)}.")
     if any(not s for s in stops):
         raise bad("stop", "cannot hold an empty string.")
-    return tuple(stops)
+    return tuple(_text(s, "stop") for s in stops)
 
 
 def _logit_bias(body: dict, vocab_size: int) -> tuple[tuple[int, float], ...]:
@@ -99,14 +126,14 @@ def _logit_bias(body: dict, vocab_size: int) -> tuple[tuple[int, float], ...]:
         raise bad("logit_bias", f"takes at most {MAX_LOGIT_BIAS} tokens, got {len(value)}.")
     pairs = []
     for key, bias in value.items():
-        try:
-            token = int(key)
-        except ValueError:
-            raise bad("logit_bias", f"keys must be token ids, got {key!r}.") from None
+        # Digits only: int() would also take " 5 ", "+5", "5_0" and full-width or Arabic-Indic digits.
+        if not (key.isascii() and key.isdigit() and len(key) <= 12):
+            raise bad("logit_bias", f"keys must be token ids written in digits, got {_short(key)}.")
+        token = int(key)
         if not 0 <= token < vocab_size:
             raise bad("logit_bias", f"token id {token} is outside the vocabulary (0 to {vocab_size - 1}).")
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
-            raise bad("logit_bias", f"biases must be numbers from -100 to 100, got {bias!r} for {key}.")
+            raise bad("logit_bias", f"biases must be numbers from -100 to 100, got {_short(bias)} for {key}.")
         pairs.append((token, float(bias)))
     return tuple(pairs)
 
@@ -119,9 +146,9 @@ def _refuse(body: dict, names: tuple[str, ...], what: str) -> None:
 
 
 def _only_known(body: dict, known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
+    unknown = sorted(shown(name)[:100] for name in set(body) - known)
     if unknown:
-        raise ApiError(400, f"Unrecognized request argument supplied: {', '.join(unknown)}.", param=unknown[0],
+        raise ApiError(400, f"Unrecognized request argument supplied: {', '.join(unknown[:10])}.", param=unknown[0],
                        code="unrecognized_argument")
 
 
@@ -174,7 +201,7 @@ def _model(body: dict) -> str | None:
     value = body.get("model")
     if value is not None and not isinstance(value, str):
         raise bad("model", "must be a string.")
-    return value
+    return value if value is None else _text(value, "model")
 
 
 def _sampling(body: dict, vocab_size: int, max_tokens_default: int | None, max_tokens_name: str = "max_tokens",
@@ -188,10 +215,15 @@ def _sampling(body: dict, vocab_size: int, max_tokens_default: int | None, max_t
         raise bad("stream_options", "takes only {\"include_usage\": true|false}.")
     if options is not None and not stream:
         raise bad("stream_options", "is only allowed when 'stream' is true.")
-    include_usage = bool((options or {}).get("include_usage", False))
+    for name in ("include_usage", "continuous_usage_stats"):
+        if (options or {}).get(name) is not None and not isinstance(options[name], bool):
+            raise bad(f"stream_options.{name}", f"must be true or false, got {_short(options[name])}.")
+    include_usage = bool((options or {}).get("include_usage"))
     user = body.get("user")
     if user is not None and (not isinstance(user, str) or len(user) > 256):
         raise bad("user", "must be a string of at most 256 characters.")
+    if user is not None:
+        _text(user, "user")
     top_k = _integer(body, "top_k", 0, -1, vocab_size)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -226,16 +258,16 @@ def _prompts(value, vocab_size: int) -> list[str | list[int]]:
     if value is None:
         raise bad("prompt", "is required.")
     if isinstance(value, str):
-        return [value]
+        return [_text(value, "prompt")]
     if not isinstance(value, list) or not value:
         raise bad("prompt", "must be a string, a list of strings, a list of token ids or a list of lists of "
                             "token ids, and not empty.")
     if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return [ids(value)]  # one prompt, as long as the model's window allows
+        return [ids(value)]  # one prompt, as long as the window allows
     if len(value) > MAX_PROMPTS:
         raise bad("prompt", f"takes at most {MAX_PROMPTS} prompts in one request, got {len(value)}.")
     if all(isinstance(item, str) for item in value):
-        return list(value)
+        return [_text(item, "prompt") for item in value]
     if all(isinstance(item, list) for item in value):
         return [ids(item) for item in value]
     raise bad("prompt", "must not mix strings, token ids and lists of token ids.")
@@ -280,14 +312,14 @@ def _content(message: dict, i: int) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _text(content, f"messages[{i}].content")
     if isinstance(content, list):  # parts: only text ones
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise bad(f"messages[{i}].content", "parts must be {\"type\": \"text\", \"text\": ...}; this "
                                                    "model reads text only.")
-            texts.append(part["text"])
+            texts.append(_text(part["text"], f"messages[{i}].content"))
         return "".join(texts)
     raise bad(f"messages[{i}].content", "must be a string or a list of text parts.")
 
@@ -311,7 +343,8 @@ def parse_chat(body: dict, vocab_size: int) -> ChatRequest:
         raise bad("messages", "must be a non-empty list of {\"role\", \"content\"} objects.")
     turns = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) \
+                or message["role"] not in ROLES:
             raise bad(f"messages[{i}].role", f"must be one of {', '.join(ROLES)}.")
         turns.append((ROLES[message["role"]], _content(message, i)))
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"

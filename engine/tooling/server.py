@@ -2,24 +2,28 @@
 
 One engine thread runs the requests one after another, in the order they came (a bounded queue; 429
 when it is full); the event loop only reads bodies, checks them (`engine.tooling.openai_api`) and
-writes answers, so `/health` and `/v1/models` answer while a generation runs. A client that goes
-away has its generation cancelled before the next token.
+writes answers, so `/health` and `/v1/models` answer while a generation runs. Prompts are tokenised on a
+worker thread, by a call that lets go of the GIL. A client that goes away, streaming or not, has its
+generation cancelled before the next token; Ctrl+C or SIGTERM stops every generation at once. What is
+refused before a request reaches the routes (other hosts, other origins, bodies that are not JSON) and
+the limits on connections are in `engine.tooling.server_guard`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import ipaddress
 import json
+import logging
 import queue
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
@@ -27,9 +31,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Match, Route
 
 from engine.core.loader import LoadedModel
 from engine.errors import EngineError, UsageError
@@ -38,18 +42,29 @@ from engine.inference.generate import Done, Generator, TokenEvent
 from engine.inference.scoring import score_ids
 from engine.tooling import openai_api as api
 from engine.tooling.openai_api import ApiError, TokenInfo
+from engine.tooling.server_guard import Guard, HostRule, LogBudget, connection_class, connection_limit
 
 _END = object()
+log = logging.getLogger("uvicorn.error")  # where uvicorn says what it has to say, in its format
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     api_key: str | None = None
     allow_origins: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # where it listens: a request addressed to it by that name is accepted
+    allow_hosts: tuple[str, ...] = ()  # other names a request may address it by (a proxy's, this computer's)
     queue_size: int = 32  # requests waiting behind the running one
     max_body_bytes: int = 8 * 2**20
     slide: bool = False  # let generations past the context window slide on instead of refusing them
     log_requests: bool = False  # one JSON line on stdout per finished request (the window's server panel reads them)
+    timeout: float = 15.0  # seconds for a request's headers, and again for its body; an idle connection's life
+    max_connections: int = 256  # open at once (fewer where the open-file limit is low)
+
+
+def _shutting_down() -> ApiError:
+    return ApiError(503, "The server is shutting down; this request was stopped. Try again once it is back.",
+                    kind="server_error", code="shutting_down")
 
 
 # the engine thread
@@ -87,29 +102,45 @@ class EngineThread:
         self.jobs: queue.Queue = queue.Queue(maxsize=queue_size)
         self.running: Job | None = None
         self.served = 0
+        self.halted = False  # the server is stopping: nothing new is taken, nothing under way goes on
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self.thread.start()
 
     def submit(self, job: Job) -> None:
+        if self.halted:
+            raise _shutting_down()
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
             raise ApiError(429, f"The server is busy: {self.jobs.maxsize} requests are already waiting. "
                                 "Try again shortly.", code="queue_full", kind="rate_limit_error") from None
 
+    def halt(self) -> None:
+        """Stop the running generation at its next token and the waiting ones before they start; each is
+        answered 503 (a stream: as its last event)."""
+        self.halted = True
+        with self.jobs.mutex:
+            waiting = [job for job in self.jobs.queue if job is not None]
+        for job in waiting + [self.running]:
+            if job is not None:
+                job.cancel.set()
+
     def stop(self) -> None:
-        if self.running is not None:
-            self.running.cancel.set()
+        self.halt()
         while True:
             try:
-                self.jobs.get_nowait().cancel.set()
+                job = self.jobs.get_nowait()
             except queue.Empty:
                 break
+            if job is not None:
+                job.send(_END)
         self.jobs.put(None)
 
     def _run(self) -> None:
         while (job := self.jobs.get()) is not None:
             if job.cancel.is_set():
+                if self.halted:
+                    job.send(_shutting_down())
                 job.send(_END)
                 continue
             self.running = job
@@ -121,7 +152,7 @@ class EngineThread:
             except EngineError as exc:
                 job.send(ApiError(400, str(exc)))
             except Exception:  # a bug: said on the server's console, a plain 500 to the client
-                traceback.print_exc()
+                log.exception("The engine failed on a request:")
                 job.send(ApiError(500, "The server failed on this request; its console has the details.",
                                   kind="server_error", code="internal_error"))
             finally:
@@ -152,6 +183,15 @@ class Planned:
     max_tokens: int
 
 
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """What `tokenizer.encode` gives for each text, through the tokenizers library's batch call, which lets
+    go of the GIL while it works (its one-text call does not): tokenising a long prompt on a worker thread
+    then leaves the event loop free."""
+    if not texts:
+        return []
+    return [encoding.ids for encoding in tokenizer.backend.encode_batch(texts, add_special_tokens=False)]
+
+
 class Server:
     """The HTTP side: routes, checks, and the shaping of answers."""
 
@@ -160,7 +200,12 @@ class Server:
         self.options = options
         self.model_id = loaded.name
         self.engine: EngineThread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.vocab_size = loaded.config.vocab_size
+        tokenizer = loaded.tokenizer
+        # No token is longer than this many bytes, so a prompt of more characters than the window times this
+        # can never fit: refused before it is tokenised.
+        self.longest_token = max(len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size)) or 1
 
     # plumbing
 
@@ -173,43 +218,68 @@ class Server:
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/tokenize", self.tokenize, methods=["POST"]),
         ]
-        middleware = []
-        if self.options.allow_origins:
-            middleware.append(Middleware(CORSMiddleware, allow_origins=list(self.options.allow_origins),
+        options = self.options
+        middleware = [Middleware(Guard, hosts=HostRule(options.host, options.allow_hosts),
+                                 allow_origins=options.allow_origins)]
+        if options.allow_origins:
+            middleware.append(Middleware(CORSMiddleware, allow_origins=list(options.allow_origins),
                                          allow_methods=["GET", "POST", "OPTIONS"],
                                          allow_headers=["Authorization", "Content-Type"]))
-        if self.options.log_requests:
+        if options.log_requests:
             middleware.insert(0, Middleware(_RequestLog))
-        handlers = {ApiError: self._api_error, HTTPException: self._http_error, Exception: self._crash}
-        return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self._lifespan)
+        handlers = {ApiError: self._api_error, HTTPException: self._http_error, ClientDisconnect: self._gone,
+                    Exception: self._crash}
+        app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self._lifespan)
+        app.router.redirect_slashes = False  # its redirect names the Host header's server: _http_error's names none
+        return app
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
+        self.loop = asyncio.get_running_loop()
         self.engine = EngineThread(self.loaded, self.options.queue_size)
         yield
         self.engine.stop()
 
+    def halt_soon(self) -> None:
+        """Stop every generation at once (Ctrl+C, SIGTERM); safe to call from a signal handler."""
+        if self.loop is not None and self.engine is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing runs any more
+                self.loop.call_soon_threadsafe(self.engine.halt)
+
     @staticmethod
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        # Refused before the body was read (413), or while it was (408): the rest of it is not waited for.
+        headers = {"Connection": "close"} if exc.status in (408, 413) else None
+        return _error_response(exc, headers)
 
     @staticmethod
     async def _http_error(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
         if exc.status_code == 404:
-            message = f"There is no {request.url.path} here: see GET /v1/models, POST /v1/completions, " \
+            other = path[:-1] if path.endswith("/") else path + "/"
+            scope = {**request.scope, "path": other}
+            if path != "/" and any(route.matches(scope)[0] is not Match.NONE for route in request.app.router.routes):
+                query = request.url.query
+                return RedirectResponse(other + (f"?{query}" if query else ""), status_code=307)
+            message = f"There is no {path} here: see GET /v1/models, POST /v1/completions, " \
                       "POST /v1/chat/completions and GET /health."
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}."
+            message = f"{request.method} is not allowed on {path}."
         else:
             message = str(exc.detail)
-        return JSONResponse(ApiError(exc.status_code, message, code=str(exc.status_code)).body(),
-                            status_code=exc.status_code, headers=exc.headers)
+        return _error_response(ApiError(exc.status_code, message, code=str(exc.status_code)), exc.headers)
+
+    @staticmethod
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        host, port = request.client or ("?", 0)
+        log.warning("%s:%s went away before its request had arrived whole; nothing was done for it.", host, port)
+        return Response(status_code=499)  # nobody reads it; the request log shows it as nginx does
 
     @staticmethod
     async def _crash(request: Request, exc: Exception) -> Response:
-        traceback.print_exception(exc)
-        return JSONResponse(ApiError(500, "The server failed on this request; its console has the details.",
-                                     kind="server_error", code="internal_error").body(), status_code=500)
+        log.error("The server failed on %s %s:", request.method, request.url.path, exc_info=exc)
+        return _error_response(ApiError(500, "The server failed on this request; its console has the details.",
+                                        kind="server_error", code="internal_error"))
 
     def _authorise(self, request: Request) -> None:
         key = self.options.api_key
@@ -219,7 +289,8 @@ class Server:
         if scheme.lower() != "bearer" or not given:
             raise ApiError(401, "This server needs an API key: send the header 'Authorization: Bearer KEY'.",
                            code="missing_api_key")
-        if not hmac.compare_digest(given.strip().encode(), key.encode()):
+        # Starlette decodes headers as latin-1: their bytes are those, and a UTF-8 key is compared as UTF-8.
+        if not hmac.compare_digest(given.strip().encode("latin-1"), key.encode("utf-8")):
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
 
     async def _body(self, request: Request) -> dict:
@@ -227,13 +298,24 @@ class Server:
         too_big = ApiError(413, f"The request body is larger than this server accepts ({limit:,} bytes).",
                            code="request_too_large")
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise too_big if declared.isdigit() else ApiError(400, "Content-Length must be a number of bytes.")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise too_big
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            raise ApiError(400, "Content-Length must be a number of bytes.")
+        if declared is not None and int(declared) > limit:
+            raise too_big
+
+        async def read() -> bytearray:
+            data = bytearray()
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise too_big
+            return data
+
+        try:
+            data = await asyncio.wait_for(read(), self.options.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"The request body did not arrive within {self.options.timeout:g} s.",
+                           code="request_timeout") from None
         try:
             body = json.loads(data)
         except (ValueError, RecursionError):
@@ -272,7 +354,7 @@ class Server:
         self._authorise(request)
         req = api.parse_completion(await self._body(request), self.vocab_size)
         self._check_model(req.model)
-        planned = [self._plan(prompt, req.sampling.max_tokens, echo=req.echo) for prompt in req.prompts]
+        planned = await asyncio.to_thread(self._plan, req.prompts, req.sampling.max_tokens)
         job = self._submit(lambda cancel: self._complete(planned, req, cancel))
         answer = _CompletionAnswer(self, req, planned)
         if req.sampling.stream:
@@ -284,7 +366,7 @@ class Server:
         req = api.parse_chat(await self._body(request), self.vocab_size)
         self._check_model(req.model)
         prompt = format_chat([Turn(role, content) for role, content in req.messages], chat_style(self.model_id))
-        planned = self._plan(prompt.text, req.sampling.max_tokens, chat=True)
+        planned, = await asyncio.to_thread(self._plan, [prompt.text], req.sampling.max_tokens, True)
         settings = replace(req.sampling.settings, stop=prompt.stop + req.sampling.settings.stop)
         job = self._submit(lambda cancel: self._chat(planned, req, settings, cancel))
         answer = _ChatAnswer(self, req, planned)
@@ -305,13 +387,28 @@ class Server:
         self.engine.submit(job)
         return job
 
-    def _plan(self, prompt: str | list[int], max_tokens: int | None, echo: bool = False,
-              chat: bool = False) -> Planned:
-        tokenizer = self.loaded.tokenizer
-        if isinstance(prompt, str):
-            ids, text = tokenizer.encode(prompt), prompt
-        else:
-            ids, text = prompt, tokenizer.decode(prompt)
+    def _plan(self, prompts: list[str | list[int]], max_tokens: int | None, chat: bool = False) -> list[Planned]:
+        """Each prompt's ids, checked against the model's window; on a worker thread (tokenising takes a while)."""
+        where = "messages" if chat else "prompt"
+        window, most = self.loaded.context_window, self.loaded.context_window * self.longest_token
+        for prompt in prompts:
+            if not self.options.slide and isinstance(prompt, str) and len(prompt) > most:
+                raise ApiError(400, f"This model's maximum context length is {window} tokens, and {len(prompt):,} "
+                                    f"characters are more than that many tokens can hold (at most {most:,}: no "
+                                    f"token is longer than {self.longest_token}). Please shorten the {where}.",
+                               param=where, code="context_length_exceeded")
+        encoded = iter(encode_texts(self.loaded.tokenizer, [p for p in prompts if isinstance(p, str)]))
+        planned = []
+        for prompt in prompts:
+            ids = next(encoded) if isinstance(prompt, str) else prompt
+            max_new = self._room(ids, max_tokens, where)
+            text = prompt if isinstance(prompt, str) else self.loaded.tokenizer.decode(prompt)
+            planned.append(Planned(ids, text, max_new))
+        return planned
+
+    def _room(self, ids: list[int], max_tokens: int | None, where: str) -> int:
+        """How many tokens to write after `ids`: `max_tokens`, or what the window leaves; refused if they do
+        not fit (unless --slide)."""
         window = self.loaded.context_window
         if max_tokens is None:  # chat's default: what the window leaves
             max_tokens = max(0, window - len(ids)) if not self.options.slide else 256
@@ -320,12 +417,11 @@ class Server:
                                     f"take {len(ids)}: shorten them or set 'max_tokens'.",
                                param="messages", code="context_length_exceeded")
         if not self.options.slide and len(ids) + max_tokens > window:
-            where = "messages" if chat else "prompt"
             raise ApiError(400, f"This model's maximum context length is {window} tokens. However, you requested "
                                 f"{len(ids) + max_tokens} tokens ({len(ids)} in the {where}, {max_tokens} for the "
                                 "completion). Please shorten the prompt or lower 'max_tokens'.",
                            param="max_tokens" if max_tokens else where, code="context_length_exceeded")
-        return Planned(ids, text, max_tokens)
+        return max_tokens
 
     # the work, on the engine thread
 
@@ -373,6 +469,8 @@ class Server:
     def _generate(self, planned: Planned, settings, index: int, k: int, cancel: threading.Event):
         for event in self.engine.generator.stream(planned.ids, settings, cancel=cancel, top_logprobs=k):
             if isinstance(event, Done):
+                if event.stop_reason == "cancelled" and self.engine.halted:
+                    raise _shutting_down()  # not an answer cut short as if it were whole
                 yield Piece(index, done=event)
             else:
                 yield Piece(index, event=event)
@@ -442,6 +540,12 @@ class _RequestLog:
 
 # the answers, on the event loop
 
+def _error_response(exc: ApiError, headers: dict | None = None) -> Response:
+    """An error in OpenAI's shape; written in ASCII, so that no text a client sent (a lone surrogate) can
+    keep it from being encoded."""
+    return Response(json.dumps(exc.body()), status_code=exc.status, headers=headers, media_type="application/json")
+
+
 def _sse(chunks, job: Job) -> StreamingResponse:
     async def body():
         try:
@@ -457,22 +561,20 @@ def _sse(chunks, job: Job) -> StreamingResponse:
 
 
 async def _until_done(job: Job, request: Request):
-    """A job's items for an answer sent at the end, cancelling the job if the client goes away."""
-    items = job.items()
+    """A job's items for an answer sent at the end; the job is cancelled as soon as the client goes away (its
+    next token is not written)."""
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        job.cancel.set()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        while True:
-            task = asyncio.ensure_future(items.__anext__())
-            while not task.done():
-                await asyncio.wait([task], timeout=0.25)
-                if not task.done() and await request.is_disconnected():
-                    task.cancel()
-                    job.cancel.set()
-                    return
-            try:
-                yield task.result()
-            except StopAsyncIteration:
-                return
+        async for item in job.items():
+            yield item
     finally:
+        watcher.cancel()
         job.cancel.set()
 
 
@@ -529,12 +631,15 @@ class _CompletionAnswer:
         return api.envelope("text_completion", self.id, self.server.model_id, choices, usage=self._usage())
 
     async def chunks(self, job: Job):
+        """The stream's chunks; the usage comes with the last choice's end, or, with `include_usage`, alone in
+        a final chunk without choices, as OpenAI sends it."""
         model = self.server.model_id
         last = len(self.texts) - 1
+        include_usage = self.req.sampling.include_usage
         async for piece in job.items():
             text, tokens = self._take(piece)
             if piece.done is not None:
-                extra = {"usage": self._usage()} if piece.index == last else {}
+                extra = {"usage": self._usage()} if piece.index == last and not include_usage else {}
                 yield api.envelope("text_completion", self.id, model, [
                     {"index": piece.index, "text": "", "logprobs": None,
                      "finish_reason": self.finish[piece.index]}], **extra)
@@ -542,7 +647,7 @@ class _CompletionAnswer:
                 yield api.envelope("text_completion", self.id, model, [
                     {"index": piece.index, "text": text, "logprobs": self._logprobs(piece.index, tokens),
                      "finish_reason": None}])
-        if self.req.sampling.include_usage:
+        if include_usage:
             yield api.envelope("text_completion", self.id, model, [], usage=self._usage())
 
 
@@ -589,6 +694,7 @@ class _ChatAnswer:
         kind = "chat.completion.chunk"
         started = [False] * len(self.texts)
         last = len(self.texts) - 1
+        include_usage = self.req.sampling.include_usage
         async for piece in job.items():
             if not started[piece.index]:
                 started[piece.index] = True
@@ -597,14 +703,14 @@ class _ChatAnswer:
                                                            "finish_reason": None}])
             text, tokens = self._take(piece)
             if piece.done is not None:
-                extra = {"usage": self._usage()} if piece.index == last else {}
+                extra = {"usage": self._usage()} if piece.index == last and not include_usage else {}
                 yield api.envelope(kind, self.id, model, [{"index": piece.index, "delta": {}, "logprobs": None,
                                                            "finish_reason": self.finish[piece.index]}], **extra)
             elif text or tokens:
                 logprobs = api.chat_logprobs(tokens) if self.req.logprobs else None
                 yield api.envelope(kind, self.id, model, [{"index": piece.index, "delta": {"content": text},
                                                            "logprobs": logprobs, "finish_reason": None}])
-        if self.req.sampling.include_usage:
+        if include_usage:
             yield api.envelope(kind, self.id, model, [], usage=self._usage())
 
 
@@ -619,35 +725,67 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(loaded: LoadedModel, host: str, port: int, options: ServerOptions) -> int:
-    """Serve until Ctrl+C or SIGTERM; the address goes to stdout once the port is open."""
-    import uvicorn
-
-    if not is_loopback(host) and not options.api_key:
-        raise UsageError(f"gpt2-desktop serve: --host {host} lets other computers in; give it an --api-key too "
-                         "(or serve on 127.0.0.1)")
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, before the model loads, so that an address that is not this computer's or
+    a port that is taken is said at once; `serve` listens on it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)  # from here connections wait for the server instead of being refused
     except OSError as exc:
         sock.close()
-        raise UsageError(f"gpt2-desktop serve: cannot listen on {host}:{port} ({exc.strerror}); "
-                         "pick another --port") from None
+        raise UsageError(f"gpt2-desktop serve: {_bind_problem(host, port, exc)}") from None
+    return sock
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return (f"--host {host} is not an address (give one such as 127.0.0.1, ::1 or 0.0.0.0, or a name of "
+                "this computer)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"--host {host} is not an address of this computer (give one of its own, 127.0.0.1 for this "
+                "computer only, or 0.0.0.0 for all of its addresses)")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f"cannot listen on port {port}: ports below 1024 need administrator rights; pick another --port"
+    return f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+
+
+def serve(loaded: LoadedModel, sock: socket.socket, options: ServerOptions) -> int:
+    """Serve on `sock` (from `bind`) until Ctrl+C or SIGTERM; the address goes to stdout once it listens."""
+    import uvicorn
+
+    if not is_loopback(options.host) and not options.api_key:
+        sock.close()
+        raise UsageError(f"gpt2-desktop serve: --host {options.host} lets other computers in; give it an --api-key "
+                         "too (or serve on 127.0.0.1)")
+    connections = connection_limit(options.max_connections)
+    backlog = min(128, connections)  # also how many asyncio accepts at a time, each holding a descriptor
+    sock.listen(backlog)  # from here connections wait for the server instead of being refused
     bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
+    shown = f"[{options.host}]" if ":" in options.host else options.host
+    app_server = Server(loaded, options)
+
     class QuietExit(uvicorn.Server):
-        """Ctrl+C or SIGTERM: finish the answers under way (a few seconds at most) and exit 0."""
+        """Ctrl+C or SIGTERM: stop every generation at once, send what was answered, and exit 0."""
 
         def handle_exit(self, sig, frame) -> None:
             self.force_exit = self.should_exit and sig == signal.SIGINT  # a second Ctrl+C: now
             self.should_exit = True
+            app_server.halt_soon()
 
-    server = QuietExit(uvicorn.Config(Server(loaded, options).app(), log_level="warning",
-                                           timeout_graceful_shutdown=3, access_log=False))
+    config = uvicorn.Config(app_server.app(), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                            http=connection_class(connections, options.timeout), backlog=backlog,
+                            timeout_keep_alive=options.timeout)
+    budget = LogBudget()
+    talkers = [logging.getLogger(name) for name in ("uvicorn.error", "asyncio")]
+    for logger in talkers:
+        logger.addFilter(budget)
     print(f"serving {loaded.name} at http://{shown}:{bound}/v1 (OpenAI-compatible; Ctrl+C stops)", flush=True)
-    server.run(sockets=[sock])
+    try:
+        QuietExit(config).run(sockets=[sock])
+    finally:
+        for logger in talkers:
+            logger.removeFilter(budget)
     print("stopped", file=sys.stderr, flush=True)
     return 0
