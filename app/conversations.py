@@ -305,7 +305,9 @@ class ConversationController(QObject):
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
         self.show_messages(messages, to_end=True)
         self.chat.begin_stream(self._writer())
-        settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
+        sampling = sampling_for(conv.preset, self.settings.sampling())
+        stops = list(dict.fromkeys([*prompt.stop, *sampling["stop"]]))  # the next turn's, and the panel's
+        settings = {**sampling, "stop": stops}
         request = self.requests.generate("chat", prompt.text, settings, self.current_id, top_logprobs=TOP,
                                          prefix=prefix)
         request.reply_after = messages[-1].id if messages else None
@@ -448,7 +450,7 @@ class ConversationController(QObject):
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = self.settings.sampling()
         self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
     @_reporting
@@ -468,7 +470,7 @@ class ConversationController(QObject):
         self.notebook.replace_from(position, choice.text)
         self.history.set_document(self.current_id, head)  # what the continuation is written after
         self.notebook.begin_continuation(start=position)
-        settings = {**self.settings.sampling(), "stop": []}
+        settings = self.settings.sampling()
         request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
                                          prefix=picked)
         request.replaces = old.id if old is not None else None

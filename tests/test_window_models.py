@@ -1,0 +1,143 @@
+"""What two new users met in the real window on a fresh data folder: one name for each model, models removed or
+forgotten while in use, a folder opened with Ctrl+O, the welcome, the Add server dialog, the banner, the settings
+panel's fields and notes, the status bar's figures, the layout at 800x500 with larger text, the keyboard, and the
+export dialogs' folder. The real window on the tiny model (and the embedded one), a real SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PySide6.QtCore import QPoint, QTimer, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLabel, QLineEdit, QMessageBox
+
+from app.finetune_runs import TrainingRun, runs_dir, write_run
+from app.history import History
+from app.servers import remote_name
+from app.settings import AppSettings
+from engine.core.prepared_names import prepared_dir
+from engine.inference.settings import SamplingSettings
+from engine.store.local import embedded_model_folder
+from engine.tooling.train import TrainSettings, train
+from tests.helpers import running_server
+from tests.test_train import story_text
+from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+
+EMBEDDED = "tales-7m"
+
+
+def wait_loaded(qtbot, window, folder=None, timeout=30000):
+    qtbot.waitUntil(lambda: window.model_info is not None and (folder is None or window.model_info.folder == folder),
+                    timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def lora_on(tmp_path_factory):
+    """Trains (once per base) a LoRA adapter of two steps: a run folder to copy into a test's runs folder."""
+    made = {}
+
+    def make(base: str):
+        if base not in made:
+            text = tmp_path_factory.mktemp("text") / "letters.txt"
+            text.write_text(story_text(120, seed=7), encoding="utf-8")
+            run = tmp_path_factory.mktemp("runs") / "my-letters"
+            train(run, TrainSettings(data=str(text), init=base, steps=2, context_window=32, batch_size=2,
+                                     eval_every=2, eval_batches=1, warmup=1, lr=1e-3, min_lr=1e-4, lora=2),
+                  device="cpu", say=lambda m: None)
+            made[base] = run
+        return made[base]
+    return make
+
+
+def answer_the_question(answer) -> list[str]:
+    """Answers the next message box (with `answer`) once it is open; what it asked is put in the list returned."""
+    asked = []
+
+    def look():
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            asked.append(box.text())
+            box.done(answer)
+        else:
+            QTimer.singleShot(50, look)
+    QTimer.singleShot(50, look)
+    return asked
+
+
+def finished_run(trained, base: str, base_shown: str) -> TrainingRun:
+    """A finished run of the Fine-tune view ("my letters" on `base`) in this test's data folder."""
+    folder = runs_dir() / "my-letters"
+    shutil.copytree(trained, folder)
+    run = TrainingRun(folder=folder, name="my letters", base=base, base_shown=base_shown, lora=True, steps=2,
+                      args=("--lora", "2"))
+    write_run(run)
+    return run
+
+
+# 11: settings
+
+
+def type_into(qtbot, box, text):
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, text)
+    qtbot.keyClick(box, Qt.Key_Tab)
+
+
+def test_every_clamped_field_says_so_under_it_naming_its_range(qtbot, open_window):
+    window = open_window()
+    window.toggle_settings()
+    panel = window.settings_panel
+    type_into(qtbot, panel.temperature, "9")
+    assert panel.temperature.value() == 2.0
+    assert panel.note_of("temperature") == "Temperature takes 0.00 to 2.00: 9 is more, so it is 2.00."
+    assert panel.notes[panel.temperature].isVisibleTo(window)
+    type_into(qtbot, panel.top_p, "0")
+    assert panel.top_p.value() == 0.01
+    assert panel.note_of("top_p") == "Top-p takes 0.01 to 1.00: 0 is less, so it is 0.01."
+    type_into(qtbot, panel.presence_penalty, "-7")
+    assert panel.presence_penalty.value() == -2.0 and "Presence penalty takes -2.00 to 2.00" in panel.note_of(
+        "presence_penalty")
+    assert window.settings.temperature == 2.0 and window.settings.presence_penalty == -2.0
+
+
+def test_stop_sequences_min_p_and_the_penalties_are_in_the_window_with_the_engines_ranges(qtbot, open_window, dirs):
+    window = open_window()
+    panel = window.settings_panel
+    for name in ("min_p", "presence_penalty", "frequency_penalty"):
+        box = getattr(panel, name)
+        assert (box.minimum(), box.maximum()) == SamplingSettings.limits(name)
+        assert box.toolTip() == SamplingSettings.help(name)
+    panel.min_p.setValue(0.05)
+    panel.presence_penalty.setValue(0.5)
+    panel.frequency_penalty.setValue(-0.5)
+    panel.stop.setPlainText("The End\n\\n\\n")
+    type_and_send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    used = window.history.messages(window.conversations.current_id)[-1].settings
+    assert used["min_p"] == 0.05 and used["presence_penalty"] == 0.5 and used["frequency_penalty"] == -0.5
+    assert "The End" in used["stop"] and "\n\n" in used["stop"]  # the panel's,
+    assert "\nUser:" in used["stop"]  # and the turns'
+    window.close()
+    again = AppSettings.load(dirs / "config" / "settings.json")
+    assert again.stop == ["The End", "\n\n"] and again.min_p == 0.05
+
+
+def choose(box, data) -> None:
+    """Pick the item of a combo box as a person does (its `activated`)."""
+    box.setCurrentIndex(box.findData(data))
+    box.activated.emit(box.currentIndex())
+
+
+def test_a_presets_values_are_shown_beside_it(qtbot, open_window):
+    window = open_window()
+    values = window.chat.options.preset_values
+    assert not values.isVisibleTo(window)  # the settings panel's: they are there
+    choose(window.chat.options.preset, "Precise")
+    assert values.isVisibleTo(window) and "temperature 0.3" in values.text() and "top-k 20" in values.text()
+    assert window.history.conversation(window.conversations.current_id).preset == "Precise"
+    choose(window.chat.options.preset, "Creative")
+    assert "temperature 1.1" in values.text() and "top-p 0.95" in values.text()
+    choose(window.chat.options.preset, "")
+    assert not values.isVisibleTo(window)
