@@ -525,11 +525,12 @@ class MainWindow(QMainWindow):
         if problem:
             self.status_bar.showMessage(problem, 5000)
             return
-        self.status_bar.showMessage("Suggesting…", 3000)
+        self.status_bar.showMessage("Suggesting…")  # until they come
         self.requests.suggest(prompt or "\n", {**self.settings.sampling(), "stop": []})
 
     def _on_suggested(self, _request: ActiveRequest, texts: list) -> None:
         self.status_bar.set_busy(False)
+        self.status_bar.clearMessage()
         self._update_buttons()
         if texts:
             self.notebook.show_suggestions(texts)
@@ -562,8 +563,10 @@ class MainWindow(QMainWindow):
 
     # what the engine sends back
 
-    def _on_started(self, _request: ActiveRequest) -> None:
-        self.status_bar.set_busy(True)
+    def _on_started(self, request: ActiveRequest) -> None:
+        """The last reply's figures go; a reply written into the open conversation has its context counted live."""
+        here = request.kind in ("chat", "notebook") and request.conversation_id == self.conversations.current_id
+        self.status_bar.begin_request(self.conversations.context_tokens() if here else None)
         self._update_buttons()
 
     def escape(self) -> None:

@@ -141,3 +141,37 @@ def test_a_presets_values_are_shown_beside_it(qtbot, open_window):
     assert "temperature 1.1" in values.text() and "top-p 0.95" in values.text()
     choose(window.chat.options.preset, "")
     assert not values.isVisibleTo(window)
+
+
+# 12: the status bar
+
+
+def test_the_status_bar_figures_are_the_requests_own_live_and_written_alike(qtbot, open_window):
+    window = open_window(wide=True, max_new_tokens=200)
+    bar = window.status_bar
+    assert bar.context_label.text() == "context — / 4,096" or bar.context_label.text() == ""
+    contexts = []
+    window.requests.tokens.connect(lambda *_: contexts.append(bar.context_label.text()))
+    type_and_send(qtbot, window, "Tell me a story")
+    wait_idle(qtbot, window)
+    counts = [int(text.split()[1].replace(",", "")) for text in contexts]
+    assert counts and counts[0] > 0 and counts == sorted(counts) and counts[-1] > counts[0], contexts  # live
+    assert all(text.endswith("/ 4,096") for text in contexts)
+    assert "tok/s" in bar.speed_label.text()
+    window.tabs.setCurrentIndex(1)
+    window.tasks.select_by_name("Multiple choice")
+    window.tasks.set_values({"context": "The glass fell and", "options": "broke\nflew away"})
+    window.tasks.run_or_stop()
+    assert bar.speed_label.text() == "" and bar.ttft_label.text() == ""  # not the last reply's
+    wait_idle(qtbot, window)
+    assert bar.speed_label.text() == "" and bar.ttft_label.text() == ""
+
+
+def test_suggesting_is_said_while_it_lasts(qtbot, open_window):
+    window = open_window()
+    window.conversations.new_notebook()
+    window.notebook.set_document("Once upon a time")
+    window._suggest("Once upon a time")
+    assert window.status_bar.currentMessage() == "Suggesting…"
+    wait_idle(qtbot, window)
+    assert window.status_bar.currentMessage() != "Suggesting…"
