@@ -206,6 +206,17 @@ class ConversationController(QObject):
             self.model_wanted.emit(name)
 
     @_reporting
+    def forget_models(self, names: list[str]) -> None:
+        """Models that are gone (removed or forgotten in Models): the conversations written with them keep no model
+        of their own any more (the one in use writes there)."""
+        for conv in self.history.conversations():
+            if conv.model in names:
+                self.history.set_options(conv.id, model=None)
+        conv = self._current()
+        if conv is not None:
+            self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse=False)
+
+    @_reporting
     def choose_preset(self, name: str) -> None:
         self._set_options(preset=name or None)
         self.status.emit(f"This conversation samples with {name or 'the settings panel'}.", 3000)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLin
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune_runs import resolve as resolve_trained
+from app.notice import in_window_terms
 from app.servers import parse_remote
 
 DEFAULT_PORT = 8080
@@ -182,7 +183,7 @@ class ServerPanel(QWidget):
             self._set_state("stopped", f"Not serving. It answered {self.answered} requests.")
         else:
             reason = next((e for e in reversed(self._errors) if not e.startswith(" ")), "it stopped unexpectedly")
-            self._fail(f"The server stopped: {reason.removeprefix('error: ')}")
+            self._fail(f"The server stopped: {in_window_terms(reason.removeprefix('error: '))}")
 
     # what it shows
 

@@ -34,6 +34,7 @@ from app.status_bar import StatusBar
 from app.tasks import TasksView
 from app.finetune_runs import finished_runs
 from app.finetune_view import FinetuneView
+from app.notice import in_window_terms
 from app.server_panel import ServerPanel
 from app.servers import parse_remote, remote_name
 from app.worker import ModelInfo
@@ -41,7 +42,7 @@ from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError, StorageError
 from engine.paths import user_templates_dir
-from engine.store.local import local_models
+from engine.store.local import embedded_name, is_embedded, local_models
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
 DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
@@ -67,6 +68,7 @@ class MainWindow(QMainWindow):
         self._loading: str | None = None  # the model being loaded (None: the embedded one)
         self._loaded: str | None = None  # the model in use, as it was asked for
         self._at_start = True  # a remembered model that fails now falls back to the embedded one
+        self._opening: str | None = None  # a folder opened with File > Open model folder… (listed once loaded)
         self.setWindowTitle("gpt2-desktop")
 
         self._model_after_reply: str | None = None  # a conversation's model, loaded once the reply elsewhere ends
@@ -205,6 +207,7 @@ class MainWindow(QMainWindow):
         self.tasks.use_in_chat.connect(self.chat_from_text)
         self.models.use_requested.connect(self.use_model_name)
         self.models.servers_changed.connect(self._servers_changed)
+        self.models.models_removed.connect(self._models_removed)
         self.finetune.models_changed.connect(self._trained)
         self.finetune.use_requested.connect(self.use_model_name)
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -286,6 +289,7 @@ class MainWindow(QMainWindow):
         """Switch to another model; if it cannot be loaded, the current one stays (and stays remembered)."""
         self.requests.stop()
         self._at_start = False
+        self._opening = None
         self.load_model(folder)
 
     def use_model_name(self, name: str) -> None:
@@ -312,13 +316,33 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self._list_models()
 
+    def _models_removed(self, names: list) -> None:
+        """Models went in Models (deleted, forgotten, their server forgotten): no conversation keeps them as its
+        own, and the one in use gives way to the embedded model, remembered as such for the next start."""
+        self.conversations.forget_models(names)
+        self._list_models()
+        in_use = self._loaded if self.model_info is not None else self._loading
+        folder_gone = in_use is not None and os.sep in in_use and not Path(in_use).is_dir()  # a deleted download
+        if in_use in names or (folder_gone and parse_remote(in_use) is None):
+            self.use_model(None)
+            self.status_bar.showMessage(f"{in_use} is gone, so {embedded_name()} answers now.", 8000)
+
+    def _listed_name(self, model: str | None) -> str:
+        """The name Models lists `model` by (a folder of a listed model: that model's name)."""
+        if is_embedded(model):
+            return embedded_name()
+        if parse_remote(model) is None and Path(model).is_dir():
+            folder = Path(model).resolve()
+            return next((m.name for m in local_models() if m.folder.resolve() == folder), model)
+        return model
+
     def _conversation_model(self, name: str) -> None:
         """The open conversation is written with `name`: load it unless it is the one in use. While a reply is
         being written elsewhere, it is loaded when that reply ends (switching would stop it)."""
         if not name:  # none of its own: the model in use stays (and one waiting for another chat is not wanted)
             self._model_after_reply = None
             return
-        wanted = None if name == "embedded" else name
+        wanted = None if is_embedded(name) else name
         if not self._started:  # the conversation opened at start: the first model loaded is its own
             self._start_model = wanted
             return
@@ -345,19 +369,28 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open a GPT-2 model folder")
         if folder:
             self.use_model(folder)
+            self._opening = folder
 
     def _on_loaded(self, info: ModelInfo) -> None:
         fallback = self._at_start and self._loading is None and self.settings.model is not None
         self._at_start = False
         if not fallback:
-            self.banner.hide_kind("model")
-            self.banner.hide_kind("fallback")
+            for kind in ("model", "fallback", "server"):
+                self.banner.hide_kind(kind)
             if self.settings.model != self._loading:
                 self.settings.model = self._loading
                 self._save_settings()
         self._loaded = self._loading
+        if self._opening is not None and self._opening == self._loading:  # Ctrl+O: listed from now on
+            self._opening = None
+            listed = self.models.remember_folder(self._loaded)
+            if listed is not None:
+                self._list_models()
+                self.status_bar.showMessage(f"{listed} is listed in Models now, and in each chat's model choice.",
+                                            8000)
         self.status_bar.show_model(info)
-        self.models.set_active(self._loading or "embedded")
+        self.models.set_active(self._listed_name(self._loading))
+        self.chat.set_welcome_model(info.name, is_embedded(self._loading), info.server)
         self.server.set_model(self._loaded, info.precision)
         try:  # a remote model's tokenizer is on its server: no token counts here
             tokenizer = None if info.server else GPT2Tokenizer.from_folder(info.folder)
@@ -388,6 +421,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
 
     def _conversation_changed(self) -> None:
+        self.banner.keep_for(self.conversations.current_id)  # a reply that failed elsewhere is not this one's
         self.status_bar.clear_reply()
         self._show_context()
         self.conversations.count_draft()
@@ -398,21 +432,26 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message + (NOT_SAVED if self.history.detached is not None else ""), kind="history")
 
     def _on_load_failed(self, message: str) -> None:
-        wanted = self._loading or "The embedded model"
+        wanted = self._loading or embedded_name()
         current = self.requests.model  # still loaded: the engine keeps it when another fails
+        message = in_window_terms(message)
+        self._opening = None
+        # A server that cannot be reached is not helped by another folder ("server": no "Open model folder…").
+        kind = "server" if parse_remote(self._loading) is not None else "model"
         if current is not None:
             self.status_bar.show_model(current)
             self._show_context()
             self.banner.show_message(f"{wanted} could not be loaded: {message} Still using {current.name}.",
-                                     kind="model")
+                                     kind=kind)
         elif self._at_start and self._loading is not None:
             self.banner.show_message(f"The model you used last time, {wanted}, could not be loaded: {message} "
-                                     "Using the embedded model instead.", kind="fallback")
+                                     f"Using the embedded model, {embedded_name()}, instead.",
+                                     kind="fallback" if kind == "model" else kind)
             self.load_model(None)
             return
         else:
             self.status_bar.show_no_model()
-            self.banner.show_message(f"The model could not be loaded: {message}", kind="model")
+            self.banner.show_message(f"The model could not be loaded: {message}", kind=kind)
         self._update_buttons()
 
     # conversations
@@ -622,7 +661,10 @@ class MainWindow(QMainWindow):
         self.conversations.forget_failed()
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)
-        self.banner.show_message(f"Generation failed: {message}", kind="generation")
+        if request.kind == "suggest":
+            self.status_bar.clearMessage()  # "Suggesting…"
+        self.banner.show_message(f"Generation failed: {in_window_terms(message)}", kind="generation",
+                                 conversation=request.conversation_id if not request.detached else None)
         self._update_buttons()
 
     def _update_buttons(self) -> None:

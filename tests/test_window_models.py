@@ -75,6 +75,174 @@ def finished_run(trained, base: str, base_shown: str) -> TrainingRun:
     return run
 
 
+# 9: one name
+
+
+def test_the_embedded_model_goes_by_tales_7m_in_the_picker_models_status_bar_and_replies(qtbot, open_window, dirs):
+    history = History(dirs / "data" / "history.sqlite3")
+    old = history.create_conversation("From an older version", "chat")
+    history.set_options(old, model="embedded")  # what the picker kept for it before
+    history.close()
+    window = open_window(model="embedded")  # settings.json of an older version
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert window.status_bar.model_label.text() == EMBEDDED
+    box = window.chat.options.model
+    names = [box.itemData(i) for i in range(box.count())]
+    assert EMBEDDED in names and "embedded" not in names and box.currentData() == EMBEDDED
+    row = window.models.row_of(EMBEDDED)
+    assert row is not None and window.models.table.item(row, 0).font().bold()
+    type_and_send(qtbot, window, "Once upon a time")
+    wait_idle(qtbot, window)
+    reply = window.history.messages(window.conversations.current_id)[-1]
+    assert reply.model == EMBEDDED and f"\n{EMBEDDED}" in window.chat.transcript.toPlainText()
+
+
+def test_a_fine_tune_of_the_embedded_model_is_tales_7m_plus_its_name_and_removing_it_takes_its_copy(
+        qtbot, open_window, dirs, lora_on):
+    window = open_window()
+    run = finished_run(lora_on("embedded"), base="embedded", base_shown=EMBEDDED)  # as the view wrote it
+    name = f"{EMBEDDED} + my letters"
+    assert run.model_name == name
+    window.finetune.models_changed.emit()  # as when the view finishes a run
+    assert window.chat.options.model.findData(name) >= 0 and window.models.row_of(name) is not None
+    window.use_model_name(name)
+    qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.name == name, timeout=60000)
+    assert window.status_bar.model_label.text() == name  # was "embedded + my-letters"
+    merged = list((prepared_dir() / "merged").iterdir())
+    assert merged, "loading the adapter made its merged copy"
+    window.conversations.choose_model(name)
+    conv = window.conversations.current_id
+    type_and_send(qtbot, window, "Dear friend")
+    wait_idle(qtbot, window)
+    assert window.history.messages(conv)[-1].model == name
+
+    shown = answer_the_question(QMessageBox.No)
+    window.models.table.selectRow(window.models.row_of(name))
+    window.models.ask_remove()
+    assert shown and "the copies made to run it" in shown[0], shown
+    window.models.remove_run(name)
+    assert not run.folder.exists() and not any(p.exists() for p in merged)  # the dialog said so: they go too
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert window.status_bar.model_label.text() == EMBEDDED
+    assert window.history.conversation(conv).model is None and window.chat.options.model.currentData() == ""
+    assert window.chat.options.model.findData(name) < 0
+    assert AppSettings.load(dirs / "config" / "settings.json").model is None
+    window.close()
+    again = open_window(model=None)
+    wait_loaded(qtbot, again)
+    again.conversations.open(conv)
+    qtbot.wait(200)
+    assert not again.banner.isVisibleTo(again), again.banner.label.text()  # no "No model folder at tales-7m + …"
+
+
+# 8: removed or forgotten while in use
+
+
+def test_a_model_removed_while_in_use_is_named_nowhere_any_more(qtbot, open_window, dirs, tiny_model_dir, tmp_path):
+    mine = shutil.copytree(tiny_model_dir, tmp_path / "mine")
+    window = open_window()
+    window.models.import_folder(str(mine))
+    window.use_model_name("mine")
+    wait_loaded(qtbot, window, mine)
+    window.conversations.choose_model("mine")
+    conv = window.conversations.current_id
+    assert window.status_bar.model_label.text() == "mine" and window.settings.model == "mine"
+    window.models.remove("mine")
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert window.status_bar.model_label.text() == EMBEDDED
+    assert window.history.conversation(conv).model is None and window.chat.options.model.currentData() == ""
+    assert AppSettings.load(dirs / "config" / "settings.json").model is None
+
+
+def test_a_server_forgotten_while_in_use_leaves_nothing_of_it_in_use(qtbot, open_window, wide_model_dir, tmp_path):
+    with running_server(wide_model_dir, tmp_path) as server:
+        window = open_window()
+        window.models.add_server(server.base_url)
+        name = remote_name("tiny-wide", server.base_url)
+        qtbot.waitUntil(lambda: window.models.row_of(name) is not None, timeout=20000)
+        window.use_model_name(name)
+        qtbot.waitUntil(lambda: window.model_info is not None and bool(window.model_info.server), timeout=20000)
+        window.conversations.choose_model(name)
+        conv = window.conversations.current_id
+        window.models.forget_server(server.base_url)
+        wait_loaded(qtbot, window, embedded_model_folder())
+        assert window.status_bar.model_label.text() == EMBEDDED and not window.model_info.server
+        assert window.history.conversation(conv).model is None and window.settings.model is None
+        assert window.chat.options.model.findData(name) < 0
+
+
+def test_a_folder_opened_with_ctrl_o_is_listed_in_models_and_the_picker(qtbot, open_window, tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+    opened = shutil.copytree(tiny_model_dir, tmp_path / "opened")
+    window = open_window()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(opened))
+    qtbot.keyClick(window, Qt.Key_O, Qt.ControlModifier)
+    wait_loaded(qtbot, window, opened)
+    row = window.models.row_of("opened")
+    assert row is not None and window.models.table.item(row, 1).text() == "imported folder"
+    assert window.models.table.item(row, 0).font().bold()  # the one in use
+    assert window.chat.options.model.findData("opened") >= 0
+
+
+def test_the_welcome_names_the_model_that_answers(qtbot, open_window):
+    window = open_window()  # tiny
+    text = window.chat.welcome.label.text()
+    assert "<b>tiny</b>" in text and "7 million" not in text and "fairy tale" not in text
+    window.use_model(None)
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert "<b>tales-7m</b>" in window.chat.welcome.label.text() and "7 million" in window.chat.welcome.label.text()
+
+
+# 7: messages in the window's terms, the Add server dialog, the banner
+
+
+def test_the_add_server_dialog_keeps_the_address_and_key_when_the_check_fails(qtbot, open_window, tiny_model_dir,
+                                                                             tmp_path):
+    with running_server(tiny_model_dir, tmp_path, "--api-key", "right") as server:
+        window = open_window()
+
+        def fill():  # as a person does: the two fields by their names, then Add
+            dialog = QApplication.activeModalWidget()
+            fields = {field.accessibleName(): field for field in dialog.findChildren(QLineEdit)}
+            fields["Server address"].setText(server.base_url)
+            fields["API key"].setText("wrong")
+            dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+
+        QTimer.singleShot(100, fill)
+        window.models.ask_add_server()  # (it waited here for the dialog, which closed whatever the server said)
+        dialog = window.models.server_dialog
+        qtbot.waitUntil(lambda: dialog is not None and "refused" in dialog.note.text(), timeout=20000)
+        assert dialog.isVisible() and dialog.url.text() == server.base_url and dialog.key.text() == "wrong"
+        assert "--api-key" not in dialog.note.text() and "API key" in dialog.note.text()
+        assert dialog.url.width() >= dialog.url.fontMetrics().horizontalAdvance(server.base_url)
+        dialog.key.setText("right")
+        dialog.buttons.accepted.emit()
+        qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=20000)
+        assert window.models.row_of(remote_name("tiny", server.base_url)) is not None
+
+
+def test_a_server_that_cannot_be_reached_is_not_offered_a_model_folder(qtbot, open_window):
+    url = "http://127.0.0.1:9/v1"  # nothing listens there
+    window = open_window(model=remote_name("gpt2-xl", url), servers={url: {"key": "", "models": ["gpt2-xl"]}},
+                         wait=False)
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert window.banner.isVisibleTo(window) and "Cannot reach" in window.banner.label.text()
+    assert not window.banner.open_model.isVisibleTo(window)  # another folder would not help
+
+
+def test_a_failed_reply_is_said_in_its_own_conversation_only(qtbot, open_window):
+    window = open_window()
+    window.settings.top_p = 0.0  # the engine refuses it: the reply fails
+    type_and_send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    failed_in = window.conversations.current_id
+    assert "Generation failed" in window.banner.label.text() and window.banner.isVisibleTo(window)
+    window.conversations.new_chat()
+    assert not window.banner.isVisibleTo(window)
+    window.conversations.open(failed_in)
+    assert not window.banner.isVisibleTo(window)
+
+
 # 11: settings
 
 
