@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
         action(view_menu, "Tasks", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         action(view_menu, "Models", lambda: self.tabs.setCurrentIndex(2), "Ctrl+3")
         action(view_menu, "Server", lambda: self.tabs.setCurrentIndex(3), "Ctrl+4")
-        action(view_menu, "Analyse text", lambda: self.tabs.setCurrentWidget(self.analysis), "Ctrl+5")
+        action(view_menu, "Analyse text", self.show_analysis, "Ctrl+5")
         action(view_menu, "Fine-tune", lambda: self.tabs.setCurrentWidget(self.finetune), "Ctrl+6")
         self.settings_action = action(view_menu, "Settings", self.toggle_settings, "Ctrl+,")
         view_menu.addSeparator()
@@ -487,11 +487,12 @@ class MainWindow(QMainWindow):
         self.conversations.store_document()
         self.conversations.store_draft()
         path, chosen = QFileDialog.getSaveFileName(self, "Export conversation" if conversation_id else
-                                                   "Export all conversations", str(Path.home() / f"{name}.md"),
+                                                   "Export all conversations", str(self._files_folder() / f"{name}.md"),
                                                    f"{EXPORT_MARKDOWN};;{EXPORT_JSON}")
         self.conversations.focus_page()
         if not path:
             return
+        self._remember_folder(path)
         if not Path(path).suffix:
             path += ".json" if chosen == EXPORT_JSON else ".md"
         try:
@@ -507,10 +508,12 @@ class MainWindow(QMainWindow):
 
     def import_conversations(self) -> None:
         """Add the conversations of an exported JSON file; nothing already here is changed."""
-        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(Path.home()), EXPORT_JSON)
+        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(self._files_folder()),
+                                                    EXPORT_JSON)
         self.conversations.focus_page()
         if not path:
             return
+        self._remember_folder(path)
         try:
             added = import_file(self.history, Path(path))
         except HistoryFileError as exc:
@@ -524,6 +527,16 @@ class MainWindow(QMainWindow):
             self.conversations.open(added[-1])
         self.status_bar.showMessage(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} "
                                     f"from {Path(path).name}", 8000)
+
+    def _files_folder(self) -> Path:
+        """Where the File menu's export and import dialogs open: the folder of the last one, else the home folder."""
+        folder = Path(self.settings.files_folder) if self.settings.files_folder else Path.home()
+        return folder if folder.is_dir() else Path.home()
+
+    def _remember_folder(self, path: str) -> None:
+        if self.settings.files_folder != str(Path(path).parent):
+            self.settings.files_folder = str(Path(path).parent)
+            self._save_settings()
 
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)
@@ -704,7 +717,18 @@ class MainWindow(QMainWindow):
             self._save_settings()
 
     def toggle_settings(self) -> None:
-        self.settings_dock.setVisible(not self.settings_dock.isVisible())
+        """Ctrl+, shows the settings with the keyboard in their first field, or hides them and it goes back."""
+        shown = not self.settings_dock.isVisible()
+        self.settings_dock.setVisible(shown)
+        if shown:
+            self.settings_panel.focus_first()
+        elif self.tabs.currentWidget() is self.splitter:
+            self.conversations.focus_page()
+
+    def show_analysis(self) -> None:
+        """Ctrl+5: the Analyse tab, with the keyboard in its text box."""
+        self.tabs.setCurrentWidget(self.analysis)
+        self.analysis.input.setFocus()
 
     def _store_settings(self) -> None:
         self.settings_panel.store(self.settings)

@@ -343,3 +343,47 @@ def test_suggesting_is_said_while_it_lasts(qtbot, open_window):
     assert window.status_bar.currentMessage() == "Suggesting…"
     wait_idle(qtbot, window)
     assert window.status_bar.currentMessage() != "Suggesting…"
+
+
+# 17: the keyboard
+
+
+def test_ctrl_comma_puts_the_keyboard_in_the_settings_and_ctrl_5_in_analyses_text(qtbot, open_window):
+    window = open_window()
+    window.chat.composer.setFocus()
+    qtbot.keyClick(window, Qt.Key_Comma, Qt.ControlModifier)
+    assert window.settings_dock.isVisible()
+    assert window.settings_panel.isAncestorOf(QApplication.focusWidget()), QApplication.focusWidget()
+    qtbot.keyClick(window, Qt.Key_Comma, Qt.ControlModifier)
+    assert not window.settings_dock.isVisible() and window.chat.composer.hasFocus()
+    qtbot.keyClick(window, Qt.Key_5, Qt.ControlModifier)
+    assert window.tabs.currentWidget() is window.analysis and window.analysis.input.hasFocus()
+
+
+# 18: the export dialogs' folder
+
+
+def test_export_and_import_dialogs_open_where_the_last_one_was(qtbot, open_window, dirs, monkeypatch, tmp_path):
+    from app.window import EXPORT_JSON
+
+    window = open_window()
+    type_and_send(qtbot, window, "Hello")
+    wait_idle(qtbot, window)
+    asked = []
+    exports = tmp_path / "exports"
+    exports.mkdir()
+
+    def save(_parent, _title, where, _filters):
+        asked.append(where)
+        return str(exports / "chat.json"), EXPORT_JSON
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save)
+    window.export_conversation()
+    window.export_all()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda _p, _t, where, _f: (asked.append(where), ("", ""))[1])
+    window.import_conversations()
+    assert asked[1].startswith(str(exports)) and asked[2] == str(exports), asked
+    window.close()
+    again = open_window(files_folder=AppSettings.load(dirs / "config" / "settings.json").files_folder)
+    again.export_all()
+    assert asked[3].startswith(str(exports))
