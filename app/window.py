@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, Q
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.analysis_view import AnalysisView
-from app.appearance import next_size, sized_font
+from app.appearance import apply_font, next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
@@ -45,7 +45,7 @@ from engine.paths import user_templates_dir
 from engine.store.local import embedded_name, is_embedded, local_models
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
-DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
+DOCK_WIDTH = (150, 300)  # the settings dock's narrowest and widest (its fields shrink to fit)
 EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
 NOT_SAVED = " This session's conversations will not be saved to it."  # after why the history is not the file
 
@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         self._list_models()
         self.chat.set_welcome(not self.settings.welcome_dismissed)
         if self.settings.text_size:
-            self.setFont(sized_font(self.settings.text_size))
+            apply_font(self, sized_font(self.settings.text_size))
         self._connect()
         self._build_menus()
         self._restore_layout()
@@ -118,13 +118,14 @@ class MainWindow(QMainWindow):
         self.pages.setMinimumWidth(CHAT_MIN_WIDTH)  # the dock and the list give way first
         right = QWidget()
         right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 6, 6, 6)
+        right_layout.setContentsMargins(0, 6, 4, 6)
         right_layout.addWidget(self.banner)
         right_layout.addWidget(self.pages, 1)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setHandleWidth(4)  # (with larger text every pixel counts at 800 wide)
         self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([240, 760])
         self.tasks = TasksView(user_templates_dir())
@@ -692,7 +693,7 @@ class MainWindow(QMainWindow):
     def change_text_size(self, step: int) -> None:
         """Ctrl+= / Ctrl+- make all the window's text a point larger or smaller (0: the system's size again)."""
         self.settings.text_size = next_size(self.settings.text_size, step) if step else 0
-        self.setFont(sized_font(self.settings.text_size))
+        apply_font(self, sized_font(self.settings.text_size))
         self._save_settings()
         if step:
             self.status_bar.showMessage(f"Text size {self.font().pointSize()} pt (Ctrl+0: as the system's)", 3000)

@@ -345,6 +345,122 @@ def test_suggesting_is_said_while_it_lasts(qtbot, open_window):
     assert window.status_bar.currentMessage() != "Suggesting…"
 
 
+# 16: layout
+
+
+def cut_labels(window) -> list[str]:
+    """Labels shown narrower than their text (or, wrapping, lower than it needs)."""
+    cut = []
+    for label in window.findChildren(QLabel):
+        if not label.isVisibleTo(window) or not label.text() or label.width() <= 1:
+            continue
+        if label.wordWrap():
+            if label.heightForWidth(label.width()) > label.height() + 1:
+                cut.append(label.text())
+        elif label.minimumSizeHint().width() > label.width() + 1:
+            cut.append(label.text())
+    return cut
+
+
+def test_three_steps_larger_at_800_by_500_keep_the_window_and_every_label_whole(qtbot, open_window):
+    window = open_window(model=None)
+    wait_loaded(qtbot, window)
+    window.toggle_settings()
+    window.resize(800, 500)
+    qtbot.waitUntil(lambda: window.width() == 800, timeout=3000)
+    for _ in range(3):
+        qtbot.keyClick(window, Qt.Key_Equal, Qt.ControlModifier)
+        qtbot.wait(50)
+    assert window.width() == 800 and window.minimumSizeHint().width() <= 800
+    assert cut_labels(window) == []
+    assert window.status_bar.model_label.text() == EMBEDDED
+    size = window.font().pointSize()
+    assert window.chat.count_label.font().pointSize() == size  # the token count follows the text size
+    assert window.chat.options.preset_values.font().pointSize() == size
+
+
+def test_analyse_is_whole_at_800_by_500_with_the_settings_open(qtbot, open_window):
+    window = open_window()
+    window.toggle_settings()
+    window.resize(800, 500)
+    window.show_analysis()
+    qtbot.waitUntil(lambda: window.width() == 800 and window.analysis.isVisible(), timeout=3000)
+    qtbot.wait(50)
+    button = window.analysis.analyse_button
+    right = button.mapTo(window, QPoint(button.width(), 0)).x()
+    assert right <= window.settings_dock.mapTo(window, QPoint(0, 0)).x(), right
+    assert window.minimumSizeHint().width() <= 800
+    limits = window.analysis.limits  # what an analysis can and cannot tell: all of it there (it scrolls), not cut
+    assert limits.height() >= limits.heightForWidth(limits.width()), (limits.height(), limits.width())
+
+
+def contrast(a, b) -> float:
+    """WCAG's contrast ratio of two colours (1 to 21)."""
+    def luminance(colour):
+        def channel(value):
+            value /= 255
+            return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+        return 0.2126 * channel(colour.red()) + 0.7152 * channel(colour.green()) + 0.0722 * channel(colour.blue())
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def drawn_tokens(view) -> list[tuple]:
+    """(the background as drawn, the text's colour) of each coloured token of a text view, read off its pixels."""
+    from PySide6.QtGui import QTextCursor
+
+    image = view.viewport().grab().toImage()
+    text_colour, base = view.palette().color(QPalette.Text), view.palette().color(QPalette.Base)
+    found, block = [], view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment, fmt = it.fragment(), it.fragment().charFormat()
+            if fmt.background().style() != Qt.NoBrush:
+                cursor = QTextCursor(view.document())
+                cursor.setPosition(fragment.position())
+                rect = view.cursorRect(cursor)
+                cursor.setPosition(fragment.position() + 1)
+                right = view.cursorRect(cursor).x()
+                if right <= rect.x() + 2:  # (a token that begins where a line wraps is drawn on the next)
+                    it += 1
+                    continue
+                pixels = [image.pixelColor(x, y).name() for x in range(rect.x() + 1, right - 1)
+                          for y in (rect.y() + 2, rect.center().y(), rect.bottom() - 1)]
+                drawn = QColor(max(set(pixels), key=pixels.count))  # the background: most of the box, not the glyph
+                if drawn != base:
+                    found.append((drawn, fmt.foreground().color()
+                                  if fmt.foreground().style() != Qt.NoBrush else text_colour))
+            it += 1
+        block = block.next()
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_colour_blind_tokens_read_as_well_as_gltrs_light_or_dark(qtbot, open_window, scheme):
+    from app.appearance import apply_color_scheme
+    from app.probabilities import COLOUR_BLIND, GLTR
+
+    app = QApplication.instance()
+    apply_color_scheme(app, Qt.ColorScheme.Dark if scheme == "dark" else Qt.ColorScheme.Light)
+    try:
+        window = open_window(model=None)  # the embedded model: its ranks of a story fall in every bucket
+        text = ("Once upon a time there was a little girl who lived in a village near the forest. Whenever she went "
+                "out, she wore a red riding cloak. The quantum chromodynamics of seventeen zebras.")
+        worst = {}
+        for palette in (GLTR, COLOUR_BLIND):
+            window.set_probabilities(False, palette=palette)
+            window.analyse_text(text)
+            qtbot.waitUntil(lambda: window.active is None and window.analysis.analysis is not None, timeout=30000)
+            qtbot.waitUntil(lambda: len(drawn_tokens(window.analysis.result)) > 20, timeout=10000)
+            tokens = drawn_tokens(window.analysis.result)
+            assert len({bg.name() for bg, _ in tokens}) >= 3, tokens  # several buckets are there to compare
+            worst[palette] = min(contrast(bg, fg) for bg, fg in tokens)
+        assert worst[COLOUR_BLIND] >= worst[GLTR], worst  # no black text on dark slate
+    finally:
+        apply_color_scheme(app, Qt.ColorScheme.Light)
+
+
 # 17: the keyboard
 
 
