@@ -62,7 +62,7 @@ MENUS: dict[str, list[Action | None]] = {
         Action("Tasks", lambda w: w.show_tab(w.tasks), ("Ctrl+2",)),
         Action("Models", lambda w: w.show_tab(w.models), ("Ctrl+3",)),
         Action("Server", lambda w: w.show_tab(w.server), ("Ctrl+4",)),
-        Action("Analyse text", lambda w: w.show_tab(w.analysis), ("Ctrl+5",)),
+        Action("Analyse text", lambda w: w.show_analysis(), ("Ctrl+5",)),
         Action("Fine-tune", lambda w: w.show_tab(w.finetune), ("Ctrl+6",)),
         Action("Settings", lambda w: w.toggle_settings(), ("Ctrl+,",), "settings_action"),
         SEPARATOR,

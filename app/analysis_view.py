@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPainter, QPalette, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+                               QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from app.notice import say
 from app.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
@@ -110,13 +110,20 @@ class AnalysisView(QWidget):
         results_layout.setContentsMargins(0, 0, 0, 0)
         results_layout.addWidget(self.legend)
         results_layout.addWidget(self.result, 1)
-        side = QHBoxLayout()
-        side.addWidget(self.chart, 1)
+        figures_area = QWidget()  # the chart and the figures: they scroll in a low window, never overlap
+        side = QHBoxLayout(figures_area)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.chart, 1, Qt.AlignTop)
         figures = QVBoxLayout()
         figures.addWidget(self.summary)
         figures.addWidget(self.limits)
+        figures.addStretch(1)
         side.addLayout(figures, 1)
-        results_layout.addLayout(side)
+        figures_scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        figures_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        figures_scroll.setWidget(figures_area)
+        figures_scroll.setMinimumHeight(self.chart.minimumHeight())
+        results_layout.addWidget(figures_scroll)
         splitter = QSplitter(Qt.Vertical)
         splitter.addWidget(self.input)
         splitter.addWidget(results)

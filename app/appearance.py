@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtWidgets import QWidget
 
 from app.settings import TEXT_SIZES
 
@@ -44,6 +45,15 @@ def sized_font(size: int) -> QFont:
     if size:
         font.setPointSize(size)
     return font
+
+
+def apply_font(window: QWidget, font: QFont) -> None:
+    """The window's text at `font`, all of it: a widget with a style sheet of its own (the token count under the
+    message box, a preset's values) does not take its parent's font, so it is given it too."""
+    window.setFont(font)
+    for widget in window.findChildren(QWidget):
+        if widget.styleSheet():
+            widget.setFont(font)
 
 
 def next_size(current: int, step: int) -> int:

@@ -2,8 +2,11 @@
 
 Several can stand at once, one line each, by what they are about (`kind`): a history that cannot be saved to,
 a settings file set aside and a model that failed to load are all shown, none hiding another. A message of a
-kind already shown replaces it; `hide_kind` takes one away when its problem is over. The text is as tall
-as it needs up to MAX_LINES lines and scrolls beyond, so a small window shows part of it, never cuts it.
+kind already shown replaces it; `hide_kind` takes one away when its problem is over, and one about a
+conversation (a reply that failed there) goes when another conversation is opened (`keep_for`). "Open model
+folder…" is offered only beside a model on this computer that failed to load (MODEL_KINDS), not beside a
+server that could not be reached. The text is as tall as it needs up to MAX_LINES lines and scrolls beyond,
+so a small window shows part of it, never cuts it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
 
 MODEL_KINDS = ("model", "fallback")  # a load failed; the embedded model stands in: "Open model folder…" helps
+# (a remote model that failed to load is "server": another folder would not help there)
 MAX_LINES = 7  # the most lines of text shown at once
 
 
@@ -23,6 +27,7 @@ class Banner(QFrame):
         self.setFrameShape(QFrame.StyledPanel)
         self.setObjectName("banner")
         self._messages: dict[str, str] = {}  # kind -> its text, in the order they came
+        self._about: dict[str, int] = {}  # kind -> the conversation its message is about, for those about one
         self.label = QLabel(wordWrap=True, textFormat=Qt.PlainText, textInteractionFlags=Qt.TextSelectableByMouse)
         self.label.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self.text = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
@@ -38,19 +43,31 @@ class Banner(QFrame):
         layout.addWidget(dismiss, 0, Qt.AlignTop)
         self.hide()
 
-    def show_message(self, text: str, kind: str = "info") -> None:
-        """Show `text` as the banner's message about `kind` ("model", "fallback", "history", "settings",
-        "generation", "info"), beside those of other kinds."""
+    def show_message(self, text: str, kind: str = "info", conversation: int | None = None) -> None:
+        """Show `text` as the banner's message about `kind` ("model", "fallback", "server", "history",
+        "settings", "generation", "info"), beside those of other kinds; `conversation`: the one it is about
+        (it goes when another is opened)."""
         self._messages[kind] = text
+        self._about.pop(kind, None)
+        if conversation is not None:
+            self._about[kind] = conversation
         self._update()
 
     def hide_kind(self, kind: str) -> None:
         """Take away the message about this kind (a model loaded: its loading problem is over)."""
+        self._about.pop(kind, None)
         if self._messages.pop(kind, None) is not None:
             self._update()
 
+    def keep_for(self, conversation: int | None) -> None:
+        """Another conversation is open (None: none): the messages about other conversations go."""
+        for kind, about in list(self._about.items()):
+            if about != conversation:
+                self.hide_kind(kind)
+
     def dismiss(self) -> None:
         self._messages.clear()
+        self._about.clear()
         self._update()
 
     def messages(self) -> dict[str, str]:

@@ -210,6 +210,10 @@ class ChatPage(QWidget):
         self._welcome_wanted = wanted
         self.welcome.setVisible(wanted and self.transcript.document().isEmpty())
 
+    def set_welcome_model(self, name: str, embedded: bool, server: str = "") -> None:
+        """Which model the first-run panel says answers here (the embedded one, another, one on `server`)."""
+        self.welcome.set_model(name, embedded, server)
+
     def welcome_shown(self) -> bool:
         return self.welcome.isVisibleTo(self)
 

@@ -259,6 +259,19 @@ class ConversationController(QObject):
                          f"{name or 'the settings panel'}.", 3000)
 
     @_reporting
+    def forget_models(self, names: list[str]) -> None:
+        """Models that are gone (removed or forgotten in Models): the conversations written with them keep no model
+        of their own any more (the one in use writes there)."""
+        for conv in self.history.conversations():
+            if conv.model in names:
+                self.history.set_options(conv.id, model=None)
+        conv = self._current()
+        if conv is not None and conv.mode == "notebook":
+            self.notebook.show_options(conv.model, conv.preset)
+        elif conv is not None:
+            self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse=False)
+
+    @_reporting
     def store_preamble(self, text: str) -> None:
         conv = self._current()
         if conv is None and not text.strip() or conv is not None and conv.preamble == text:
@@ -369,7 +382,9 @@ class ConversationController(QObject):
         prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
         self.show_messages(messages, to_end=True, writing=True)
         self.chat.begin_stream(self._writer())
-        settings = {**sampling_for(conv.preset, self.settings.sampling()), "stop": list(prompt.stop)}
+        sampling = sampling_for(conv.preset, self.settings.sampling())
+        stops = list(dict.fromkeys([*prompt.stop, *sampling["stop"]]))  # the next turn's, and the panel's
+        settings = {**sampling, "stop": stops}
         joint = " " if written and prompt.text.endswith(":") else ""  # "Assistant:" then the reply's words
         request = self.requests.generate("chat", prompt.text + joint + written, settings, self.current_id,
                                          top_logprobs=TOP, prefix=prefix)
@@ -593,7 +608,7 @@ class ConversationController(QObject):
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
-        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
+        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
         self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
 
     @_reporting
@@ -613,7 +628,7 @@ class ConversationController(QObject):
         self.notebook.replace_from(position, choice.text)
         self.history.set_document(self.current_id, head)  # what the continuation is written after
         self.notebook.begin_continuation(start=position)
-        settings = {**sampling_for(self._current().preset, self.settings.sampling()), "stop": []}
+        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
         request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
                                          prefix=picked)
         request.replaces = old.id if old is not None else None

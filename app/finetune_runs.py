@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.files import write_atomic
 from engine.paths import data_dir
+from engine.core.prepared_names import copies_of, merged_copies
+from engine.store.local import EMBEDDED_ALIAS, embedded_name, remove_merged
 
 SEPARATOR = " + "
 
@@ -25,7 +28,7 @@ def runs_dir() -> Path:
 class TrainingRun:
     folder: Path
     name: str  # as the person gave it ("my letters")
-    base: str  # the base as the engine loads it ("embedded", a repo id, or a folder)
+    base: str  # the base as the engine loads it ("tales-7m", a repo id, or a folder; older runs: "embedded")
     base_shown: str  # the base as the window shows it ("tales-7m")
     lora: bool
     steps: int
@@ -33,7 +36,9 @@ class TrainingRun:
 
     @property
     def model_name(self) -> str:
-        return f"{self.base_shown}{SEPARATOR}{self.name}"
+        """"BASE + NAME", the base by its one name (the embedded model is "tales-7m", never "embedded")."""
+        base = embedded_name() if self.base_shown == EMBEDDED_ALIAS else self.base_shown
+        return f"{base}{SEPARATOR}{self.name}"
 
     @property
     def result(self) -> Path:
@@ -111,6 +116,22 @@ def finished_runs() -> list[TrainingRun]:
 
 def unfinished_runs() -> list[TrainingRun]:
     return [run for run in all_runs() if not run.finished]
+
+
+def made_to_run(run: TrainingRun) -> list[Path]:
+    """The copies made to run a result (kept in `<data dir>/prepared/`): an adapter merged into its base, and the
+    reduced-precision copies of that or of a fully fine-tuned model."""
+    return [*merged_copies(run.result), *copies_of(run.result)]
+
+
+def remove_run(run: TrainingRun) -> None:
+    """Delete a run's folder and the copies made to run its result."""
+    made = made_to_run(run)
+    remove_merged([p for p in made if p.is_dir()])
+    for copy in made:
+        if copy.is_file():
+            copy.unlink(missing_ok=True)
+    shutil.rmtree(run.folder, ignore_errors=True)
 
 
 def resolve(model: str | None) -> tuple[str | None, Path | None, Path | None] | None:

@@ -3,22 +3,20 @@ remote servers the person added."""
 
 from __future__ import annotations
 
-import shutil
 import threading
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from app.finetune_runs import finished_runs
-from app.notice import say
+from app.finetune_runs import finished_runs, made_to_run, remove_run
+from app.notice import in_window_terms, say
 from app.servers import parse_remote, remote_name
-from engine.errors import HubOffline
+from engine.errors import EngineError, HubOffline
 from engine.store import hub
-from engine.store.local import (embedded_model_folder, folder_size, import_folder, local_models, parameter_count,
-                                prepared_copies, remove_model)
-from engine.errors import EngineError
+from engine.store.local import folder_size, import_folder, local_models, parameter_count, prepared_copies, remove_model
 
 SERVER = "server"  # the Where of a remote server's model
 FINETUNED = "fine-tuned here"  # the Where of a Fine-tune view's result
@@ -37,6 +35,55 @@ def _size(n: int | None) -> str:
     if not n:
         return ""
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _bytes_in(paths: list[Path]) -> int:
+    return sum(folder_size(p) if p.is_dir() else p.stat().st_size for p in paths if p.exists())
+
+
+class ServerDialog(QDialog):
+    """Models > Add server…: the address and key stay while the server is asked for its models; if it cannot
+    list them, why is said here and both stay as typed, to correct."""
+
+    check_requested = Signal(str, str)  # address, key
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Add a server")
+        self.url = QLineEdit(placeholderText="http://127.0.0.1:8080/v1")
+        self.url.setAccessibleName("Server address")
+        self.url.setMinimumWidth(self.fontMetrics().horizontalAdvance("https://gpu-box.example.org:8000/v1") + 120)
+        self.key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="if the server needs one")
+        self.key.setAccessibleName("API key")
+        self.note = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.note.setAccessibleName("What the server said")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons.button(QDialogButtonBox.Ok).setText("Add")
+        self.buttons.accepted.connect(self._check)
+        self.buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow(QLabel("An OpenAI-compatible server: vLLM or TGI on a GPU machine, llama.cpp's server, "
+                           "or gpt2-desktop's own.", wordWrap=True))
+        form.addRow("Address", self.url)
+        form.addRow("API key", self.key)
+        form.addRow(self.note)
+        form.addRow(self.buttons)
+
+    def _check(self) -> None:
+        url = self.url.text().strip()
+        if not url:
+            say(self.note, "Give the server's address, e.g. http://127.0.0.1:8080/v1.", error=True)
+            return
+        say(self.note, f"Asking {url} for its models…")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+        self.check_requested.emit(url, self.key.text().strip())
+
+    def failed(self, message: str) -> None:
+        """The server could not list its models: say why; the address and key stay to be corrected."""
+        say(self.note, in_window_terms(message), error=True)
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        self.adjustSize()  # as tall as what it says now
+        self.url.setFocus()
 
 
 class DownloadWorker(QObject):
@@ -92,6 +139,7 @@ class DownloadWorker(QObject):
 class ModelsView(QWidget):
     use_requested = Signal(str)  # a model name or folder for the engine to load
     servers_changed = Signal(dict)  # the remote servers, as AppSettings.servers keeps them
+    models_removed = Signal(list)  # the names of models removed, forgotten or of a forgotten server
     start_download = Signal(str)
     start_check = Signal()
     start_list_server = Signal(str, str)
@@ -101,6 +149,7 @@ class ModelsView(QWidget):
         self.active_name: str | None = None
         self.downloading: str | None = None
         self.servers: dict[str, dict] = {}  # address -> {"key", "models"}
+        self.server_dialog: ServerDialog | None = None  # open while a server is being added
         self.thread = QThread(self)
         self.thread.setObjectName("downloads")
         self.worker = DownloadWorker()
@@ -110,7 +159,7 @@ class ModelsView(QWidget):
         self.start_check.connect(self.worker.check_hub)
         self.start_list_server.connect(self.worker.list_server)
         self.worker.server_listed.connect(self._on_server_listed)
-        self.worker.server_failed.connect(lambda _url, message: say(self.message, message, error=True))
+        self.worker.server_failed.connect(self._on_server_failed)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -213,7 +262,7 @@ class ModelsView(QWidget):
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
-                item = QTableWidgetItem(self._shown(row) if c == 0 else text)
+                item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, text)  # the name the engine loads it by
                 if c == 0 and row[0] == self.active_name:
                     font = item.font()
@@ -239,13 +288,6 @@ class ModelsView(QWidget):
         room = self.table.viewport().width() - others - ABOUT_COLUMN
         self.table.setColumnWidth(0, max(90, min(self.table.columnWidth(0), MODEL_COLUMN, room)))
         self.table.resizeRowsToContents()  # About wraps: all of it shows
-
-    def _shown(self, row: tuple) -> str:
-        """A row's model as it is shown: the embedded model by its own name."""
-        if row[1] == "built in":
-            folder = embedded_model_folder()
-            return folder.name if folder is not None else row[0]
-        return row[0]
 
     def row_of(self, name: str) -> int | None:
         for r in range(self.table.rowCount()):
@@ -334,11 +376,11 @@ class ModelsView(QWidget):
             return
         run = next((r for r in finished_runs() if r.model_name == name), None)
         if run is not None:
+            made = _bytes_in(made_to_run(run))
+            copies = f", and the copies made to run it ({_size(made)}), are" if made else " is"
             if QMessageBox.question(self, "Remove model", f"Delete {name}? Its training run ({run.folder}, "
-                                    f"{_size(folder_size(run.folder))}) is deleted.") == QMessageBox.Yes:
-                shutil.rmtree(run.folder, ignore_errors=True)
-                say(self.message, f"Deleted {name}.")
-                self.refresh()
+                                    f"{_size(folder_size(run.folder))}){copies} deleted.") == QMessageBox.Yes:
+                self.remove_run(name)
             return
         remote = parse_remote(name)
         if remote is not None:
@@ -369,6 +411,28 @@ class ModelsView(QWidget):
         say(self.message, f"Forgot {model.name}; its folder is untouched." if model.kind == "imported"
             else f"Deleted {model.name}.")
         self.refresh()
+        self.models_removed.emit([model.name])
+
+    def remove_run(self, name: str) -> None:
+        """Delete a model fine-tuned here: its run and the copies made to run it."""
+        run = next((r for r in finished_runs() if r.model_name == name), None)
+        if run is None:
+            return
+        remove_run(run)
+        say(self.message, f"Deleted {name}.")
+        self.refresh()
+        self.models_removed.emit([name])
+
+    def remember_folder(self, folder: str) -> str | None:
+        """A folder opened with File > Open model folder… is listed here from then on (Forget takes it off);
+        the name it is listed by, or None if the list could not be written."""
+        try:
+            model = import_folder(Path(folder))
+        except EngineError as exc:
+            say(self.message, f"{folder} could not be added to this list: {exc}", error=True)
+            return None
+        self.refresh()
+        return model.name
 
     # remote servers
 
@@ -376,31 +440,37 @@ class ModelsView(QWidget):
         self.servers = {url: dict(entry) for url, entry in servers.items()}
         self.refresh()
 
-    def ask_add_server(self) -> None:
-        dialog = QDialog(self)
-        dialog.setWindowTitle("Add a server")
-        url = QLineEdit(placeholderText="http://127.0.0.1:8080/v1")
-        url.setAccessibleName("Server address")
-        key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="if the server needs one")
-        key.setAccessibleName("API key")
-        form = QFormLayout(dialog)
-        form.addRow(QLabel("An OpenAI-compatible server: vLLM or TGI on a GPU machine, llama.cpp's server, "
-                           "or gpt2-desktop's own.", wordWrap=True))
-        form.addRow("Address", url)
-        form.addRow("API key", key)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(dialog.accept)
-        buttons.rejected.connect(dialog.reject)
-        form.addRow(buttons)
-        if dialog.exec() == QDialog.Accepted and url.text().strip():
-            self.add_server(url.text().strip(), key.text().strip())
+    def ask_add_server(self) -> ServerDialog:
+        """The Add server dialog (not waited for: it stays open until the server lists its models, or Cancel)."""
+        if self.server_dialog is None:
+            self.server_dialog = ServerDialog(self)
+            self.server_dialog.check_requested.connect(self.add_server)
+        self.server_dialog.open()
+        self.server_dialog.url.setFocus()
+        return self.server_dialog
+
+    def _adding_in_dialog(self) -> bool:
+        return self.server_dialog is not None and self.server_dialog.isVisible()
 
     def add_server(self, url: str, key: str = "") -> None:
         """Ask the server for its models (off this thread); they are listed once it answers."""
-        say(self.message, f"Asking {url} for its models…")
+        if not self._adding_in_dialog():
+            say(self.message, f"Asking {url} for its models…")
         self.start_list_server.emit(url, key)
 
+    def _on_server_failed(self, _url: str, message: str) -> None:
+        if self._adding_in_dialog():
+            self.server_dialog.failed(message)
+        else:
+            say(self.message, in_window_terms(message), error=True)
+
     def _on_server_listed(self, url: str, key: str, models: list) -> None:
+        if self._adding_in_dialog():
+            self.server_dialog.accept()
+            self.server_dialog.url.clear()
+            self.server_dialog.key.clear()
+            say(self.server_dialog.note, "")
+            self.server_dialog.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
         self.servers[url] = {"key": key, "models": list(models)}
         self.refresh()
         self.servers_changed.emit({u: dict(e) for u, e in self.servers.items()})
@@ -410,10 +480,12 @@ class ModelsView(QWidget):
             self.table.selectRow(row)
 
     def forget_server(self, url: str) -> None:
-        self.servers.pop(url, None)
+        entry = self.servers.pop(url, None)
         self.refresh()
         self.servers_changed.emit({u: dict(e) for u, e in self.servers.items()})
         say(self.message, f"Forgot {url}.")
+        if entry is not None:
+            self.models_removed.emit([remote_name(model, url) for model in entry["models"]])
 
     def ask_import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a GPT-2 model folder")
@@ -421,8 +493,6 @@ class ModelsView(QWidget):
             self.import_folder(folder)
 
     def import_folder(self, folder: str) -> None:
-        from pathlib import Path
-
         try:
             model = import_folder(Path(folder))
         except EngineError as exc:

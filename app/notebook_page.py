@@ -16,8 +16,8 @@ from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHig
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.chat_options import ChatOptions
-from app.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, spans,
-                               token_format)
+from app.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, readable_on,
+                               spans, token_format)
 from app.token_data import ReplyTokens
 
 # The notebook's own keys (Help > Keyboard shortcuts lists them).
@@ -88,8 +88,9 @@ class TokenHighlighter(QSyntaxHighlighter):
                 data = lookup(int(message_id))
                 index = int(fmt.property(TOKEN_INDEX))
                 if data is not None and 0 <= index < len(data):
-                    coloured = QTextCharFormat()
-                    coloured.setBackground(colouring.colour(data, index))
+                    coloured, colour = QTextCharFormat(), colouring.colour(data, index)
+                    coloured.setBackground(colour)
+                    coloured.setForeground(readable_on(colour))
                     self.setFormat(fragment.position() - base, fragment.length(), coloured)
             it += 1
 

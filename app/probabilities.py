@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, Signal
-from PySide6.QtGui import (QAccessible, QAccessibleAnnouncementEvent, QAccessibleEvent, QColor, QPainter, QPalette,
-                           QTextCharFormat, QTextCursor, QTextFormat)
+from PySide6.QtGui import (QAccessible, QAccessibleAnnouncementEvent, QAccessibleEvent, QColor, QGuiApplication,
+                           QPainter, QPalette, QTextCharFormat, QTextCursor, QTextFormat)
 from PySide6.QtWidgets import QAbstractButton, QApplication, QFrame, QLabel, QTextEdit, QVBoxLayout, QWidget
 
 from app.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo, soft_breaks, spans  # noqa: F401
@@ -32,10 +32,11 @@ ANALYSIS = -1  # TOKEN_MESSAGE of an analysed text's tokens
 
 RANKS, PROBABILITY = "ranks", "probability"  # what the colours show
 GLTR, COLOUR_BLIND = "gltr", "colour-blind"  # which colours
-# GLTR's: green, yellow, red, violet. The colour-blind-safe one runs through viridis (light to dark).
+# GLTR's: green, yellow, red, violet. The colour-blind-safe one is from Paul Tol's "light" scheme, made for text
+# laid on colour (viridis's dark end put black text on dark slate): light yellow, mint, light blue, pink.
 BUCKET_COLOURS = {GLTR: ("#5fd35f", "#f2d13a", "#f26b5b", "#b38cf0"),
-                  COLOUR_BLIND: ("#fde725", "#35b779", "#31688e", "#8e5aa8")}
-GRADIENT = {GLTR: ("#f26b5b", "#f2d13a", "#5fd35f"), COLOUR_BLIND: ("#3b528b", "#21918c", "#fde725")}  # p 0 → 1
+                  COLOUR_BLIND: ("#eedd88", "#44bb99", "#77aadd", "#ffaabb")}
+GRADIENT = {GLTR: ("#f26b5b", "#f2d13a", "#5fd35f"), COLOUR_BLIND: ("#77aadd", "#44bb99", "#eedd88")}  # p 0 → 1
 ALPHA = 150  # of a token's background: the text stays readable, light or dark
 PICK_HINT = "Click an alternative (or ↑↓ and Enter) to continue from it; this reply stays as a version."
 
@@ -70,6 +71,19 @@ def _gradient(stops: tuple[str, ...], p: float) -> QColor:
                   round(a.blue() + (b.blue() - a.blue()) * t))
 
 
+def readable_on(background: QColor) -> QColor:
+    """Black or white, whichever reads better (WCAG's contrast) on `background` as it shows, laid with its alpha over
+    the views' base colour: the text on a token of colour-blind mode's dark blue is white, light or dark."""
+    base, alpha = QGuiApplication.palette().color(QPalette.Base), background.alphaF()
+
+    def luminance(channel_of) -> float:
+        value = (channel_of(background) * alpha + channel_of(base) * (1 - alpha)) / 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    shown = (0.2126 * luminance(QColor.red) + 0.7152 * luminance(QColor.green) + 0.0722 * luminance(QColor.blue))
+    return QColor("black") if (shown + 0.05) / 0.05 >= 1.05 / (shown + 0.05) else QColor("white")
+
+
 def block_positions(at: int, cuts: list[int]):
     """Maps an offset in a text written at `at` with a new block begun at each of `cuts` to its position in the
     document: (start of a character, end of a span)."""
@@ -97,6 +111,7 @@ def token_format(message_id: int, index: int, colour: QColor | None = None,
     fmt.setProperty(TOKEN_INDEX, index)
     if colour is not None:
         fmt.setBackground(colour)
+        fmt.setForeground(readable_on(colour))
     return fmt
 
 
@@ -122,6 +137,7 @@ class Legend(QLabel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setTextFormat(Qt.RichText)
+        self.setWordWrap(True)  # a narrow window or a large text size: two lines, never a wider window
         self.setAccessibleName("Probability colours")
         self.hide()
 
@@ -130,7 +146,8 @@ class Legend(QLabel):
             self.hide()
             return
         what = "rank under the model" if colouring.by == RANKS else "probability under the model"
-        swatches = " ".join(f'<span style="background-color: rgba({c.red()},{c.green()},{c.blue()},{ALPHA / 255:.2f})">'
+        swatches = " ".join(f'<span style="background-color: rgba({c.red()},{c.green()},{c.blue()},{ALPHA / 255:.2f}); '
+                            f'color: {readable_on(QColor(c.red(), c.green(), c.blue(), ALPHA)).name()}">'
                             f"&nbsp;{label}&nbsp;</span>" for label, c in colouring.legend())
         self.setText(f"<small>Colour: {what}&nbsp; {swatches}&nbsp; · hover a token, or Alt+← →, for its "
                      "alternatives</small>")

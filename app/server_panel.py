@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLin
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune_runs import resolve as resolve_trained
+from app.notice import in_window_terms
 from app.servers import parse_remote
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic
@@ -233,7 +234,7 @@ class ServerPanel(QWidget):
         else:
             reason = cli_error(self._errors, "serve") or \
                 next((e for e in reversed(self._errors) if not e.startswith(" ")), "it stopped unexpectedly")
-            self._fail(f"The server stopped: {reason}")
+            self._fail(f"The server stopped: {in_window_terms(reason)}")
 
     def _remember(self) -> None:
         """Keep the port and whether other computers may connect for the next start (not the key)."""

@@ -24,7 +24,15 @@ from engine.files import set_aside, write_atomic
 from engine.inference.settings import SamplingSettings
 
 _DEFAULT = SamplingSettings.default
-SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed")
+SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "presence_penalty", "frequency_penalty",
+            "max_new_tokens", "seed", "stop")
+# The least and greatest value the window takes for each number: the engine's own limits where it has both ends
+# (SamplingSettings.limits), else what a person would set here (the engine takes any temperature from 0 up).
+LIMITS: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0), "top_k": (0, 1000), "top_p": (0.01, 1.0), "repetition_penalty": (0.5, 3.0),
+    **{name: SamplingSettings.limits(name) for name in ("min_p", "presence_penalty", "frequency_penalty")},
+    "max_new_tokens": (1, 1 << 20), "seed": (0, 2**31 - 1),
+}
 DEVICES = ("auto", "cpu", "cuda")
 MODES = ("chat", "notebook")
 RENAMED = {"dtype": "precision"}  # keys written by earlier versions -> today's names
@@ -39,6 +47,10 @@ class AppSettings:
     repetition_penalty: float = _DEFAULT("repetition_penalty")
     max_new_tokens: int = _DEFAULT("max_new_tokens")
     seed: int | None = _DEFAULT("seed")
+    min_p: float = _DEFAULT("min_p")
+    presence_penalty: float = _DEFAULT("presence_penalty")
+    frequency_penalty: float = _DEFAULT("frequency_penalty")
+    stop: list = field(default_factory=list)  # stop sequences: a reply ends before any of these texts
     device: str = "auto"
     precision: str = precisions.AUTO  # of the weights: a name from engine.core.precisions, or auto
     threads: int = 0  # 0: one per physical core
@@ -51,12 +63,13 @@ class AppSettings:
     probabilities: bool = False  # View > Probabilities: replies coloured by what the model predicted
     colour_by: str = "ranks"  # ... by GLTR's rank buckets, or "probability"
     colour_palette: str = "gltr"  # ... in GLTR's colours, or "colour-blind"
+    files_folder: str = ""  # where the last export or import was (File menu); "": the home folder
     window_geometry: str = ""
     window_state: str = ""
     splitter_state: str = ""
 
     def sampling(self) -> dict:
-        return {k: getattr(self, k) for k in SAMPLING}
+        return {k: list(getattr(self, k)) if k == "stop" else getattr(self, k) for k in SAMPLING}
 
     @classmethod
     def load(cls, path: Path) -> AppSettings:
@@ -115,6 +128,11 @@ class AppSettings:
         if "text_size" in values:  # a size a person could read, or the system's
             size = values["text_size"]
             values["text_size"] = 0 if size <= 0 else min(max(size, TEXT_SIZES[0]), TEXT_SIZES[1])
+        if "stop" in values and not all(isinstance(s, str) and s for s in values["stop"]):
+            del values["stop"]  # stop sequences are texts, none empty
+        for name, (lo, hi) in LIMITS.items():  # a number the window cannot show (nor the engine take, often)
+            if name in values and values[name] is not None and not lo <= values[name] <= hi:
+                del values[name]
         dropped = [name for name in known if name not in values]
         if "servers" in values:
             values["servers"] = clean_servers(values["servers"])

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, Q
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.analysis_view import AnalysisView
-from app.appearance import next_size, sized_font
 from app.actions import build_menus
+from app.appearance import apply_font, next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
@@ -35,6 +35,7 @@ from app.status_bar import StatusBar
 from app.tasks import TasksView
 from app.finetune_runs import finished_runs
 from app.finetune_view import FinetuneView
+from app.notice import in_window_terms
 from app.server_panel import ServerPanel
 from app.servers import parse_remote, remote_name
 from app.worker import ModelInfo
@@ -42,10 +43,10 @@ from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError, StorageError
 from engine.paths import user_templates_dir
-from engine.store.local import local_models
+from engine.store.local import embedded_name, is_embedded, local_models
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
-DOCK_WIDTH = (160, 300)  # the settings dock's narrowest and widest
+DOCK_WIDTH = (150, 300)  # the settings dock's narrowest and widest (its fields shrink to fit)
 EXPORT_MARKDOWN, EXPORT_JSON = "Markdown, to read (*.md)", "JSON, to import again (*.json)"
 NOT_SAVED = " This session's conversations will not be saved to it."  # after why the history is not the file
 
@@ -68,6 +69,7 @@ class MainWindow(QMainWindow):
         self._loading: str | None = None  # the model being loaded (None: the embedded one)
         self._loaded: str | None = None  # the model in use, as it was asked for
         self._at_start = True  # a remembered model that fails now falls back to the embedded one
+        self._opening: str | None = None  # a folder opened with File > Open model folder… (listed once loaded)
         self.setWindowTitle("gpt2-desktop")
 
         self._model_after_reply: str | None = None  # a conversation's model, loaded once the reply elsewhere ends
@@ -77,7 +79,7 @@ class MainWindow(QMainWindow):
         self._list_models()
         self.chat.set_welcome(not self.settings.welcome_dismissed)
         if self.settings.text_size:
-            self.setFont(sized_font(self.settings.text_size))
+            apply_font(self, sized_font(self.settings.text_size))
         self._connect()
         self._build_menus()
         self._restore_layout()
@@ -117,13 +119,14 @@ class MainWindow(QMainWindow):
         self.pages.setMinimumWidth(CHAT_MIN_WIDTH)  # the dock and the list give way first
         right = QWidget()
         right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 6, 6, 6)
+        right_layout.setContentsMargins(0, 6, 4, 6)
         right_layout.addWidget(self.banner)
         right_layout.addWidget(self.pages, 1)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setHandleWidth(4)  # (with larger text every pixel counts at 800 wide)
         self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([240, 760])
         self.tasks = TasksView(user_templates_dir())
@@ -209,6 +212,7 @@ class MainWindow(QMainWindow):
         self.tasks.use_in_chat.connect(self.chat_from_text)
         self.models.use_requested.connect(self.use_model_name)
         self.models.servers_changed.connect(self._servers_changed)
+        self.models.models_removed.connect(self._models_removed)
         self.finetune.models_changed.connect(self._trained)
         self.finetune.use_requested.connect(self.use_model_name)
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -248,6 +252,7 @@ class MainWindow(QMainWindow):
         """Switch to another model; if it cannot be loaded, the current one stays (and stays remembered)."""
         self.requests.stop()
         self._at_start = False
+        self._opening = None
         self.load_model(folder)
 
     def use_model_name(self, name: str) -> None:
@@ -276,13 +281,33 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self._list_models()
 
+    def _models_removed(self, names: list) -> None:
+        """Models went in Models (deleted, forgotten, their server forgotten): no conversation keeps them as its
+        own, and the one in use gives way to the embedded model, remembered as such for the next start."""
+        self.conversations.forget_models(names)
+        self._list_models()
+        in_use = self._loaded if self.model_info is not None else self._loading
+        folder_gone = in_use is not None and os.sep in in_use and not Path(in_use).is_dir()  # a deleted download
+        if in_use in names or (folder_gone and parse_remote(in_use) is None):
+            self.use_model(None)
+            self.status_bar.showMessage(f"{in_use} is gone, so {embedded_name()} answers now.", 8000)
+
+    def _listed_name(self, model: str | None) -> str:
+        """The name Models lists `model` by (a folder of a listed model: that model's name)."""
+        if is_embedded(model):
+            return embedded_name()
+        if parse_remote(model) is None and Path(model).is_dir():
+            folder = Path(model).resolve()
+            return next((m.name for m in local_models() if m.folder.resolve() == folder), model)
+        return model
+
     def _conversation_model(self, name: str) -> None:
         """The open conversation is written with `name`: load it unless it is the one in use. While a reply is
         being written elsewhere, it is loaded when that reply ends (switching would stop it)."""
         if not name:  # none of its own: the model in use stays (and one waiting for another chat is not wanted)
             self._model_after_reply = None
             return
-        wanted = None if name == "embedded" else name
+        wanted = None if is_embedded(name) else name
         if not self._started:  # the conversation opened at start: the first model loaded is its own
             self._start_model = wanted
             return
@@ -309,19 +334,28 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open a GPT-2 model folder")
         if folder:
             self.use_model(folder)
+            self._opening = folder
 
     def _on_loaded(self, info: ModelInfo) -> None:
         fallback = self._at_start and self._loading is None and self.settings.model is not None
         self._at_start = False
         if not fallback:
-            self.banner.hide_kind("model")
-            self.banner.hide_kind("fallback")
+            for kind in ("model", "fallback", "server"):
+                self.banner.hide_kind(kind)
             if self.settings.model != self._loading:
                 self.settings.model = self._loading
                 self._save_settings()
         self._loaded = self._loading
+        if self._opening is not None and self._opening == self._loading:  # Ctrl+O: listed from now on
+            self._opening = None
+            listed = self.models.remember_folder(self._loaded)
+            if listed is not None:
+                self._list_models()
+                self.status_bar.showMessage(f"{listed} is listed in Models now, and in each chat's model choice.",
+                                            8000)
         self.status_bar.show_model(info)
-        self.models.set_active(self._loading or "embedded")
+        self.models.set_active(self._listed_name(self._loading))
+        self.chat.set_welcome_model(info.name, is_embedded(self._loading), info.server)
         self.server.set_model(self._loaded, info.precision)
         try:  # a remote model's tokenizer is on its server: no token counts here
             tokenizer = None if info.server else GPT2Tokenizer.from_folder(info.folder)
@@ -352,6 +386,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
 
     def _conversation_changed(self) -> None:
+        self.banner.keep_for(self.conversations.current_id)  # a reply that failed elsewhere is not this one's
         self.status_bar.clear_reply()
         self._show_context()
         self.conversations.count_draft()
@@ -362,21 +397,26 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message + (NOT_SAVED if self.history.detached is not None else ""), kind="history")
 
     def _on_load_failed(self, message: str) -> None:
-        wanted = self._loading or "The embedded model"
+        wanted = self._loading or embedded_name()
         current = self.requests.model  # still loaded: the engine keeps it when another fails
+        message = in_window_terms(message)
+        self._opening = None
+        # A server that cannot be reached is not helped by another folder ("server": no "Open model folder…").
+        kind = "server" if parse_remote(self._loading) is not None else "model"
         if current is not None:
             self.status_bar.show_model(current)
             self._show_context()
             self.banner.show_message(f"{wanted} could not be loaded: {message} Still using {current.name}.",
-                                     kind="model")
+                                     kind=kind)
         elif self._at_start and self._loading is not None:
             self.banner.show_message(f"The model you used last time, {wanted}, could not be loaded: {message} "
-                                     "Using the embedded model instead.", kind="fallback")
+                                     f"Using the embedded model, {embedded_name()}, instead.",
+                                     kind="fallback" if kind == "model" else kind)
             self.load_model(None)
             return
         else:
             self.status_bar.show_no_model()
-            self.banner.show_message(f"The model could not be loaded: {message}", kind="model")
+            self.banner.show_message(f"The model could not be loaded: {message}", kind=kind)
         self._update_buttons()
 
     # conversations
@@ -416,11 +456,12 @@ class MainWindow(QMainWindow):
         self.conversations.store_document()
         self.conversations.store_draft()
         path, chosen = QFileDialog.getSaveFileName(self, "Export conversation" if conversation_id else
-                                                   "Export all conversations", str(Path.home() / f"{name}.md"),
+                                                   "Export all conversations", str(self._files_folder() / f"{name}.md"),
                                                    f"{EXPORT_MARKDOWN};;{EXPORT_JSON}")
         self.conversations.focus_page()
         if not path:
             return
+        self._remember_folder(path)
         if not Path(path).suffix:
             path += ".json" if chosen == EXPORT_JSON else ".md"
         try:
@@ -436,10 +477,12 @@ class MainWindow(QMainWindow):
 
     def import_conversations(self) -> None:
         """Add the conversations of an exported JSON file; nothing already here is changed."""
-        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(Path.home()), EXPORT_JSON)
+        path, _chosen = QFileDialog.getOpenFileName(self, "Import conversations", str(self._files_folder()),
+                                                    EXPORT_JSON)
         self.conversations.focus_page()
         if not path:
             return
+        self._remember_folder(path)
         try:
             added = import_file(self.history, Path(path))
         except HistoryFileError as exc:
@@ -453,6 +496,16 @@ class MainWindow(QMainWindow):
             self.conversations.open(added[-1])
         self.status_bar.showMessage(f"Imported {len(added)} conversation{'s' if len(added) != 1 else ''} "
                                     f"from {Path(path).name}", 8000)
+
+    def _files_folder(self) -> Path:
+        """Where the File menu's export and import dialogs open: the folder of the last one, else the home folder."""
+        folder = Path(self.settings.files_folder) if self.settings.files_folder else Path.home()
+        return folder if folder.is_dir() else Path.home()
+
+    def _remember_folder(self, path: str) -> None:
+        if self.settings.files_folder != str(Path(path).parent):
+            self.settings.files_folder = str(Path(path).parent)
+            self._save_settings()
 
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)
@@ -493,11 +546,12 @@ class MainWindow(QMainWindow):
         if problem:
             self.status_bar.showMessage(problem, 5000)
             return
-        self.status_bar.showMessage("Suggesting…", 3000)
+        self.status_bar.showMessage("Suggesting…")  # until they come
         self.requests.suggest(prompt or "\n", {**self.settings.sampling(), "stop": []})
 
     def _on_suggested(self, _request: ActiveRequest, texts: list) -> None:
         self.status_bar.set_busy(False)
+        self.status_bar.clearMessage()
         self._update_buttons()
         if texts:
             self.notebook.show_suggestions(texts)
@@ -530,8 +584,10 @@ class MainWindow(QMainWindow):
 
     # what the engine sends back
 
-    def _on_started(self, _request: ActiveRequest) -> None:
-        self.status_bar.set_busy(True)
+    def _on_started(self, request: ActiveRequest) -> None:
+        """The last reply's figures go; a reply written into the open conversation has its context counted live."""
+        here = request.kind in ("chat", "notebook") and request.conversation_id == self.conversations.current_id
+        self.status_bar.begin_request(self.conversations.context_tokens() if here else None)
         self._update_buttons()
 
     def escape(self) -> None:
@@ -588,7 +644,10 @@ class MainWindow(QMainWindow):
         self._show_context()  # not the last finished reply's figure
         self.tasks.set_running(False)
         self.status_bar.set_busy(False)
-        self.banner.show_message(f"Generation failed: {message}", kind="generation")
+        if request.kind == "suggest":
+            self.status_bar.clearMessage()  # "Suggesting…"
+        self.banner.show_message(f"Generation failed: {in_window_terms(message)}", kind="generation",
+                                 conversation=request.conversation_id if not request.detached else None)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -603,7 +662,7 @@ class MainWindow(QMainWindow):
     def change_text_size(self, step: int) -> None:
         """Ctrl+= / Ctrl+- make all the window's text a point larger or smaller (0: the system's size again)."""
         self.settings.text_size = next_size(self.settings.text_size, step) if step else 0
-        self.setFont(sized_font(self.settings.text_size))
+        apply_font(self, sized_font(self.settings.text_size))
         self._save_settings()
         if step:
             self.status_bar.showMessage(f"Text size {self.font().pointSize()} pt (Ctrl+0: as the system's)", 3000)
@@ -628,7 +687,18 @@ class MainWindow(QMainWindow):
             self._save_settings()
 
     def toggle_settings(self) -> None:
-        self.settings_dock.setVisible(not self.settings_dock.isVisible())
+        """Ctrl+, shows the settings with the keyboard in their first field, or hides them and it goes back."""
+        shown = not self.settings_dock.isVisible()
+        self.settings_dock.setVisible(shown)
+        if shown:
+            self.settings_panel.focus_first()
+        elif self.tabs.currentWidget() is self.splitter:
+            self.conversations.focus_page()
+
+    def show_analysis(self) -> None:
+        """Ctrl+5: the Analyse tab, with the keyboard in its text box."""
+        self.tabs.setCurrentWidget(self.analysis)
+        self.analysis.input.setFocus()
 
     def _store_settings(self) -> None:
         self.settings_panel.store(self.settings)

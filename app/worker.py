@@ -19,6 +19,7 @@ from app.finetune_runs import resolve as resolve_trained
 from app.servers import parse_remote, remote_name
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
+from engine.store.local import embedded_name
 from app.token_data import ReplyTokens, TextAnalysis
 from engine.inference.chat import chat_style
 
@@ -91,7 +92,7 @@ class EngineWorker(QObject):
     def load(self, model: str, device: str, precision: str, threads: int, api_key: str = "") -> None:
         """Load a model, or reach a remote one (its name as app.servers writes it, with its server's key); the
         current one stays in use until the new one is ready, and after a failure."""
-        self.loading.emit(model or "embedded model")
+        self.loading.emit(model or embedded_name())
         remote = parse_remote(model)
         try:
             if remote is not None:
@@ -112,7 +113,9 @@ class EngineWorker(QObject):
             self.load_failed.emit(f"Unexpected error while loading the model: {exc}")
             return
         self.generator = Generator(loaded)
-        self.loaded.emit(ModelInfo(name=loaded.name, folder=Path(loaded.folder), device=loaded.device,
+        # A fine-tuned model goes by the name it is listed by ("tales-7m + my letters"), not its folders'.
+        name = model if trained is not None else loaded.name
+        self.loaded.emit(ModelInfo(name=name, folder=Path(loaded.folder), device=loaded.device,
                                    precision=loaded.precision, context_window=loaded.context_window,
                                    chat_style=chat_style(loaded.name)))
 

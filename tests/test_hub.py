@@ -291,7 +291,7 @@ def test_models_list_says_what_each_is_and_remove_takes_its_prepared_copies(qtbo
     assert len(copies_of(folder)) == 1
     view = ModelsView()
     qtbot.addWidget(view)
-    embedded = view.row_of("embedded")
+    embedded = view.row_of("tales-7m")
     assert view.table.item(embedded, 0).text() == "tales-7m" and view.table.item(embedded, 2).text() == "7M"
     mine = view.row_of("mine")
     assert view.table.item(mine, 2).text() == "2M" and "prepared" in view.table.item(mine, 4).text()

@@ -61,7 +61,9 @@ def test_a_taken_port_is_said_plainly(panel, qtbot, tiny_model_dir):
         qtbot.waitUntil(lambda: panel.state == "failed", timeout=60000)
     finally:
         taken.close()
-    assert "pick another" in panel.status.text() and not panel.switch.isChecked()
+    assert "another port" in panel.status.text() and not panel.switch.isChecked()
+    assert "--port" not in panel.status.text() and "Port box" in panel.status.text()  # the window's own words
+    assert "gpt2-desktop serve:" not in panel.status.text()
     assert panel.port.isEnabled()
 
 

@@ -16,7 +16,9 @@ from engine.inference.settings import SamplingSettings
 def test_defaults_are_the_engines():
     settings = AppSettings()
     engine = SamplingSettings()
-    assert settings.sampling() == {k: getattr(engine, k) for k in settings.sampling()}
+    assert settings.sampling() == {k: list(getattr(engine, k)) if k == "stop" else getattr(engine, k)
+                                   for k in settings.sampling()}
+    assert set(settings.sampling()) == set(SamplingSettings.names()) - {"logit_bias"}  # every one the window has
     assert settings.precision == precisions.AUTO
 
 

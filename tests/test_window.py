@@ -74,7 +74,7 @@ def test_enter_sends_and_reply_streams_in(qtbot, open_window):
     assert messages[1].settings["precision"] == "float32" and messages[1].settings["device"] == "cpu"
     assert "threads" in messages[1].settings
     assert window.chat.send_button.text() == "Send"
-    assert "/ 4096" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
+    assert "/ 4,096" in window.status_bar.context_label.text() and "tok/s" in window.status_bar.speed_label.text()
     assert window.sidebar.list.count() == 1 and "Hello there" in window.sidebar.list.item(0).text()
 
 
@@ -84,7 +84,7 @@ def test_the_status_bar_follows_the_reply_and_the_open_conversation(qtbot, open_
     window.requests.tokens.connect(lambda *_: live.append(window.status_bar.speed_label.text()))
     type_and_send(qtbot, window, "Hello there")
     wait_idle(qtbot, window)
-    assert live and all("tokens" in text for text in live)  # it moves while the reply streams
+    assert live and all(" token" in text for text in live)  # it moves while the reply streams
     filled = window.status_bar.context_label.text()
     assert filled.startswith("context ") and not filled.startswith("context 0 ") and "—" not in filled
     window.conversations.new_chat()
@@ -784,7 +784,7 @@ def test_max_new_tokens_is_bounded_by_the_model_and_says_why(qtbot, open_window,
     window = open_window(max_new_tokens=1000)  # more than tiny's 128-token window
     panel = window.settings_panel
     assert panel.max_new_tokens.maximum() == 128 and panel.max_new_tokens.value() == 128
-    assert "was 1,000" in panel.limit_note.text() and "tiny" in panel.limit_note.text()
+    assert "was 1,000" in panel.note_of("max_new_tokens") and "tiny" in panel.note_of("max_new_tokens")
     assert window.settings.max_new_tokens == 128
     window.toggle_settings()
     box = panel.max_new_tokens
@@ -793,18 +793,20 @@ def test_max_new_tokens_is_bounded_by_the_model_and_says_why(qtbot, open_window,
     qtbot.keyClicks(box, "99999")
     assert box.text() == "99999"  # not cut to 999 while typing
     qtbot.keyClick(box, Qt.Key_Return)
-    assert box.value() == 128 and "99999 is over the limit, so it is 128" in panel.limit_note.text()
-    assert "context window" in panel.limit_note.text() and panel.limit_note.isVisibleTo(window)
+    note = panel.note_of("max_new_tokens")
+    assert box.value() == 128 and "Max new tokens takes 1 to 128" in note and "99999 is more, so it is 128" in note
+    assert "context window" in note and panel.notes[box].isVisibleTo(window)
     top_k = panel.top_k
     top_k.setFocus()
     top_k.selectAll()
     qtbot.keyClicks(top_k, "5000")
     qtbot.keyClick(top_k, Qt.Key_Return)
-    assert top_k.value() == 1000 and "5000 is over the limit, so it is 1000" in panel.limit_note.text()
+    assert top_k.value() == 1000
+    assert "Top-k takes 0 (off) to 1,000: 5000 is more, so it is 1,000" in panel.note_of("top_k")
 
 
 def test_the_first_run_panel_says_what_the_model_is_until_dismissed(qtbot, open_window, dirs):
-    window = open_window()
+    window = open_window(model=None)  # the embedded model
     chat = window.chat
     assert chat.welcome_shown()
     text = chat.welcome.label.text()

@@ -28,3 +28,25 @@ def copies_of(folder: Path) -> list[Path]:
         return []
     prefix = model_stem(folder, "")  # "<name>-<folder hash>-"
     return sorted(p for p in where.iterdir() if p.name.startswith(prefix) and p.suffix == ".safetensors")
+
+
+def merged_copies(made_from: Path) -> list[Path]:
+    """The merged copies (`<prepared>/merged/`: a base with an adapter merged in, see prepared.merged_folder)
+    made from `made_from`, a base model's folder or an adapter's, as their weights' metadata says: what
+    removing that model or adapter removes too."""
+    from safetensors import SafetensorError, safe_open  # reads the header only; no torch
+
+    root = prepared_dir() / "merged"
+    if not root.is_dir():
+        return []
+    wanted = str(Path(made_from).resolve())
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+                metadata = f.metadata() or {}
+        except (SafetensorError, OSError):
+            continue
+        if wanted in (str(Path(metadata[key]).resolve()) for key in ("base", "adapter") if metadata.get(key)):
+            found.append(folder)
+    return found

@@ -12,8 +12,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from engine.errors import SettingsError
 
 
-def _setting(default, kind: type, help: str):
-    return field(default=default, metadata={"type": kind, "help": help})
+def _setting(default, kind: type, help: str, limits: tuple[float, float] | None = None):
+    """A setting's default, type, help and, for those that have them, its least and greatest values."""
+    return field(default=default, metadata={"type": kind, "help": help, "limits": limits})
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,11 @@ class SamplingSettings:
     top_p: float = _setting(1.0, float, "sample among the likeliest tokens holding this much probability; 1 turns it off")
     repetition_penalty: float = _setting(1.0, float, "shrink the scores of tokens already in the text; 1 turns it off")
     min_p: float = _setting(0.0, float, "drop tokens less likely than this share of the likeliest one's probability; "
-                                         "0 turns it off")
+                                         "0 turns it off", limits=(0.0, 1.0))
     presence_penalty: float = _setting(0.0, float, "subtract this from the score of every token already written "
-                                                    "(-2 to 2, as OpenAI's API); 0 turns it off")
+                                                    "(-2 to 2, as OpenAI's API); 0 turns it off", limits=(-2.0, 2.0))
     frequency_penalty: float = _setting(0.0, float, "subtract this times how often a token was already written "
-                                                     "(-2 to 2, as OpenAI's API); 0 turns it off")
+                                                     "(-2 to 2, as OpenAI's API); 0 turns it off", limits=(-2.0, 2.0))
     seed: int | None = _setting(None, int, "the same seed and settings give the same text")
     stop: tuple[str, ...] = field(default_factory=tuple, metadata={"type": str, "help": "stop before any of these texts"})
     # (token id, bias) pairs added to those tokens' scores before sampling, as OpenAI's `logit_bias`.
@@ -57,6 +58,11 @@ class SamplingSettings:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
+    def limits(cls, name: str) -> tuple[float, float] | None:
+        """The least and greatest value of a setting that has both (min-p, the presence and frequency penalties)."""
+        return cls.__dataclass_fields__[name].metadata.get("limits")
+
+    @classmethod
     def kind(cls, name: str) -> type:
         """The type of one setting's value (of each item, for `stop`)."""
         return cls.__dataclass_fields__[name].metadata["type"]
@@ -77,12 +83,13 @@ class SamplingSettings:
             raise bad("repetition-penalty", "must be a positive number (1 is off)", self.repetition_penalty)
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise bad("seed", "must be a whole number from 0 to 2**63-1", self.seed)
-        if not math.isfinite(self.min_p) or not 0 <= self.min_p <= 1:
-            raise bad("min-p", "must be from 0 (off) to 1", self.min_p)
+        lo, hi = self.limits("min_p")
+        if not math.isfinite(self.min_p) or not lo <= self.min_p <= hi:
+            raise bad("min-p", f"must be from {lo:g} (off) to {hi:g}", self.min_p)
         for name in ("presence_penalty", "frequency_penalty"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or not -2 <= value <= 2:
-                raise bad(name.replace("_", "-"), "must be from -2 to 2", value)
+            value, (lo, hi) = getattr(self, name), self.limits(name)
+            if not math.isfinite(value) or not lo <= value <= hi:
+                raise bad(name.replace("_", "-"), f"must be from {lo:g} to {hi:g}", value)
         for token, bias in self.logit_bias:
             if not isinstance(token, int) or token < 0:
                 raise bad("logit-bias", "takes token ids (whole numbers from 0)", token)

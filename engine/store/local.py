@@ -16,17 +16,18 @@ from pathlib import Path
 
 from engine.core.config import load_config
 from engine.core.layout import checked_folder
-from engine.core.prepared_names import copies_of
+from engine.core.prepared_names import copies_of, merged_copies
 from engine.errors import HubError, ModelLoadError
 from engine.files import set_aside, write_atomic
 from engine.paths import data_dir
 
 CACHE_PREFIX = "models--"  # the Hugging Face cache names a repo's folder models--<owner>--<name>
+EMBEDDED_ALIAS = "embedded"  # what --model took for the embedded model before it went by its own name; still taken
 
 
 @dataclass(frozen=True)
 class LocalModel:
-    name: str  # what --model accepts: a repo id, an imported folder's name, "embedded"
+    name: str  # what --model accepts: a repo id, an imported folder's name, the embedded model's ("tales-7m")
     kind: str  # "embedded" | "downloaded" | "converted" | "imported"
     folder: Path
     size_bytes: int
@@ -71,6 +72,18 @@ def embedded_model_folder() -> Path | None:
         return None
     folders = sorted(Path(str(p)) for p in models.iterdir() if p.is_dir() and (p / "config.json").is_file())
     return folders[0] if folders else None
+
+
+def embedded_name() -> str:
+    """The embedded model's one name, as its folder and its model card call it ("tales-7m"): in `models list`,
+    the window, reply headings and the names of models fine-tuned from it."""
+    folder = embedded_model_folder()
+    return folder.name if folder is not None else EMBEDDED_ALIAS
+
+
+def is_embedded(name: str | None) -> bool:
+    """Whether `name` is the embedded model: its own name or the older alias "embedded" (None: the default)."""
+    return name is None or name in (EMBEDDED_ALIAS, embedded_name())
 
 
 def check_folder(folder: Path) -> None:
@@ -131,7 +144,7 @@ def local_models() -> list[LocalModel]:
     models = []
     embedded = embedded_model_folder()
     if embedded is not None:
-        models.append(LocalModel("embedded", "embedded", embedded, folder_size(embedded)))
+        models.append(LocalModel(embedded.name, "embedded", embedded, folder_size(embedded)))
     models += _cached_repos()
     converted_dir = models_dir()
     for folder in sorted(converted_dir.glob("*--*")) if converted_dir.is_dir() else []:
@@ -144,6 +157,9 @@ def local_models() -> list[LocalModel]:
 
 
 def find_local(name: str) -> LocalModel | None:
+    """The model on this computer that goes by `name` ("embedded" is the embedded model's older name)."""
+    if name == EMBEDDED_ALIAS:
+        name = embedded_name()
     matches = [m for m in local_models() if m.name == name]
     return matches[0] if matches else None
 
@@ -172,13 +188,14 @@ def parameter_count(folder: Path) -> int | None:
 
 def remove_model(name: str) -> LocalModel:
     """Delete a downloaded or converted model, or forget an imported folder (its files are left alone); either
-    way its prepared reduced-precision copies are deleted."""
+    way its prepared reduced-precision copies are deleted, and the copies merged with an adapter on it."""
     model = find_local(name)
     if model is None:
         raise HubError(f"No model named {name!r} on this computer (see: gpt2-desktop models list).")
     if model.kind == "embedded":
-        raise HubError("The embedded model is part of the app and cannot be removed.")
+        raise HubError(f"{model.name} is the embedded model: it is part of the app and cannot be removed.")
     copies = prepared_copies(model)  # named after the folder's path: found before the folder goes
+    merged = merged_copies(model.folder)
     if model.kind == "downloaded":
         shutil.rmtree(cache_dir() / cache_folder_name(name))
     elif model.kind == "converted":
@@ -187,12 +204,22 @@ def remove_model(name: str) -> LocalModel:
         _write_registry([p for p in _imported() if p != model.folder])
     for copy in copies:
         copy.unlink(missing_ok=True)
+    remove_merged(merged)
     return model
 
 
+def remove_merged(folders: list[Path]) -> None:
+    """Delete merged copies (engine.core.prepared_names.merged_copies) and the reduced copies made from them."""
+    for folder in folders:
+        for copy in copies_of(folder):
+            copy.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def resolve_model(model: str | Path | None) -> tuple[Path, str]:
-    """The folder for `model` (a folder, a downloaded model's name, None for the embedded model) and the
-    name a person recognises it by: the repo id of a Hub download, else the folder's name."""
+    """The folder for `model` (a folder, a model's name, None for the embedded model) and the name a person
+    recognises it by: the repo id of a Hub download, the name a model on this computer is listed by (the
+    embedded model's own for "embedded"), else the folder's name."""
     if model is None:
         folder = embedded_model_folder()
         if folder is None:
@@ -202,9 +229,11 @@ def resolve_model(model: str | Path | None) -> tuple[Path, str]:
     if not folder.exists():
         local = find_local(str(model))
         if local is not None:
-            return local.folder, str(model)
+            return local.folder, local.name
         if str(model).count("/") == 1 and not str(model).startswith(("/", ".", "~")):
             raise ModelLoadError(f"{model} is not downloaded yet; run: gpt2-desktop models download {model}")
+        if os.sep not in str(model) and "/" not in str(model) and not str(model).startswith((".", "~")):
+            raise ModelLoadError(f"No model named {model} is on this computer (nor a folder of that name here).")
         raise ModelLoadError(f"No model folder at {folder}.")
     if not folder.is_dir():
         raise ModelLoadError(f"{folder} is a file; --model takes the folder that holds config.json.")

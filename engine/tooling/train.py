@@ -40,7 +40,7 @@ from engine.tooling.checkpoints import TrainState
 from engine.tooling.export import export_model, replace_folder
 from engine.core.model import GPT
 from engine.core.tokenizer import GPT2Tokenizer
-from engine.store.local import resolve_model
+from engine.store.local import embedded_model_folder, resolve_model
 
 
 AUTOCAST = ("auto", "bfloat16", "off")
@@ -204,10 +204,10 @@ def init_folder(s: TrainSettings) -> Path:
 
 
 def base_model_name(s: TrainSettings) -> str:
-    """What an adapter records as its base (PEFT's base_model_name_or_path): a Hub model's repo id, or
-    the base folder's absolute path."""
+    """What an adapter records as its base (PEFT's base_model_name_or_path): a Hub model's repo id, the
+    embedded model's name (its folder moves with the app), or the base folder's absolute path."""
     folder, name = resolve_model(s.init)
-    return name if name != folder.name else str(folder.resolve())
+    return name if name != folder.name or folder == embedded_model_folder() else str(folder.resolve())
 
 
 def new_model(s: TrainSettings, tokenizer: GPT2Tokenizer, device: str) -> GPT:
