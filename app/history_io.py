@@ -145,12 +145,14 @@ CUT_SHORT = {"cancelled": "stopped", "interrupted": "cut short: the server went 
 
 
 def to_markdown(records: list[ConversationRecord]) -> str:
-    """The conversations as shown, to read: a heading each, then who said what (a notebook: its text); a reply
-    that did not end by itself is marked as the window marks it."""
+    """The conversations as shown, to read: a heading each, the preamble a chat was written with, then who said
+    what (a notebook: its text); a reply that did not end by itself is marked as the window marks it."""
     parts = []
     for record in records:
         c = record.conversation
         lines = [f"# {c.title}", ""]
+        if c.mode != "notebook" and c.preamble.strip():
+            lines += ["**Preamble:**", "", c.preamble.rstrip("\n"), ""]
         if c.mode == "notebook":
             lines += [c.document.rstrip("\n"), ""]
         else:

@@ -127,9 +127,9 @@ class ServerPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.counts)
         layout.addWidget(self.table, 1)
-        chosen = read_server_choices(server_file())
-        self.port.setValue(chosen["port"])
-        self.others.setChecked(chosen["others"])
+        self._chosen = read_server_choices(server_file())  # as last written: only a change is written
+        self.port.setValue(self._chosen["port"])
+        self.others.setChecked(self._chosen["others"])
 
     # what the window tells it
 
@@ -237,10 +237,14 @@ class ServerPanel(QWidget):
             self._fail(f"The server stopped: {in_window_terms(reason)}")
 
     def _remember(self) -> None:
-        """Keep the port and whether other computers may connect for the next start (not the key)."""
+        """Keep the port and whether other computers may connect for the next start (not the key); nothing is
+        written while they are as they were."""
+        chosen = {"port": self.port.value(), "others": self.others.isChecked()}
+        if chosen == self._chosen:
+            return
         try:
-            write_atomic(server_file(), json.dumps({"port": self.port.value(), "others": self.others.isChecked()}),
-                         what="the server's port")
+            write_atomic(server_file(), json.dumps(chosen), what="the server's port")
+            self._chosen = chosen
         except StorageError as exc:
             self.counts.setText(str(exc))
 

@@ -114,6 +114,19 @@ def test_markdown_marks_a_reply_that_was_stopped_or_cut_short(tmp_path):
     assert "The end.\n" in text and text.count("*(") == 2
 
 
+def test_markdown_shows_the_preamble_a_chat_was_written_with(tmp_path):
+    history = History(tmp_path / "history.sqlite3")
+    chat = history.create_conversation("With a preamble", "chat")
+    history.set_options(chat, preamble="You are a pirate.\nSpeak briefly.\n")
+    history.add_message(chat, "user", "Hello")
+    plain = history.create_conversation("Without", "chat")
+    history.add_message(plain, "user", "Hi")
+    with_preamble, without = to_markdown([history.record(chat)]), to_markdown([history.record(plain)])
+    history.close()
+    assert with_preamble.startswith("# With a preamble\n\n**Preamble:**\n\nYou are a pirate.\nSpeak briefly.\n\n**You**:")
+    assert "Preamble" not in without
+
+
 @pytest.mark.parametrize("content, says", [
     ("{broken", "is not JSON"),
     ('{"format": "something else"}', "not a gpt2-desktop history export"),
@@ -203,7 +216,7 @@ def test_import_on_a_full_disk_names_the_folder_and_its_free_space_and_leaves_th
         result = cli("history", "import", str(tmp_path / "big.json"), env=env)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert f"the disk holding {data} is full" in result.stderr and "free)" in result.stderr, result.stderr
-        assert result.stderr.startswith("Nothing was imported:") and "Traceback" not in result.stderr
+        assert result.stderr.startswith("gpt2-desktop history: Nothing was imported:") and "Traceback" not in result.stderr
         assert digest(data / "history.sqlite3") == before
         assert sorted(p.name for p in data.iterdir()) == ["history.sqlite3"]  # no journal, no temporary
         listed = cli("history", "list", env=env)

@@ -147,7 +147,7 @@ def one_line(result) -> str:
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     *progress, line = [text for text in result.stderr.splitlines() if text.strip()]
     assert all(p.startswith("[") and " MB/s " in p for p in progress), result.stderr
-    assert line.startswith("error: "), result.stderr
+    assert line.startswith("gpt2-desktop models: "), result.stderr
     return line
 
 

@@ -111,6 +111,16 @@ def test_allow_host_and_allow_origin_let_those_in(tiny_model_dir, tmp_path):
         assert send(server, "GET", "/health", headers={"Host": "other.lan"})[0] == 403
 
 
+def test_the_request_log_names_a_client_by_its_connection_never_by_what_it_claims(tiny_model_dir, tmp_path):
+    """X-Forwarded-For and Forwarded are a client's word: a local program must not pass for another address."""
+    with running_server(tiny_model_dir, tmp_path, "--log-requests") as server:
+        status, _, _ = send(server, "GET", "/health", headers={"X-Forwarded-For": "203.0.113.9",
+                                                                "Forwarded": "for=203.0.113.9"})
+        assert status == 200
+        logged = json.loads(server.stdout.readline())["request"]
+        assert logged["client"].startswith("127.0.0.1:") and logged["path"] == "/health"
+
+
 def test_the_trailing_slash_redirect_names_no_server(server):
     status, headers, _ = send(server, "GET", "/health/?x=1", headers={"Host": "localhost"})
     assert status == 307 and headers["location"] == "/health?x=1"

@@ -45,7 +45,7 @@ def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wid
         assert cut.role == "assistant" and cut.stop_reason == "interrupted" and cut.content
         assert "server went away" in window.chat.transcript.toPlainText()
         assert "went away" in window.banner.label.text()
-        assert window.status_bar.context_label.text() == "context — / 4096"  # not the last whole reply's figure
+        assert window.status_bar.context_label.text() == "context — / 4,096"  # not the last whole reply's figure
         exported = to_markdown([window.history.record(window.conversations.current_id)])
         assert f"**{name}**:" in exported and exported.rstrip().endswith("*(cut short: the server went away)*")
 

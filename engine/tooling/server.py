@@ -775,6 +775,7 @@ def serve(loaded: LoadedModel, sock: socket.socket, options: ServerOptions) -> i
             app_server.halt_soon()
 
     config = uvicorn.Config(app_server.app(), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                            proxy_headers=False,  # a client names itself by its socket, never by X-Forwarded-For
                             http=connection_class(connections, options.timeout), backlog=backlog,
                             timeout_keep_alive=options.timeout)
     budget = LogBudget()
