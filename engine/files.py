@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -69,17 +70,19 @@ def storage_error(folder: Path, exc: Exception, what: str, kept: str = "") -> St
 def write_atomic(path: Path, data: str | bytes, mode: int | None = None, what: str | None = None) -> None:
     """Write `data` (text as UTF-8) to `path` through a temporary file in the same folder, fsynced and
     renamed over the old file. `mode` sets the permissions (0o600 for secrets) before the rename, so the
-    file is never readable by others even for a moment. On failure the old file stays as it was and a
-    `StorageError` says why (`what`: how the message names the file, by default its path)."""
+    file is never readable by others even for a moment; without it the file keeps the old one's, or a new
+    one gets what any program's new file gets (0o666 less the umask). On failure the old file stays as it
+    was and a `StorageError` says why (`what`: how the message names the file, by default its path)."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if mode is None:
+            mode = _mode_of(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # made 0o600
         with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
+            os.fchmod(f.fileno(), mode)
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -93,6 +96,31 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None, what: s
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def give_usual_mode(path: Path) -> None:
+    """Give a file a library wrote as 0o600 (safetensors does) the permissions of any new file: 0o666 less
+    the umask. For what a person keeps and shares (an adapter, a converted model), not for secrets."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _mode_of(path: Path) -> int:
+    """The permissions a rewritten `path` keeps: its own, or for a new file 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux); else set and put
+    back at once."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -2,6 +2,7 @@
 merged into every precision; mismatched adapters and impossible settings refused with a message."""
 
 import json
+import stat
 
 import pytest
 import torch
@@ -54,6 +55,8 @@ def test_lora_run_writes_peft_files_and_trains_only_the_adapters(lora_run, tiny_
     run, adapter = lora_run
     assert adapter == run / "adapter"
     assert {p.name for p in adapter.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in adapter.iterdir()}
+    assert len(modes) == 1 and modes != {0o600}  # the weights as readable as the files beside them, to share
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8.0
     assert config["fan_in_fan_out"] is True and config["base_model_name_or_path"] == str(tiny_model_dir.resolve())

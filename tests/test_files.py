@@ -22,6 +22,26 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
+def test_a_file_gets_the_usual_permissions_and_a_rewritten_one_keeps_its_own(tmp_path):
+    """An exported history or template is as readable as any file the person makes (not 0o600, as the
+    temporary file it is written through); one they restricted stays restricted."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "export.md"
+        write_atomic(path, "mine")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o640)
+        write_atomic(path, "mine, again")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        os.umask(0o077)
+        write_atomic(tmp_path / "private.json", "{}")
+        assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(umask)
+
+
 def test_a_secret_file_is_never_readable_by_others(tmp_path):
     path = tmp_path / "settings.json"
     write_atomic(path, "key", mode=0o600)

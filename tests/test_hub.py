@@ -125,6 +125,7 @@ def test_pickle_only_repo_is_converted_once(hub, repo_folder, tmp_path):
     hub.repos["old/gpt2-pickle"] = files
     folder = download_model("old/gpt2-pickle")
     assert (folder / "model.safetensors").is_file() and not (folder / "pytorch_model.bin").exists()
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == (folder / "config.json").stat().st_mode & 0o777
     ids = torch.tensor([[464, 3290, 318]])
     assert torch.allclose(load_model("old/gpt2-pickle").model(ids), load_model(repo_folder).model(ids))
     assert any(m.name == "old/gpt2-pickle" and m.kind == "converted" for m in local_models())

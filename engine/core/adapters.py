@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from engine.core.config import GPTConfig
 from engine.errors import ModelLoadError
+from engine.files import give_usual_mode
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -286,6 +287,7 @@ def write_adapter(folder: Path, config: LoraConfig, pairs: dict[str, tuple[torch
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        give_usual_mode(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_peft(), indent=2) + "\n", encoding="utf-8")
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")

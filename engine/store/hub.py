@@ -20,6 +20,7 @@ from typing import Callable
 
 from engine.core.config import shown
 from engine.errors import DownloadCancelled, HubError, HubOffline, first_line
+from engine.files import give_usual_mode
 from engine.store.local import cache_dir, check_folder, models_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -268,6 +269,7 @@ def convert_pickle(snapshot: Path, repo_id: str) -> Path:
         seen[tensor.data_ptr()] = name
         tensors[name] = tensor.contiguous()
     save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt", "converted_from": PICKLE_WEIGHTS})
+    give_usual_mode(tmp / "model.safetensors")
     for name in ("config.json", "generation_config.json", *TOKENIZER_FILES):
         if (snapshot / name).is_file():
             shutil.copyfile(snapshot / name, tmp / name)
