@@ -1,4 +1,5 @@
-"""Fixtures: real model folders written by transformers (random weights), loaded once per session."""
+"""Fixtures: real model folders written by transformers (random weights), loaded once per session; the
+user's folders in tmp_path (`dirs`) and the real window on them (`open_window`)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,39 @@ def tiny_hf(tiny_model_dir):
     from transformers import GPT2LMHeadModel
 
     return GPT2LMHeadModel.from_pretrained(tiny_model_dir).eval()
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GPT2_DESKTOP_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path
+
+
+@pytest.fixture
+def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
+    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
+    since max new tokens is bounded by the model's window)."""
+    from app.history import History
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    windows = []
+
+    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
+        model = str(wide_model_dir) if wide else model
+        history = History(dirs / "data" / "history.sqlite3")
+        s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
+        window = MainWindow(history, s, dirs / "config" / "settings.json")
+        qtbot.addWidget(window)
+        window.show()
+        windows.append((window, history))
+        if wait:
+            qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
+        return window
+
+    yield make
+    for window, history in windows:
+        if window.isVisible():
+            window.close()
+        history.close()

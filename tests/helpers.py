@@ -252,3 +252,75 @@ HISTORY_DAMAGE = {
     "not SQLite at all": (lambda p: p.write_bytes(b"this is not a database\n" * 500), "not a readable history file"),
     "another program's database": (_sql("DROP TABLE messages"), "not a gpt2-desktop history file"),
 }
+
+
+# Training text (several test modules train on it).
+WORDS = "the fox the crow a cheese a tree sang sat ran jumped over under happily slowly".split()
+
+
+def story_text(n_sentences: int, seed: int = 0) -> str:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    sentences = []
+    for _ in range(n_sentences):
+        idx = torch.randint(0, len(WORDS), (6,), generator=gen).tolist()
+        sentences.append("The fox saw " + " ".join(WORDS[i] for i in idx) + ".")
+    return "\n".join(" ".join(sentences[i : i + 5]) + "\n" for i in range(0, len(sentences), 5))
+
+
+# The window, driven as a person would (the fixtures `dirs` and `open_window` are in conftest.py).
+def type_and_send(qtbot, window, text):
+    from PySide6.QtCore import Qt
+
+    window.chat.composer.setFocus()
+    qtbot.keyClicks(window.chat.composer, text)
+    qtbot.keyClick(window.chat.composer, Qt.Key_Return)
+
+
+def wait_idle(qtbot, window, timeout=20000):
+    qtbot.waitUntil(lambda: window.active is None, timeout=timeout)
+
+
+# A text view's tokens, as the probabilities colouring marks them.
+def fragments(view, message_id=None):
+    """(position, text, token index, background) of each token fragment of a text view's document."""
+    from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE
+
+    out, block = [], view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if fmt.property(TOKEN_MESSAGE) is not None and message_id in (None, fmt.property(TOKEN_MESSAGE)):
+                out.append((fragment.position(), fragment.text(), fmt.property(TOKEN_INDEX),
+                            fmt.background().color().name() if fmt.background().style() else None))
+            it += 1
+        block = block.next()
+    return out
+
+
+def hover_token(qtbot, view, position):
+    """Move the mouse over the character at `position` of a text view; the hover's card."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QTextCursor
+
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(position)
+    rect = view.cursorRect(cursor)
+    qtbot.mouseMove(view.viewport(), QPoint(rect.x() + 2, rect.center().y()))
+    return view.hover.card if hasattr(view, "hover") else None
+
+
+def notebook_colours(window):
+    """The backgrounds the notebook's highlighter gives (display only), as colour names."""
+    colours, block = set(), window.notebook.editor.document().begin()
+    while block.isValid():
+        colours |= {r.format.background().color().name() for r in block.layout().formats() if r.format.background().style()}
+        block = block.next()
+    return colours
+
+
+ANALYSE_TEXT = ("The lighthouse keeper counted the ships that passed in the night. Some were late, and some never came; "
+                "he wrote each one into a book that nobody read. ")

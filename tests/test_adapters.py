@@ -12,7 +12,7 @@ from engine.core import precisions
 from engine.core.adapters import read_adapter
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import TINY, cli, make_model_folder
-from tests.test_train import story_text
+from tests.helpers import story_text
 
 LORA_TRAIN = dict(context_window=32, batch_size=4, eval_every=5, eval_batches=1, checkpoint_every=5, warmup=2,
                   lr=1e-2, min_lr=1e-3, lora=4, lora_alpha=8.0)

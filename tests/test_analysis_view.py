@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QPushButton
 
 from engine.errors import SettingsError
 from engine.inference.analysis import analyse
-from tests.test_probabilities import TEXT, fragments, hover_token
-from tests.test_window import dirs, open_window, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import ANALYSE_TEXT as TEXT
+from tests.helpers import fragments, hover_token, wait_idle
 
 
 def analysed(qtbot, window, text: str):

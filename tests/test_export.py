@@ -10,7 +10,7 @@ import torch
 from engine import load_model
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import TINY, cli, make_model_folder
-from tests.test_train import story_text
+from tests.helpers import story_text
 
 gguf = pytest.importorskip("gguf")
 

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from app.finetune_runs import finished_runs, runs_dir, unfinished_runs
 from app.finetune_view import EXPORT_GGUF, FinetuneView
-from tests.test_window import dirs, open_window  # noqa: F401 - fixtures
 
 SMALL = ["--context", "32", "--batch-size", "2", "--eval-batches", "1"]
 

@@ -12,7 +12,7 @@ from engine import load_model
 from engine.store.local import embedded_model_folder, find_local, local_models, resolve_model
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import cli
-from tests.test_train import story_text
+from tests.helpers import story_text
 
 NAME = "tales-7m"
 

@@ -7,8 +7,8 @@ import time
 from PySide6.QtCore import QPoint, Qt, QTimer
 
 from app.token_data import TOP, ReplyTokens
-from tests.helpers import EventLoopGaps
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import ANALYSE_TEXT as TEXT
+from tests.helpers import EventLoopGaps, fragments, hover_token, notebook_colours, type_and_send, wait_idle
 
 
 def stored_tokens(window, message_id):
@@ -33,35 +33,6 @@ def test_each_reply_and_continuation_keeps_its_tokens_ranks_and_alternatives(qtb
     data = stored_tokens(window, continuation.id)
     assert data is not None and data.text() == continuation.content
     assert window.notebook.document() == "Once upon a time" + continuation.content
-
-
-def fragments(view, message_id=None):
-    """(position, text, token index, background) of each token fragment of a text view's document."""
-    from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE
-
-    out, block = [], view.document().begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fragment = it.fragment()
-            fmt = fragment.charFormat()
-            if fmt.property(TOKEN_MESSAGE) is not None and message_id in (None, fmt.property(TOKEN_MESSAGE)):
-                out.append((fragment.position(), fragment.text(), fmt.property(TOKEN_INDEX),
-                            fmt.background().color().name() if fmt.background().style() else None))
-            it += 1
-        block = block.next()
-    return out
-
-
-def hover_token(qtbot, view, position):
-    """Move the mouse over the character at `position` of a text view; the hover's card."""
-    from PySide6.QtGui import QTextCursor
-
-    cursor = QTextCursor(view.document())
-    cursor.setPosition(position)
-    rect = view.cursorRect(cursor)
-    qtbot.mouseMove(view.viewport(), QPoint(rect.x() + 2, rect.center().y()))
-    return view.hover.card if hasattr(view, "hover") else None
 
 
 def test_probabilities_colour_each_reply_token_by_rank_and_hover_shows_its_alternatives(qtbot, open_window):
@@ -141,15 +112,6 @@ def test_reopening_shows_the_same_colours_without_recomputing(qtbot, open_window
     assert fragments(again.chat.transcript) == before and again.requests._last_id == 0
 
 
-def notebook_colours(window):
-    """The backgrounds the notebook's highlighter gives (display only), as colour names."""
-    colours, block = set(), window.notebook.editor.document().begin()
-    while block.isValid():
-        colours |= {r.format.background().color().name() for r in block.layout().formats() if r.format.background().style()}
-        block = block.next()
-    return colours
-
-
 def test_notebook_continuations_are_coloured_and_an_alternative_continues_from_the_cut(qtbot, open_window):
     window = open_window(max_new_tokens=20)
     window.conversations.new_notebook()
@@ -181,10 +143,6 @@ def test_notebook_continuations_are_coloured_and_an_alternative_continues_from_t
     assert stored_tokens(window, new.id).ids[0] == row.choice.token and fragments(window.notebook.editor, new.id)
     qtbot.keyClick(window.notebook.editor, Qt.Key_Z, Qt.ControlModifier)  # the new continuation and the cut taken
     assert window.notebook.document() == "Once upon a time" + old.content  # back in one step: the old text again
-
-
-TEXT = ("The lighthouse keeper counted the ships that passed in the night. Some were late, and some never came; "
-        "he wrote each one into a book that nobody read. ")
 
 
 def test_analyse_colours_every_token_and_shows_the_buckets_bits_per_byte_and_the_limits(qtbot, open_window, tiny):

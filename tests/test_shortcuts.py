@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.actions import MENUS, menu_shortcuts
 from app.shortcuts_page import ShortcutsPage, all_shortcuts
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import type_and_send, wait_idle
 
 
 def every_key() -> list[str]:

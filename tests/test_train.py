@@ -10,18 +10,7 @@ from safetensors.torch import load_file
 from engine import load_model
 from engine.tooling.corpus import load_documents, normalise, split_documents, strip_gutenberg
 from engine.tooling.train import TrainSettings, train
-from tests.helpers import CLI
-
-WORDS = "the fox the crow a cheese a tree sang sat ran jumped over under happily slowly".split()
-
-
-def story_text(n_sentences: int, seed: int = 0) -> str:
-    gen = torch.Generator().manual_seed(seed)
-    sentences = []
-    for _ in range(n_sentences):
-        idx = torch.randint(0, len(WORDS), (6,), generator=gen).tolist()
-        sentences.append("The fox saw " + " ".join(WORDS[i] for i in idx) + ".")
-    return "\n".join(" ".join(sentences[i : i + 5]) + "\n" for i in range(0, len(sentences), 5))
+from tests.helpers import CLI, story_text
 
 
 def book(title: str, body: str, marker: str = "*** ") -> str:

@@ -6,7 +6,7 @@ import pytest
 from engine.errors import SettingsError
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import cli
-from tests.test_train import story_text
+from tests.helpers import story_text
 
 FAST = dict(context_window=32, batch_size=4, eval_every=5, eval_batches=1, checkpoint_every=5, warmup=2, lr=1e-2,
             min_lr=1e-3, lora=2)

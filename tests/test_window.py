@@ -13,49 +13,7 @@ from app.history import History, HistoryError
 from app.settings import AppSettings
 from app.window import MainWindow
 from engine.store.local import embedded_model_folder
-from tests.helpers import EventLoopGaps
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("GPT2_DESKTOP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GPT2_DESKTOP_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path
-
-
-@pytest.fixture
-def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
-    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
-    since max new tokens is bounded by the model's window)."""
-    windows = []
-
-    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
-        model = str(wide_model_dir) if wide else model
-        history = History(dirs / "data" / "history.sqlite3")
-        s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
-        window = MainWindow(history, s, dirs / "config" / "settings.json")
-        qtbot.addWidget(window)
-        window.show()
-        windows.append((window, history))
-        if wait:
-            qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
-        return window
-
-    yield make
-    for window, history in windows:
-        if window.isVisible():
-            window.close()
-        history.close()
-
-
-def type_and_send(qtbot, window, text):
-    window.chat.composer.setFocus()
-    qtbot.keyClicks(window.chat.composer, text)
-    qtbot.keyClick(window.chat.composer, Qt.Key_Return)
-
-
-def wait_idle(qtbot, window, timeout=20000):
-    qtbot.waitUntil(lambda: window.active is None, timeout=timeout)
+from tests.helpers import EventLoopGaps, type_and_send, wait_idle
 
 
 def test_enter_sends_and_reply_streams_in(qtbot, open_window):

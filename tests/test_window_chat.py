@@ -4,7 +4,7 @@ window, offscreen, on the tiny model and a real SQLite file."""
 from PySide6.QtCore import Qt
 
 from app.probabilities import percent
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import type_and_send, wait_idle
 
 
 def row_of(window, conversation_id):
@@ -454,7 +454,7 @@ def continued_notebook(qtbot, window, start="Once upon a time"):
 
 def pick_in_notebook(qtbot, window, message, nth=3, row=1):
     """Pick the `row`th alternative of the `nth` token of a continuation, through its card."""
-    from tests.test_probabilities import fragments, hover_token
+    from tests.helpers import fragments, hover_token
 
     from PySide6.QtCore import QPoint
 
@@ -479,7 +479,7 @@ def test_one_ctrl_z_takes_back_an_alternative_and_its_continuation(qtbot, open_w
 
 
 def test_a_notebooks_colours_survive_a_restart_after_an_alternative_and_after_ctrl_z(qtbot, open_window):
-    from tests.test_probabilities import fragments, notebook_colours
+    from tests.helpers import fragments, notebook_colours
 
     window = open_window(max_new_tokens=20, probabilities=True)
     picked, old = continued_notebook(qtbot, window)
@@ -506,7 +506,7 @@ def test_a_notebooks_colours_survive_a_restart_after_an_alternative_and_after_ct
 
 
 def test_a_notebook_has_its_own_model_and_preset_and_its_card_speaks_of_the_text(qtbot, open_window, wide_model_dir):
-    from tests.test_probabilities import fragments, hover_token
+    from tests.helpers import fragments, hover_token
 
     window = open_window(max_new_tokens=20, probabilities=True)
     window.conversations.new_notebook()
@@ -537,7 +537,7 @@ def test_a_notebook_has_its_own_model_and_preset_and_its_card_speaks_of_the_text
 
 
 def test_a_reply_cut_by_quitting_keeps_its_colours(qtbot, open_window):
-    from tests.test_probabilities import fragments
+    from tests.helpers import fragments
 
     window = open_window(max_new_tokens=4000, wide=True, probabilities=True)
     type_and_send(qtbot, window, "Tell me a long story")

@@ -14,7 +14,7 @@ from app.history import open_history
 from app.settings import AppSettings
 from app.window import MainWindow
 from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
-from tests.test_window import dirs, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import type_and_send, wait_idle
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from engine.inference.settings import SamplingSettings
 from engine.store.local import embedded_model_folder
 from engine.tooling.train import TrainSettings, train
 from tests.helpers import running_server
-from tests.test_train import story_text
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import story_text
+from tests.helpers import type_and_send, wait_idle
 
 EMBEDDED = "tales-7m"
 

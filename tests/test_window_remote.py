@@ -11,7 +11,7 @@ import signal
 from app.history_io import to_markdown
 from app.servers import remote_name
 from tests.helpers import running_server
-from tests.test_window import open_window, dirs, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import type_and_send, wait_idle
 
 
 def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wide_model_dir, tmp_path):  # noqa: F811
