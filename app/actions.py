@@ -9,18 +9,16 @@ its own `KEYS`, which the shortcuts page lists too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from PySide6.QtGui import QAction, QKeySequence
-
-if TYPE_CHECKING:
-    from app.window import MainWindow
+from PySide6.QtWidgets import QMainWindow  # the MainWindow, which imports this table (so not imported here)
 
 
 @dataclass(frozen=True)
 class Action:
     text: str
-    run: Callable[["MainWindow"], object]  # what it does, given the window
+    run: Callable[[QMainWindow], object]  # what it does, given the window
     keys: tuple[str, ...] = ()  # its shortcuts, in QKeySequence's portable form ("Ctrl+N")
     name: str = ""  # kept as `window.<name>` (for checkable actions and enabling)
     checkable: bool = False
@@ -82,7 +80,7 @@ MENUS: dict[str, list[Action | None]] = {
 }
 
 
-def build_menus(window: "MainWindow") -> None:
+def build_menus(window: QMainWindow) -> None:
     """The window's menu bar from MENUS; an action with a `name` is kept as that attribute of the window."""
     for title, rows in MENUS.items():
         menu = window.menuBar().addMenu(title)

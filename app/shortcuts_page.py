@@ -7,7 +7,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLineEdit, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
 
-from app import analysis_view, composer, notebook_page, probabilities, sidebar, tasks
+import app.analysis_view as analysis_view
+import app.composer as composer
+import app.notebook_page as notebook_page
+import app.probabilities as probabilities
+import app.sidebar as sidebar
+import app.tasks as tasks
 from app.actions import menu_shortcuts
 
 VIEWS = (("Message box", composer.KEYS), ("Notebook", notebook_page.KEYS), ("Probabilities", probabilities.KEYS),
