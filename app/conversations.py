@@ -20,7 +20,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QStackedWidget
 
 from app.chat_page import ChatPage
-from app.history import FIRST, Conversation, History, HistoryError, Message
+from app.history.store import FIRST, Conversation, History, HistoryError, Message
 from app.notebook_page import Continuation, NotebookPage
 from app.presets import sampling_for
 from app.probabilities import Colouring
@@ -58,7 +58,7 @@ class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
     model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
-    problem = Signal(str)  # the history failed (app.history.HistoryError's message)
+    problem = Signal(str)  # the history failed (app.history.store.HistoryError's message)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):

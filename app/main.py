@@ -12,7 +12,7 @@ def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.appearance import follow_color_scheme
-    from app.history import open_history
+    from app.history.store import open_history
     from app.identity import set_app_identity
     from app.settings import AppSettings
     from engine.paths import config_dir, data_dir
@@ -32,12 +32,12 @@ def run_app(argv: list[str]) -> int:
 
 
 def run_history(argv: list[str]) -> int:
-    """`gpt2-desktop history ...` (app.history_io), its errors in the form of the other commands' (exit 2, one
+    """`gpt2-desktop history ...` (app.history.transfer), its errors in the form of the other commands' (exit 2, one
     line: `gpt2-desktop history: what is wrong`)."""
     import contextlib
     import io
 
-    from app.history_io import main as history_main
+    from app.history.transfer import main as history_main
     from engine.tooling.cli import error_line
 
     said = io.StringIO()

@@ -65,7 +65,7 @@ def run_self_test(argv: list[str], started: float) -> int:
     """Returns 0 when the window opened and the embedded model wrote a reply; prints one line per step."""
     from PySide6.QtWidgets import QApplication
 
-    from app.history import History
+    from app.history.store import History
     from app.identity import set_app_identity
     from app.settings import AppSettings
     from app.version import version

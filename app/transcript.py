@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
-from app.history import Message, speaker
+from app.history.store import Message, speaker
 from app.probabilities import (Colouring, TokenCursor, TokenHover, block_positions, soft_breaks, spans, token_format,
                                write_broken)
 from app.token_data import ReplyTokens

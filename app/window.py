@@ -22,8 +22,8 @@ from app.appearance import apply_font, next_size, sized_font
 from app.banner import Banner
 from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
-from app.history import History, HistoryError
-from app.history_io import HistoryFileError, format_for, import_file, write_export
+from app.history.store import History, HistoryError
+from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
 from app.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QGuiApplication
 
-from app.history import History  # the same schema the installed app reads
+from app.history.store import History  # the same schema the installed app reads
 from engine.inference.chat import Turn, format_chat
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -39,7 +39,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     os.environ["GPT2_DESKTOP_DATA_DIR"] = str(tmp / "data")
     os.environ["GPT2_DESKTOP_CONFIG_DIR"] = str(tmp / "config")
-    from app.history import History
+    from app.history.store import History
     from app.settings import AppSettings
     from app.window import MainWindow
 

@@ -54,7 +54,7 @@ def dirs(tmp_path, monkeypatch):
 def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
     """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
     since max new tokens is bounded by the model's window)."""
-    from app.history import History
+    from app.history.store import History
     from app.settings import AppSettings
     from app.window import MainWindow
 

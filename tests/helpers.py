@@ -178,7 +178,7 @@ def write_history(path: Path) -> Path:
     data and settings, and a notebook; some 30 pages, so that offset 8192 (page 3) is inside it."""
     import random
 
-    from app.history import History
+    from app.history.store import History
 
     rng = random.Random(0)
     history = History(path)

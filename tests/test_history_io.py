@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from app.history import FIRST, History
-from app.history_io import from_json, to_json, to_markdown
+from app.history.store import FIRST, History
+from app.history.transfer import from_json, to_json, to_markdown
 from tests.helpers import HISTORY_DAMAGE, cli, fill_disk, remount_read_only, small_disk, write_history
 
 SETTINGS = {"temperature": 0.7, "top_k": 40, "max_new_tokens": 64, "stop": ["\nYou:"]}

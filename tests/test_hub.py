@@ -226,7 +226,7 @@ def test_cli_models_download_list_remove(hub):
 
 
 def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
-    from app.history import History
+    from app.history.store import History
     from app.settings import AppSettings
     from app.window import MainWindow
 
@@ -255,7 +255,7 @@ def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
 
 
 def test_gui_says_when_the_hub_is_unreachable(qtbot, unreachable_hub, tmp_path, tiny_model_dir):
-    from app.history import History
+    from app.history.store import History
     from app.settings import AppSettings
     from app.window import MainWindow
 

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, Qt
 from PySide6.QtGui import QTextCursor
 
-from app.history import History, HistoryError
+from app.history.store import History, HistoryError
 from app.settings import AppSettings
 from app.window import MainWindow
 from engine.store.local import embedded_model_folder

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.history import open_history
+from app.history.store import open_history
 from app.settings import AppSettings
 from app.window import MainWindow
 from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
@@ -50,7 +50,7 @@ def start_window(qtbot, dirs, tiny_model_dir):  # noqa: F811
 
 
 def history_file(dirs) -> Path:
-    """A real history (app.history's own, six conversations) where the window looks for it."""
+    """A real history (app.history.store's own, six conversations) where the window looks for it."""
     (dirs / "data").mkdir(parents=True, exist_ok=True)
     return write_history(dirs / "data" / "history.sqlite3")
 

@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLabel, QLineEdit, QMessageBox
 
 from app.finetune_runs import TrainingRun, runs_dir, write_run
-from app.history import History
+from app.history.store import History
 from app.servers import remote_name
 from app.settings import AppSettings
 from engine.core.prepared_names import prepared_dir

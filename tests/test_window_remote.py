@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import signal
 
-from app.history_io import to_markdown
+from app.history.transfer import to_markdown
 from app.servers import remote_name
 from tests.helpers import running_server
 from tests.helpers import type_and_send, wait_idle

@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError(f"name a command: {', '.join(COMMAND_NAMES)} (see --help)")
-        if args.command == "history":  # the app's entry point runs it (app.history_io): not the engine's
+        if args.command == "history":  # the app's entry point runs it (app.history.transfer): not the engine's
             raise UsageError("run it as gpt2-desktop history export|import|list (the window's conversations)")
         if "threads" in vars(args):
             args.threads = _checked_threads(args.threads)

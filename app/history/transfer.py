@@ -31,7 +31,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.history import Conversation, ConversationRecord, History, HistoryError, Message, speaker
+from app.history.store import Conversation, ConversationRecord, History, HistoryError, Message, speaker
 from engine.errors import StorageError
 from engine.files import write_atomic
 

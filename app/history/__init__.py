@@ -1,0 +1,1 @@
+"""The conversations' history, without Qt: `store` (`History`: conversations and messages in SQLite, the schema and its migrations, `open_history`) and `transfer` (export and import as JSON and Markdown, `gpt2-desktop history`)."""
