@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from app.chat_options import ChatOptions
 from app.composer import Composer
 from app.history.store import Message
-from app.probabilities import Colouring, Legend
-from app.token_data import ReplyTokens
+from app.probe.probabilities import Colouring, Legend
+from app.probe.token_data import ReplyTokens
 from app.transcript import TranscriptView
 from app.welcome import WelcomePanel
 

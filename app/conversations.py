@@ -23,11 +23,11 @@ from app.chat_page import ChatPage
 from app.history.store import FIRST, Conversation, History, HistoryError, Message
 from app.notebook_page import Continuation, NotebookPage
 from app.presets import sampling_for
-from app.probabilities import Colouring
+from app.probe.probabilities import Colouring
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
-from app.token_data import TOP, Choice, ReplyTokens
+from app.probe.token_data import TOP, Choice, ReplyTokens
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 

@@ -16,7 +16,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, QThread, Signal
 from app.worker import EngineWorker, ModelInfo
 
 if TYPE_CHECKING:
-    from app.token_data import ReplyTokens
+    from app.probe.token_data import ReplyTokens
     from engine.inference.generate import Done
     from engine.inference.scoring import OptionScore
 

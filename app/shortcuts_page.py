@@ -7,10 +7,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLineEdit, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
 
-import app.analysis_view as analysis_view
+import app.probe.analysis_view as analysis_view
 import app.composer as composer
 import app.notebook_page as notebook_page
-import app.probabilities as probabilities
+import app.probe.probabilities as probabilities
 import app.sidebar as sidebar
 import app.tasks as tasks
 from app.actions import menu_shortcuts

@@ -16,7 +16,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
-from app.analysis_view import AnalysisView
+from app.probe.analysis_view import AnalysisView
 from app.actions import build_menus
 from app.appearance import apply_font, next_size, sized_font
 from app.banner import Banner
@@ -26,7 +26,7 @@ from app.history.store import History, HistoryError
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
-from app.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
+from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
 from app.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel

@@ -20,7 +20,7 @@ from app.servers import parse_remote, remote_name
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
 from engine.store.local import embedded_name
-from app.token_data import ReplyTokens, TextAnalysis
+from app.probe.token_data import ReplyTokens, TextAnalysis
 from engine.inference.chat import chat_style
 
 EMIT_INTERVAL_S = 0.02  # tokens are batched so that a fast model cannot flood the GUI thread

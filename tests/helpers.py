@@ -285,7 +285,7 @@ def wait_idle(qtbot, window, timeout=20000):
 # A text view's tokens, as the probabilities colouring marks them.
 def fragments(view, message_id=None):
     """(position, text, token index, background) of each token fragment of a text view's document."""
-    from app.probabilities import TOKEN_INDEX, TOKEN_MESSAGE
+    from app.probe.probabilities import TOKEN_INDEX, TOKEN_MESSAGE
 
     out, block = [], view.document().begin()
     while block.isValid():

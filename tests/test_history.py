@@ -356,7 +356,7 @@ def _v3_file(path):
 
 
 def test_a_version_3_history_gains_token_data_in_place(tmp_path):
-    from app.token_data import Choice, ReplyTokens, TokenInfo
+    from app.probe.token_data import Choice, ReplyTokens, TokenInfo
 
     path = tmp_path / "history.sqlite3"
     _v3_file(path)
@@ -375,7 +375,7 @@ def test_a_version_3_history_gains_token_data_in_place(tmp_path):
 def test_token_data_is_compact_and_round_trips():
     import random
 
-    from app.token_data import Choice, ReplyTokens, TokenInfo
+    from app.probe.token_data import Choice, ReplyTokens, TokenInfo
 
     rng = random.Random(0)
     tokens = []

@@ -6,7 +6,7 @@ import time
 
 from PySide6.QtCore import QPoint, Qt, QTimer
 
-from app.token_data import TOP, ReplyTokens
+from app.probe.token_data import TOP, ReplyTokens
 from tests.helpers import ANALYSE_TEXT as TEXT
 from tests.helpers import EventLoopGaps, fragments, hover_token, notebook_colours, type_and_send, wait_idle
 
@@ -36,7 +36,7 @@ def test_each_reply_and_continuation_keeps_its_tokens_ranks_and_alternatives(qtb
 
 
 def test_probabilities_colour_each_reply_token_by_rank_and_hover_shows_its_alternatives(qtbot, open_window):
-    from app.probabilities import BUCKET_COLOURS, GLTR
+    from app.probe.probabilities import BUCKET_COLOURS, GLTR
 
     window = open_window(max_new_tokens=30, temperature=1.0, seed=3)
     type_and_send(qtbot, window, "Hello there")
@@ -258,7 +258,7 @@ def test_colouring_hovering_and_scrolling_a_2000_token_reply_keep_the_event_loop
 
 
 def spans_of(data):
-    from app.probabilities import spans
+    from app.probe.probabilities import spans
 
     return spans(data, strip=True)
 

@@ -3,7 +3,7 @@ window, offscreen, on the tiny model and a real SQLite file."""
 
 from PySide6.QtCore import Qt
 
-from app.probabilities import percent
+from app.probe.probabilities import percent
 from tests.helpers import type_and_send, wait_idle
 
 
@@ -52,7 +52,7 @@ def test_an_edit_left_half_written_is_kept_across_switching_and_a_restart(qtbot,
 
 
 def stored_tokens(window, message_id):
-    from app.token_data import ReplyTokens
+    from app.probe.token_data import ReplyTokens
 
     blob = window.history.tokens([message_id]).get(message_id)
     return ReplyTokens.decode(blob) if blob else None

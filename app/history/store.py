@@ -57,7 +57,7 @@ CREATE TABLE messages (
     settings TEXT,
     stop_reason TEXT,
     parent_id INTEGER REFERENCES messages(id),  -- the message before it; its siblings are its versions (version 3)
-    tokens BLOB  -- a reply's tokens, their probabilities, ranks and alternatives (app.token_data; version 5)
+    tokens BLOB  -- a reply's tokens, their probabilities, ranks and alternatives (app.probe.token_data; version 5)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
 CREATE INDEX messages_by_parent ON messages (parent_id);
@@ -251,7 +251,7 @@ def _message(row) -> Message:
 
 
 def _check_rows(db: sqlite3.Connection, columns: dict[str, set[str]]) -> None:
-    """Every row of a file, of any version, as it will be read (its token data aside: app.token_data checks
+    """Every row of a file, of any version, as it will be read (its token data aside: app.probe.token_data checks
     that); _BadValue for the first that is not."""
     for table, kinds, what in (("conversations", _CONVERSATION_KINDS, "conversation"),
                                ("messages", _MESSAGE_KINDS, "message")):
@@ -606,7 +606,7 @@ class History:
         """Insert one message (and, for a notebook, its new document) in a single transaction and show it:
         after the last message shown, or `after` another (FIRST: as the first message). A message put where
         one already was becomes a new version of that turn; the old one is kept. `tokens`: a reply's token
-        data (app.token_data), read back with `tokens`."""
+        data (app.probe.token_data), read back with `tokens`."""
         with self.db:
             now = _now()
             if after is None:

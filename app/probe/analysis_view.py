@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QPlainT
                                QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from app.notice import say
-from app.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
-from app.token_data import BUCKET_NAMES, TextAnalysis
+from app.probe.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
+from app.probe.token_data import BUCKET_NAMES, TextAnalysis
 from engine.errors import EngineError
 from engine.inference.analysis import LIMITS
 from engine.inference.scoring import normalise_newlines

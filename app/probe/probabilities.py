@@ -18,7 +18,7 @@ from PySide6.QtGui import (QAccessible, QAccessibleAnnouncementEvent, QAccessibl
                            QPainter, QPalette, QTextCharFormat, QTextCursor, QTextFormat)
 from PySide6.QtWidgets import QAbstractButton, QApplication, QFrame, QLabel, QTextEdit, QVBoxLayout, QWidget
 
-from app.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo, soft_breaks, spans  # noqa: F401
+from app.probe.token_data import BUCKET_NAMES, Choice, ReplyTokens, TokenInfo, soft_breaks, spans  # noqa: F401
 
 # The keys of the token cursor and the token card (Help > Keyboard shortcuts lists them).
 KEYS = (("Alt+Left / Alt+Right", "with Probabilities on: the previous / next token of a reply or the notebook"),

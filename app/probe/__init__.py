@@ -1,0 +1,1 @@
+"""What the model predicted, shown: `token_data` (a reply's tokens, ranks and top alternatives as columns, and their compressed form; a text's analysis; no Qt), `probabilities` (tokens coloured by rank or probability, the legend, the token card on hover and the keyboard's token cursor) and `analysis_view` (the Analyse tab)."""
