@@ -24,7 +24,7 @@ from app.history.store import FIRST, Conversation, History, HistoryError, Messag
 from app.notebook_page import Continuation, NotebookPage
 from app.presets import sampling_for
 from app.probe.probabilities import Colouring
-from app.requests import ActiveRequest, RequestController
+from app.engine_link.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.sidebar import Sidebar
 from app.probe.token_data import TOP, Choice, ReplyTokens

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QStatusBar, QWidget
 
-from app.worker import ModelInfo
+from app.engine_link.worker import ModelInfo
 
 if TYPE_CHECKING:
-    from app.requests import ActiveRequest
+    from app.engine_link.requests import ActiveRequest
     from engine.inference.generate import Done
 
 FIELDS = ("model", "device", "speed", "ttft", "context")  # left to right

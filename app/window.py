@@ -1,7 +1,7 @@
 """The main window: conversations on the left, a chat or notebook in the middle, settings in a dock.
 
 It builds the views and wires them to the open conversation (app.conversations) and to the engine
-(app.requests); its own are the menus, the status bar, the banner, the tabs and the saved layout.
+(app.engine_link.requests); its own are the menus, the status bar, the banner, the tabs and the saved layout.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from app.history.transfer import HistoryFileError, format_for, import_file, writ
 from app.models_view import ModelsView
 from app.notebook_page import NotebookPage
 from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
-from app.requests import ActiveRequest, RequestController
+from app.engine_link.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
@@ -38,7 +38,7 @@ from app.finetune_view import FinetuneView
 from app.notice import in_window_terms
 from app.server_panel import ServerPanel
 from app.servers import parse_remote, remote_name
-from app.worker import ModelInfo
+from app.engine_link.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError, StorageError

@@ -97,7 +97,7 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
     assert models.row_of("tiny + my letters") is not None
     models.shutdown()
 
-    from app.worker import EngineWorker
+    from app.engine_link.worker import EngineWorker
 
     worker = EngineWorker()
     loaded, failed, done = [], [], []

@@ -102,7 +102,7 @@ def test_reopening_shows_the_same_colours_without_recomputing(qtbot, open_window
     wait_idle(qtbot, window)
     before = fragments(window.chat.transcript)
     window.close()
-    from app.worker import EngineWorker
+    from app.engine_link.worker import EngineWorker
 
     def no(*_args):
         raise AssertionError("nothing is recomputed to show the colours")
@@ -315,7 +315,7 @@ def test_analysing_20000_tokens_keeps_the_event_loop_turning_with_progress(qtbot
 
 
 def test_a_long_text_is_encoded_in_pieces_to_the_same_tokens(tiny):
-    from app.worker import _encode_in_pieces
+    from app.engine_link.worker import _encode_in_pieces
 
     text = ("Don't  stop — it's 3.14 or 42!\n\n  Indented line.\tTab  and  double spaces 🦊 end. " * 120)
     assert _encode_in_pieces(tiny.tokenizer, text) == tiny.tokenizer.encode(text)

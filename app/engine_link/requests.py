@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QThread, Signal
 
-from app.worker import EngineWorker, ModelInfo
+from app.engine_link.worker import EngineWorker, ModelInfo
 
 if TYPE_CHECKING:
     from app.probe.token_data import ReplyTokens

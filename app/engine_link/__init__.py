@@ -1,0 +1,1 @@
+"""The window's one way to the engine: `requests` (`RequestController`: the engine thread, request numbering, the one active request, stale signals dropped, Stop) and `worker` (`EngineWorker`, living on that thread, calling the engine and answering with queued signals)."""
