@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLin
 
 from app.finetune_runs import resolve as resolve_trained
 from app.notice import in_window_terms
-from app.servers import parse_remote
+from app.models.servers import parse_remote
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic
 from engine.paths import config_dir

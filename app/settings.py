@@ -17,7 +17,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from app.servers import clean_servers
+from app.models.servers import clean_servers
 from engine.core import precisions
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic

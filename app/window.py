@@ -24,7 +24,7 @@ from app.chat_page import ChatPage
 from app.conversations import ConversationController, title_from
 from app.history.store import History, HistoryError
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
-from app.models_view import ModelsView
+from app.models.view import ModelsView
 from app.notebook_page import NotebookPage
 from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
 from app.engine_link.requests import ActiveRequest, RequestController
@@ -37,7 +37,7 @@ from app.finetune_runs import finished_runs
 from app.finetune_view import FinetuneView
 from app.notice import in_window_terms
 from app.server_panel import ServerPanel
-from app.servers import parse_remote, remote_name
+from app.models.servers import parse_remote, remote_name
 from app.engine_link.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
@@ -240,7 +240,7 @@ class MainWindow(QMainWindow):
     # model
 
     def load_model(self, model: str | None) -> None:
-        """Load `model` (a folder or name; None: the embedded one; a remote model's name, app.servers); the settings
+        """Load `model` (a folder or name; None: the embedded one; a remote model's name, app.models.servers); the settings
         remember it once it has loaded."""
         self._loading = model
         remote = parse_remote(model)

@@ -90,7 +90,7 @@ def test_training_shows_curves_and_the_result_is_listed_and_answers(qtbot, data_
         file_type = int(reader.fields["general.file_type"].parts[-1][0])
         assert file_type == {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
 
-    from app.models_view import ModelsView
+    from app.models.view import ModelsView
 
     models = ModelsView()
     qtbot.addWidget(models)

@@ -274,7 +274,7 @@ def test_models_list_says_what_each_is_and_remove_takes_its_prepared_copies(qtbo
     """Issue 14 item 11: parameters for every model, the embedded model by its name, short names, what Remove does."""
     import shutil
 
-    from app.models_view import ModelsView
+    from app.models.view import ModelsView
     from engine.core.config import load_config
     from engine.core.prepared_names import copies_of
     from engine.store.hub import resolve_repo_id

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLabe
 
 from app.finetune_runs import TrainingRun, runs_dir, write_run
 from app.history.store import History
-from app.servers import remote_name
+from app.models.servers import remote_name
 from app.settings import AppSettings
 from engine.core.prepared_names import prepared_dir
 from engine.inference.settings import SamplingSettings

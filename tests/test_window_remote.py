@@ -9,7 +9,7 @@ import re
 import signal
 
 from app.history.transfer import to_markdown
-from app.servers import remote_name
+from app.models.servers import remote_name
 from tests.helpers import running_server
 from tests.helpers import type_and_send, wait_idle
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.finetune_runs import resolve as resolve_trained
-from app.servers import parse_remote, remote_name
+from app.models.servers import parse_remote, remote_name
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads
 from engine.store.local import embedded_name
@@ -90,7 +90,7 @@ class EngineWorker(QObject):
 
     @Slot(str, str, str, int, str)
     def load(self, model: str, device: str, precision: str, threads: int, api_key: str = "") -> None:
-        """Load a model, or reach a remote one (its name as app.servers writes it, with its server's key); the
+        """Load a model, or reach a remote one (its name as app.models.servers writes it, with its server's key); the
         current one stays in use until the new one is ready, and after a failure."""
         self.loading.emit(model or embedded_name())
         remote = parse_remote(model)

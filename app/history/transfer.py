@@ -16,7 +16,7 @@ The JSON file (FORMAT_VERSION 1), UTF-8, text as written (no escapes):
 A reply's `stop_reason` says why it ended: `length` (max new tokens), `stop` (a stop sequence, or a remote
 server's end), `eos` (the model's end of text), `cancelled` (stopped in the window) or `interrupted` (cut short
 by a failure: a server that went away mid-reply; its content is what came before). A remote model's replies
-name it as `model @ address` (app.servers).
+name it as `model @ address` (app.models.servers).
 
 Every message of a conversation is there, each version of a turn included: a message's `parent_id` is the
 one before it, and messages with the same parent are versions of one turn; `leaf_id` is the last message of

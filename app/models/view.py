@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFi
 
 from app.finetune_runs import finished_runs, made_to_run, remove_run
 from app.notice import in_window_terms, say
-from app.servers import parse_remote, remote_name
+from app.models.servers import parse_remote, remote_name
 from engine.errors import EngineError, HubOffline
 from engine.store import hub
 from engine.store.local import folder_size, import_folder, local_models, parameter_count, prepared_copies, remove_model

@@ -1,0 +1,1 @@
+"""The Models tab (`view`: models on this computer, on the Hub and on remote servers; downloads, imports, removals) and the remote servers added there (`servers`: the `model @ address` names their models go by, the `servers` setting kept clean; no Qt)."""
