@@ -17,7 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from app.finetune_runs import resolve as resolve_trained
+from app.finetune.runs import resolve as resolve_trained
 from app.notice import in_window_terms
 from app.models.servers import parse_remote
 from engine.errors import StorageError

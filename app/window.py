@@ -33,8 +33,8 @@ from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks import TasksView
-from app.finetune_runs import finished_runs
-from app.finetune_view import FinetuneView
+from app.finetune.runs import finished_runs
+from app.finetune.view import FinetuneView
 from app.notice import in_window_terms
 from app.server_panel import ServerPanel
 from app.models.servers import parse_remote, remote_name

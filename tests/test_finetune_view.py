@@ -12,8 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app.finetune_runs import finished_runs, runs_dir, unfinished_runs
-from app.finetune_view import EXPORT_GGUF, FinetuneView
+from app.finetune.runs import finished_runs, runs_dir, unfinished_runs
+from app.finetune.view import EXPORT_GGUF, FinetuneView
 
 SMALL = ["--context", "32", "--batch-size", "2", "--eval-batches", "1"]
 
@@ -123,7 +123,7 @@ def test_full_fine_tuning_gives_a_whole_model(qtbot, data_dir, tiny_model_dir, t
     assert run.model_name == "tiny + all weights" and not run.lora and (run.folder / "model" / "config.json").is_file()
     assert len(list((run.folder / "input").glob("*.txt"))) == 2
 
-    from app.finetune_runs import resolve
+    from app.finetune.runs import resolve
 
     assert resolve("tiny + all weights") == (None, None, run.folder / "model") and resolve("tiny") is None
 

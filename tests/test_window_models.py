@@ -12,7 +12,7 @@ from PySide6.QtCore import QPoint, QTimer, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLabel, QLineEdit, QMessageBox
 
-from app.finetune_runs import TrainingRun, runs_dir, write_run
+from app.finetune.runs import TrainingRun, runs_dir, write_run
 from app.history.store import History
 from app.models.servers import remote_name
 from app.settings import AppSettings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.finetune_runs import resolve as resolve_trained
+from app.finetune.runs import resolve as resolve_trained
 from app.models.servers import parse_remote, remote_name
 from engine import Done, EngineError, Generator, SamplingSettings, load_model
 from engine.core.device import set_threads

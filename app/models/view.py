@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFi
                                QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from app.finetune_runs import finished_runs, made_to_run, remove_run
+from app.finetune.runs import finished_runs, made_to_run, remove_run
 from app.notice import in_window_terms, say
 from app.models.servers import parse_remote, remote_name
 from engine.errors import EngineError, HubOffline

@@ -3,7 +3,7 @@ see the tokens and a first guess of the time, choose LoRA (a small adapter, the 
 start. Training is `gpt2-desktop train` run as a process of its own (a QProcess), with a core left for the person;
 the view follows its RUN/log.jsonl: training and validation loss curves, tokens per second, time left. Pause
 (SIGTERM: it saves a checkpoint), resume (`--resume`, also after the app was closed mid-run) and cancel. The
-result is a model named "BASE + NAME" (app.finetune_runs), listed in Models and the chat's model choice."""
+result is a model named "BASE + NAME" (app.finetune.runs), listed in Models and the chat's model choice."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                QMessageBox, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from app.finetune_runs import TrainingRun, new_run_folder, runs_dir, unfinished_runs, write_run
+from app.finetune.runs import TrainingRun, new_run_folder, runs_dir, unfinished_runs, write_run
 from app.notice import say
 from app.server_panel import cli_error, plural, serve_command
 from engine.errors import EngineError

@@ -1,0 +1,1 @@
+"""The Fine-tune tab (`view`: `gpt2-desktop train` as a QProcess, its log followed, pause, resume, cancel, the loss curves) and its runs on disk (`runs`: the runs' folders and their results' `BASE + NAME` model names; no Qt)."""
