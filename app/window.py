@@ -36,7 +36,7 @@ from app.tasks import TasksView
 from app.finetune.runs import finished_runs
 from app.finetune.view import FinetuneView
 from app.notice import in_window_terms
-from app.server_panel import ServerPanel
+from app.server.panel import ServerPanel
 from app.models.servers import parse_remote, remote_name
 from app.engine_link.worker import ModelInfo
 from engine.core.device import cuda_available

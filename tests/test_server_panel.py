@@ -10,7 +10,7 @@ import urllib.request
 import openai
 import pytest
 
-from app.server_panel import ServerPanel
+from app.server.panel import ServerPanel
 
 
 @pytest.fixture

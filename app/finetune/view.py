@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QHBo
 
 from app.finetune.runs import TrainingRun, new_run_folder, runs_dir, unfinished_runs, write_run
 from app.notice import say
-from app.server_panel import cli_error, plural, serve_command
+from app.server.panel import cli_error, plural, serve_command
 from engine.errors import EngineError
 from engine.files import disk_problem
 from engine.store.local import local_models, parameter_count, resolve_model

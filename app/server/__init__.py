@@ -1,0 +1,1 @@
+"""The Server tab (`panel`): `gpt2-desktop serve --log-requests` as a QProcess, its address, requests and clients, its port kept in `server.json`; `cli_error` reads a child command's one-line error."""
