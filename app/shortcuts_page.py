@@ -12,7 +12,7 @@ import app.composer as composer
 import app.notebook_page as notebook_page
 import app.probe.probabilities as probabilities
 import app.sidebar as sidebar
-import app.tasks as tasks
+import app.tasks.view as tasks
 from app.actions import menu_shortcuts
 
 VIEWS = (("Message box", composer.KEYS), ("Notebook", notebook_page.KEYS), ("Probabilities", probabilities.KEYS),

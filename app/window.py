@@ -32,7 +32,7 @@ from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.sidebar import Sidebar
 from app.status_bar import StatusBar
-from app.tasks import TasksView
+from app.tasks.view import TasksView
 from app.finetune.runs import finished_runs
 from app.finetune.view import FinetuneView
 from app.notice import in_window_terms

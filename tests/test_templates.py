@@ -147,7 +147,7 @@ def test_sampling_takes_every_sampling_setting():
 
 
 def test_the_template_editor_refuses_an_unknown_key_and_saves_nothing(qtbot, tmp_path):
-    from app.template_editor import TemplateEditor
+    from app.tasks.template_editor import TemplateEditor
     from engine.inference.templates import NEW_TEMPLATE
 
     editor = TemplateEditor(NEW_TEMPLATE.replace("max_new_tokens", "max_tokens"), tmp_path / "templates", None,
@@ -165,7 +165,7 @@ def test_the_template_editor_refuses_an_unknown_key_and_saves_nothing(qtbot, tmp
 def test_delete_is_offered_only_for_your_own_templates_and_a_broken_one_is_named(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 
-    from app.tasks import TasksView
+    from app.tasks.view import TasksView
 
     folder = tmp_path / "templates"
     folder.mkdir()

@@ -564,7 +564,7 @@ def test_tasks_render_errors_are_shown(qtbot, open_window):
 
 
 def test_template_editor_import_export_round_trip(qtbot, open_window, dirs, tmp_path):
-    from app.template_editor import TemplateEditor
+    from app.tasks.template_editor import TemplateEditor
     from engine.inference.templates import NEW_TEMPLATE, read_template
 
     window = open_window()

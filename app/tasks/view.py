@@ -298,7 +298,7 @@ class TasksView(QWidget):
     # template files
 
     def _editor(self, text: str, previous: Path | None) -> None:
-        from app.template_editor import TemplateEditor
+        from app.tasks.template_editor import TemplateEditor
 
         editor = TemplateEditor(text, self.user_folder, previous, self.tokenizer, self.context_window, self)
         if editor.exec():
