@@ -15,7 +15,7 @@ from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHig
                            QTextFormat)
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from app.chat_options import ChatOptions
+from app.chat.options import ChatOptions
 from app.probe.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, readable_on,
                                spans, token_format)
 from app.probe.token_data import ReplyTokens

@@ -8,10 +8,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHe
                                QTableWidgetItem, QVBoxLayout)
 
 import app.probe.analysis_view as analysis_view
-import app.composer as composer
+import app.chat.composer as composer
 import app.notebook_page as notebook_page
 import app.probe.probabilities as probabilities
-import app.sidebar as sidebar
+import app.chat.sidebar as sidebar
 import app.tasks.view as tasks
 from app.actions import menu_shortcuts
 

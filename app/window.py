@@ -1,6 +1,6 @@
 """The main window: conversations on the left, a chat or notebook in the middle, settings in a dock.
 
-It builds the views and wires them to the open conversation (app.conversations) and to the engine
+It builds the views and wires them to the open conversation (app.chat.conversations) and to the engine
 (app.engine_link.requests); its own are the menus, the status bar, the banner, the tabs and the saved layout.
 """
 
@@ -20,8 +20,8 @@ from app.probe.analysis_view import AnalysisView
 from app.actions import build_menus
 from app.appearance import apply_font, next_size, sized_font
 from app.banner import Banner
-from app.chat_page import ChatPage
-from app.conversations import ConversationController, title_from
+from app.chat.page import ChatPage
+from app.chat.conversations import ConversationController, title_from
 from app.history.store import History, HistoryError
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.models.view import ModelsView
@@ -30,7 +30,7 @@ from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colo
 from app.engine_link.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
-from app.sidebar import Sidebar
+from app.chat.sidebar import Sidebar
 from app.status_bar import StatusBar
 from app.tasks.view import TasksView
 from app.finetune.runs import finished_runs

@@ -330,9 +330,9 @@ def match_pixels(widget):
     """How many pixels of a widget are painted in the search's match colour."""
     from PySide6.QtGui import QColor
 
-    import app.sidebar
+    import app.chat.sidebar
 
-    image, want = widget.grab().toImage(), QColor(getattr(app.sidebar, "MATCH_COLOUR", "#f2d13a"))
+    image, want = widget.grab().toImage(), QColor(getattr(app.chat.sidebar, "MATCH_COLOUR", "#f2d13a"))
     return sum(1 for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
                if abs(image.pixelColor(x, y).red() - want.red()) < 12
                and abs(image.pixelColor(x, y).green() - want.green()) < 12

@@ -42,7 +42,7 @@ CREATE TABLE conversations (
     draft TEXT NOT NULL DEFAULT '',  -- the unsent message in its message box (version 2)
     leaf_id INTEGER,  -- the last message of the version shown; the thread is its line of parents (version 3)
     model TEXT,  -- the model this conversation is written with (NULL: the one loaded) (version 4)
-    preset TEXT,  -- its sampling preset, a name in app.presets (NULL: the settings panel's values) (version 4)
+    preset TEXT,  -- its sampling preset, a name in app.chat.presets (NULL: the settings panel's values) (version 4)
     preamble TEXT NOT NULL DEFAULT '',  -- text before the conversation: a system prompt (version 4)
     edit_id INTEGER,  -- the user message being edited in its message box, not yet resent (version 6)
     edit_text TEXT NOT NULL DEFAULT ''  -- ... and the edit's text so far (version 6)

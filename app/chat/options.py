@@ -7,7 +7,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QBoxLayout, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
-from app.presets import DESCRIPTIONS, PRESETS, values_text
+from app.chat.presets import DESCRIPTIONS, PRESETS, values_text
 from engine.store.local import EMBEDDED_ALIAS, embedded_name
 
 ANY_MODEL = "The model in use"  # the conversation keeps no model of its own
