@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHe
 
 import app.probe.analysis_view as analysis_view
 import app.chat.composer as composer
-import app.notebook_page as notebook_page
+import app.notebook.page as notebook_page
 import app.probe.probabilities as probabilities
 import app.chat.sidebar as sidebar
 import app.tasks.view as tasks

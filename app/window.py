@@ -25,7 +25,7 @@ from app.chat.conversations import ConversationController, title_from
 from app.history.store import History, HistoryError
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.models.view import ModelsView
-from app.notebook_page import NotebookPage
+from app.notebook.page import NotebookPage
 from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
 from app.engine_link.requests import ActiveRequest, RequestController
 from app.settings import AppSettings

@@ -643,7 +643,7 @@ def test_in_the_notebook_alt_arrows_reach_the_tokens_and_other_keys_type_as_befo
 
 
 def test_continuations_are_placed_in_the_texts_order_without_overlapping():
-    from app.notebook_page import place
+    from app.notebook.page import place
 
     text = "Once upon a time there was a fox. The fox ran."
     pieces = [" The fox ran.", " there was a fox.", " there was", "absent", " fox"]

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QStackedWidget
 
 from app.chat.page import ChatPage
 from app.history.store import FIRST, Conversation, History, HistoryError, Message
-from app.notebook_page import Continuation, NotebookPage
+from app.notebook.page import Continuation, NotebookPage
 from app.chat.presets import sampling_for
 from app.probe.probabilities import Colouring
 from app.engine_link.requests import ActiveRequest, RequestController
