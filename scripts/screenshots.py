@@ -41,7 +41,7 @@ def main() -> int:
     os.environ["GPT2_DESKTOP_CONFIG_DIR"] = str(tmp / "config")
     from app.history.store import History
     from app.settings import AppSettings
-    from app.window import MainWindow
+    from app.shell.window import MainWindow
 
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gpt2-desktop")

@@ -56,7 +56,7 @@ def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
     since max new tokens is bounded by the model's window)."""
     from app.history.store import History
     from app.settings import AppSettings
-    from app.window import MainWindow
+    from app.shell.window import MainWindow
 
     windows = []
 

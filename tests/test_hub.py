@@ -228,7 +228,7 @@ def test_cli_models_download_list_remove(hub):
 def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
     from app.history.store import History
     from app.settings import AppSettings
-    from app.window import MainWindow
+    from app.shell.window import MainWindow
 
     window = MainWindow(History(":memory:"), AppSettings(model=str(tiny_model_dir)), tmp_path / "settings.json")
     qtbot.addWidget(window)
@@ -257,7 +257,7 @@ def test_gui_download_flow(qtbot, hub, tmp_path, tiny_model_dir):
 def test_gui_says_when_the_hub_is_unreachable(qtbot, unreachable_hub, tmp_path, tiny_model_dir):
     from app.history.store import History
     from app.settings import AppSettings
-    from app.window import MainWindow
+    from app.shell.window import MainWindow
 
     window = MainWindow(History(":memory:"), AppSettings(model=str(tiny_model_dir)), tmp_path / "settings.json")
     qtbot.addWidget(window)

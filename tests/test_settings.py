@@ -8,7 +8,7 @@ import json
 import pytest
 
 from app.settings import AppSettings
-from app.settings_panel import SettingsPanel
+from app.shell.settings_panel import SettingsPanel
 from engine.core import precisions
 from engine.inference.settings import SamplingSettings
 

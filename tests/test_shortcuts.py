@@ -1,4 +1,4 @@
-"""The window's commands from one table (app.actions): every shortcut unique, each listed on Help > Keyboard
+"""The window's commands from one table (app.shell.actions): every shortcut unique, each listed on Help > Keyboard
 shortcuts, and the commands the trial missed reachable from the keyboard: regenerate, continue, retry, edit the
 last message, copy the reply, next and previous conversation."""
 
@@ -8,8 +8,8 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from app.actions import MENUS, menu_shortcuts
-from app.shortcuts_page import ShortcutsPage, all_shortcuts
+from app.shell.actions import MENUS, menu_shortcuts
+from app.shell.shortcuts_page import ShortcutsPage, all_shortcuts
 from tests.helpers import type_and_send, wait_idle
 
 

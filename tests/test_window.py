@@ -11,7 +11,7 @@ from PySide6.QtGui import QTextCursor
 
 from app.history.store import History, HistoryError
 from app.settings import AppSettings
-from app.window import MainWindow
+from app.shell.window import MainWindow
 from engine.store.local import embedded_model_folder
 from tests.helpers import EventLoopGaps, type_and_send, wait_idle
 
@@ -604,7 +604,7 @@ def test_template_opens_in_notebook(qtbot, open_window):
 def test_file_menu_exports_and_imports_every_message(qtbot, open_window, monkeypatch, tmp_path):
     from PySide6.QtWidgets import QFileDialog
 
-    from app.window import EXPORT_JSON, EXPORT_MARKDOWN
+    from app.shell.window import EXPORT_JSON, EXPORT_MARKDOWN
 
     window = open_window()
     window.chat.composer.insertPlainText("Grüße, 狐 🦊")  # (keyClicks takes ASCII only)
@@ -920,7 +920,7 @@ def test_ctrl_plus_and_minus_change_the_text_size_and_it_is_remembered(qtbot, op
 def test_the_palette_follows_the_system_light_or_dark(qapp):
     from PySide6.QtGui import QPalette
 
-    from app.appearance import apply_color_scheme, follow_color_scheme
+    from app.shell.appearance import apply_color_scheme, follow_color_scheme
 
     app = qapp
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from app.history.store import open_history
 from app.settings import AppSettings
-from app.window import MainWindow
+from app.shell.window import MainWindow
 from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
 from tests.helpers import type_and_send, wait_idle
 

@@ -438,7 +438,7 @@ def drawn_tokens(view) -> list[tuple]:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_colour_blind_tokens_read_as_well_as_gltrs_light_or_dark(qtbot, open_window, scheme):
-    from app.appearance import apply_color_scheme
+    from app.shell.appearance import apply_color_scheme
     from app.probe.probabilities import COLOUR_BLIND, GLTR
 
     app = QApplication.instance()
@@ -480,7 +480,7 @@ def test_ctrl_comma_puts_the_keyboard_in_the_settings_and_ctrl_5_in_analyses_tex
 
 
 def test_export_and_import_dialogs_open_where_the_last_one_was(qtbot, open_window, dirs, monkeypatch, tmp_path):
-    from app.window import EXPORT_JSON
+    from app.shell.window import EXPORT_JSON
 
     window = open_window()
     type_and_send(qtbot, window, "Hello")

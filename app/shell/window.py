@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, Q
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
 from app.probe.analysis_view import AnalysisView
-from app.actions import build_menus
-from app.appearance import apply_font, next_size, sized_font
-from app.banner import Banner
+from app.shell.actions import build_menus
+from app.shell.appearance import apply_font, next_size, sized_font
+from app.shell.banner import Banner
 from app.chat.page import ChatPage
 from app.chat.conversations import ConversationController, title_from
 from app.history.store import History, HistoryError
@@ -29,9 +29,9 @@ from app.notebook.page import NotebookPage
 from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
 from app.engine_link.requests import ActiveRequest, RequestController
 from app.settings import AppSettings
-from app.settings_panel import SettingsPanel
+from app.shell.settings_panel import SettingsPanel
 from app.chat.sidebar import Sidebar
-from app.status_bar import StatusBar
+from app.shell.status_bar import StatusBar
 from app.tasks.view import TasksView
 from app.finetune.runs import finished_runs
 from app.finetune.view import FinetuneView
@@ -220,7 +220,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.device_changed.connect(self._device_changed)
 
     def _build_menus(self) -> None:
-        build_menus(self)  # from app.actions' table, which Help > Keyboard shortcuts lists too
+        build_menus(self)  # from app.shell.actions' table, which Help > Keyboard shortcuts lists too
         for act, on in ((self.probabilities_action, self.settings.probabilities),
                         (self.by_probability_action, self.settings.colour_by == PROBABILITY),
                         (self.colour_blind_action, self.settings.colour_palette == COLOUR_BLIND)):
@@ -733,7 +733,7 @@ class MainWindow(QMainWindow):
             self.conversations.focus_page()
 
     def show_shortcuts(self) -> None:
-        from app.shortcuts_page import ShortcutsPage
+        from app.shell.shortcuts_page import ShortcutsPage
 
         ShortcutsPage(self).exec()
 

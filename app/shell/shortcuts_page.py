@@ -1,4 +1,4 @@
-"""Help > Keyboard shortcuts: every menu command's shortcut (from app.actions, the table the menus are built
+"""Help > Keyboard shortcuts: every menu command's shortcut (from app.shell.actions, the table the menus are built
 from) and the keys each view handles itself (its module's `KEYS`), in one searchable list."""
 
 from __future__ import annotations
@@ -7,13 +7,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLineEdit, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
 
-import app.probe.analysis_view as analysis_view
-import app.chat.composer as composer
-import app.notebook.page as notebook_page
-import app.probe.probabilities as probabilities
-import app.chat.sidebar as sidebar
-import app.tasks.view as tasks
-from app.actions import menu_shortcuts
+from app.chat import composer, sidebar
+from app.notebook import page as notebook_page
+from app.probe import analysis_view, probabilities
+from app.tasks import view as tasks
+from app.shell.actions import menu_shortcuts
 
 VIEWS = (("Message box", composer.KEYS), ("Notebook", notebook_page.KEYS), ("Probabilities", probabilities.KEYS),
          ("Conversation list", sidebar.KEYS), ("Tasks", tasks.KEYS), ("Analyse", analysis_view.KEYS),

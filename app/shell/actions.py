@@ -1,7 +1,7 @@
 """Every menu command of the main window in one table: its menu, its words, its shortcuts and what it does.
 
 The window builds its menus from `MENUS` (`build_menus`), and Help > Keyboard shortcuts lists the same
-actions (app.shortcuts_page), so the list of shortcuts cannot drift from the shortcuts themselves. Keys that
+actions (app.shell.shortcuts_page), so the list of shortcuts cannot drift from the shortcuts themselves. Keys that
 work inside one view only (the message box, the token cursor) are not menu commands; each view says them in
 its own `KEYS`, which the shortcuts page lists too.
 """
