@@ -1,5 +1,8 @@
-"""The engine's shape, checked: its layers import downwards only, no import cycle (lazy imports
-included), no Qt, and the command line's help and listings do not load torch."""
+"""The code's shape, checked. The engine: its layers import downwards only, no import cycle (lazy imports
+included), no Qt and nothing of the app, and the command line's help and listings do not load torch. The app:
+packages by feature with a few shared modules on top, no import cycle (lazy imports included), its Qt-free
+modules free of Qt. The tests: no test module imports another (shared code lives in helpers.py and
+conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parents[1] / "engine"
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = ROOT / "engine"
+APP = ROOT / "app"
 # What each layer may import from the engine, besides itself and the shared modules.
 SHARED = {"engine.errors", "engine.paths", "engine.files"}
 ALLOWED = {
@@ -22,13 +27,18 @@ ALLOWED = {
 }
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ENGINE.parent).with_suffix("").parts
+def module_name(path: Path, base: Path = ROOT) -> str:
+    parts = path.relative_to(base).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def modules_in(package: Path) -> dict[str, Path]:
+    """Every module of a package folder, by its dotted name."""
+    return {module_name(p, package.parent): p for p in package.rglob("*.py")}
+
+
 def engine_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in ENGINE.rglob("*.py")}
+    return modules_in(ENGINE)
 
 
 def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
@@ -44,8 +54,10 @@ def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def graph() -> dict[str, set[str]]:
-    modules = engine_modules()
+def graph(package: Path = ENGINE) -> dict[str, set[str]]:
+    """Each module of the package → the package's modules it imports (anywhere in it: functions and
+    `if TYPE_CHECKING:` blocks too)."""
+    modules = modules_in(package)
     return {name: {m for m in imports_of(path, modules) if m in modules and m != name}
             for name, path in modules.items()}
 
@@ -104,6 +116,83 @@ def test_the_engine_never_imports_qt():
     qt = {name: sorted(m for m in imports_of(path, modules) if m.split(".")[0] in ("PySide6", "PyQt5", "PyQt6"))
           for name, path in modules.items()}
     assert not {k: v for k, v in qt.items() if v}
+
+
+def test_the_engine_never_imports_the_app():
+    modules = engine_modules()
+    app = {name: sorted(m for m in imports_of(path, modules) if m.split(".")[0] == "app")
+           for name, path in modules.items()}
+    assert not {k: v for k, v in app.items() if v}
+
+
+# The app: packages by feature (app/chat/, app/probe/, ... see docs/ARCHITECTURE.md), the window in app/shell/,
+# and on top only the entry point and the few modules every package shares.
+APP_TOP_LEVEL_AT_MOST = 8
+# Modules without Qt: the history, the token data, the runs, the servers, the settings file, the presets. They
+# are used from the command line (`gpt2-desktop history`) and tested without a QApplication.
+QT_FREE = ("app.history.store", "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
+           "app.models.servers", "app.settings", "app.chat.presets", "app.version")
+QT = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
+
+
+def test_the_app_has_no_import_cycle_lazy_imports_included():
+    cycle = find_cycle(graph(APP))
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_cycle_check_sees_imports_inside_functions(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("import os\n\n\ndef later():\n    from pkg.b import thing\n    return thing\n")
+    (package / "b.py").write_text("from pkg import a\n\nthing = a\n")
+    assert find_cycle(graph(package)) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+def test_the_app_top_level_keeps_a_few_modules():
+    top = sorted(p.name for p in APP.glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= APP_TOP_LEVEL_AT_MOST, f"app/ has {len(top)} modules at its top level: {top}"
+
+
+def test_each_app_package_says_what_it_owns_and_re_exports_nothing():
+    for init in APP.glob("*/__init__.py"):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{init.relative_to(ROOT)}: no docstring saying what the package owns"
+        assert len(tree.body) == 1, f"{init.relative_to(ROOT)}: more than its docstring"
+
+
+def test_qt_free_app_modules_import_no_qt():
+    modules = modules_in(APP)
+    assert set(QT_FREE) <= set(modules), sorted(set(QT_FREE) - set(modules))
+    wrong = {}
+    for name in QT_FREE:
+        imported = imports_of(modules[name], modules)
+        qt = sorted(m for m in imported if m.split(".")[0] in QT)
+        app_with_qt = sorted(m for m in imported if m in modules and m != name and m not in QT_FREE
+                             and modules[m].name != "__init__.py")
+        if qt or app_with_qt:
+            wrong[name] = qt + app_with_qt
+    assert not wrong, f"Qt (or app modules that may use it) in Qt-free modules: {wrong}"
+
+
+def test_qt_free_app_modules_load_without_qt():
+    code = ("import sys\n"
+            + "".join(f"import {name}\n" for name in QT_FREE)
+            + "print(sorted(m for m in sys.modules if m.split('.')[0] in " + repr(QT) + "))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_no_test_module_imports_another():
+    tests = Path(__file__).resolve().parent
+    modules = {f"tests.{p.stem}": p for p in tests.glob("*.py")}
+    wrong = {}
+    for name, path in modules.items():
+        test_modules = sorted(m for m in imports_of(path, modules) if m.split(".")[-1].startswith("test_"))
+        if test_modules:
+            wrong[name] = test_modules
+    assert not wrong, f"test modules importing test modules (move what they share to helpers.py or conftest.py): {wrong}"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["templates", "list"], ["generate", "--help"], ["models", "list"]])
