@@ -11,10 +11,10 @@ _STARTED = time.perf_counter()
 def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from app.shell.appearance import follow_color_scheme
     from app.history.store import open_history
     from app.identity import set_app_identity
     from app.settings import AppSettings
+    from app.shell.appearance import follow_color_scheme
     from engine.paths import config_dir, data_dir
     from app.shell.window import MainWindow
 

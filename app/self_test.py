@@ -68,8 +68,8 @@ def run_self_test(argv: list[str], started: float) -> int:
     from app.history.store import History
     from app.identity import set_app_identity
     from app.settings import AppSettings
-    from app.version import version
     from app.shell.window import MainWindow
+    from app.version import version
 
     if version() == "unknown":  # the About box and --version read the same metadata
         print("gpt2-desktop --self-test: no package metadata, so no version to show", file=sys.stderr)

@@ -438,8 +438,8 @@ def drawn_tokens(view) -> list[tuple]:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_colour_blind_tokens_read_as_well_as_gltrs_light_or_dark(qtbot, open_window, scheme):
-    from app.shell.appearance import apply_color_scheme
     from app.probe.probabilities import COLOUR_BLIND, GLTR
+    from app.shell.appearance import apply_color_scheme
 
     app = QApplication.instance()
     apply_color_scheme(app, Qt.ColorScheme.Dark if scheme == "dark" else Qt.ColorScheme.Light)

@@ -20,14 +20,14 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QStackedWidget
 
 from app.chat.page import ChatPage
+from app.chat.presets import sampling_for
+from app.chat.sidebar import Sidebar
+from app.engine_link.requests import ActiveRequest, RequestController
 from app.history.store import FIRST, Conversation, History, HistoryError, Message
 from app.notebook.page import Continuation, NotebookPage
-from app.chat.presets import sampling_for
 from app.probe.probabilities import Colouring
-from app.engine_link.requests import ActiveRequest, RequestController
-from app.settings import AppSettings
-from app.chat.sidebar import Sidebar
 from app.probe.token_data import TOP, Choice, ReplyTokens
+from app.settings import AppSettings
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.inference.chat import Turn, format_chat
 

@@ -6,13 +6,13 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.chat.options import ChatOptions
 from app.chat.composer import Composer
+from app.chat.options import ChatOptions
+from app.chat.transcript import TranscriptView
+from app.chat.welcome import WelcomePanel
 from app.history.store import Message
 from app.probe.probabilities import Colouring, Legend
 from app.probe.token_data import ReplyTokens
-from app.chat.transcript import TranscriptView
-from app.chat.welcome import WelcomePanel
 
 
 class ChatPage(QWidget):

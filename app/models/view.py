@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFi
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune.runs import finished_runs, made_to_run, remove_run
-from app.notice import in_window_terms, say
 from app.models.servers import parse_remote, remote_name
+from app.notice import in_window_terms, say
 from engine.errors import EngineError, HubOffline
 from engine.store import hub
 from engine.store.local import folder_size, import_folder, local_models, parameter_count, prepared_copies, remove_model

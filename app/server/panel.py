@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLin
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune.runs import resolve as resolve_trained
-from app.notice import in_window_terms
 from app.models.servers import parse_remote
+from app.notice import in_window_terms
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic
 from engine.paths import config_dir

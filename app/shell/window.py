@@ -16,29 +16,29 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
+from app.chat.conversations import ConversationController, title_from
+from app.chat.page import ChatPage
+from app.chat.sidebar import Sidebar
+from app.engine_link.requests import ActiveRequest, RequestController
+from app.engine_link.worker import ModelInfo
+from app.finetune.runs import finished_runs
+from app.finetune.view import FinetuneView
+from app.history.store import History, HistoryError
+from app.history.transfer import HistoryFileError, format_for, import_file, write_export
+from app.models.servers import parse_remote, remote_name
+from app.models.view import ModelsView
+from app.notebook.page import NotebookPage
+from app.notice import in_window_terms
 from app.probe.analysis_view import AnalysisView
+from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
+from app.server.panel import ServerPanel
+from app.settings import AppSettings
 from app.shell.actions import build_menus
 from app.shell.appearance import apply_font, next_size, sized_font
 from app.shell.banner import Banner
-from app.chat.page import ChatPage
-from app.chat.conversations import ConversationController, title_from
-from app.history.store import History, HistoryError
-from app.history.transfer import HistoryFileError, format_for, import_file, write_export
-from app.models.view import ModelsView
-from app.notebook.page import NotebookPage
-from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
-from app.engine_link.requests import ActiveRequest, RequestController
-from app.settings import AppSettings
 from app.shell.settings_panel import SettingsPanel
-from app.chat.sidebar import Sidebar
 from app.shell.status_bar import StatusBar
 from app.tasks.view import TasksView
-from app.finetune.runs import finished_runs
-from app.finetune.view import FinetuneView
-from app.notice import in_window_terms
-from app.server.panel import ServerPanel
-from app.models.servers import parse_remote, remote_name
-from app.engine_link.worker import ModelInfo
 from engine.core.device import cuda_available
 from engine.core.tokenizer import GPT2Tokenizer
 from engine.errors import EngineError, StorageError
