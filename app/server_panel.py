@@ -23,6 +23,7 @@ from app.servers import parse_remote
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic
 from engine.paths import config_dir
+from engine.store.local import embedded_name
 
 DEFAULT_PORT = 8080
 COMPLETIONS = ("/v1/completions", "/v1/chat/completions")  # the requests the engine writes for (/health's "served")
@@ -290,4 +291,5 @@ class ServerPanel(QWidget):
 
     @staticmethod
     def _name(model: str | None) -> str:
-        return os.path.basename(str(model).rstrip("/")) if model else "the embedded model"
+        """A model as the window names it: the embedded one by its one name (tales-7m), a folder by its own."""
+        return os.path.basename(str(model).rstrip("/")) if model else embedded_name()
