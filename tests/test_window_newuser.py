@@ -14,3 +14,22 @@ def test_the_edit_hint_says_the_old_message_and_reply_are_kept(qtbot, open_windo
     hint = window.chat.edit_hint.text()
     assert window.chat.edit_hint.isVisibleTo(window)
     assert "replaces" not in hint and "kept" in hint and "Esc" in hint
+
+
+def test_a_notebook_longer_than_the_window_is_called_a_text_and_the_whole_message_shows(qtbot, open_window):
+    window = open_window()
+    window.resize(800, 500)
+    window.conversations.new_notebook()
+    window.notebook.editor.setPlainText("The fox and the crow met the old king by the river. " * 20)  # > 128 tokens
+    qtbot.keyClick(window.notebook.editor, Qt.Key_Return, Qt.ControlModifier)
+    wait_idle(qtbot, window)
+    bar = window.status_bar
+    message = bar.currentMessage()
+    assert message.startswith("The text is longer than the model's window: its first ") and "conversation" not in message
+    bar.layout().activate()
+    shown = [label for label in bar.fields.values() if label.isVisible()]
+    room = min(label.geometry().x() for label in shown)  # the passing message is written left of the fields
+    assert bar.fontMetrics().horizontalAdvance(message) < room
+    assert bar.model_label.isVisible()  # the model's name stays
+    bar.clearMessage()
+    assert bar.context_label.isVisible()  # the figures come back once the message has gone
