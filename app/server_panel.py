@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune_runs import resolve as resolve_trained
 from app.notice import in_window_terms
@@ -107,7 +107,10 @@ class ServerPanel(QWidget):
         self.counts.setAccessibleName("Requests answered")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Client", "Requests", "Last request", "When"])
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()  # each column as wide as what it shows; the last request gets the rest
+        for column in (0, 1, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
         self.table.verticalHeader().hide()
         self.table.setAccessibleName("Clients")
 
