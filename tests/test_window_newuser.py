@@ -33,3 +33,17 @@ def test_a_notebook_longer_than_the_window_is_called_a_text_and_the_whole_messag
     assert bar.model_label.isVisible()  # the model's name stays
     bar.clearMessage()
     assert bar.context_label.isVisible()  # the figures come back once the message has gone
+
+
+def test_a_tall_settings_panel_keeps_its_rows_together(qtbot, open_window):
+    """At 720 pixels the rows were spread out, 250 pixels between Stop sequences and Device."""
+    window = open_window(model=None)
+    window.resize(1100, 720)
+    if not window.settings_panel.isVisible():
+        window.toggle_settings()
+    qtbot.waitUntil(lambda: window.settings_panel.height() > 600, timeout=3000)
+    panel = window.settings_panel
+    panel.layout().activate()
+    stop_bottom = panel.stop.mapTo(panel, panel.stop.rect().bottomLeft()).y()
+    device_top = panel.device.mapTo(panel, panel.device.rect().topLeft()).y()
+    assert device_top - stop_bottom < 4 * panel.device.height()  # the Engine heading between, no gulf
