@@ -93,15 +93,12 @@ def test_scores_perplexity_choices_and_analysis_on_a_server_equal_the_local_mode
     window with the same stride."""
     long = tmp_path / "long.txt"
     long.write_text("The little fox ran into the wood, and the old king saw him go. " * 20)  # about 300 tokens
-    commands = [
-        ["score", "--text", " king", "--json"],
-        ["score", "--text", "Once upon a time there was a king", "--top-logprobs", "3", "--json"],
+    commands = [  # each command once, on the long text where a window is at stake
+        ["score", "--text", " king", "--top-logprobs", "3", "--json"],
         ["score", "--text", long.read_text(), "--json"],
         ["perplexity", "--file", str(long), "--json"],
         ["analyse", "--file", str(long), "--json"],
-        ["choose", "--prompt", "The cat sat on the", "--option", " mat", "--option", " moon", "--option",
-         " old king", "--json"],
-        ["choose", "--prompt", long.read_text(), "--option", " wood", "--option", " king", "--json"],
+        ["choose", "--prompt", long.read_text(), "--option", " wood", "--option", " old king", "--json"],
     ]
     for command in commands:
         local = lines(cli(*command, "--model", str(tiny_model_dir)))

@@ -93,3 +93,26 @@ def test_an_unreadable_server_file_is_set_aside_and_the_defaults_used(qtbot, tmp
     qtbot.addWidget(widget)
     assert widget.port.value() == 8080 and not widget.others.isChecked()
     assert [p.name.startswith("server.json.broken-") for p in (tmp_path / "config").iterdir()] == [True]
+
+
+def test_the_embedded_model_is_served_under_its_one_name(panel, qtbot):
+    panel.set_model(None, "float32")  # the window's model is the embedded one
+    panel.port.setValue(0)
+    panel.switch.click()
+    qtbot.waitUntil(lambda: panel.state == "running", timeout=60000)
+    assert panel.status.text().startswith("Serving tales-7m at http://127.0.0.1:")
+    panel.set_model("openai-community/gpt2", "float32")  # the window moved on: the running server keeps its own
+    assert panel.status.text().startswith("Serving tales-7m at ") and "The window now uses gpt2" in panel.status.text()
+
+
+def test_the_last_request_is_shown_whole_in_its_column(panel, qtbot, tiny_model_dir):
+    panel.set_model(str(tiny_model_dir), "float32")
+    panel.port.setValue(0)
+    panel.resize(800, 400)
+    panel.switch.click()
+    qtbot.waitUntil(lambda: panel.state == "running", timeout=60000)
+    urllib.request.urlopen(panel.url.removesuffix("/v1") + "/health", timeout=10).read()
+    qtbot.waitUntil(lambda: panel.answered == 1, timeout=10000)
+    last = panel.table.item(0, 2)
+    assert last.text() == "GET /health → 200"
+    assert panel.table.columnWidth(2) > panel.table.fontMetrics().horizontalAdvance(last.text())

@@ -93,3 +93,15 @@ def test_ctrl_shift_enter_continues_a_reply_cut_at_the_length_limit(qtbot, open_
     wait_idle(qtbot, window)
     longer = window.history.messages(conversation)[-1]
     assert longer.id != cut.id and longer.content.startswith(cut.content) and len(longer.content) > len(cut.content)
+
+
+def test_a_search_that_finds_nothing_says_so(qtbot):
+    page = ShortcutsPage()
+    qtbot.addWidget(page)
+    page.show()
+    qtbot.keyClicks(page.filter, "hello")
+    assert page.visible_rows() == [] and page.nothing.isVisible()
+    assert page.nothing.text() == "No shortcut or command has “hello” in it."
+    page.filter.clear()
+    qtbot.keyClicks(page.filter, "token")
+    assert page.visible_rows() and not page.nothing.isVisible()

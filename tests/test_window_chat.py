@@ -182,6 +182,10 @@ def test_the_menu_actions_act_on_the_last_reply(qtbot, open_window):
     assert window.conversations.current_id == conv
     window.conversations.previous_conversation()
     assert window.conversations.current_id == second
+    window.conversations.previous_conversation()  # from the first row round to the last, as tabs go round
+    assert window.conversations.current_id == conv
+    window.conversations.next_conversation()
+    assert window.conversations.current_id == second
 
 
 # items 16 and 17: the version arrows

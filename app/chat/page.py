@@ -66,7 +66,8 @@ class ChatPage(QWidget):
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.send_button.clicked.connect(self._send_or_stop)
-        self.edit_hint = QLabel("Editing a message: Enter resends it and replaces the reply; Esc cancels.")
+        self.edit_hint = QLabel("Editing a message: Enter sends it as a new version (the old one and its "
+                                "reply are kept); Esc cancels.")
         self.edit_hint.hide()
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)

@@ -191,15 +191,15 @@ class Sidebar(QWidget):
         self.search.selectAll()
 
     def neighbour(self, conversation_id: int | None, step: int) -> int | None:
-        """The conversation `step` rows below (or above) this one in the list as shown; None past either end.
-        One not in the list (none open, or not matching the search): the first row, or the last going up."""
+        """The conversation `step` rows below (or above) this one in the list as shown, going round past
+        either end as Ctrl+Tab goes round a browser's tabs; None for an empty list. One not in the list (none
+        open, or not matching the search): the first row, or the last going up."""
         ids = [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
         if not ids:
             return None
         if conversation_id not in ids:
             return ids[0] if step > 0 else ids[-1]
-        at = ids.index(conversation_id) + step
-        return ids[at] if 0 <= at < len(ids) else None
+        return ids[(ids.index(conversation_id) + step) % len(ids)]
 
     def current_id(self) -> int | None:
         item = self.list.currentItem()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune.runs import resolve as resolve_trained
 from app.models.servers import parse_remote
@@ -23,6 +23,7 @@ from app.notice import in_window_terms
 from engine.errors import StorageError
 from engine.files import set_aside, write_atomic
 from engine.paths import config_dir
+from engine.store.local import embedded_name
 
 DEFAULT_PORT = 8080
 COMPLETIONS = ("/v1/completions", "/v1/chat/completions")  # the requests the engine writes for (/health's "served")
@@ -106,7 +107,10 @@ class ServerPanel(QWidget):
         self.counts.setAccessibleName("Requests answered")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Client", "Requests", "Last request", "When"])
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()  # each column as wide as what it shows; the last request gets the rest
+        for column in (0, 1, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
         self.table.verticalHeader().hide()
         self.table.setAccessibleName("Clients")
 
@@ -290,4 +294,5 @@ class ServerPanel(QWidget):
 
     @staticmethod
     def _name(model: str | None) -> str:
-        return os.path.basename(str(model).rstrip("/")) if model else "the embedded model"
+        """A model as the window names it: the embedded one by its one name (tales-7m), a folder by its own."""
+        return os.path.basename(str(model).rstrip("/")) if model else embedded_name()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPlainTextEdit,
-                               QSpinBox, QWidget)
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from app.notice import say
 from app.settings import DEVICES, LIMITS, AppSettings
@@ -152,7 +152,10 @@ class SettingsPanel(QWidget):
         self.notes: dict[QWidget, QLabel] = {}  # under each bounded field: why a value was changed
         self._labels: list[QLabel] = []
         self.load(settings)
-        form = QFormLayout(self)
+        self.form = form = QFormLayout()
+        outer = QVBoxLayout(self)
+        outer.addLayout(form)
+        outer.addStretch(1)  # a tall panel keeps its rows together at the top (they spread 250 px apart)
         form.setRowWrapPolicy(QFormLayout.WrapAllRows)  # until its width is known (resizeEvent)
         for name, label in SAMPLING_ROWS:
             box = getattr(self, name)
@@ -193,8 +196,8 @@ class SettingsPanel(QWidget):
         """Labels beside their fields when all fit so, else each above its field; a label never wider than the
         panel (a long one wraps rather than being cut, as "Repetition penalt" was at a large text size)."""
         super().resizeEvent(event)
-        form = self.layout()
-        margins = form.contentsMargins()
+        form = self.form
+        margins = self.layout().contentsMargins()
         room = self.width() - margins.left() - margins.right()
         widths = {label: label.fontMetrics().horizontalAdvance(label.text()) + 2 for label in self._labels}
         beside = max(widths.values()) + form.horizontalSpacing() + FIELD_WIDTH

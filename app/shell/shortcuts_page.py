@@ -4,8 +4,8 @@ from) and the keys each view handles itself (its module's `KEYS`), in one search
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLineEdit, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLabel, QLineEdit,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout)
 
 from app.chat import composer, sidebar
 from app.notebook import page as notebook_page
@@ -45,11 +45,14 @@ class ShortcutsPage(QDialog):
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
                 self.table.setItem(r, c, QTableWidgetItem(text))
+        self.nothing = QLabel()  # says so when no row matches the search, rather than an empty table
+        self.nothing.hide()
         self.filter.textChanged.connect(self._filter)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.filter)
+        layout.addWidget(self.nothing)
         layout.addWidget(self.table, 1)
         layout.addWidget(buttons)
         self.resize(720, 520)
@@ -60,6 +63,8 @@ class ShortcutsPage(QDialog):
         for r in range(self.table.rowCount()):
             shown = " ".join(self.table.item(r, c).text() for c in range(3)).lower()
             self.table.setRowHidden(r, bool(wanted) and wanted not in shown)
+        self.nothing.setText(f"No shortcut or command has “{text.strip()}” in it." if wanted else "")
+        self.nothing.setVisible(bool(wanted) and not self.visible_rows())
 
     def visible_rows(self) -> list[tuple[str, str, str]]:
         return [tuple(self.table.item(r, c).text() for c in range(3)) for r in range(self.table.rowCount())

@@ -1,9 +1,10 @@
 """The status bar: passing messages on the left; the model and how the last reply went on the right.
 
 Its figures are named fields (FIELDS, left to right), each a label set by `_set`. A field with no text is
-hidden with the line before it. When the window is too narrow for all of them, the least needed go first
-(KEPT_FIRST, from the end) rather than any being cut, and the model's name is shortened with … last; so the
-status bar never makes the window wider. Numbers are written as everywhere in the window: 1,024.
+hidden with the line before it. When the window is too narrow for all of them and the passing message, the least
+needed go first (KEPT_FIRST, from the end) rather than any being cut (they come back when the message has gone),
+and the model's name is shortened with … last; so the status bar never makes the window wider. Numbers are
+written as everywhere in the window: 1,024.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class StatusBar(QStatusBar):
         self.context_window: int | None = None
         self._context_base: int | None = None  # the conversation's tokens when the reply streaming began
         self._set("model", "no model")
+        self.messageChanged.connect(lambda _message: self._fit())  # a passing message makes room for itself
 
     # what is shown
 
@@ -120,8 +122,9 @@ class StatusBar(QStatusBar):
         self._set("speed", "")
         self._set("ttft", "")
 
-    def show_reply(self, done: Done) -> None:
-        """Speed, time to the first token and how full the window is, after a reply ended."""
+    def show_reply(self, done: Done, what: str = "conversation") -> None:
+        """Speed, time to the first token and how full the window is, after a reply ended. `what` the prompt was
+        made of, for the line that says its start was left out: "conversation", "text" (a notebook's) or "prompt"."""
         self.busy.hide()
         self._context_base = None
         written = len(done.token_ids)
@@ -132,7 +135,7 @@ class StatusBar(QStatusBar):
             self._set("context", f"context {number(done.context_tokens)} / {number(done.context_window)}")
         if done.truncated_prompt_tokens:
             self.showMessage(
-                f"The conversation is longer than the model's window: its first "
+                f"The {what} is longer than the model's window: its first "
                 f"{number(done.truncated_prompt_tokens)} tokens were left out of the prompt.", 8000)
 
     def text_of(self, name: str) -> str:
@@ -154,7 +157,9 @@ class StatusBar(QStatusBar):
 
     def _fit(self) -> None:
         """Show the fields that fit, in the order of KEPT_FIRST; the model's name shortened if even it does not."""
-        room = self.width() - MESSAGE_ROOM - (self.busy.sizeHint().width() if self.busy.isVisible() else 0)
+        message = self.fontMetrics().horizontalAdvance(self.currentMessage()) + 24 if self.currentMessage() else 0
+        room = self.width() - max(MESSAGE_ROOM, message)
+        room -= self.busy.sizeHint().width() if self.busy.isVisible() else 0
         shown: set[str] = set()
         for name in KEPT_FIRST:
             text = self._texts.get(name, "")

@@ -616,7 +616,7 @@ class MainWindow(QMainWindow):
         if active.detached:  # it went on in another conversation than the one shown: its figures are not this one's
             self.status_bar.set_busy(False)
         else:
-            self.status_bar.show_reply(done)
+            self.status_bar.show_reply(done, {"chat": "conversation", "notebook": "text"}.get(active.kind, "prompt"))
         if active.kind != "task" and not active.detached:
             self._show_context()  # the same figure as when the conversation is opened again
             self.conversations.count_draft()
