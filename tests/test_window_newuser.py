@@ -3,7 +3,7 @@ offscreen, on the tiny model and a real SQLite file."""
 
 from PySide6.QtCore import Qt
 
-from tests.test_window import dirs, open_window, type_and_send, wait_idle  # noqa: F401 - fixtures
+from tests.helpers import type_and_send, wait_idle
 
 
 def test_the_edit_hint_says_the_old_message_and_reply_are_kept(qtbot, open_window):
