@@ -51,20 +51,12 @@ def dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
-    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
-    since max new tokens is bounded by the model's window)."""
-    from app.history.store import History
-    from app.settings import AppSettings
-    from app.shell.window import MainWindow
-
+def show_window(qtbot):
+    """`show(window, history, wait=True)`: the window shown and, unless not `wait`, its model loaded; at the
+    test's end it is closed and its history with it."""
     windows = []
 
-    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
-        model = str(wide_model_dir) if wide else model
-        history = History(dirs / "data" / "history.sqlite3")
-        s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
-        window = MainWindow(history, s, dirs / "config" / "settings.json")
+    def show(window, history, wait=True):
         qtbot.addWidget(window)
         window.show()
         windows.append((window, history))
@@ -72,8 +64,25 @@ def open_window(qtbot, dirs, tiny_model_dir, wide_model_dir):
             qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
         return window
 
-    yield make
+    yield show
     for window, history in windows:
         if window.isVisible():
             window.close()
         history.close()
+
+
+@pytest.fixture
+def open_window(show_window, dirs, tiny_model_dir, wide_model_dir):
+    """A window on the tiny model (a 128-token window; `wide=True`: the same with 4,096, for longer replies,
+    since max new tokens is bounded by the model's window)."""
+    from app.history.store import History
+    from app.settings import AppSettings
+    from app.shell.window import MainWindow
+
+    def make(model=str(tiny_model_dir), wait=True, wide=False, **settings):
+        model = str(wide_model_dir) if wide else model
+        history = History(dirs / "data" / "history.sqlite3")
+        s = AppSettings(model=model, **{"temperature": 0.0, "max_new_tokens": 20, **settings})
+        return show_window(MainWindow(history, s, dirs / "config" / "settings.json"), history, wait)
+
+    return make

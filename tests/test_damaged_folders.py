@@ -230,15 +230,6 @@ THROUGH_CLI = [d for d in DAMAGES if d[0] in ("epsilon-text", "config-deep", "ge
                                               "index-outside")]
 
 
-def assert_one_line_error(result, fragments):
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("damaged", THROUGH_CLI, ids=[d[0] for d in THROUGH_CLI], indirect=True)
 def test_generate_refuses_with_one_line(damaged):
     folder, fragments = damaged

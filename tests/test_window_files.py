@@ -18,11 +18,10 @@ from tests.helpers import type_and_send, wait_idle
 
 
 @pytest.fixture
-def start_window(qtbot, dirs, tiny_model_dir):  # noqa: F811
+def start_window(show_window, dirs, tiny_model_dir):
     """`make(settings=None)`: the window as app.main opens it, on the history file in dirs/data and the settings
     file in dirs/config, whatever state they are in; `settings` given: those instead of the file's (the tiny
     model, greedy, 12 tokens, unless `model` says otherwise)."""
-    windows = []
 
     def make(wait=True, from_file=False, **settings):
         history, history_problem = open_history(dirs / "data" / "history.sqlite3")
@@ -35,18 +34,9 @@ def start_window(qtbot, dirs, tiny_model_dir):  # noqa: F811
             path, settings_problem = dirs / "config" / "settings.json", None
         window = MainWindow(history, chosen, path, history_problem=history_problem,
                             settings_problem=settings_problem)
-        qtbot.addWidget(window)
-        window.show()
-        windows.append((window, history))
-        if wait:
-            qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
-        return window
+        return show_window(window, history, wait)
 
-    yield make
-    for window, history in windows:
-        if window.isVisible():
-            window.close()
-        history.close()
+    return make
 
 
 def history_file(dirs) -> Path:
