@@ -1,5 +1,9 @@
 """A line that tells a person something: a problem in the error colour, anything else in the text colour
-(not the link blue that `palette(highlight)` gives); and the engine's command-line advice in the window's terms.
+(not the link blue that `palette(highlight)` gives); the engine's command-line advice in the window's terms;
+and `Problem`, what every room sends the banner.
+
+A room reports a failure to the banner in one way: a `problem = Signal(object)` that emits a `Problem`, which
+app.shell.window connects to `Banner.report`. Within a page, a line beside the control (`say`) does instead.
 
 The colour is the label's palette, not a style sheet: a widget with its own style sheet no longer takes its
 parent's font, so a message in the error colour ignored the text size (View > Larger text)."""
@@ -7,6 +11,7 @@ parent's font, so a message in the error colour ignored the text size (View > La
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QLabel
@@ -21,6 +26,16 @@ WINDOW_TERMS = (
     (re.compile(r"name one with --remote-model"), "choose one of its models in Models"),
     (re.compile(r"^gpt2-desktop \w+: "), ""),
 )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A message for the banner (app.shell.banner) about `kind` ("model", "history", "saving", ...); an empty
+    `text` says that kind's problem is over. `conversation`: the one it is about (it goes when another opens)."""
+
+    text: str
+    kind: str = "info"
+    conversation: int | None = None
 
 
 def in_window_terms(message: str) -> str:

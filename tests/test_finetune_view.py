@@ -237,7 +237,7 @@ def test_the_window_lists_the_result_uses_it_and_closing_pauses_a_run(qtbot, ope
     box = window.chat.options.model
     assert box.findData("tiny + letters") >= 0 or box.findText("tiny + letters") >= 0
     view.use_button.click()
-    qtbot.waitUntil(lambda: window._loaded == "tiny + letters" and window.model_info is not None, timeout=60000)
+    qtbot.waitUntil(lambda: window.model.loaded == "tiny + letters" and window.model_info is not None, timeout=60000)
     assert window.tabs.currentIndex() == 0
 
     view.steps.setValue(100000)

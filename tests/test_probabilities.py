@@ -258,7 +258,7 @@ def test_colouring_hovering_and_scrolling_a_2000_token_reply_keep_the_event_loop
 
 
 def spans_of(data):
-    from app.probe.probabilities import spans
+    from app.probe.token_data import spans
 
     return spans(data, strip=True)
 

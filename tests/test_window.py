@@ -407,7 +407,7 @@ def test_a_remembered_model_that_fails_at_start_gives_way_to_the_embedded_one(qt
     assert window.banner.isVisibleTo(window) and missing in text and "No model folder" in text and "embedded" in text
     assert window.chat.send_button.isEnabled()
     assert window.settings.model == missing  # remembered still: a folder on a drive not mounted today comes back
-    window.use_model(str(tiny_model_dir))
+    window.model.use(str(tiny_model_dir))
     qtbot.waitUntil(lambda: window.model_info is not None and window.model_info.folder == tiny_model_dir,
                     timeout=20000)
     assert not window.banner.isVisibleTo(window)
@@ -420,7 +420,7 @@ def test_a_folder_that_fails_to_open_keeps_the_current_model(qtbot, open_window,
     window = open_window()
     bad = tmp_path / "not-a-model"
     bad.mkdir()
-    window.use_model(str(bad))
+    window.model.use(str(bad))
     qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=20000)
     text = window.banner.label.text()
     assert str(bad) in text and "config.json" in text and f"Still using {tiny_model_dir.name}" in text
@@ -527,7 +527,7 @@ def test_an_empty_task_answer_says_what_happened(qtbot, open_window):
     window.requests.finished.connect(lambda _request, done: finished.append(done))
     # Every text stops at once: the answer is empty, as when a model's first token is the stop sequence.
     window.tasks.run_generate.disconnect()
-    window.tasks.run_generate.connect(lambda prompt, settings: window._run_task(
+    window.tasks.run_generate.connect(lambda prompt, settings: window.replies.run_task(
         prompt, {**settings, "temperature": 0.0,
                  "stop": list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\" \n-ABCDEFGHIJKLMNOPQRSTUVWXYZ")}))
     tasks.run_or_stop()
@@ -604,7 +604,7 @@ def test_template_opens_in_notebook(qtbot, open_window):
 def test_file_menu_exports_and_imports_every_message(qtbot, open_window, monkeypatch, tmp_path):
     from PySide6.QtWidgets import QFileDialog
 
-    from app.shell.window import EXPORT_JSON, EXPORT_MARKDOWN
+    from app.chat.dialogs import EXPORT_JSON, EXPORT_MARKDOWN
 
     window = open_window()
     window.chat.composer.insertPlainText("Grüße, 狐 🦊")  # (keyClicks takes ASCII only)

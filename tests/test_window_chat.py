@@ -155,7 +155,7 @@ def test_a_failed_send_leaves_retry_and_the_message_is_sent_again_without_typing
     conv = window.conversations.current_id
     assert [m.role for m in window.history.messages(conv)] == ["user"]
     assert "Retry ›" in window.chat.transcript.toPlainText() and window.chat.draft() == ""
-    window.use_model(str(window.model_info.folder))
+    window.model.use(str(window.model_info.folder))
     qtbot.waitUntil(lambda: window.model_info is not None, timeout=20000)
     window.conversations.retry()
     wait_idle(qtbot, window)
@@ -441,7 +441,7 @@ def test_the_rename_dialog_shows_the_whole_title(qtbot, open_window):
         return fits
 
     got = answer_dialog(qtbot, rename)
-    window.ask_rename()
+    window.dialogs.ask_rename()
     assert got == [True] and window.history.conversation(conv).title == "Fox and crow"
 
 

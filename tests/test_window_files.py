@@ -132,7 +132,7 @@ def test_a_damaged_history_and_a_model_that_fails_are_both_in_the_banner(qtbot, 
     text = banner(window)
     assert "newer gpt2-desktop" in text and "will not be saved" in text and "Using the embedded model" in text
     assert window.banner.open_model.isVisibleTo(window)
-    window.use_model(None)  # the model's problem is over; the history's is not
+    window.model.use(None)  # the model's problem is over; the history's is not
     qtbot.waitUntil(lambda: "could not be loaded" not in banner(window), timeout=20000)
     assert "newer gpt2-desktop" in banner(window) and not window.banner.open_model.isVisibleTo(window)
 
@@ -221,7 +221,7 @@ def test_three_problems_at_800_by_500_are_all_there_to_read_and_the_window_stays
     BROKEN_SETTINGS["a trailing comma"](dirs / "config" / "settings.json")
     window = start_window(from_file=True)
     window.resize(800, 500)
-    window.use_model(str(dirs / "gone"))
+    window.model.use(str(dirs / "gone"))
     qtbot.waitUntil(lambda: len(window.banner.messages()) == 3 and window.model_info is not None, timeout=20000)
     qtbot.wait(50)
     label = window.banner.label

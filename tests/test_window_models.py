@@ -188,7 +188,7 @@ def test_the_welcome_names_the_model_that_answers(qtbot, open_window):
     window = open_window()  # tiny
     text = window.chat.welcome.label.text()
     assert "<b>tiny</b>" in text and "7 million" not in text and "fairy tale" not in text
-    window.use_model(None)
+    window.model.use(None)
     wait_loaded(qtbot, window, embedded_model_folder())
     assert "<b>tales-7m</b>" in window.chat.welcome.label.text() and "7 million" in window.chat.welcome.label.text()
 
@@ -339,7 +339,7 @@ def test_suggesting_is_said_while_it_lasts(qtbot, open_window):
     window = open_window()
     window.conversations.new_notebook()
     window.notebook.set_document("Once upon a time")
-    window._suggest("Once upon a time")
+    window.replies.suggest("Once upon a time")
     assert window.status_bar.currentMessage() == "Suggesting…"
     wait_idle(qtbot, window)
     assert window.status_bar.currentMessage() != "Suggesting…"
@@ -480,7 +480,7 @@ def test_ctrl_comma_puts_the_keyboard_in_the_settings_and_ctrl_5_in_analyses_tex
 
 
 def test_export_and_import_dialogs_open_where_the_last_one_was(qtbot, open_window, dirs, monkeypatch, tmp_path):
-    from app.shell.window import EXPORT_JSON
+    from app.chat.dialogs import EXPORT_JSON
 
     window = open_window()
     type_and_send(qtbot, window, "Hello")
@@ -494,12 +494,12 @@ def test_export_and_import_dialogs_open_where_the_last_one_was(qtbot, open_windo
         return str(exports / "chat.json"), EXPORT_JSON
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", save)
-    window.export_conversation()
-    window.export_all()
+    window.dialogs.export_conversation()
+    window.dialogs.export_all()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda _p, _t, where, _f: (asked.append(where), ("", ""))[1])
-    window.import_conversations()
+    window.dialogs.import_conversations()
     assert asked[1].startswith(str(exports)) and asked[2] == str(exports), asked
     window.close()
     again = open_window(files_folder=AppSettings.load(dirs / "config" / "settings.json").files_folder)
-    again.export_all()
+    again.dialogs.export_all()
     assert asked[3].startswith(str(exports))

@@ -10,9 +10,9 @@ from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
 from app.history.store import Message, speaker
-from app.probe.probabilities import (Colouring, TokenCursor, TokenHover, block_positions, soft_breaks, spans, token_format,
-                               write_broken)
-from app.probe.token_data import ReplyTokens
+from app.probe.probabilities import Colouring, block_positions, token_format, write_broken
+from app.probe.token_cursor import TokenCursor, TokenHover
+from app.probe.token_data import ReplyTokens, soft_breaks, spans
 
 SOFT_BREAK = 400  # characters in a streamed paragraph after which the next sentence starts a new layout block
 HARD_BREAK = 2000  # ... and after which the next space does (a text without sentence ends)

@@ -3,18 +3,18 @@ remote servers the person added."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox,
+                               QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.finetune.runs import finished_runs, made_to_run, remove_run
+from app.models.hub_worker import DownloadWorker
+from app.models.server_dialog import ServerDialog
 from app.models.servers import parse_remote, remote_name
 from app.notice import in_window_terms, say
-from engine.errors import EngineError, HubOffline
+from engine.errors import EngineError
 from engine.store import hub
 from engine.store.local import folder_size, import_folder, local_models, parameter_count, prepared_copies, remove_model
 
@@ -40,100 +40,6 @@ def _size(n: int | None) -> str:
 def _bytes_in(paths: list[Path]) -> int:
     return sum(folder_size(p) if p.is_dir() else p.stat().st_size for p in paths if p.exists())
 
-
-class ServerDialog(QDialog):
-    """Models > Add server…: the address and key stay while the server is asked for its models; if it cannot
-    list them, why is said here and both stay as typed, to correct."""
-
-    check_requested = Signal(str, str)  # address, key
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Add a server")
-        self.url = QLineEdit(placeholderText="http://127.0.0.1:8080/v1")
-        self.url.setAccessibleName("Server address")
-        self.url.setMinimumWidth(self.fontMetrics().horizontalAdvance("https://gpu-box.example.org:8000/v1") + 120)
-        self.key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="if the server needs one")
-        self.key.setAccessibleName("API key")
-        self.note = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
-        self.note.setAccessibleName("What the server said")
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.buttons.button(QDialogButtonBox.Ok).setText("Add")
-        self.buttons.accepted.connect(self._check)
-        self.buttons.rejected.connect(self.reject)
-        form = QFormLayout(self)
-        form.addRow(QLabel("An OpenAI-compatible server: vLLM or TGI on a GPU machine, llama.cpp's server, "
-                           "or gpt2-desktop's own.", wordWrap=True))
-        form.addRow("Address", self.url)
-        form.addRow("API key", self.key)
-        form.addRow(self.note)
-        form.addRow(self.buttons)
-
-    def _check(self) -> None:
-        url = self.url.text().strip()
-        if not url:
-            say(self.note, "Give the server's address, e.g. http://127.0.0.1:8080/v1.", error=True)
-            return
-        say(self.note, f"Asking {url} for its models…")
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
-        self.check_requested.emit(url, self.key.text().strip())
-
-    def failed(self, message: str) -> None:
-        """The server could not list its models: say why; the address and key stay to be corrected."""
-        say(self.note, in_window_terms(message), error=True)
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
-        self.adjustSize()  # as tall as what it says now
-        self.url.setFocus()
-
-
-class DownloadWorker(QObject):
-    """Runs downloads and the reachability check off the GUI thread."""
-
-    progress = Signal(str, int, int, float)  # file, done bytes, total bytes, bytes per second
-    finished = Signal(str, str)  # repo id, folder
-    failed = Signal(str, str, bool)  # repo id, message, hub unreachable
-    hub_status = Signal(bool)
-    server_listed = Signal(str, str, list)  # the server's API address, its key, its models' ids
-    server_failed = Signal(str, str)  # the address as given, message
-
-    def __init__(self):
-        super().__init__()
-        self.cancel_event = threading.Event()
-
-    @Slot(str)
-    def download(self, repo_id: str) -> None:
-        self.cancel_event.clear()
-        try:
-            folder = hub.download_model(
-                repo_id,
-                progress=lambda p: self.progress.emit(p.filename, p.done_bytes, p.total_bytes, p.bytes_per_second),
-                cancel=self.cancel_event,
-            )
-        except EngineError as exc:
-            self.failed.emit(repo_id, str(exc), isinstance(exc, HubOffline))
-            return
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
-            self.failed.emit(repo_id, f"Unexpected error: {exc}", False)
-            return
-        self.finished.emit(repo_id, str(folder))
-
-    @Slot(str, str)
-    def list_server(self, url: str, key: str) -> None:
-        from engine.inference.remote import RemoteEngine
-
-        try:
-            address, models = RemoteEngine.list_models(url, key or None)
-        except EngineError as exc:
-            self.server_failed.emit(url, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
-            self.server_failed.emit(url, f"Unexpected error: {exc}")
-            return
-        self.server_listed.emit(address, key, models)
-
-    @Slot()
-    def check_hub(self) -> None:
-        self.hub_status.emit(hub.hub_reachable())
 
 
 class ModelsView(QWidget):
@@ -466,11 +372,7 @@ class ModelsView(QWidget):
 
     def _on_server_listed(self, url: str, key: str, models: list) -> None:
         if self._adding_in_dialog():
-            self.server_dialog.accept()
-            self.server_dialog.url.clear()
-            self.server_dialog.key.clear()
-            say(self.server_dialog.note, "")
-            self.server_dialog.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+            self.server_dialog.added()
         self.servers[url] = {"key": key, "models": list(models)}
         self.refresh()
         self.servers_changed.emit({u: dict(e) for u, e in self.servers.items()})

@@ -16,9 +16,9 @@ from PySide6.QtGui import (QColor, QKeySequence, QPalette, QShortcut, QSyntaxHig
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.chat.options import ChatOptions
-from app.probe.probabilities import (TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, TokenCursor, TokenHover, readable_on,
-                               spans, token_format)
-from app.probe.token_data import ReplyTokens
+from app.probe.probabilities import TOKEN_INDEX, TOKEN_MESSAGE, Colouring, Legend, readable_on, token_format
+from app.probe.token_cursor import TokenCursor, TokenHover
+from app.probe.token_data import ReplyTokens, spans
 
 # The notebook's own keys (Help > Keyboard shortcuts lists them).
 KEYS = (("Ctrl+Enter", "continue the text (again: stop)"), ("Ctrl+Space", "suggest three short continuations"),

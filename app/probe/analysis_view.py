@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QPlainT
                                QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from app.notice import say
-from app.probe.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, TokenHover, token_format
+from app.probe.probabilities import ANALYSIS, BUCKET_COLOURS, Colouring, Legend, token_format
+from app.probe.token_cursor import TokenHover
 from app.probe.token_data import BUCKET_NAMES, TextAnalysis
 from engine.errors import EngineError
 from engine.inference.analysis import LIMITS

@@ -28,12 +28,12 @@ SEPARATOR = None
 
 MENUS: dict[str, list[Action | None]] = {
     "&File": [
-        Action("Open model folder…", lambda w: w.choose_model_folder(), ("Ctrl+O",)),
-        Action("Use the embedded model", lambda w: w.use_model(None)),
+        Action("Open model folder…", lambda w: w.model.choose_folder(), ("Ctrl+O",)),
+        Action("Use the embedded model", lambda w: w.model.use(None)),
         SEPARATOR,
-        Action("Export conversation…", lambda w: w.export_conversation(), ("Ctrl+E",)),
-        Action("Export all conversations…", lambda w: w.export_all()),
-        Action("Import conversations…", lambda w: w.import_conversations()),
+        Action("Export conversation…", lambda w: w.dialogs.export_conversation(), ("Ctrl+E",)),
+        Action("Export all conversations…", lambda w: w.dialogs.export_all()),
+        Action("Import conversations…", lambda w: w.dialogs.import_conversations()),
         SEPARATOR,
         Action("Quit", lambda w: w.close(), ("Ctrl+Q",)),
     ],
@@ -52,8 +52,8 @@ MENUS: dict[str, list[Action | None]] = {
         Action("Edit the last message", lambda w: w.conversations.edit_last(), ("Ctrl+Shift+E",)),
         Action("Copy the last reply", lambda w: w.conversations.copy_reply(), ("Ctrl+Shift+C",)),
         SEPARATOR,
-        Action("Rename…", lambda w: w.ask_rename(), ("F2",)),
-        Action("Delete…", lambda w: w.ask_delete(), ("Ctrl+Shift+Backspace",)),
+        Action("Rename…", lambda w: w.dialogs.ask_rename(), ("F2",)),
+        Action("Delete…", lambda w: w.dialogs.ask_delete(), ("Ctrl+Shift+Backspace",)),
     ],
     "&View": [
         Action("Conversations", lambda w: w.show_tab(w.splitter), ("Ctrl+1",)),

@@ -14,6 +14,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
 
+from app.notice import Problem
+
 MODEL_KINDS = ("model", "fallback")  # a load failed; the embedded model stands in: "Open model folder…" helps
 # (a remote model that failed to load is "server": another folder would not help there)
 MAX_LINES = 7  # the most lines of text shown at once
@@ -52,6 +54,13 @@ class Banner(QFrame):
         if conversation is not None:
             self._about[kind] = conversation
         self._update()
+
+    def report(self, problem: Problem) -> None:
+        """What a room sent (its `problem` signal): shown, or, with no text, its kind's message taken away."""
+        if problem.text:
+            self.show_message(problem.text, problem.kind, problem.conversation)
+        else:
+            self.hide_kind(problem.kind)
 
     def hide_kind(self, kind: str) -> None:
         """Take away the message about this kind (a model loaded: its loading problem is over)."""

@@ -9,11 +9,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHe
 
 from app.chat import composer, sidebar
 from app.notebook import page as notebook_page
-from app.probe import analysis_view, probabilities
+from app.probe import analysis_view, token_cursor
 from app.shell.actions import menu_shortcuts
 from app.tasks import view as tasks
 
-VIEWS = (("Message box", composer.KEYS), ("Notebook", notebook_page.KEYS), ("Probabilities", probabilities.KEYS),
+VIEWS = (("Message box", composer.KEYS), ("Notebook", notebook_page.KEYS), ("Probabilities", token_cursor.KEYS),
          ("Conversation list", sidebar.KEYS), ("Tasks", tasks.KEYS), ("Analyse", analysis_view.KEYS),
          ("Anywhere", (("Esc", "stop the model writing"),)))
 
