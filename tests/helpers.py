@@ -324,3 +324,96 @@ def notebook_colours(window):
 
 ANALYSE_TEXT = ("The lighthouse keeper counted the ships that passed in the night. Some were late, and some never came; "
                 "he wrote each one into a book that nobody read. ")
+
+
+# The conversation list, a transcript's links and the models, as the window tests drive them.
+EMBEDDED = "tales-7m"  # the embedded model's one name
+
+
+def long_conversation(history, turns=12):
+    conv = history.create_conversation("Long", "chat")
+    for i in range(turns):
+        history.add_message(conv, "user", f"Question {i}: " + "tell me more " * 20)
+        history.add_message(conv, "assistant", f"Answer {i}. " + "The fox ran into the wood. " * 30, model="tiny")
+    return conv
+
+
+def at_end(view) -> bool:
+    bar = view.verticalScrollBar()
+    return bar.maximum() > 0 and bar.value() == bar.maximum()
+
+
+def row_of(window, conversation_id):
+    """The conversation list's row showing a conversation."""
+    from PySide6.QtCore import Qt
+
+    rows = window.sidebar.list
+    return next(i for i in range(rows.count()) if rows.item(i).data(Qt.UserRole) == conversation_id)
+
+
+def click_row(qtbot, window, conversation_id):
+    from PySide6.QtCore import Qt
+
+    rows = window.sidebar.list
+    qtbot.mouseClick(rows.viewport(), Qt.LeftButton,
+                     pos=rows.visualItemRect(rows.item(row_of(window, conversation_id))).center())
+
+
+def order(window):
+    """The conversations' ids in the order the list shows them."""
+    from PySide6.QtCore import Qt
+
+    rows = window.sidebar.list
+    return [rows.item(i).data(Qt.UserRole) for i in range(rows.count())]
+
+
+def stored_tokens(window, message_id):
+    from app.probe.token_data import ReplyTokens
+
+    blob = window.history.tokens([message_id]).get(message_id)
+    return ReplyTokens.decode(blob) if blob else None
+
+
+def link_span(view, href):
+    """Where a link of the transcript is: its first and last position."""
+    places, block = [], view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if fragment.charFormat().anchorHref() == href:
+                places += [fragment.position(), fragment.position() + fragment.length()]
+            it += 1
+        block = block.next()
+    return min(places), max(places)
+
+
+def click_link(qtbot, view, href):
+    """Click a link of the transcript (scrolled into view first), as a person does."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QTextCursor
+
+    start, end = link_span(view, href)
+    cursor = QTextCursor(view.document())
+    cursor.setPosition((start + end) // 2)
+    view.setTextCursor(cursor)
+    view.ensureCursorVisible()
+    rect = view.cursorRect(cursor)
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=QPoint(rect.x(), rect.center().y()))
+
+
+def focused():
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.focusWidget()
+
+
+def wait_loaded(qtbot, window, folder=None, timeout=30000):
+    qtbot.waitUntil(lambda: window.model_info is not None and (folder is None or window.model_info.folder == folder),
+                    timeout=timeout)
+
+
+def choose(box, data) -> None:
+    """Pick the item of a combo box as a person does (its `activated`)."""
+    box.setCurrentIndex(box.findData(data))
+    box.activated.emit(box.currentIndex())

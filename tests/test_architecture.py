@@ -184,9 +184,16 @@ def test_qt_free_app_modules_load_without_qt():
     assert result.stdout.strip() == "[]", result.stdout
 
 
+def test_the_app_tests_mirror_the_app_packages():
+    tests = Path(__file__).resolve().parent / "app"
+    folders = {p.parent.relative_to(tests).parts[0] for p in tests.rglob("test_*.py") if p.parent != tests}
+    assert folders, "the window's tests live in tests/app/<package>/"
+    assert not {f for f in folders if not (ROOT / "app" / f / "__init__.py").is_file()}, folders
+
+
 def test_no_test_module_imports_another():
     tests = Path(__file__).resolve().parent
-    modules = {f"tests.{p.stem}": p for p in tests.glob("*.py")}
+    modules = {".".join(("tests",) + p.relative_to(tests).with_suffix("").parts): p for p in tests.rglob("*.py")}
     wrong = {}
     for name, path in modules.items():
         test_modules = sorted(m for m in imports_of(path, modules) if m.split(".")[-1].startswith("test_"))

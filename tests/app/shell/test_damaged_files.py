@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from app.history.store import open_history
+from app.history.store import History, HistoryError, open_history
 from app.settings import AppSettings
 from app.shell.window import MainWindow
-from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
-from tests.helpers import type_and_send, wait_idle
+from tests.helpers import (_garbage_at, fill_disk, remount_read_only, small_disk, type_and_send, wait_idle,
+                           write_history, HISTORY_DAMAGE)
 
 
 @pytest.fixture
@@ -51,6 +52,48 @@ def digest(path) -> str:
 
 def banner(window) -> str:
     return window.banner.label.text() if window.banner.isVisibleTo(window) else ""
+
+
+# the settings file
+
+BROKEN_SETTINGS = {
+    "a trailing comma": lambda path: path.write_text(
+        '{\n  "temperature": 1.25,\n'
+        '  "servers": {"http://gpu:8000/v1": {"key": "sk-secret", "models": ["gpt2"]}},\n}\n'),
+    "not an object": lambda path: path.write_text('["temperature", 1.25]'),
+    "unreadable (a folder in its place)": lambda path: (path / "inside").mkdir(parents=True),
+    "not UTF-8": lambda path: path.write_bytes(b'{"model": "caf\xe9"}'),
+}
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "newer"])
+def test_unusable_history_file_is_kept_and_reported(qtbot, dirs, kind):
+    path = dirs / "history.sqlite3"
+    if kind == "corrupt":
+        path.write_bytes(b"this is not a database" * 100)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE conversations (id INTEGER PRIMARY KEY)")
+            db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY)")
+            db.execute("PRAGMA user_version = 99")
+    before = path.read_bytes()
+    with pytest.raises(HistoryError, match="newer" if kind == "newer" else "not a readable"):
+        History(path)
+    assert path.read_bytes() == before
+    window = MainWindow(History(":memory:"), AppSettings(model=str(dirs / "none")), dirs / "s.json",
+                        history_problem="History problem here.")
+    qtbot.addWidget(window)
+    assert "History problem here." in window.banner.label.text()
+    window.close()
+
+
+def test_settings_file_with_bad_values_gives_defaults(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"temperature": "hot", "top_k": 5, "seed": 3, "unknown": 1}))
+    s = AppSettings.load(path)
+    assert s.temperature == AppSettings().temperature and s.top_k == 5 and s.seed == 3
+    path.write_text("{broken")
+    assert AppSettings.load(path) == AppSettings()
 
 
 # the history
@@ -135,18 +178,6 @@ def test_a_damaged_history_and_a_model_that_fails_are_both_in_the_banner(qtbot, 
     window.model.use(None)  # the model's problem is over; the history's is not
     qtbot.waitUntil(lambda: "could not be loaded" not in banner(window), timeout=20000)
     assert "newer gpt2-desktop" in banner(window) and not window.banner.open_model.isVisibleTo(window)
-
-
-# the settings file
-
-BROKEN_SETTINGS = {
-    "a trailing comma": lambda path: path.write_text(
-        '{\n  "temperature": 1.25,\n'
-        '  "servers": {"http://gpu:8000/v1": {"key": "sk-secret", "models": ["gpt2"]}},\n}\n'),
-    "not an object": lambda path: path.write_text('["temperature", 1.25]'),
-    "unreadable (a folder in its place)": lambda path: (path / "inside").mkdir(parents=True),
-    "not UTF-8": lambda path: path.write_bytes(b'{"model": "caf\xe9"}'),
-}
 
 
 @pytest.mark.parametrize("how", BROKEN_SETTINGS)

@@ -4,17 +4,30 @@ last message, copy the reply, next and previous conversation."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from app.shell.actions import MENUS, menu_shortcuts
+from app.shell.actions import menu_shortcuts, MENUS
 from app.shell.shortcuts_page import ShortcutsPage, all_shortcuts
 from tests.helpers import type_and_send, wait_idle
 
 
 def every_key() -> list[str]:
     return [QKeySequence(k).toString() for rows in MENUS.values() for row in rows if row for k in row.keys]
+
+
+def press(qtbot, window, key, modifiers=Qt.NoModifier) -> None:
+    """A key as a person presses it: to the widget with the keyboard focus (the message box, say)."""
+    qtbot.keyClick(QApplication.focusWidget() or window, key, modifiers)
+
+
+def test_keyboard_shortcuts(qtbot, open_window):
+    window = open_window()
+    qtbot.keyClick(window, Qt.Key_Comma, Qt.ControlModifier)
+    assert window.settings_dock.isVisible()
+    qtbot.keyClick(window, Qt.Key_F, Qt.ControlModifier)
+    assert window.sidebar.search.hasFocus()
 
 
 def test_no_two_commands_share_a_shortcut():
@@ -50,11 +63,6 @@ def test_f1_opens_the_shortcuts_page(qtbot, open_window):
     QTimer.singleShot(300, look)
     qtbot.keyClick(window, Qt.Key_F1)
     assert isinstance(seen[0], ShortcutsPage) and seen[0].table.rowCount() == len(all_shortcuts())
-
-
-def press(qtbot, window, key, modifiers=Qt.NoModifier) -> None:
-    """A key as a person presses it: to the widget with the keyboard focus (the message box, say)."""
-    qtbot.keyClick(QApplication.focusWidget() or window, key, modifiers)
 
 
 def test_the_keyboard_regenerates_copies_edits_and_moves_between_conversations(qtbot, open_window):

@@ -228,7 +228,7 @@ def test_an_in_memory_history_works():
     h.close()
 
 
-FIXTURE = Path(__file__).parent / "fixtures" / "history-0.1.0.sqlite3"  # written by the 0.1.0 code itself
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "history-0.1.0.sqlite3"  # written by the 0.1.0 code itself
 
 
 MESSAGES_0_1_0 = ("SELECT id, conversation_id, role, content, created_at, model, settings, stop_reason FROM messages "

@@ -6,7 +6,7 @@ from pathlib import Path
 from app.identity import window_icon
 from app.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_is_pyprojects(capsys):

@@ -1,17 +1,56 @@
-"""A remote server's models in the window: Models > Add server lists them, Use makes one the chat's model,
-replies come from the server, named with it, a server that goes away mid-reply leaves the text written so
-far, marked; a conversation longer than the server's window loses its oldest turns as a local one does.
-The server is our own `gpt2-desktop serve`, a real process on 127.0.0.1."""
+"""Remote servers in the window (app.models.servers, app.models.server_dialog): Models > Add server lists a
+server's models, Use makes one the chat's model, replies come from it; a server that cannot be reached keeps
+what was typed and is not offered a model folder; a long remote conversation leaves its oldest turns out."""
 
 from __future__ import annotations
 
 import re
 import signal
 
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLineEdit
+
 from app.history.transfer import to_markdown
 from app.models.servers import remote_name
-from tests.helpers import running_server
-from tests.helpers import type_and_send, wait_idle
+from engine.store.local import embedded_model_folder
+from tests.helpers import running_server, type_and_send, wait_idle, wait_loaded
+
+
+# 7: messages in the window's terms, the Add server dialog, the banner
+
+
+def test_the_add_server_dialog_keeps_the_address_and_key_when_the_check_fails(qtbot, open_window, tiny_model_dir,
+                                                                             tmp_path):
+    with running_server(tiny_model_dir, tmp_path, "--api-key", "right") as server:
+        window = open_window()
+
+        def fill():  # as a person does: the two fields by their names, then Add
+            dialog = QApplication.activeModalWidget()
+            fields = {field.accessibleName(): field for field in dialog.findChildren(QLineEdit)}
+            fields["Server address"].setText(server.base_url)
+            fields["API key"].setText("wrong")
+            dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+
+        QTimer.singleShot(100, fill)
+        window.models.ask_add_server()  # (it waited here for the dialog, which closed whatever the server said)
+        dialog = window.models.server_dialog
+        qtbot.waitUntil(lambda: dialog is not None and "refused" in dialog.note.text(), timeout=20000)
+        assert dialog.isVisible() and dialog.url.text() == server.base_url and dialog.key.text() == "wrong"
+        assert "--api-key" not in dialog.note.text() and "API key" in dialog.note.text()
+        assert dialog.url.width() >= dialog.url.fontMetrics().horizontalAdvance(server.base_url)
+        dialog.key.setText("right")
+        dialog.buttons.accepted.emit()
+        qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=20000)
+        assert window.models.row_of(remote_name("tiny", server.base_url)) is not None
+
+
+def test_a_server_that_cannot_be_reached_is_not_offered_a_model_folder(qtbot, open_window):
+    url = "http://127.0.0.1:9/v1"  # nothing listens there
+    window = open_window(model=remote_name("gpt2-xl", url), servers={url: {"key": "", "models": ["gpt2-xl"]}},
+                         wait=False)
+    wait_loaded(qtbot, window, embedded_model_folder())
+    assert window.banner.isVisibleTo(window) and "Cannot reach" in window.banner.label.text()
+    assert not window.banner.open_model.isVisibleTo(window)  # another folder would not help
 
 
 def test_a_servers_models_are_listed_used_and_remembered(qtbot, open_window, wide_model_dir, tmp_path):  # noqa: F811
