@@ -130,7 +130,8 @@ def test_the_engine_never_imports_the_app():
 APP_TOP_LEVEL_AT_MOST = 8
 # Modules without Qt: the history, the token data, the runs, the servers, the settings file, the presets. They
 # are used from the command line (`gpt2-desktop history`) and tested without a QApplication.
-QT_FREE = ("app.history.store", "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
+QT_FREE = ("app.history.store", "app.history.schema", "app.history.records", "app.history.errors",
+           "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
            "app.models.servers", "app.settings", "app.chat.presets", "app.version")
 QT = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
 

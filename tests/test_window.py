@@ -9,7 +9,8 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, Qt
 from PySide6.QtGui import QTextCursor
 
-from app.history.store import History, HistoryError
+from app.history.errors import HistoryError
+from app.history.store import History
 from app.settings import AppSettings
 from app.shell.window import MainWindow
 from engine.store.local import embedded_model_folder

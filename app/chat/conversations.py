@@ -23,7 +23,9 @@ from app.chat.page import ChatPage
 from app.chat.presets import sampling_for
 from app.chat.sidebar import Sidebar
 from app.engine_link.requests import ActiveRequest, RequestController
-from app.history.store import FIRST, Conversation, History, HistoryError, Message
+from app.history.errors import HistoryError
+from app.history.records import Conversation, Message
+from app.history.store import FIRST, History
 from app.notebook.page import Continuation, NotebookPage
 from app.probe.probabilities import Colouring
 from app.probe.token_data import TOP, Choice, ReplyTokens
@@ -58,7 +60,7 @@ class ConversationController(QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
     model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
-    problem = Signal(str)  # the history failed (app.history.store.HistoryError's message)
+    problem = Signal(str)  # the history failed (app.history.errors.HistoryError's message)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):

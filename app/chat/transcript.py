@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
-from app.history.store import Message, speaker
+from app.history.records import Message, speaker
 from app.probe.probabilities import (Colouring, TokenCursor, TokenHover, block_positions, soft_breaks, spans, token_format,
                                write_broken)
 from app.probe.token_data import ReplyTokens

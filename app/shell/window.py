@@ -23,7 +23,8 @@ from app.engine_link.requests import ActiveRequest, RequestController
 from app.engine_link.worker import ModelInfo
 from app.finetune.runs import finished_runs
 from app.finetune.view import FinetuneView
-from app.history.store import History, HistoryError
+from app.history.errors import HistoryError
+from app.history.store import History
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.models.servers import parse_remote, remote_name
 from app.models.view import ModelsView
