@@ -35,7 +35,6 @@ from engine.inference.chat import Turn, format_chat
 
 TITLE_LENGTH = 48
 NOTEBOOK_TITLE = "Notebook"  # a new notebook's, until it has words to be named after
-CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
 
 
 def _reporting(method):
@@ -66,7 +65,7 @@ class ConversationController(QObject):
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
         super().__init__(parent)
         self.history, self.settings, self.requests = history, settings, requests
-        self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages
+        self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages  # pages: chat, notebook
         self.current_id: int | None = None
         self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
@@ -283,12 +282,12 @@ class ConversationController(QObject):
 
     def show_mode(self, mode: str) -> None:
         """Show the chat or the notebook page (and remember which, for the next start)."""
-        self.pages.setCurrentIndex(CHAT_PAGE if mode == "chat" else NOTEBOOK_PAGE)
+        self.pages.setCurrentWidget(self.chat if mode == "chat" else self.notebook)
         self.settings.mode = mode
 
     def focus_page(self) -> None:
         """Put the keyboard focus where a person writes on the page shown: the message box or the notebook."""
-        if self.pages.currentIndex() == CHAT_PAGE:
+        if self.pages.currentWidget() is self.chat:
             self.chat.focus_composer()
         else:
             self.notebook.focus_editor()
@@ -423,7 +422,7 @@ class ConversationController(QObject):
         self.colouring = colouring
         self.chat.set_colouring(colouring)
         self.notebook.set_colouring(colouring)
-        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE and not self._streaming_here():
+        if self.current_id is not None and self.pages.currentWidget() is self.chat and not self._streaming_here():
             self.show_messages(self.history.messages(self.current_id))
 
     def _streaming_here(self) -> bool:
@@ -588,7 +587,7 @@ class ConversationController(QObject):
         self.notebook.cancel_autosave()
         if self.notebook.continuing():
             return
-        conv = self._current() if self.pages.currentIndex() == NOTEBOOK_PAGE else None
+        conv = self._current() if self.pages.currentWidget() is self.notebook else None
         if conv is not None and conv.document != self.notebook.document():  # (unchanged: its place in the list stays)
             self.history.set_document(conv.id, self.notebook.document())
             self._title_notebook(conv.id, self.notebook.document())
@@ -690,5 +689,5 @@ class ConversationController(QObject):
     def forget_failed(self) -> None:
         """A request failed: the notebook is editable again, the chat shows what was saved."""
         self.notebook.end_continuation()
-        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE:
+        if self.current_id is not None and self.pages.currentWidget() is self.chat:
             self.show_messages(self.history.messages(self.current_id))
