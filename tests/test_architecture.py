@@ -132,7 +132,8 @@ APP_TOP_LEVEL_AT_MOST = 8
 # are used from the command line (`gpt2-desktop history`) and tested without a QApplication.
 QT_FREE = ("app.history.store", "app.history.schema", "app.history.records", "app.history.errors",
            "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
-           "app.models.servers", "app.settings", "app.chat.presets", "app.version")
+           "app.models.servers", "app.settings", "app.chat.presets", "app.chat.prompts", "app.chat.titles",
+           "app.chat.reporting", "app.version")
 QT = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
 
 

@@ -16,9 +16,10 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QInputDialog, QMainWindow, QMessageBox,
                                QScrollArea, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
 
-from app.chat.conversations import ConversationController, title_from
+from app.chat.conversations import ConversationController
 from app.chat.page import ChatPage
 from app.chat.sidebar import Sidebar
+from app.chat.titles import title_from
 from app.engine_link.requests import ActiveRequest, RequestController
 from app.engine_link.worker import ModelInfo
 from app.finetune.runs import finished_runs
