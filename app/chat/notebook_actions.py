@@ -12,6 +12,7 @@ from __future__ import annotations
 from app.chat.presets import sampling_for
 from app.chat.reporting import reporting
 from app.chat.titles import NOTEBOOK_TITLE, title_from
+from app.engine_link.requests import ActiveRequest
 from app.probe.token_data import TOP, Choice, ReplyTokens
 
 
@@ -47,8 +48,7 @@ class NotebookActions:
             self.refresh()
         self.store_document()
         self.notebook.begin_continuation()
-        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
-        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
+        self._start_continuation(self.notebook.document())
 
     @reporting
     def pick_notebook_alternative(self, message_id: int, index: int, choice: Choice) -> None:
@@ -67,7 +67,11 @@ class NotebookActions:
         self.notebook.replace_from(position, choice.text)
         self.history.set_document(self.current_id, head)  # what the continuation is written after
         self.notebook.begin_continuation(start=position)
-        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
-        request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
-                                         prefix=picked)
+        request = self._start_continuation(head, prefix=picked)
         request.replaces = old.id if old is not None else None
+
+    def _start_continuation(self, text: str, prefix: ReplyTokens | None = None) -> ActiveRequest:
+        """Let the model write on after `text` in the open notebook (and after the tokens of `prefix`), with the
+        notebook's preset over the settings panel's values (the panel's stops too)."""
+        settings = sampling_for(self._current().preset, self.settings.sampling())
+        return self.requests.generate("notebook", text, settings, self.current_id, top_logprobs=TOP, prefix=prefix)

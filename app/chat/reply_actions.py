@@ -85,8 +85,7 @@ class ReplyActions:
         if message is None:
             return
         if action == "copy":
-            QGuiApplication.clipboard().setText(message.content)
-            self.status.emit("Copied", 2000)
+            self._copy(message.content)
         elif action == "regenerate":
             self.regenerate(message_id)
         elif action == "continue":
@@ -119,7 +118,10 @@ class ReplyActions:
         if at is None:
             self.status.emit("There is no reply here to copy.", 3000)
             return
-        QGuiApplication.clipboard().setText(messages[at].content)
+        self._copy(messages[at].content)
+
+    def _copy(self, text: str) -> None:
+        QGuiApplication.clipboard().setText(text)
         self.status.emit("Copied", 2000)
 
     @reporting
