@@ -28,6 +28,9 @@ WINDOW_TERMS = (
 )
 
 
+NOT_SAVED = " This session's conversations will not be saved to it."  # after why the history is not the file
+
+
 @dataclass(frozen=True)
 class Problem:
     """A message for the banner (app.shell.banner) about `kind` ("model", "history", "saving", ...); an empty

@@ -128,10 +128,13 @@ def test_the_engine_never_imports_the_app():
 # The app: packages by feature (app/chat/, app/probe/, ... see docs/ARCHITECTURE.md), the window in app/shell/,
 # and on top only the entry point and the few modules every package shares.
 APP_TOP_LEVEL_AT_MOST = 8
-# Modules without Qt: the history, the token data, the runs, the servers, the settings file, the presets. They
-# are used from the command line (`gpt2-desktop history`) and tested without a QApplication.
-QT_FREE = ("app.history.store", "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
-           "app.models.servers", "app.settings", "app.chat.presets", "app.version")
+# Modules without Qt: the history, the token data, the runs, the servers, the settings file, the presets, the
+# chat's prompts, titles and its slots' error reporting. They are used from the command line (`gpt2-desktop
+# history`) and tested without a QApplication.
+QT_FREE = ("app.history.store", "app.history.schema", "app.history.records", "app.history.errors",
+           "app.history.transfer", "app.probe.token_data", "app.finetune.runs",
+           "app.models.servers", "app.settings", "app.chat.presets", "app.chat.prompts", "app.chat.titles",
+           "app.chat.reporting", "app.version")
 QT = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
 
 

@@ -9,62 +9,51 @@ The history can fail under it (a full or read-only disk, a page found damaged): 
 HistoryError, which each of the controller's slots turns into the `problem` signal (for the window's
 banner) instead of an error out of the event loop. A history found damaged goes on, empty, in memory
 (History.detached): the conversation shown then is gone, and a reply being written is no longer saved.
+
+ConversationController is this module's (which conversation is open, opened, made, renamed or deleted; its own
+model, preset and preamble; the kept token data and the token counts shown; the unsent message kept) with three
+parts it mixes in: app.chat.reply_actions (send, and regenerate, continue, retry, copy, edit and the versions of a
+reply), app.chat.notebook_actions (the notebook's text kept and continued) and app.chat.saving (what a request
+wrote, saved to the history). What a request asks the engine is app.chat.prompts'.
 """
 
 from __future__ import annotations
 
-import functools
-
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QStackedWidget
 
+from app.chat.notebook_actions import NotebookActions
 from app.chat.page import ChatPage
-from app.chat.presets import sampling_for
+from app.chat.prompts import prompt_tokens, turns_of
+from app.chat.reply_actions import ReplyActions
+from app.chat.reporting import reporting
+from app.chat.saving import ReplySaving
 from app.chat.sidebar import Sidebar
-from app.engine_link.requests import ActiveRequest, RequestController
-from app.history.store import FIRST, Conversation, History, HistoryError, Message
+from app.chat.titles import NEW_CHAT, NOTEBOOK_TITLE, title_from
+from app.engine_link.requests import RequestController
+from app.history.errors import HistoryError
+from app.history.records import Conversation, Message
+from app.history.store import FIRST, History
 from app.notebook.page import Continuation, NotebookPage
+from app.notice import NOT_SAVED, Problem
 from app.probe.probabilities import Colouring
-from app.probe.token_data import TOP, Choice, ReplyTokens
+from app.probe.token_data import ReplyTokens
 from app.settings import AppSettings
 from engine.core.tokenizer import GPT2Tokenizer
-from engine.inference.chat import Turn, format_chat
-
-TITLE_LENGTH = 48
-NOTEBOOK_TITLE = "Notebook"  # a new notebook's, until it has words to be named after
-CHAT_PAGE, NOTEBOOK_PAGE = 0, 1  # in `pages`
+from engine.inference.chat import Turn
 
 
-def _reporting(method):
-    """A slot whose HistoryError becomes the controller's `problem` signal (what it did before stays done)."""
-    @functools.wraps(method)
-    def slot(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except HistoryError as exc:
-            self.history_failed(exc)
-            return None
-    return slot
-
-
-def title_from(text: str) -> str:
-    """A conversation's title from its first message: one line, at most TITLE_LENGTH characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
-
-
-class ConversationController(QObject):
+class ConversationController(ReplyActions, NotebookActions, ReplySaving, QObject):
     status = Signal(str, int)  # a message for the status bar, shown for so many milliseconds
     changed = Signal()  # another conversation is open (or none), or the open one has a new message
     model_wanted = Signal(str)  # the open conversation is written with this model (its name; "": none of its own)
-    problem = Signal(str)  # the history failed (app.history.store.HistoryError's message)
+    problem = Signal(object)  # app.notice.Problem: the history failed (a HistoryError's message)
 
     def __init__(self, history: History, settings: AppSettings, requests: RequestController, sidebar: Sidebar,
                  chat: ChatPage, notebook: NotebookPage, pages: QStackedWidget, parent: QObject | None = None):
         super().__init__(parent)
         self.history, self.settings, self.requests = history, settings, requests
-        self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages
+        self.sidebar, self.chat, self.notebook, self.pages = sidebar, chat, notebook, pages  # pages: chat, notebook
         self.current_id: int | None = None
         self.tokenizer: GPT2Tokenizer | None = None  # the loaded model's, to count a conversation's tokens
         self.colouring: Colouring | None = None  # replies coloured by what the model predicted (None: plain)
@@ -76,7 +65,7 @@ class ConversationController(QObject):
         for signal in (requests.started, requests.finished, requests.failed):
             signal.connect(self._show_writing)
 
-    @_reporting
+    @reporting
     def current(self) -> Conversation | None:
         return self._current()
 
@@ -94,9 +83,9 @@ class ConversationController(QObject):
             self.notebook.set_document("")
             self.refresh()
             self.changed.emit()
-        self.problem.emit(str(exc))
+        self.problem.emit(Problem(str(exc) + (NOT_SAVED if self.history.detached is not None else ""), "history"))
 
-    @_reporting
+    @reporting
     def start(self, mode: str) -> None:
         """At start: open the most recent conversation, or show the page last used, empty, to type in."""
         conversations = self.history.conversations()
@@ -106,7 +95,7 @@ class ConversationController(QObject):
             self.show_mode(mode)
             self.focus_page()
 
-    @_reporting
+    @reporting
     def context_tokens(self) -> int | None:
         """Tokens of the prompt the open conversation makes for the loaded model (None: nothing to count)."""
         conv, model = self._current(), self.requests.model
@@ -122,15 +111,9 @@ class ConversationController(QObject):
         messages = self.history.messages(conv.id)
         if not messages:
             return 0
-        return len(self.tokenizer.encode(format_chat(self._turns(conv, messages), model.chat_style).text))
+        return prompt_tokens(self.tokenizer, turns_of(conv, messages), model.chat_style)
 
-    @staticmethod
-    def _turns(conv: Conversation | None, messages: list[Message]) -> list[Turn]:
-        """A conversation as turns for the prompt: its preamble (a system turn) first, if it has one."""
-        preamble = [Turn("system", conv.preamble)] if conv is not None and conv.preamble.strip() else []
-        return preamble + [Turn(m.role, m.content) for m in messages]
-
-    @_reporting
+    @reporting
     def count_draft(self) -> None:
         """The live count under the message box: the message's tokens, and the prompt the conversation would
         make with it, against the model's window."""
@@ -146,13 +129,13 @@ class ConversationController(QObject):
         if self.chat.editing_id is not None:  # an edit replaces its message and what follows
             messages = messages[:next((i for i, m in enumerate(messages) if m.id == self.chat.editing_id),
                                       len(messages))]
-        turns = self._turns(self._current(), messages) + ([Turn("user", draft)] if draft.strip() else [])
-        total = len(self.tokenizer.encode(format_chat(turns, model.chat_style).text)) if turns else 0
+        turns = turns_of(self._current(), messages) + ([Turn("user", draft)] if draft.strip() else [])
+        total = prompt_tokens(self.tokenizer, turns, model.chat_style) if turns else 0
         self.chat.show_count(len(self.tokenizer.encode(draft)), total, model.context_window)
 
     # which conversation
 
-    @_reporting
+    @reporting
     def refresh(self) -> None:
         """Refill the sidebar (what the search matches, most recent first, with where it matched)."""
         search = self.sidebar.search_text()
@@ -165,7 +148,7 @@ class ConversationController(QObject):
         writing = active is not None and active.kind in ("chat", "notebook")
         self.sidebar.set_writing(active.conversation_id if writing else None)
 
-    @_reporting
+    @reporting
     def open(self, conversation_id: int, focus: bool = True, collapse: bool = True) -> None:
         """Show a conversation; `focus` puts the keyboard in its message box or notebook; `collapse` closes the
         preamble box (not when the chat is made for what is being written there)."""
@@ -214,12 +197,12 @@ class ConversationController(QObject):
         self.changed.emit()
         self.model_wanted.emit(conv.model or "")
 
-    @_reporting
+    @reporting
     def next_conversation(self) -> None:
         """Open the conversation below the open one in the list."""
         self._open_neighbour(1)
 
-    @_reporting
+    @reporting
     def previous_conversation(self) -> None:
         """Open the conversation above the open one in the list."""
         self._open_neighbour(-1)
@@ -235,7 +218,7 @@ class ConversationController(QObject):
         """Keep options with the open chat (or notebook); with none open, a new one is made with them (and
         opened: a notebook with what was written on its page)."""
         if self.current_id is None or self._current().mode != mode:
-            made = self.history.create_conversation("New chat" if mode == "chat" else NOTEBOOK_TITLE, mode)
+            made = self.history.create_conversation(NEW_CHAT if mode == "chat" else NOTEBOOK_TITLE, mode)
             self.history.set_options(made, **options)
             if mode == "notebook":
                 self.history.set_document(made, self.notebook.document())
@@ -244,7 +227,7 @@ class ConversationController(QObject):
         else:
             self.history.set_options(self.current_id, **options)
 
-    @_reporting
+    @reporting
     def choose_model(self, name: str, mode: str = "chat") -> None:
         """The open chat (or notebook, `mode`) is written with `name` from now on ("": with whatever model is in
         use)."""
@@ -252,13 +235,13 @@ class ConversationController(QObject):
         if name:
             self.model_wanted.emit(name)
 
-    @_reporting
+    @reporting
     def choose_preset(self, name: str, mode: str = "chat") -> None:
         self._set_options(mode, preset=name or None)
         self.status.emit(f"This {'notebook' if mode == 'notebook' else 'conversation'} samples with "
                          f"{name or 'the settings panel'}.", 3000)
 
-    @_reporting
+    @reporting
     def forget_models(self, names: list[str]) -> None:
         """Models that are gone (removed or forgotten in Models): the conversations written with them keep no model
         of their own any more (the one in use writes there)."""
@@ -271,7 +254,7 @@ class ConversationController(QObject):
         elif conv is not None:
             self.chat.show_options(conv.model, conv.preset, conv.preamble, collapse=False)
 
-    @_reporting
+    @reporting
     def store_preamble(self, text: str) -> None:
         conv = self._current()
         if conv is None and not text.strip() or conv is not None and conv.preamble == text:
@@ -281,21 +264,21 @@ class ConversationController(QObject):
 
     def show_mode(self, mode: str) -> None:
         """Show the chat or the notebook page (and remember which, for the next start)."""
-        self.pages.setCurrentIndex(CHAT_PAGE if mode == "chat" else NOTEBOOK_PAGE)
+        self.pages.setCurrentWidget(self.chat if mode == "chat" else self.notebook)
         self.settings.mode = mode
 
     def focus_page(self) -> None:
         """Put the keyboard focus where a person writes on the page shown: the message box or the notebook."""
-        if self.pages.currentIndex() == CHAT_PAGE:
+        if self.pages.currentWidget() is self.chat:
             self.chat.focus_composer()
         else:
             self.notebook.focus_editor()
 
-    @_reporting
+    @reporting
     def new_chat(self) -> None:
-        self._new("New chat", "chat")
+        self._new(NEW_CHAT, "chat")
 
-    @_reporting
+    @reporting
     def new_notebook(self) -> None:
         self._new(NOTEBOOK_TITLE, "notebook")
 
@@ -310,12 +293,12 @@ class ConversationController(QObject):
         self.open(empty if empty is not None else self.history.create_conversation(title, mode))
         self.focus_page()
 
-    @_reporting
+    @reporting
     def rename(self, conversation_id: int, title: str) -> None:
         self.history.rename_conversation(conversation_id, title)
         self.refresh()
 
-    @_reporting
+    @reporting
     def delete(self, conversation_id: int) -> None:
         active = self.requests.active
         if active is not None and active.conversation_id == conversation_id:
@@ -346,59 +329,13 @@ class ConversationController(QObject):
             self.status.emit(problem, 8000)
         return problem is None
 
-    # chat
-
-    @_reporting
-    def send(self) -> None:
-        """Send what is in the message box (or resend the message being edited) and start the reply."""
-        text = self.chat.draft().strip()
-        if not text or not self._ready():
-            return
-        if self.current_id is None or self._current().mode != "chat":
-            self.current_id = self.history.create_conversation(title_from(text), "chat")
-            self.show_mode("chat")
-        conv = self._current()
-        if self.chat.editing_id is not None:
-            # The edited message becomes a new version of its turn; the old one keeps the turns after it.
-            edited = next(m for m in self.history.messages(self.current_id) if m.id == self.chat.editing_id)
-            self.history.add_message(self.current_id, "user", text, after=edited.parent_id or FIRST)
-            self.chat.cancel_edit()  # the unsent message set aside for the edit comes back
-        else:
-            if conv.title == "New chat" and not self.history.messages(conv.id):
-                self.history.rename_conversation(conv.id, title_from(text))
-            self.history.add_message(self.current_id, "user", text)
-            self.chat.clear_draft()
-        self.store_draft()
-        self.refresh()
-        self._start_chat_reply()
-
-    def _start_chat_reply(self, messages: list[Message] | None = None, prefix: ReplyTokens | None = None,
-                          written: str = "") -> None:
-        """Write a reply after `messages` (default: the conversation as shown), starting with the tokens of
-        `prefix` if given (an alternative picked in an earlier version, or a reply to continue), or with the text
-        `written` (a reply to continue whose tokens were not kept)."""
-        messages = self.history.messages(self.current_id) if messages is None else messages
-        conv = self._current()
-        prompt = format_chat(self._turns(conv, messages), self.requests.model.chat_style)
-        self.show_messages(messages, to_end=True, writing=True)
-        self.chat.begin_stream(self._writer())
-        sampling = sampling_for(conv.preset, self.settings.sampling())
-        stops = list(dict.fromkeys([*prompt.stop, *sampling["stop"]]))  # the next turn's, and the panel's
-        settings = {**sampling, "stop": stops}
-        joint = " " if written and prompt.text.endswith(":") else ""  # "Assistant:" then the reply's words
-        request = self.requests.generate("chat", prompt.text + joint + written, settings, self.current_id,
-                                         top_logprobs=TOP, prefix=prefix)
-        request.reply_after = messages[-1].id if messages else None
-        if written:
-            request.prefix = joint + written
-        if prefix is not None or written:
-            self.chat.append(request.prefix.lstrip())
+    # the chat
 
     def _writer(self) -> str:
         """The name of the model writing the reply (the loaded one; a remote one with its server)."""
         return self.requests.model.writer if self.requests.model else "Assistant"
 
-    @_reporting
+    @reporting
     def show_messages(self, messages: list[Message], to_end: bool = False, writing: bool = False, **place) -> None:
         """Show a thread, with `‹ 2/3 ›` beside each turn that has versions (`to_end`: at its end), its replies
         coloured by their kept tokens while the colouring is on (read once, never recomputed). `writing`: a
@@ -415,150 +352,20 @@ class ConversationController(QObject):
                 self._decoded[message_id] = ReplyTokens.decode(blobs[message_id]) if message_id in blobs else None
         return {i: self._decoded[i] for i in message_ids if self._decoded.get(i) is not None}
 
-    @_reporting
+    @reporting
     def set_colouring(self, colouring: Colouring | None) -> None:
         """Colour replies and continuations by what the model predicted (None: as before), and show it now."""
         self.colouring = colouring
         self.chat.set_colouring(colouring)
         self.notebook.set_colouring(colouring)
-        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE and not self._streaming_here():
+        if self.current_id is not None and self.pages.currentWidget() is self.chat and not self._streaming_here():
             self.show_messages(self.history.messages(self.current_id))
 
     def _streaming_here(self) -> bool:
         active = self.requests.active
         return active is not None and active.conversation_id == self.current_id and active.kind == "chat"
 
-    @_reporting
-    def pick_alternative(self, message_id: int, index: int, choice: Choice) -> None:
-        """A token's alternative was clicked: the reply is cut there, the alternative put in its place, and the
-        model goes on from it. The result is a new version of the reply; the old one is kept."""
-        if not self._ready() or self.current_id is None:
-            return
-        messages = self.history.messages(self.current_id)
-        at = next((i for i, m in enumerate(messages) if m.id == message_id), None)
-        data = self.token_data([message_id]).get(message_id)
-        if at is None or data is None or messages[at].role != "assistant":
-            return
-        self._start_chat_reply(messages[:at], prefix=data.alternative_at(index, choice))
-
-    @_reporting
-    def message_action(self, action: str, message_id: int) -> None:
-        """A link under a message: copy, regenerate or continue (a reply), edit or retry (a user message)."""
-        messages = self.history.messages(self.current_id) if self.current_id else []
-        message = next((m for m in messages if m.id == message_id), None)
-        if message is None:
-            return
-        if action == "copy":
-            QGuiApplication.clipboard().setText(message.content)
-            self.status.emit("Copied", 2000)
-        elif action == "regenerate":
-            self.regenerate(message_id)
-        elif action == "continue":
-            self.continue_reply(message_id)
-        elif action == "retry":
-            self.retry(message_id)
-        elif action == "edit":
-            self.chat.start_edit(message_id, message.content)
-        elif action in ("older", "newer"):
-            self.show_version(message, -1 if action == "older" else 1)
-
-    def _shown(self) -> list[Message]:
-        """The open chat's thread as shown (none for a notebook, or with none open)."""
-        conv = self._current()
-        return self.history.messages(conv.id) if conv is not None and conv.mode == "chat" else []
-
-    @staticmethod
-    def _find(messages: list[Message], message_id: int | None, role: str) -> int | None:
-        """The index of `message_id` in a thread if it is a message of `role`; with None, of the last such."""
-        for i in range(len(messages) - 1, -1, -1):
-            if messages[i].role == role and message_id in (None, messages[i].id):
-                return i
-        return None
-
-    @_reporting
-    def copy_reply(self, message_id: int | None = None) -> None:
-        """Put a reply on the clipboard (None: the open chat's last reply)."""
-        messages = self._shown()
-        at = self._find(messages, message_id, "assistant")
-        if at is None:
-            self.status.emit("There is no reply here to copy.", 3000)
-            return
-        QGuiApplication.clipboard().setText(messages[at].content)
-        self.status.emit("Copied", 2000)
-
-    @_reporting
-    def edit_last(self) -> None:
-        """Put the open chat's last message of one's own in the message box, to edit and resend it."""
-        messages = self._shown()
-        at = self._find(messages, None, "user")
-        if at is not None:
-            self.chat.start_edit(messages[at].id, messages[at].content)
-
-    @_reporting
-    def show_version(self, message: Message, step: int) -> None:
-        """Show the previous or next version of a turn, with the turns that followed it then. The view stays
-        where it is, and an arrow reached by the keyboard keeps the focus (the same way, if there is one)."""
-        ids = self.history.versions(message)
-        index = ids.index(message.id) + step
-        if 0 <= index < len(ids) and not self._writing_here():
-            shown = ids[index]
-            self.history.show_version(self.current_id, shown)
-            ways = ("older", "newer") if step < 0 else ("newer", "older")
-            self.show_messages(self.history.messages(self.current_id), stay=True,
-                               focus_links=tuple(f"{way}:{shown}" for way in ways))
-            self.changed.emit()
-
-    def _writing_here(self) -> bool:
-        active = self.requests.active
-        if active is not None and active.conversation_id == self.current_id:
-            self.status.emit("The model is still writing here; stop it first (Esc).", 5000)
-            return True
-        return False
-
-    @_reporting
-    def regenerate(self, message_id: int | None = None) -> None:
-        """Write a new version of a reply (None: the open chat's last reply, or, if its last message has none,
-        that message's); the old one is kept, with the turns that followed it."""
-        messages = self._shown()
-        at = self._find(messages, message_id, "assistant")
-        if message_id is None and messages and messages[-1].role == "user":
-            self.retry()
-        elif at is None or at == 0:
-            self.status.emit("There is no reply here to write again.", 3000)
-        elif self._ready():
-            self._start_chat_reply(messages[:at])
-
-    @_reporting
-    def continue_reply(self, message_id: int | None = None) -> None:
-        """Let the model go on from the end of a reply (None: the open chat's last reply), as when it was cut at
-        the length limit. The longer text is a new version of that turn; the old one stays (‹ ›)."""
-        messages = self._shown()
-        at = self._find(messages, message_id, "assistant")
-        if at is None:
-            self.status.emit("There is no reply here to continue.", 3000)
-            return
-        if not self._ready():
-            return
-        reply = messages[at]
-        data = self.token_data([reply.id]).get(reply.id)
-        if data is not None and not self.requests.model.server and data.text().strip() == reply.content:
-            self._start_chat_reply(messages[:at], prefix=data)  # the same tokens: the colours go on too
-        else:
-            self._start_chat_reply(messages[:at], written=reply.content)
-
-    @_reporting
-    def retry(self, message_id: int | None = None) -> None:
-        """Send again a message left without a reply (a request that failed, a crash, a server gone): the
-        reply is written now, without typing the message again. None: the open chat's last message."""
-        messages = self._shown()
-        at = self._find(messages, message_id, "user")
-        if at is None or at != len(messages) - 1:
-            self.status.emit("Every message here has its reply; Regenerate writes another.", 4000)
-            return
-        if self._ready():
-            self._start_chat_reply(messages)
-
-    @_reporting
+    @reporting
     def store_draft(self) -> None:
         """Keep the open chat's unsent message with it, and an edit of an earlier message in progress (so they
         survive switching and restarting)."""
@@ -570,123 +377,9 @@ class ConversationController(QObject):
         if (conv.draft, conv.edit_id, conv.edit_text) != (self.chat.unsent(), edit_id, edit_text):
             self.history.set_draft(conv.id, self.chat.unsent(), edit_id, edit_text)
 
-    @_reporting
+    @reporting
     def keep_unsent(self) -> None:
         """Before closing: keep the unsent message, in a new chat if none is open."""
         if self.current_id is None and self.chat.unsent().strip():
             self.current_id = self.history.create_conversation(title_from(self.chat.unsent()), "chat")
         self.store_draft()
-
-    # notebook
-
-    @_reporting
-    def store_document(self) -> None:
-        """Save the notebook's text now, if a notebook is open (not while the model is continuing it: the
-        continuation is saved with the text when it ends)."""
-        self.notebook.cancel_autosave()
-        if self.notebook.continuing():
-            return
-        conv = self._current() if self.pages.currentIndex() == NOTEBOOK_PAGE else None
-        if conv is not None and conv.document != self.notebook.document():  # (unchanged: its place in the list stays)
-            self.history.set_document(conv.id, self.notebook.document())
-            self._title_notebook(conv.id, self.notebook.document())
-
-    def _title_notebook(self, conversation_id: int, document: str) -> None:
-        """A notebook still called "Notebook" is named after its first words once it has some."""
-        conv = self.history.conversation(conversation_id)
-        if conv is not None and conv.title == NOTEBOOK_TITLE and document.strip():
-            self.history.rename_conversation(conversation_id, title_from(document))
-            self.refresh()
-
-    @_reporting
-    def continue_notebook(self) -> None:
-        """Let the model continue the notebook's text at its end."""
-        if not self._ready():
-            return
-        if self.current_id is None:
-            self.current_id = self.history.create_conversation(NOTEBOOK_TITLE, "notebook")
-            self.refresh()
-        self.store_document()
-        self.notebook.begin_continuation()
-        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
-        self.requests.generate("notebook", self.notebook.document(), settings, self.current_id, top_logprobs=TOP)
-
-    @_reporting
-    def pick_notebook_alternative(self, message_id: int, index: int, choice: Choice) -> None:
-        """A continuation's token's alternative was clicked: the text is cut at that token, the alternative put
-        in its place and the model continues from it. The new continuation is saved as a version of the old
-        one (kept in the history); Ctrl+Z brings the old text back."""
-        if not self._ready() or self.current_id is None:
-            return
-        data = self.token_data([message_id]).get(message_id)
-        position = self.notebook.token_position(message_id, index)
-        if data is None or position is None:
-            return
-        old = next((m for m in self.history.messages(self.current_id) if m.id == message_id), None)
-        picked = ReplyTokens.of([data.alternative_at(index, choice).token(index)])
-        head = self.notebook.document()[:position]
-        self.notebook.replace_from(position, choice.text)
-        self.history.set_document(self.current_id, head)  # what the continuation is written after
-        self.notebook.begin_continuation(start=position)
-        settings = sampling_for(self._current().preset, self.settings.sampling())  # (the panel's stops too)
-        request = self.requests.generate("notebook", head, settings, self.current_id, top_logprobs=TOP,
-                                         prefix=picked)
-        request.replaces = old.id if old is not None else None
-
-    # what a request wrote
-
-    @_reporting
-    def save_reply(self, active: ActiveRequest, text: str, stop_reason: str, context_tokens: int = 0) -> None:
-        """Save a finished or stopped chat reply or notebook continuation (one transaction), with what the model
-        predicted at each of its tokens. `text`: what the engine wrote (after the request's prefix, if any);
-        `context_tokens`: how many tokens of the model's window its prompt and it filled (a remote model's
-        count, shown while its conversation is)."""
-        text = active.prefix + text
-        data = active.token_data
-        tokens = active.token_blob if data is not None and data.text() == text else None
-        loaded = self.requests.model
-        model = loaded.writer if loaded else None
-        # Beside the sampling settings, what ran it: the same text and settings can differ by precision or device.
-        settings = {**active.settings, **({"precision": loaded.precision, "device": loaded.device,
-                                           "threads": self.settings.threads} if loaded else {})}
-        if self.history.conversation(active.conversation_id) is None:
-            return  # deleted meanwhile
-        if active.kind == "chat":
-            content = text.strip()
-            if content or stop_reason != "cancelled":
-                message_id = self.history.add_message(active.conversation_id, "assistant", content, model=model,
-                                                      settings=settings, stop_reason=stop_reason,
-                                                      after=active.reply_after or FIRST, tokens=tokens)
-                if tokens is not None:
-                    self._decoded[message_id] = data
-                if context_tokens:
-                    self._counted[message_id] = context_tokens
-            if not active.detached and self.current_id == active.conversation_id:
-                self.show_messages(self.history.messages(active.conversation_id))
-        else:
-            if active.detached:
-                document = self.history.conversation(active.conversation_id).document + text
-            else:
-                self.notebook.end_continuation()
-                document = self.notebook.document()
-            replaced = next((m for m in self.history.messages(active.conversation_id) if m.id == active.replaces),
-                            None) if active.replaces is not None else None
-            message_id = self.history.add_message(active.conversation_id, "assistant", text, model=model,
-                                                  settings=settings, stop_reason=stop_reason, document=document,
-                                                  tokens=tokens,
-                                                  after=(replaced.parent_id or FIRST) if replaced else None)
-            if tokens is not None:
-                self._decoded[message_id] = data
-                if not active.detached:
-                    self.notebook.mark_continuation(message_id, data)
-            if context_tokens:
-                self._counted_text[active.conversation_id] = (document, context_tokens)
-            self._title_notebook(active.conversation_id, document)
-        self.refresh()
-
-    @_reporting
-    def forget_failed(self) -> None:
-        """A request failed: the notebook is editable again, the chat shows what was saved."""
-        self.notebook.end_continuation()
-        if self.current_id is not None and self.pages.currentIndex() == CHAT_PAGE:
-            self.show_messages(self.history.messages(self.current_id))

@@ -12,8 +12,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from app.chat.conversations import ConversationController, title_from
-from app.history.store import History, HistoryError
+from app.chat.conversations import ConversationController
+from app.chat.titles import title_from
+from app.history.errors import HistoryError
+from app.history.store import History
 from app.history.transfer import HistoryFileError, format_for, import_file, write_export
 from app.notice import Problem
 from app.settings import AppSettings

@@ -10,7 +10,7 @@ from app.chat.composer import Composer
 from app.chat.options import ChatOptions
 from app.chat.transcript import TranscriptView
 from app.chat.welcome import WelcomePanel
-from app.history.store import Message
+from app.history.records import Message
 from app.probe.probabilities import Colouring, Legend
 from app.probe.token_data import ReplyTokens
 

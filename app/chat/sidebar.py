@@ -15,7 +15,7 @@ from PySide6.QtGui import QAction, QKeySequence, QPalette, QShortcut, QTextDocum
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
 
-from app.history.store import Conversation
+from app.history.records import Conversation
 
 # The conversation list's own keys (Help > Keyboard shortcuts lists them).
 KEYS = (("Delete", "delete the selected conversation (asks first)"), ("Esc (in the search box)", "clear the search"))

@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
-from app.history.store import Message, speaker
+from app.history.records import Message, speaker
 from app.probe.probabilities import Colouring, block_positions, token_format, write_broken
 from app.probe.token_cursor import TokenCursor, TokenHover
 from app.probe.token_data import ReplyTokens, soft_breaks, spans

@@ -31,7 +31,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.history.store import Conversation, ConversationRecord, History, HistoryError, Message, speaker
+from app.history.errors import HistoryError
+from app.history.records import Conversation, ConversationRecord, Message, speaker
+from app.history.store import History
 from engine.errors import StorageError
 from engine.files import write_atomic
 

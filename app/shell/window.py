@@ -26,6 +26,7 @@ from app.engine_link.worker import ModelInfo
 from app.finetune.view import FinetuneView
 from app.history.store import History
 from app.models.view import ModelsView
+from app.notice import NOT_SAVED
 from app.notebook.page import NotebookPage
 from app.probe.analysis_view import AnalysisView
 from app.probe.probabilities import COLOUR_BLIND, GLTR, PROBABILITY, RANKS, Colouring
@@ -46,7 +47,6 @@ from engine.paths import user_templates_dir
 
 CHAT_MIN_WIDTH = 400  # the chat column, so that the window works from 800x500 up with the settings shown
 DOCK_WIDTH = (150, 300)  # the settings dock's narrowest and widest (its fields shrink to fit)
-NOT_SAVED = " This session's conversations will not be saved to it."  # after why the history is not the file
 
 
 class MainWindow(QMainWindow):
@@ -154,8 +154,7 @@ class MainWindow(QMainWindow):
         requests.loading.connect(self.status_bar.show_loading)
         requests.loaded.connect(model.on_loaded)
         requests.load_failed.connect(model.on_load_failed)
-        conversations.problem.connect(self._history_problem)
-        for room in (model, replies, self.dialogs):
+        for room in (conversations, model, replies, self.dialogs):
             room.problem.connect(self.banner.report)  # every room's failures reach the banner this one way
         for room in (conversations, model, self.dialogs):
             room.status.connect(self.status_bar.showMessage)
@@ -287,11 +286,6 @@ class MainWindow(QMainWindow):
         self.status_bar.clear_reply()
         self.replies.show_context()
         self.conversations.count_draft()
-
-    def _history_problem(self, message: str) -> None:
-        """The history failed: a write that did not happen (a full disk), or a file found damaged only now and
-        left alone from here on (its conversations are gone from the list; the session goes on in memory)."""
-        self.banner.show_message(message + (NOT_SAVED if self.history.detached is not None else ""), kind="history")
 
     def notebook_from_text(self, text: str) -> None:
         self.tabs.setCurrentIndex(0)

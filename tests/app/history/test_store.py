@@ -1,4 +1,4 @@
-"""app.history.store on its own: a real SQLite file in tmp_path, no window."""
+"""The history on its own (app.history.store, .schema, .records): a real SQLite file in tmp_path, no window."""
 
 import hashlib
 import shutil
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from app.history.store import SCHEMA_VERSION, History, HistoryError
+from app.history.errors import HistoryError
+from app.history.schema import SCHEMA_VERSION
+from app.history.store import History
 from tests.helpers import HISTORY_DAMAGE, _garbage_at, fill_disk, remount_read_only, small_disk, write_history
 
 
@@ -280,7 +282,7 @@ def test_a_0_1_0_history_is_upgraded_in_place_with_everything_kept(tmp_path):
 
 
 def test_a_failed_upgrade_changes_nothing(tmp_path, monkeypatch):
-    import app.history.store as history_module
+    import app.history.schema as history_module
 
     path = tmp_path / "history.sqlite3"
     shutil.copyfile(FIXTURE, path)
@@ -318,7 +320,7 @@ def test_drafts_are_kept_and_do_not_reorder_the_list(history):
 def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
     import errno
 
-    import app.history.store as history_module
+    import app.history.schema as history_module
 
     path = tmp_path / "history.sqlite3"
     shutil.copyfile(FIXTURE, path)
@@ -336,7 +338,7 @@ def test_no_upgrade_without_a_backup(tmp_path, monkeypatch):
 
 def _v3_file(path):
     """A history as version 3 (conversation versions, no token data) wrote it: the v3 schema, two messages."""
-    import app.history.store as history_module
+    import app.history.schema as history_module
 
     import re
 

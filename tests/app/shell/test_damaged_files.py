@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.history.store import History, HistoryError, open_history
+from app.history.errors import HistoryError
+from app.history.store import History, open_history
 from app.settings import AppSettings
 from app.shell.window import MainWindow
 from tests.helpers import (_garbage_at, fill_disk, remount_read_only, small_disk, type_and_send, wait_idle,
